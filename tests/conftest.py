@@ -1,0 +1,44 @@
+"""Shared fixtures. Tests are offline: no hub, no network beyond localhost."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+from db.store import Store  # noqa: E402
+
+
+@pytest.fixture
+def db_path(tmp_path, monkeypatch):
+    """A fresh database file for one test; PREFLAB_DB points at it so the CLI uses it too."""
+    path = tmp_path / "test.duckdb"
+    monkeypatch.setenv("PREFLAB_DB", str(path))
+    monkeypatch.delenv("PREFLAB_URL", raising=False)
+    return path
+
+
+@pytest.fixture
+def store(db_path):
+    s = Store.open(db_path)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def run_cli(db_path):
+    """Invoke `preflab ...` in-process; returns the click Result. Use `assert r.exit_code == 0, r.output`."""
+    from db.cli import cli
+
+    runner = CliRunner()
+
+    def _run(*args, input=None):
+        return runner.invoke(cli, ["--db", str(db_path), *map(str, args)], input=input, catch_exceptions=False)
+
+    return _run
