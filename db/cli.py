@@ -19,7 +19,16 @@ from db.errors import PrefLabError
 from db.store import DEFAULT_DB, Store
 
 # Packages that add commands: each module has `register(cli: click.Group)`.
-COMMAND_MODULES = ["db.commands", "serving.cli", "alignment.cli", "annotate.cli"]
+COMMAND_MODULES = [
+    "db.import_cli",  # import
+    "db.export_cli",  # export, stats
+    "serving.engine_cli",  # tiny-model, engine, sample
+    "serving.server_cli",  # server, user, transport to a running server
+    "serving.rag_cli",  # rag, apikey, arena
+    "alignment.cli",  # train, runs, models
+    "annotate.cli",  # ui
+    "serving.loop_cli",  # up, loop
+]
 
 
 class PrefLabGroup(click.Group):
