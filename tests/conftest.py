@@ -42,3 +42,19 @@ def run_cli(db_path):
         return runner.invoke(cli, ["--db", str(db_path), *map(str, args)], input=input, catch_exceptions=False)
 
     return _run
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """The embedded tiny causal LM (random weights, trained BPE tokenizer, chat template), built once."""
+    from serving.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_reward_dir(tmp_path_factory):
+    """The tiny model with a sequence-classification head (num_labels=1): a reward model to train."""
+    from serving.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-rm", reward=True)
