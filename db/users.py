@@ -1,0 +1,114 @@
+"""Users and API tokens (SQL only; hashing lives in serving.auth, which the db package may not import).
+
+    from db import users
+    users.add_user(store, "alice", role="annotator", password_hash=h, created_by="admin")
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from db.errors import ConflictError, InputError, NotFoundError
+from db.store import Store
+
+ROLES = ("annotator", "reviewer", "admin")
+MAX_NAME = 64
+
+_COLUMNS = "id, name, role, disabled, kind, created_by, CAST(created_at AS VARCHAR) AS created_at"
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise InputError(f"unknown role '{role}': use one of {', '.join(ROLES)}", field="role")
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME or name != name.strip():
+        raise InputError(f"a user name is 1-{MAX_NAME} characters without leading or trailing spaces", field="name")
+
+
+def get_user(store: Store, name: str, *, with_hash: bool = False) -> dict | None:
+    cols = _COLUMNS + (", password_hash" if with_hash else "")
+    rows = store.query(f"SELECT {cols} FROM users WHERE name = ?", [name])  # noqa: S608 (constant columns)
+    return rows[0] if rows else None
+
+
+def require_user(store: Store, name: str) -> dict:
+    user = get_user(store, name)
+    if user is None:
+        raise NotFoundError(f"no user named '{name}'")
+    return user
+
+
+def list_users(store: Store, *, with_hash: bool = False, humans_only: bool = False) -> list[dict]:
+    cols = _COLUMNS + (", password_hash" if with_hash else "")
+    where = "WHERE kind = 'human'" if humans_only else ""
+    return store.query(f"SELECT {cols} FROM users {where} ORDER BY name")  # noqa: S608
+
+
+def add_user(store: Store, name: str, *, role: str, password_hash: str | None, created_by: str) -> dict:
+    """Create a human user; an imported annotator of the same name (no password) is upgraded instead."""
+    _check_name(name)
+    _check_role(role)
+    with store.transaction():
+        existing = get_user(store, name, with_hash=True)
+        if existing is not None:
+            if existing["password_hash"] or existing["kind"] == "human":
+                raise ConflictError(f"user '{name}' already exists (use `user passwd` or PATCH /api/users/{name})")
+            store.con.execute(
+                "UPDATE users SET role = ?, password_hash = ?, kind = 'human' WHERE id = ?",
+                [role, password_hash, existing["id"]],
+            )
+        else:
+            store.con.execute(
+                "INSERT INTO users (name, role, password_hash, kind, created_by) VALUES (?, ?, ?, 'human', ?)",
+                [name, role, password_hash, created_by],
+            )
+    return require_user(store, name)
+
+
+def update_user(
+    store: Store, name: str, *, role: str | None = None, disabled: bool | None = None,
+    password_hash: str | None = None,
+) -> dict:
+    """Change role, disabled flag or password; disabling or a new password ends the user's sessions."""
+    user = require_user(store, name)
+    if role is not None:
+        _check_role(role)
+    with store.transaction():
+        if role is not None:
+            store.con.execute("UPDATE users SET role = ? WHERE id = ?", [role, user["id"]])
+        if disabled is not None:
+            store.con.execute("UPDATE users SET disabled = ? WHERE id = ?", [disabled, user["id"]])
+        if password_hash is not None:
+            store.con.execute("UPDATE users SET password_hash = ? WHERE id = ?", [password_hash, user["id"]])
+        if disabled or password_hash is not None:
+            store.con.execute("DELETE FROM api_tokens WHERE user_id = ?", [user["id"]])
+    return require_user(store, name)
+
+
+def add_token(store: Store, token_hash: str, user_id: int, expires_at: datetime) -> None:
+    with store._lock:
+        store.con.execute(
+            "INSERT INTO api_tokens (token_hash, user_id, expires_at) VALUES (?, ?, ?)",
+            [token_hash, user_id, expires_at],
+        )
+
+
+def user_for_token_hash(store: Store, token_hash: str, now: datetime) -> dict | None:
+    rows = store.query(
+        "SELECT u.id, u.name, u.role FROM api_tokens t JOIN users u ON u.id = t.user_id "
+        "WHERE t.token_hash = ? AND t.expires_at > ? AND NOT u.disabled",
+        [token_hash, now],
+    )
+    return rows[0] if rows else None
+
+
+def delete_token(store: Store, token_hash: str) -> None:
+    with store._lock:
+        store.con.execute("DELETE FROM api_tokens WHERE token_hash = ?", [token_hash])
+
+
+def purge_expired_tokens(store: Store, now: datetime) -> int:
+    with store._lock:
+        return store.con.execute("DELETE FROM api_tokens WHERE expires_at <= ?", [now]).fetchall()[0][0]
