@@ -1,0 +1,116 @@
+"""The closed loop: the synthetic annotator's rule, the report's arithmetic, and one short loop end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+
+from db.hashing import prompt_hash, text_hash
+from db.store import Batch
+from serving import synthetic
+from serving.synthetic import SyntheticConfig, annotate_dataset, judge, noisy_ranks, rule_ranks, rule_reward
+
+PROMPT = 'Tell me about rivers. Use the word "water".'
+
+
+# ---- the rule ---------------------------------------------------------------------------------------
+
+
+def test_keyword_is_read_from_the_prompt():
+    assert synthetic.requested_keyword(PROMPT) == "water"
+    assert synthetic.requested_keyword("Describe a cat. keyword: gato") == "gato"
+    assert synthetic.requested_keyword("Describe a cat.") is None
+
+
+def test_keyword_beats_length_then_earlier_beats_later_then_shorter_wins():
+    long_with = "a fairly long answer that eventually says water"
+    short_without = "short"
+    assert rule_reward(PROMPT, long_with) > rule_reward(PROMPT, short_without)
+    assert rule_reward(PROMPT, "water then more words") > rule_reward(PROMPT, "more words then water")
+    assert rule_reward(PROMPT, "ok") > rule_reward(PROMPT, "okay okay")
+    assert rule_reward(PROMPT, "WATER") == rule_reward(PROMPT, "water")  # case-insensitive
+
+
+def test_rule_ranks_are_dense_with_ties():
+    answers = ["water", "abc", "xyz", "longer answer"]
+    assert rule_ranks(PROMPT, answers) == [1, 2, 2, 3]  # "abc" and "xyz" tie: same length, no keyword
+    assert judge(PROMPT, "abc", "xyz") == "tie"
+    assert judge(PROMPT, "water", "abc") == "a"
+    assert judge(PROMPT, "abcdef", "abc") == "b"
+
+
+def test_noise_zero_keeps_the_ranking_and_noise_one_swaps_neighbours():
+    ranks = [3, 1, 2, 4]
+    assert noisy_ranks(ranks, 0.0, random.Random(1)) == ranks
+    # noise 1: every adjacent position swaps in turn, so the best answer bubbles to the bottom
+    assert noisy_ranks(ranks, 1.0, random.Random(1)) == [2, 4, 1, 3]
+    a = noisy_ranks([1, 2, 3, 4, 5], 0.3, random.Random("7:synthetic-1:p"))
+    b = noisy_ranks([1, 2, 3, 4, 5], 0.3, random.Random("7:synthetic-1:p"))
+    assert a == b and sorted(a) == [1, 2, 3, 4, 5]
+
+
+def test_config_rejects_bad_values_with_the_fix():
+    with pytest.raises(ValueError, match="noise is a probability"):
+        SyntheticConfig(noise=1.5)
+    with pytest.raises(ValueError, match="annotators must be >= 1"):
+        SyntheticConfig(annotators=0)
+
+
+# ---- annotation into the store ---------------------------------------------------------------------
+
+
+def _seed_dataset(store, n_prompts=6, answers=("water", "abc", "xyz", "a much longer answer", "mid size")):
+    batch = Batch()
+    for i in range(n_prompts):
+        messages = [{"role": "user", "content": f'Topic {i}: rivers. Use the word "water".'}]
+        key = prompt_hash(messages)
+        batch.prompts.append({"key": key, "messages": json.dumps(messages, ensure_ascii=False), "source": "test"})
+        for text in answers:
+            batch.generations.append({"prompt_key": key, "gen_key": text_hash(text), "text": text, "kind": "model",
+                                      "model": "tiny"})
+    store.write_batch("synth", batch, created_by="test")
+
+
+def test_annotation_writes_synthetic_rankings_and_pairs_add_up(store):
+    _seed_dataset(store)
+    result = annotate_dataset(store, "synth", SyntheticConfig(annotators=3, noise=0.0, seed=0))
+    assert result.prompts == 6 and result.rankings == 18
+    k = 5
+    assert result.expected_pairs == 18 * math.comb(k, 2)
+    # one tie per ranking ("abc" vs "xyz"): pairs = sum of C(K,2) minus ties
+    assert result.ties == 18 and result.pairs == result.expected_pairs - result.ties
+    kinds = {r["kind"] for r in store.query("SELECT kind FROM users WHERE name LIKE 'synthetic-%'")}
+    assert kinds == {"synthetic"}
+    assert {r["source"] for r in store.query("SELECT DISTINCT source FROM rankings")} == {"synthetic"}
+    # noise 0: all three annotators give the same ranking of every prompt
+    per_prompt = store.query(
+        "SELECT r.prompt_id, count(DISTINCT string_agg_ranks) AS n FROM (SELECT r.prompt_id, r.id, "
+        "string_agg(CAST(i.generation_id AS VARCHAR) || ':' || CAST(i.rank AS VARCHAR), ',' ORDER BY i.generation_id)"
+        " AS string_agg_ranks FROM rankings r JOIN ranking_items i ON i.ranking_id = r.id GROUP BY r.prompt_id, r.id)"
+        " r GROUP BY r.prompt_id"
+    )
+    assert all(row["n"] == 1 for row in per_prompt)
+    # the best answer under the rule is chosen in every non-tie pair it is part of
+    best = store.query(
+        "SELECT count(*) AS n FROM pairs p JOIN generations g ON g.id = p.rejected_id WHERE g.text = 'water'"
+    )[0]["n"]
+    assert best == 0
+    again = annotate_dataset(store, "synth", SyntheticConfig(annotators=3, noise=0.0, seed=0))
+    assert again.rankings == 0  # idempotent: one ranking per annotator per prompt
+
+
+def test_noise_makes_annotators_disagree_reproducibly(store):
+    _seed_dataset(store, n_prompts=20)
+    annotate_dataset(store, "synth", SyntheticConfig(annotators=3, noise=0.4, seed=3))
+    rows = store.query(
+        "SELECT u.name, r.prompt_id, i.generation_id, i.rank FROM rankings r JOIN users u ON u.id = r.user_id "
+        "JOIN ranking_items i ON i.ranking_id = r.id ORDER BY 1, 2, 3"
+    )
+    by = {}
+    for r in rows:
+        by.setdefault((r["name"], r["prompt_id"]), []).append(r["rank"])
+    differing = sum(by[("synthetic-1", p)] != by[("synthetic-2", p)] for (_, p) in by if _ == "synthetic-1")
+    assert differing > 0
