@@ -1,0 +1,121 @@
+"""The PrefLab annotation app: log in, then the pages your role allows.
+
+    preflab ui --server http://127.0.0.1:8000          # or: PREFLAB_URL=... streamlit run annotate/app.py
+
+Navigation by role (st.navigation): annotator -> Rank (+ Arena); reviewer -> + Review; admin -> + Data,
+Admin (+ Training). Leaderboard, when the arena is installed, is open to everyone. Pages written by other
+areas (pages/training.py, pages/arena.py, pages/leaderboard.py) join the menu when their file exists.
+The app talks only to the server (annotate.client); it never opens the database.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import streamlit as st
+
+from annotate.client import AUTH_KEY, FLASH_KEY, ApiError, current_user, get_client, server_url
+
+PAGES = Path(__file__).parent / "pages"
+ROLE_LABELS = {"annotator": "Annotator", "reviewer": "Reviewer", "admin": "Admin"}
+
+st.set_page_config(page_title="PrefLab", page_icon="⚖️", layout="wide", initial_sidebar_state="expanded")
+
+
+def _page(file: str, title: str, icon: str, *, default: bool = False) -> st.Page | None:
+    """A page from annotate/pages/, or None while that file does not exist (another area adds it)."""
+    path = PAGES / file
+    return st.Page(str(path), title=title, icon=icon, default=default) if path.is_file() else None
+
+
+def _login() -> None:
+    st.write("")
+    _, middle, _ = st.columns([1, 1.1, 1])
+    with middle:
+        st.title("⚖️ PrefLab")
+        st.caption("Rank model answers. Your judgements teach the next model.")
+        flash = st.session_state.pop(FLASH_KEY, None)
+        if flash:
+            st.warning(flash, icon=":material/schedule:")
+        with st.form("login_form", border=True):
+            name = st.text_input("User name", key="login_name", autocomplete="username")
+            password = st.text_input(
+                "Password", type="password", key="login_password", autocomplete="current-password"
+            )
+            submitted = st.form_submit_button("Log in", type="primary", width="stretch", key="login_submit")
+        if submitted:
+            if not name.strip() or not password:
+                st.error("Enter your user name and password.")
+                st.stop()
+            try:
+                auth = get_client().login(name.strip(), password)
+            except ApiError as e:
+                st.error(f"Could not log in: {e}", icon=":material/lock:")
+                st.stop()
+            st.session_state[AUTH_KEY] = auth
+            st.session_state.pop("login_password", None)
+            st.rerun()
+        st.caption(f"Server: `{server_url()}`")
+
+
+def _logout() -> None:
+    get_client().logout()
+    keep = {FLASH_KEY}
+    for key in list(st.session_state.keys()):
+        if key not in keep:
+            del st.session_state[key]
+
+
+def _expired(auth: dict) -> bool:
+    """True if the token's expiry (as the server told us at login) has passed."""
+    raw = auth.get("expires_at")
+    if not raw:
+        return False
+    try:
+        expires = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    now = datetime.now(expires.tzinfo) if expires.tzinfo else datetime.now()
+    return expires <= now
+
+
+def _sidebar(user: dict) -> None:
+    with st.sidebar:
+        st.markdown(f"**{user['name']}**  \n{ROLE_LABELS.get(user['role'], user['role'])}")
+        st.button("Log out", key="logout", icon=":material/logout:", on_click=_logout, width="stretch")
+
+
+def _pages_for(role: str) -> dict[str, list[st.Page]]:
+    sections = {
+        "Annotate": [
+            _page("rank.py", "Rank", ":material/format_list_numbered:", default=True),
+            _page("arena.py", "Arena", ":material/swords:"),
+        ],
+        "Review": [_page("review.py", "Review", ":material/rule:")] if role in ("reviewer", "admin") else [],
+        "Manage": [
+            _page("data.py", "Data", ":material/database:"),
+            _page("admin.py", "Admin", ":material/admin_panel_settings:"),
+            _page("training.py", "Training", ":material/model_training:"),
+        ]
+        if role == "admin"
+        else [],
+        "Results": [_page("leaderboard.py", "Leaderboard", ":material/leaderboard:")],
+    }
+    return {name: [p for p in pages if p] for name, pages in sections.items() if any(pages)}
+
+
+auth = st.session_state.get(AUTH_KEY)
+if auth and _expired(auth):
+    st.session_state.pop(AUTH_KEY, None)
+    st.session_state[FLASH_KEY] = "Your session has expired. Please log in again."
+user = current_user()
+
+if user is None:
+    pages = [st.Page(_login, title="Log in", icon=":material/login:", url_path="login", default=True)]
+    board = _page("leaderboard.py", "Leaderboard", ":material/leaderboard:")
+    nav = st.navigation(pages + [board] if board else pages, position="sidebar" if board else "hidden")
+else:
+    _sidebar(user)
+    nav = st.navigation(_pages_for(user["role"]))
+nav.run()

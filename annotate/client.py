@@ -1,0 +1,307 @@
+"""The UI's only way to the data: an HTTP client of the PrefLab server (never the DuckDB file).
+
+    from annotate.client import get_client, ApiError
+    client = get_client()                 # one per Streamlit session; the token lives in st.session_state
+    item = client.queue_next("oasst")     # {"item": {...} | None, "progress": {...}}
+
+Each API call is one method. A failed call raises ApiError carrying the server's
+{"error": {"message", "field"}}, so pages can show it as one readable line. A 401 on any call but login
+means the session expired: `get_client()` wires that to "log out and show the login page with a message".
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+AUTH_KEY = "auth"  # st.session_state[AUTH_KEY] = {"token", "expires_at", "user": {id, name, role}}
+FLASH_KEY = "login_flash"  # a message the login page shows once (e.g. "your session expired")
+
+
+class ApiError(Exception):
+    """A request the server refused (or could not be sent). `str(e)` is the line to show a person."""
+
+    def __init__(self, message: str, *, status: int | None = None, field: str | None = None):
+        self.message, self.status, self.field = message, status, field
+        super().__init__(f"{message} (field: {field})" if field else message)
+
+
+class SessionExpiredError(ApiError):
+    """The token is missing, expired or revoked: the person has to log in again."""
+
+
+def server_url() -> str:
+    """PREFLAB_URL (set by `preflab ui --server`), default the local server."""
+    return os.environ.get("PREFLAB_URL", DEFAULT_URL).rstrip("/")
+
+
+def _error_from(response: httpx.Response) -> ApiError:
+    """Turn a 4xx/5xx into ApiError, reading {"error": {"message", "field"}} (or FastAPI's {"detail"})."""
+    message, field = None, None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict):
+            message, field = err.get("message"), err.get("field")
+        elif isinstance(err, str):
+            message = err
+        elif "detail" in body:  # a route that raised HTTPException the FastAPI way
+            detail = body["detail"]
+            if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+                message = detail[0].get("msg")
+                loc = [str(p) for p in detail[0].get("loc", []) if p not in ("body", "query", "path")]
+                field = ".".join(loc) or None
+            else:
+                message = str(detail)
+    if not message:
+        message = f"the server answered {response.status_code} {response.reason_phrase}"
+    cls = SessionExpiredError if response.status_code == 401 else ApiError
+    return cls(message, status=response.status_code, field=field)
+
+
+class Client:
+    """One method per API call. `token` authenticates; `on_expired` runs when the server answers 401."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        token: str | None = None,
+        http: httpx.Client | None = None,
+        on_expired: Callable[[SessionExpiredError], None] | None = None,
+    ):
+        self.base_url = (base_url or server_url()).rstrip("/")
+        self.token = token
+        self.on_expired = on_expired
+        self._http = http or httpx.Client(timeout=httpx.Timeout(60.0, connect=5.0))
+
+    # ---- plumbing ---------------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, *, auth: bool = True, **kwargs) -> httpx.Response:
+        """Send one request; raise ApiError on a refusal, SessionExpiredError (after on_expired) on 401."""
+        headers = kwargs.pop("headers", {}) or {}
+        if auth and self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if "params" in kwargs:  # drop unset filters so the server sees only what the person chose
+            kwargs["params"] = {k: v for k, v in kwargs["params"].items() if v is not None and v != ""}
+        try:
+            response = self._http.request(method, self.base_url + path, headers=headers, **kwargs)
+        except httpx.TransportError as e:
+            raise ApiError(
+                f"cannot reach the PrefLab server at {self.base_url} ({type(e).__name__}). "
+                "Start it with `preflab server`, or point the UI at it with `preflab ui --server URL`."
+            ) from e
+        if response.status_code >= 400:
+            error = _error_from(response)
+            if isinstance(error, SessionExpiredError) and auth and self.on_expired:
+                self.on_expired(error)
+            raise error
+        return response
+
+    def get(self, path: str, **params) -> Any:
+        """GET path?params -> JSON. Also the way for pages of other areas (runs, arena) to reach their routes."""
+        return self.request("GET", path, params=params).json()
+
+    def post(self, path: str, payload: dict | None = None) -> Any:
+        return self.request("POST", path, json=payload or {}).json()
+
+    def patch(self, path: str, payload: dict) -> Any:
+        return self.request("PATCH", path, json=payload).json()
+
+    # ---- auth -------------------------------------------------------------------------------------
+
+    def login(self, name: str, password: str) -> dict:
+        """-> {token, expires_at, user}; the token is kept on this client."""
+        data = self.request("POST", "/api/auth/login", auth=False, json={"name": name, "password": password}).json()
+        self.token = data["token"]
+        return data
+
+    def logout(self) -> None:
+        """Tell the server to forget the token (best effort: an unreachable server still logs the UI out)."""
+        if self.token:
+            try:
+                self.request("POST", "/api/auth/logout", auth=True)
+            except ApiError:
+                pass
+        self.token = None
+
+    def me(self) -> dict:
+        return self.get("/api/me")
+
+    # ---- datasets ---------------------------------------------------------------------------------
+
+    def datasets(self) -> list[dict]:
+        data = self.get("/api/datasets")
+        return data.get("datasets", data) if isinstance(data, dict) else data
+
+    def create_dataset(self, name: str, **fields) -> dict:
+        return self.post("/api/datasets", {"name": name, **fields})
+
+    def update_dataset(self, name: str, **fields) -> dict:
+        return self.patch(f"/api/datasets/{name}", fields)
+
+    # ---- ranking ----------------------------------------------------------------------------------
+
+    def queue_next(self, dataset: str | None = None) -> dict:
+        """-> {"item": {assignment_id, dataset, prompt, answers, guidelines, guideline_version} | None,
+        "progress": {done_today, remaining}}"""
+        return self.get("/api/queue/next", dataset=dataset)
+
+    def submit_ranking(
+        self,
+        assignment_id: int,
+        *,
+        status: str = "submitted",
+        ranks: dict[int, int] | None = None,
+        all_bad: bool = False,
+        skip_reason: str | None = None,
+        flag_reason: str | None = None,
+        comment: str | None = None,
+        time_on_task_ms: int | None = None,
+    ) -> dict:
+        """-> {ranking_id, next: <same shape as queue_next>}"""
+        payload = {
+            "assignment_id": assignment_id,
+            "status": status,
+            "ranks": {str(g): int(r) for g, r in (ranks or {}).items()},
+            "all_bad": all_bad,
+            "skip_reason": skip_reason or None,
+            "flag_reason": flag_reason or None,
+            "comment": comment or None,
+            "time_on_task_ms": time_on_task_ms,
+        }
+        return self.post("/api/rankings", payload)
+
+    def asset(self, prompt_id: int, index: int) -> bytes:
+        """The bytes of a prompt's asset (the image of a visual question)."""
+        return self.request("GET", f"/api/prompts/{prompt_id}/assets/{index}").content
+
+    # ---- review -----------------------------------------------------------------------------------
+
+    def stats(self, dataset: str | None = None) -> dict:
+        return self.get("/api/stats", dataset=dataset)
+
+    def disagreements(self, dataset: str | None = None, limit: int | None = None) -> list[dict]:
+        data = self.get("/api/review/disagreements", dataset=dataset, limit=limit)
+        return data.get("prompts", data.get("disagreements", [])) if isinstance(data, dict) else data
+
+    def prompt_rankings(self, prompt_id: int) -> dict:
+        """-> {prompt, answers, rankings: [{annotator, ranks, ...}]}"""
+        return self.get(f"/api/prompts/{prompt_id}/rankings")
+
+    def adjudicate(self, prompt_id: int, ranks: dict[int, int], comment: str | None = None) -> dict:
+        payload = {
+            "prompt_id": prompt_id,
+            "ranks": {str(g): int(r) for g, r in ranks.items()},
+            "comment": comment or None,
+        }
+        return self.post("/api/adjudications", payload)
+
+    # ---- data -------------------------------------------------------------------------------------
+
+    def import_file(
+        self,
+        filename: str,
+        content: bytes,
+        *,
+        dataset: str,
+        fmt: str = "auto",
+        dry_run: bool = False,
+        skip_invalid: bool = False,
+    ) -> dict:
+        """Upload a file to import; -> the import report (counts, errors)."""
+        form = {
+            "dataset": dataset,
+            "format": fmt,
+            "dry_run": str(dry_run).lower(),
+            "skip_invalid": str(skip_invalid).lower(),
+        }
+        files = {"file": (filename, content, "application/octet-stream")}
+        return self.request("POST", "/api/import", data=form, files=files).json()
+
+    def export(self, **filters) -> tuple[bytes, dict]:
+        """-> (file bytes, response headers); filters: format, dataset, split, min_annotators, ..."""
+        response = self.request("GET", "/api/export", params=filters)
+        return response.content, dict(response.headers)
+
+    # ---- users ------------------------------------------------------------------------------------
+
+    def users(self) -> list[dict]:
+        data = self.get("/api/users")
+        return data.get("users", data) if isinstance(data, dict) else data
+
+    def add_user(self, name: str, role: str, password: str) -> dict:
+        return self.post("/api/users", {"name": name, "role": role, "password": password})
+
+    def update_user(self, name: str, **fields) -> dict:
+        """fields: role, disabled, password."""
+        return self.patch(f"/api/users/{name}", fields)
+
+    # ---- engines, models and sampling -------------------------------------------------------------
+
+    def engines(self) -> list[dict]:
+        data = self.get("/api/engines")
+        return data.get("engines", data) if isinstance(data, dict) else data
+
+    def models(self) -> list[dict]:
+        data = self.get("/api/models")
+        return data.get("models", data.get("data", data)) if isinstance(data, dict) else data
+
+    def start_sampling(self, **params) -> dict:
+        """params: dataset, engine, model, n, temperature, top_p, max_tokens, seed."""
+        return self.post("/api/sampling-jobs", params)
+
+    def sampling_jobs(self) -> list[dict]:
+        data = self.get("/api/sampling-jobs")
+        return data.get("jobs", data) if isinstance(data, dict) else data
+
+    def sampling_job(self, job_id: int | str) -> dict:
+        return self.get(f"/api/sampling-jobs/{job_id}")
+
+    def cancel_sampling(self, job_id: int | str) -> dict:
+        return self.post(f"/api/sampling-jobs/{job_id}/cancel")
+
+
+# ---- Streamlit glue -------------------------------------------------------------------------------
+
+
+def _shared_http() -> httpx.Client:
+    """One pooled httpx client per UI process (thread-safe), shared by every session."""
+    import streamlit as st
+
+    @st.cache_resource(show_spinner=False)
+    def _make() -> httpx.Client:
+        return httpx.Client(timeout=httpx.Timeout(60.0, connect=5.0))
+
+    return _make()
+
+
+def _expire_session(error: SessionExpiredError) -> None:
+    import streamlit as st
+
+    st.session_state.pop(AUTH_KEY, None)
+    st.session_state[FLASH_KEY] = "Your session has expired. Please log in again."
+    st.rerun()
+
+
+def get_client() -> Client:
+    """The client for this Streamlit session: the shared connection pool plus this person's token."""
+    import streamlit as st
+
+    auth = st.session_state.get(AUTH_KEY) or {}
+    return Client(server_url(), token=auth.get("token"), http=_shared_http(), on_expired=_expire_session)
+
+
+def current_user() -> dict | None:
+    """{id, name, role} of the logged-in person, or None."""
+    import streamlit as st
+
+    auth = st.session_state.get(AUTH_KEY)
+    return auth.get("user") if auth else None

@@ -1,0 +1,234 @@
+"""Rank: one prompt, its K answers (labelled Answer 1..K in this annotator's stored order), a rank each.
+
+The item comes from GET /api/queue/next and is kept in session state, so clicking rank pickers never goes
+back to the server; submitting (POST /api/rankings) returns the next item, shown at once. Time on task runs
+from the moment an item is first shown to the submit.
+"""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from annotate.client import ApiError, get_client
+from annotate.ranking import answer_cards, preview_line, typed_order_box
+from annotate.render import dense_ranks, safe_markdown, show_conversation
+
+SKIP_REASONS = [
+    "Outside my expertise",
+    "The prompt is unclear or incomplete",
+    "The answers do not load or are cut off",
+    "Needs a language I do not read",
+    "Other",
+]
+FLAG_REASONS = [
+    "Harmful or dangerous content",
+    "Hate, harassment or sexual content",
+    "Personal or private data",
+    "Illegal activity",
+    "Other",
+]
+
+client = get_client()
+
+for key, default in (("rank_queue", None), ("rank_shown_at", {}), ("rank_assets", {})):
+    if key not in st.session_state:
+        st.session_state[key] = default
+
+
+def _load(dataset: str | None) -> None:
+    """Fetch the next item for `dataset` into session state."""
+    st.session_state.rank_queue = {"dataset": dataset, **client.queue_next(dataset)}
+
+
+def _accept(response: dict, dataset: str | None, toast: str) -> None:
+    """After a submit: the response carries the next item; show it at once."""
+    nxt = response.get("next") or client.queue_next(dataset)
+    st.session_state.rank_queue = {"dataset": dataset, **nxt}
+    st.session_state.rank_toast = toast
+    st.rerun()
+
+
+# ---- dataset ------------------------------------------------------------------------------------------
+
+if "rank_datasets" not in st.session_state:
+    try:
+        st.session_state.rank_datasets = [d["name"] for d in client.datasets()]
+    except ApiError as e:
+        st.error(f"Could not load the datasets: {e}")
+        st.stop()
+names: list[str] = st.session_state.rank_datasets
+
+title_col, ds_col, done_col, left_col = st.columns([3, 2, 1, 1], vertical_alignment="bottom")
+title_col.title("Rank answers")
+if not names:
+    st.info("There is nothing to rank yet: no dataset exists. An admin can import prompts on the Data page.")
+    st.stop()
+dataset = ds_col.selectbox("Dataset", names, key="rank_dataset") if len(names) > 1 else names[0]
+
+queue = st.session_state.rank_queue
+if queue is None or queue.get("dataset") != dataset:
+    try:
+        _load(dataset)
+    except ApiError as e:
+        st.error(f"Could not fetch the next prompt: {e}")
+        st.stop()
+    queue = st.session_state.rank_queue
+
+progress = queue.get("progress") or {}
+done_col.metric("Done today", progress.get("done_today", 0))
+left_col.metric("Left in queue", progress.get("remaining", "—"))
+
+toast = st.session_state.pop("rank_toast", None)
+if toast:
+    st.toast(toast, icon=":material/check_circle:")
+
+item = queue.get("item")
+if not item:
+    st.write("")
+    with st.container(border=True, key="rank_all_done"):
+        st.markdown("### 🎉 All done for now")
+        st.write(
+            f"Nothing is waiting for you in **{dataset}**. Thank you! New prompts show up here as they are "
+            "added; try another dataset or check back later."
+        )
+        if st.button("Check again", key="rank_refresh", icon=":material/refresh:"):
+            _load(dataset)
+            st.rerun()
+    st.stop()
+
+assignment_id = item["assignment_id"]
+answers: list[dict] = item.get("answers") or []
+prompt = item.get("prompt") or {}
+prefix = f"rank_{assignment_id}"
+shown_at = st.session_state.rank_shown_at
+if assignment_id not in shown_at:  # time on task starts the first time this item is on screen
+    shown_at.clear()
+    shown_at[assignment_id] = time.time()
+
+# ---- guidelines and prompt -------------------------------------------------------------------------------
+
+version = item.get("guideline_version")
+with st.expander(f"Guidelines{f' · version {version}' if version else ''}", icon=":material/menu_book:"):
+    if item.get("guidelines"):
+        st.markdown(safe_markdown(item["guidelines"]))
+    else:
+        st.caption("This dataset has no guidelines yet. Rank by helpfulness, correctness and safety.")
+
+st.subheader("Prompt", divider="gray")
+show_conversation(prompt.get("messages") or [])
+
+assets = prompt.get("assets") or []
+if assets:
+    cache = st.session_state.rank_assets
+    for index, asset in enumerate(assets):
+        cache_key = f"{prompt.get('id')}:{index}"
+        if cache_key not in cache:
+            try:
+                cache[cache_key] = client.asset(prompt["id"], index)
+            except ApiError:
+                cache[cache_key] = None  # no asset route or file: name it instead of failing the page
+        path = asset.get("path") if isinstance(asset, dict) else asset
+        if cache[cache_key]:
+            st.image(cache[cache_key], caption=str(path).rsplit("/", 1)[-1], width=480)
+        else:
+            st.caption(f":material/image: Image: `{path}`")
+
+# ---- answers ------------------------------------------------------------------------------------------
+
+st.subheader(f"{len(answers)} answers", divider="gray")
+st.caption("Give each answer a rank: **1 is best**. Equal numbers mean a tie. Model names are hidden on purpose.")
+ranks = answer_cards(answers, prefix=prefix)
+
+order, missing = preview_line(answers, ranks)
+with st.container(border=True, key="rank_summary"):
+    preview_col, typed_col = st.columns([3, 2], vertical_alignment="center")
+    with preview_col:
+        if order:
+            st.markdown(f"**Your order:** {order}")
+        else:
+            st.markdown("**Your order:** pick a rank for each answer")
+        if missing and order:
+            st.caption("Not ranked yet: " + ", ".join(missing))
+    with typed_col:
+        typed_order_box(prefix, len(answers))
+
+    opt_col, comment_col = st.columns([1, 2])
+    all_bad = opt_col.checkbox(
+        "All answers are bad", key=f"{prefix}_all_bad", help="Still rank them: which is least bad matters too."
+    )
+    comment = comment_col.text_input(
+        "Comment (optional)", key=f"{prefix}_comment", placeholder="Anything a reviewer should know"
+    )
+
+    submit_col, skip_col, flag_col, _ = st.columns([1.2, 1, 1, 2], vertical_alignment="top")
+    submitted = submit_col.button(
+        "Submit ranking",
+        type="primary",
+        key="rank_submit",
+        width="stretch",
+        icon=":material/send:",
+        shortcut="Ctrl+Enter",
+    )
+    with skip_col.popover("Skip", icon=":material/skip_next:", width="stretch"):
+        skip_reason = st.selectbox("Why skip?", SKIP_REASONS, key=f"{prefix}_skip_reason")
+        skip_note = st.text_input("Details (optional)", key=f"{prefix}_skip_note")
+        skipped = st.button("Skip this prompt", key="rank_skip", width="stretch")
+    with flag_col.popover("Flag harmful", icon=":material/flag:", width="stretch"):
+        flag_reason = st.selectbox("What is wrong?", FLAG_REASONS, key=f"{prefix}_flag_reason")
+        flag_note = st.text_input("Details (optional)", key=f"{prefix}_flag_note")
+        flagged = st.button("Flag this prompt", key="rank_flag", type="primary", width="stretch")
+    message = st.empty()
+    if st.session_state.get("rank_stale") == assignment_id:
+        message.warning(
+            "The server no longer holds this prompt for you (the lease ran out or it was already "
+            "ranked). Copy anything you want to keep, then load the next prompt.",
+            icon=":material/schedule:",
+        )
+        if st.button("Load the next prompt", key="rank_reload", icon=":material/refresh:"):
+            st.session_state.pop("rank_stale", None)
+            _load(dataset)
+            st.rerun()
+
+
+def _reason(choice: str, note: str) -> str:
+    return f"{choice}: {note.strip()}" if note.strip() else choice
+
+
+def _send(status: str, **fields) -> None:
+    elapsed_ms = int((time.time() - shown_at.get(assignment_id, time.time())) * 1000)
+    try:
+        response = client.submit_ranking(
+            assignment_id,
+            status=status,
+            all_bad=all_bad,
+            comment=comment.strip(),
+            time_on_task_ms=elapsed_ms,
+            **fields,
+        )
+    except ApiError as e:
+        message.error(f"Not saved: {e}", icon=":material/error:")
+        if e.status in (404, 409, 410):  # lease gone or already done: offer a way on (the page stays as it is)
+            st.session_state.rank_stale = assignment_id
+            st.rerun()
+        st.stop()
+    labels = {"submitted": "Ranking saved", "skipped": "Skipped", "flagged": "Flagged for review"}
+    _accept(response, dataset, f"{labels[status]}. Here is the next prompt.")
+
+
+complete = {gid: r for gid, r in ranks.items() if r is not None}
+if submitted:
+    if missing:
+        message.error(
+            f"Rank every answer before submitting: {', '.join(missing)} "
+            f"{'has' if len(missing) == 1 else 'have'} no rank yet. Equal numbers mean a tie.",
+            icon=":material/warning:",
+        )
+    else:
+        _send("submitted", ranks=dense_ranks(complete))
+elif skipped:
+    _send("skipped", skip_reason=_reason(skip_reason, skip_note))
+elif flagged:
+    # a flag needs no ranking; if the person ranked everything anyway, keep that too
+    _send("flagged", flag_reason=_reason(flag_reason, flag_note), ranks=dense_ranks(complete) if not missing else None)

@@ -1,0 +1,116 @@
+"""Showing GET /api/stats: agreement numbers, the per-annotator table and the charts (Review and Data pages).
+
+The stats body is read defensively (missing parts are simply not shown), so a server that adds fields never
+breaks the page.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+
+def _agreement(stats: dict) -> dict:
+    value = stats.get("agreement")
+    return value if isinstance(value, dict) else {}
+
+
+def _num(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return "—" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
+
+
+COUNT_LABELS = {
+    "prompts": "Prompts",
+    "generations": "Answers",
+    "rankings": "Rankings",
+    "pairs": "Pairs",
+    "annotators": "Annotators",
+    "completed_prompts": "Complete prompts",
+    "skipped": "Skipped",
+    "flagged": "Flagged",
+}
+AGREEMENT_LABELS = {
+    "pairwise": "Pairwise agreement",
+    "pairwise_agreement": "Pairwise agreement",
+    "kendall_tau": "Kendall τ (mean)",
+    "mean_kendall_tau": "Kendall τ (mean)",
+    "krippendorff_alpha": "Krippendorff α",
+    "alpha": "Krippendorff α",
+    "prompts_with_overlap": "Prompts with ≥2 rankings",
+}
+
+
+def agreement_metrics(stats: dict) -> None:
+    """A row of st.metric: the counts and the dataset's agreement figures."""
+    shown = []
+    counts = stats.get("counts") if isinstance(stats.get("counts"), dict) else stats
+    for key, name in COUNT_LABELS.items():
+        if isinstance(counts.get(key), int | float):
+            shown.append((name, counts[key]))
+    agreement = _agreement(stats)
+    for key, name in AGREEMENT_LABELS.items():
+        value = agreement.get(key, stats.get(key))
+        if isinstance(value, int | float) and name not in {n for n, _ in shown}:
+            shown.append((name, value))
+    if not shown:
+        st.caption("No statistics yet.")
+        return
+    for start in range(0, len(shown), 6):
+        cols = st.columns(6)
+        for col, (name, value) in zip(cols, shown[start : start + 6], strict=False):
+            col.metric(name, _num(value))
+
+
+def annotator_table(stats: dict) -> pd.DataFrame | None:
+    """One row per annotator (rankings, agreement with others, time on task), if the stats carry it."""
+    rows = stats.get("per_annotator") or stats.get("annotators") or _agreement(stats).get("per_annotator")
+    if isinstance(rows, dict):  # {name: {...}}
+        rows = [{"annotator": name, **(v if isinstance(v, dict) else {"value": v})} for name, v in rows.items()]
+    if not isinstance(rows, list) or not rows:
+        return None
+    return pd.DataFrame(rows)
+
+
+def _series(stats: dict, *keys: str) -> pd.DataFrame | None:
+    for key in keys:
+        rows = stats.get(key)
+        if rows is None:
+            rows = _agreement(stats).get(key)
+        if isinstance(rows, dict) and rows:
+            return pd.DataFrame({"key": list(rows.keys()), "value": list(rows.values())})
+        if isinstance(rows, list) and rows and isinstance(rows[0], dict):
+            return pd.DataFrame(rows)
+    return None
+
+
+def charts(stats: dict) -> None:
+    """Rankings per day, per annotator, and the distribution of per-prompt agreement."""
+    left, middle, right = st.columns(3)
+    with left:
+        st.markdown("**Rankings per day**")
+        frame = _series(stats, "per_day", "rankings_per_day")
+        if frame is not None:
+            x = "day" if "day" in frame else frame.columns[0]
+            y = "rankings" if "rankings" in frame else frame.columns[-1]
+            st.line_chart(frame, x=x, y=y, height=240)
+        else:
+            st.caption("No rankings yet.")
+    with middle:
+        st.markdown("**Rankings per annotator**")
+        frame = annotator_table(stats)
+        if frame is not None and "rankings" in frame:
+            x = "annotator" if "annotator" in frame else frame.columns[0]
+            st.bar_chart(frame, x=x, y="rankings", height=240, horizontal=True)
+        else:
+            st.caption("No rankings yet.")
+    with right:
+        st.markdown("**Agreement per prompt**")
+        frame = _series(stats, "agreement_histogram", "agreement_distribution", "histogram")
+        if frame is not None:
+            x = "bin" if "bin" in frame else frame.columns[0]
+            y = "prompts" if "prompts" in frame else frame.columns[-1]
+            st.bar_chart(frame, x=x, y=y, height=240)
+        else:
+            st.caption("Needs prompts ranked by two or more annotators.")
