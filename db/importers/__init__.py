@@ -1,0 +1,288 @@
+"""Import files into the store: `import_file(store, path, fmt="auto")`. The CLI is db/import_cli.py.
+
+A file is read as a stream of records (db.importers.reader), each record is checked and turned into staging
+rows by its format's converter (one module per family: sft, classification inside sft, preference, oasst),
+and the rows are written in ONE transaction after the whole file passed: a bad file changes nothing. Every
+error names file, line and field. Large `ranked`/`preference` JSON Lines files take the DuckDB-native path
+(db.fastimport), which gives the same rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from db.errors import InputError
+from db.importers import oasst, preference, sft
+from db.importers.fields import MAX_FIELD_BYTES, Ctx
+from db.importers.reader import BadRecord, open_binary, read_records
+from db.store import Batch, Store, WriteCounts
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FORMATS", "MAX_FIELD_BYTES", "ImportReport", "detect_format", "import_file"]
+
+FORMATS: dict[str, Callable] = {
+    "alpaca": sft.alpaca,
+    "messages": sft.messages_format,
+    "sharegpt": sft.sharegpt,
+    "classification": sft.classification,
+    "preference": preference.preference,
+    "implicit-preference": preference.implicit_preference,
+    "ranked": preference.ranked,
+    "oasst": oasst.oasst,
+    "prompts": sft.prompts,
+}
+FAST_FORMATS = ("ranked", "preference")
+FAST_MIN_BYTES = 32 * 2**20  # below this the Python path is fast enough and gives the same rows
+
+
+@dataclass
+class ImportReport:
+    """What an import found and did. `added` counts new rows; `in_file - added` were already stored."""
+
+    file: str
+    format: str
+    detected: bool = False
+    engine: str = "python"
+    dry_run: bool = False
+    records: int = 0
+    skipped: list[InputError] = field(default_factory=list)
+    added: WriteCounts = field(default_factory=WriteCounts)
+    in_file: dict[str, int] = field(default_factory=dict)
+
+    def already_stored(self) -> dict[str, int]:
+        added = self.added.as_dict()
+        return {k: max(0, v - added.get(k, 0)) for k, v in self.in_file.items()}
+
+
+# ---- detection ------------------------------------------------------------------------------------------
+
+def base_name(path: Path) -> str:
+    name = path.name
+    return name[:-3] if name.endswith(".gz") else name
+
+
+def detect_container(path: Path) -> str:
+    """jsonl | json-array | csv | text, from the name and the first non-blank byte."""
+    name = base_name(path).lower()
+    if name.endswith(".csv"):
+        return "csv"
+    if name.endswith(".txt"):
+        return "text"
+    with open_binary(path) as f:
+        head = f.read(4096).lstrip(b" \t\r\n\xef\xbb\xbf")
+    if head.startswith(b"["):
+        return "json-array"
+    if head.startswith(b"{") or name.endswith((".jsonl", ".json", ".ndjson")):
+        return "jsonl"
+    return "text"
+
+
+def detect_format(path: Path) -> tuple[str, str]:
+    """(format, container) of a file, from the keys of its first record."""
+    container = detect_container(path)
+    if container == "text":
+        return "prompts", container
+    first = next(iter(read_records(path, container)), None)
+    if first is None:
+        raise InputError("the file is empty: no records to import", file=str(path))
+    if isinstance(first, BadRecord):
+        raise first
+    rec = first.value
+    if not isinstance(rec, dict):
+        raise InputError(f"cannot detect the format: the first record is not a JSON object; pass --format "
+                         f"({', '.join(FORMATS)})", file=str(path), line=first.line)
+    keys = set(rec)
+    conversations = rec.get("conversations")
+    if "message_tree_id" in keys or ("replies" in keys and "role" in keys) or (
+            isinstance(rec.get("prompt"), dict) and "replies" in rec["prompt"]):
+        fmt = "oasst"
+    elif {"responses", "ranks"} <= keys:
+        fmt = "ranked"
+    elif {"chosen", "rejected"} <= keys:
+        fmt = "preference" if "prompt" in keys else "implicit-preference"
+    elif "instruction" in keys and "output" in keys:
+        fmt = "alpaca"
+    elif isinstance(conversations, list) and conversations and isinstance(conversations[0], dict) and (
+            "from" in conversations[0]):
+        fmt = "sharegpt"
+    elif "messages" in keys or "conversations" in keys:
+        fmt = "messages"
+    elif {"text", "label"} <= keys:
+        fmt = "classification"
+    elif "prompt" in keys:
+        fmt = "prompts"
+    else:
+        raise InputError(f"cannot detect the format from the keys {sorted(keys)}; pass --format "
+                         f"({', '.join(FORMATS)})", file=str(path), line=first.line)
+    return fmt, container
+
+
+def _check_container(fmt: str, container: str, path: Path) -> None:
+    if container == "csv" and fmt != "classification":
+        raise InputError(f"CSV is read for the classification format only, not {fmt}; use JSON Lines",
+                         file=str(path))
+    if container == "text" and fmt != "prompts":
+        raise InputError(f"not JSON: a plain-text file is read for the prompts format only, not {fmt}",
+                         file=str(path), line=1)
+
+
+# ---- rows -----------------------------------------------------------------------------------------------
+
+class ChunkedBatch(Batch):
+    """A Batch that moves its rows into Arrow chunks as it grows: columnar rows take far less memory."""
+
+    FLUSH_ROWS = 50_000
+
+    def __init__(self):
+        super().__init__()
+        self._chunks: dict[str, list[pa.Table]] = {}
+        self._rows = 0
+
+    def add(self, other: Batch) -> None:
+        for name in ("prompts", "generations", "rankings", "items", "examples"):
+            rows = getattr(other, name)
+            getattr(self, name).extend(rows)
+            self._rows += len(rows)
+        if self._rows >= self.FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        for name, table in super().tables().items():
+            if table.num_rows:
+                self._chunks.setdefault(name, []).append(table)
+        self.prompts, self.generations, self.rankings, self.items, self.examples = [], [], [], [], []
+        self._rows = 0
+
+    def tables(self) -> dict[str, pa.Table]:
+        self.flush()
+        empty = Batch().tables()
+        return {name: pa.concat_tables(self._chunks[name]) if name in self._chunks else table
+                for name, table in empty.items()}
+
+
+def staged_totals(tables: dict[str, pa.Table]) -> dict[str, int]:
+    """Distinct rows the file holds, in WriteCounts' terms (for 'already stored' = these - added).
+
+    A ranking is one per (prompt, annotator), as the schema keeps it; a repeated one (the same oasst tree
+    twice) counts once, and so do its pairs.
+    """
+    con = duckdb.connect()
+    try:
+        for name, table in tables.items():
+            con.register(name, table)
+        return dict(zip(["prompts", "generations", "rankings", "pairs", "examples"], con.execute(
+            """WITH r AS (SELECT ranking_key FROM stage_rankings
+                          QUALIFY row_number() OVER (PARTITION BY prompt_key, annotator ORDER BY ranking_key) = 1),
+                    k AS (SELECT count(DISTINCT gen_key) AS k FROM stage_items JOIN r USING (ranking_key)
+                          GROUP BY ranking_key)
+               SELECT (SELECT count(DISTINCT key) FROM stage_prompts),
+                      (SELECT count(*) FROM (SELECT DISTINCT prompt_key, gen_key FROM stage_generations)),
+                      (SELECT count(*) FROM r),
+                      (SELECT coalesce(sum(k * (k - 1) // 2), 0) FROM k),
+                      (SELECT count(DISTINCT key) FROM stage_examples)"""
+        ).fetchall()[0]))
+    finally:
+        con.close()
+
+
+class _Rollback(Exception):
+    def __init__(self, counts: WriteCounts):
+        self.counts = counts
+
+
+def write_tables(store: Store, dataset: str, tables: dict[str, pa.Table], *, created_by: str,
+                 dry_run: bool) -> WriteCounts:
+    """Store.write_batch, except that a dry run computes what would be added and rolls it back."""
+    with store._lock:
+        for name, table in tables.items():
+            store.con.register(name, table)
+        try:
+            try:
+                with store.transaction():
+                    dataset_id = store.ensure_dataset(dataset, created_by=created_by)
+                    counts = store.commit_staged(dataset_id, created_by=created_by)
+                    if dry_run:
+                        raise _Rollback(counts)
+            except _Rollback as r:
+                counts = r.counts
+            return counts
+        finally:
+            for name in tables:
+                store.con.unregister(name)
+
+
+# ---- the import -----------------------------------------------------------------------------------------
+
+def default_annotator(path: Path) -> str:
+    stem = base_name(path)
+    for ext in (".jsonl", ".json", ".ndjson", ".csv", ".txt"):
+        stem = stem.removesuffix(ext)
+    return f"imported:{stem}"
+
+
+def import_file(store: Store, path: str | Path, *, fmt: str = "auto", dataset: str | None = None,
+                dry_run: bool = False, skip_invalid: bool = False, engine: str = "auto",
+                on_progress: Callable[[int], None] | None = None) -> ImportReport:
+    """Validate the whole file, then add what is new in one transaction (nothing at all on error).
+
+    `engine`: "python", "duckdb" (db.fastimport; ranked/preference JSON Lines only) or "auto" (duckdb for
+    files over FAST_MIN_BYTES). `on_progress(bytes_read)` is called now and then, for a progress bar.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("no such file", file=str(path))
+    if path.stat().st_size == 0:
+        raise InputError("the file is empty: no records to import", file=str(path))
+    detected = fmt == "auto"
+    if detected:
+        fmt, container = detect_format(path)
+    else:
+        if fmt not in FORMATS:
+            raise InputError(f"unknown format {fmt!r}; expected one of auto, {', '.join(FORMATS)}")
+        container = detect_container(path)
+    _check_container(fmt, container, path)
+    dataset = dataset or default_annotator(path).removeprefix("imported:")
+    created_by = f"import:{path.name}"
+
+    if engine != "python" and fmt in FAST_FORMATS and container == "jsonl" and (
+            engine == "duckdb" or path.stat().st_size >= FAST_MIN_BYTES):
+        from db import fastimport
+
+        report = fastimport.import_jsonl(store, path, fmt=fmt, dataset=dataset, dry_run=dry_run,
+                                         created_by=created_by, annotator=default_annotator(path))
+        if report is not None:
+            report.detected = detected
+            return report
+        log.info("%s: the DuckDB path handed over to the Python path", path)
+
+    report = ImportReport(file=str(path), format=fmt, detected=detected, dry_run=dry_run)
+    convert = FORMATS[fmt]
+    ctx = Ctx(path=path, source=path.name, annotator=default_annotator(path))
+    batch = ChunkedBatch()
+    for item in read_records(path, container, on_progress=on_progress):
+        try:
+            if isinstance(item, BadRecord):
+                raise item
+            ctx.line = item.line
+            batch.add(convert(item.value, ctx))
+            report.records += 1
+        except InputError as e:
+            if not skip_invalid:
+                hint = "" if isinstance(e, BadRecord) and container == "json-array" else \
+                    " (--skip-invalid skips bad records)"
+                raise InputError(f"{e.reason}{hint}", file=e.file, line=e.line, field=e.field) from None
+            report.skipped.append(e)
+    if report.records == 0:
+        why = f"all {len(report.skipped)} records are invalid" if report.skipped else "no records to import"
+        raise InputError(f"nothing to import: {why}", file=str(path))
+    tables = batch.tables()
+    report.in_file = staged_totals(tables)
+    report.added = write_tables(store, dataset, tables, created_by=created_by, dry_run=dry_run)
+    return report

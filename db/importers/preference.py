@@ -1,0 +1,133 @@
+"""Preference formats: explicit pairs, implicit (HH-RLHF) pairs and K-way rankings.
+
+    preference           {"prompt": "..." | [msgs], "chosen": "..." | [assistant msg], "rejected": ...}
+    implicit-preference  {"chosen": "\\n\\nHuman: q\\n\\nAssistant: a", "rejected": "...same prefix..."}
+                         (or two message lists sharing a prefix); the prompt is the shared prefix
+    ranked               {"prompt": ..., "responses": ["...", ...], "ranks": [2, 1, ...], "annotator"?: "..."}
+                         ranks[i] is the rank of responses[i]: 1 is best, equal numbers are ties
+
+Each record becomes a prompt, its answers (generation kind 'imported') and one ranking (a pair is a ranking
+of two). Who ranked: the record's "annotator", else one named after the file ("imported:<stem>"). The same
+prompt ranked again further down the file without an annotator is a second ranking by "<name>#2" (one
+ranking per annotator per prompt is a schema rule); a named annotator ranking a prompt twice is an error.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from db.importers.fields import (
+    Ctx,
+    assistant_text,
+    check_context,
+    generation_row,
+    get,
+    messages,
+    prompt_messages,
+    prompt_row,
+    text,
+    type_name,
+)
+from db.store import Batch
+
+_HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ ]?")
+
+
+def ranking_batch(msgs: list[dict], answers: list[tuple[str, str]], ranks: list[int], ctx: Ctx,
+                  annotator: str | None, *, ranking_key: str | None = None) -> Batch:
+    """A prompt, its answers [(field, text)] and one ranking of them, after every check has passed."""
+    seen: dict[str, str] = {}
+    for fld, answer in answers:
+        if answer in seen:
+            raise ctx.error(fld, f"the same text as {seen[answer]}; every answer of a ranking must differ")
+        seen[answer] = fld
+    batch = Batch()
+    p = prompt_row(msgs, ctx)
+    batch.prompts.append(p)
+    name = _annotator(p["key"], annotator, ctx)
+    rkey = ranking_key or str(ctx.line)
+    batch.rankings.append({"ranking_key": rkey, "prompt_key": p["key"], "annotator": name, "user_kind": "imported",
+                           "status": "submitted", "source": "import"})
+    for position, ((_, answer), rank) in enumerate(zip(answers, ranks)):
+        g = generation_row(p["key"], answer, "imported")
+        batch.generations.append(g)
+        batch.items.append({"ranking_key": rkey, "gen_key": g["gen_key"], "rank": rank, "position": position})
+    return batch
+
+
+def _annotator(prompt_key: str, annotator: str | None, ctx: Ctx) -> str:
+    if annotator is not None:
+        named = ctx.state.setdefault("named", {})
+        if (prompt_key, annotator) in named:
+            raise ctx.error("annotator", f"{annotator!r} already ranked this prompt on line "
+                                         f"{named[prompt_key, annotator]}; one ranking per annotator per prompt")
+        named[prompt_key, annotator] = ctx.line
+        return annotator
+    counts = ctx.state.setdefault("unnamed", {})
+    k = counts.get(prompt_key, 0) + 1
+    counts[prompt_key] = k
+    return ctx.annotator if k == 1 else f"{ctx.annotator}#{k}"
+
+
+def _optional_annotator(rec: dict, ctx: Ctx) -> str | None:
+    value = get(rec, "annotator", ctx, required=False)
+    return None if value is None else text(value, "annotator", ctx)
+
+
+def preference(rec: Any, ctx: Ctx) -> Batch:
+    msgs = prompt_messages(get(rec, "prompt", ctx), "prompt", ctx)
+    chosen = assistant_text(get(rec, "chosen", ctx), "chosen", ctx)
+    rejected = assistant_text(get(rec, "rejected", ctx), "rejected", ctx)
+    return ranking_batch(msgs, [("chosen", chosen), ("rejected", rejected)], [1, 2], ctx,
+                         _optional_annotator(rec, ctx))
+
+
+def _conversation(value: Any, fld: str, ctx: Ctx) -> list[dict]:
+    if isinstance(value, list):
+        return messages(value, fld, ctx)
+    raw = text(value, fld, ctx)
+    parts = _HH_TURN.split(raw)
+    if len(parts) < 3 or parts[0].strip():
+        raise ctx.error(fld, "expected HH-RLHF text ('\\n\\nHuman: ...\\n\\nAssistant: ...') or a message list")
+    roles = {"Human": "user", "Assistant": "assistant"}
+    return [{"role": roles[parts[i]], "content": text(parts[i + 1].strip(), fld, ctx)}
+            for i in range(1, len(parts), 2)]
+
+
+def implicit_preference(rec: Any, ctx: Ctx) -> Batch:
+    chosen = _conversation(get(rec, "chosen", ctx), "chosen", ctx)
+    rejected = _conversation(get(rec, "rejected", ctx), "rejected", ctx)
+    n = 0
+    while n < min(len(chosen), len(rejected)) and chosen[n] == rejected[n]:
+        n += 1
+    prompt, tails = chosen[:n], {"chosen": chosen[n:], "rejected": rejected[n:]}
+    for fld, tail in tails.items():
+        if len(tail) != 1 or tail[0]["role"] != "assistant":
+            raise ctx.error(fld, "expected chosen and rejected to share every turn but the final assistant answer "
+                                 f"(after the shared prefix, {fld} has {len(tail)} turns)")
+    if not prompt:
+        raise ctx.error("chosen", "chosen and rejected share no prefix, so there is no prompt")
+    check_context(prompt, "chosen", ctx)
+    return ranking_batch(prompt, [(f, t[0]["content"]) for f, t in tails.items()], [1, 2], ctx,
+                         _optional_annotator(rec, ctx))
+
+
+def ranked(rec: Any, ctx: Ctx) -> Batch:
+    msgs = prompt_messages(get(rec, "prompt", ctx), "prompt", ctx)
+    responses = get(rec, "responses", ctx)
+    if not isinstance(responses, list) or len(responses) < 2:
+        got = f"{len(responses)}" if isinstance(responses, list) else type_name(responses)
+        raise ctx.error("responses", f"expected a list of at least 2 answers, got {got}")
+    answers = [(f"responses[{i}]", assistant_text(r, f"responses[{i}]", ctx)) for i, r in enumerate(responses)]
+    ranks = get(rec, "ranks", ctx)
+    if not isinstance(ranks, list):
+        raise ctx.error("ranks", f"expected a list of integers, got {type_name(ranks)}")
+    if len(ranks) != len(responses):
+        raise ctx.error("ranks", f"{len(ranks)} ranks for {len(responses)} responses; expected one rank per response")
+    for i, r in enumerate(ranks):
+        if isinstance(r, bool) or not isinstance(r, int):
+            raise ctx.error(f"ranks[{i}]", f"expected an integer rank (1 = best), got {r!r}")
+        if not 1 <= r <= len(responses):
+            raise ctx.error(f"ranks[{i}]", f"rank {r} is out of range; expected 1 (best) to {len(responses)}")
+    return ranking_batch(msgs, answers, ranks, ctx, _optional_annotator(rec, ctx))
