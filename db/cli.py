@@ -56,6 +56,34 @@ def cli(ctx: click.Context, db_path: str, verbose: bool) -> None:
     ctx.obj["db_path"] = db_path
 
 
+def server_url(ctx: click.Context | None = None) -> str | None:
+    """URL of the PrefLab server that holds this database, or None: then the command opens the file itself.
+
+    PREFLAB_URL wins; otherwise the server's state file (PREFLAB_HOME/server.json) counts when its process is
+    alive and it serves the same database file as this invocation's --db. Commands that work through a
+    server (import, export, stats, sample) call serving.remote when this returns a URL.
+    """
+    import json
+    from pathlib import Path
+
+    from db.paths import home
+
+    if os.environ.get("PREFLAB_URL"):
+        return os.environ["PREFLAB_URL"].rstrip("/")
+    state = home() / "server.json"
+    try:
+        info = json.loads(state.read_text(encoding="utf-8"))
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if ctx is not None:
+        root = ctx.find_root()
+        db_path = (root.obj or {}).get("db_path") or os.environ.get("PREFLAB_DB", DEFAULT_DB)
+        if info.get("db") and Path(db_path).resolve() != Path(info["db"]):
+            return None
+    return str(info["url"]).rstrip("/")
+
+
 def open_store(ctx: click.Context) -> Store:
     """The Store for this invocation (opened once, migrated, closed when the command ends)."""
     root = ctx.find_root()
