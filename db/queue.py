@@ -1,0 +1,322 @@
+"""The assignment queue: who ranks which prompt next, under a lease, at most k annotators per prompt.
+
+    from db import queue
+    lease = queue.next_assignment(store, dataset_id, user_id)       # None when nothing is left
+    ranking_id = queue.submit(store, user_id, lease["assignment_id"], status="submitted", ranks={...})
+
+Rules (issue 4): a prompt is eligible when it has >= 2 answers; it is handed to a user who has not ranked
+it while (submitted rankings + live leases of others) < k; a user asking again gets their own live lease
+back (same prompt, same answer order); expired leases free their slot; complete prompts leave the queue.
+
+Speed: queue_open keeps only the *open* prompts of a dataset with their count of submitted rankings, so a
+request looks at the first few hundred open prompts in id order instead of joining all prompts with all
+generations. queue_sync holds high-water marks of generations and rankings already folded in; anything
+written since (by the importer, the sampler or this module) is folded in on the next request, so other
+writers need not know the queue exists. Everything runs under the Store lock in one transaction, which is
+what keeps concurrent submits within k (the server is one process); UNIQUE(prompt_id, user_id) on rankings
+backs up "one ranking per person".
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import datetime, timedelta
+
+from db.errors import ConflictError, InputError, NotFoundError
+from db.store import Store
+
+DEFAULT_LEASE_S = 600  # 10 minutes: long enough to read four long answers, short enough to recycle abandoned work
+FRONT = 256  # open prompts looked at first; a full scan only when all of them are taken or ranked by this user
+COUNTED_SOURCES = ("human", "import", "synthetic")  # rankings that fill a slot (not adjudication or arena)
+STATUSES = ("submitted", "skipped", "flagged")
+MAX_TEXT = 10_000  # comment / reasons
+
+
+def _now(now: datetime | None) -> datetime:
+    return now or datetime.now()
+
+
+def _counted_sql(alias: str) -> str:
+    srcs = ", ".join(f"'{s}'" for s in COUNTED_SOURCES)
+    return f"{alias}.status = 'submitted' AND {alias}.source IN ({srcs})"
+
+
+# ---- keeping queue_open in step --------------------------------------------------------------------
+
+
+def sync(store: Store, dataset_id: int) -> None:
+    """Fold generations and rankings written since the last call into queue_open. Call under the lock."""
+    c = store.con
+    k = store._first("SELECT annotators_per_prompt FROM datasets WHERE id = ?", [dataset_id])[0]
+    gmax = c.execute("SELECT coalesce(max(id), 0) FROM generations").fetchall()[0][0]
+    rmax = c.execute("SELECT coalesce(max(id), 0) FROM rankings").fetchall()[0][0]
+    mark = store._first("SELECT generation_mark, ranking_mark, k FROM queue_sync WHERE dataset_id = ?", [dataset_id])
+    if mark is not None and mark[2] == k and mark[0] >= gmax and mark[1] >= rmax:
+        return
+    if mark is None or mark[2] != k:  # first use, or k changed: rebuild this dataset's open set
+        c.execute("DELETE FROM queue_open WHERE dataset_id = ?", [dataset_id])
+        c.execute(
+            f"""INSERT INTO queue_open (prompt_id, dataset_id, done)
+                SELECT p.id, p.dataset_id, coalesce(r.n, 0)
+                FROM prompts p
+                JOIN (SELECT prompt_id FROM generations GROUP BY prompt_id HAVING count(*) >= 2) g
+                     ON g.prompt_id = p.id
+                LEFT JOIN (SELECT prompt_id, count(*) AS n FROM rankings r WHERE {_counted_sql('r')}
+                           GROUP BY prompt_id) r ON r.prompt_id = p.id
+                WHERE p.dataset_id = ? AND coalesce(r.n, 0) < ?
+                ORDER BY p.id""",  # noqa: S608 (constant SQL)
+            [dataset_id, k],
+        )
+    else:
+        c.execute(
+            """CREATE OR REPLACE TEMP TABLE queue_touched AS
+               SELECT DISTINCT t.prompt_id FROM (
+                   SELECT prompt_id FROM generations WHERE id > ?
+                   UNION ALL SELECT prompt_id FROM rankings WHERE id > ?) t
+               JOIN prompts p ON p.id = t.prompt_id AND p.dataset_id = ?""",
+            [mark[0], mark[1], dataset_id],
+        )
+        c.execute("DELETE FROM queue_open WHERE prompt_id IN (SELECT prompt_id FROM queue_touched)")
+        c.execute(
+            f"""INSERT INTO queue_open (prompt_id, dataset_id, done)
+                SELECT t.prompt_id, ?, (SELECT count(*) FROM rankings r
+                                        WHERE r.prompt_id = t.prompt_id AND {_counted_sql('r')}) AS n
+                FROM queue_touched t
+                WHERE (SELECT count(*) FROM generations g WHERE g.prompt_id = t.prompt_id) >= 2
+                  AND n < ?""",  # noqa: S608
+            [dataset_id, k],
+        )
+        c.execute("DROP TABLE queue_touched")
+    c.execute(
+        "INSERT OR REPLACE INTO queue_sync (dataset_id, generation_mark, ranking_mark, k) VALUES (?, ?, ?, ?)",
+        [dataset_id, gmax, rmax, k],
+    )
+
+
+def invalidate(store: Store, dataset_id: int) -> None:
+    """Force a rebuild of the dataset's open set on the next request (e.g. after k changed)."""
+    with store._lock:
+        store.con.execute("DELETE FROM queue_sync WHERE dataset_id = ?", [dataset_id])
+
+
+# ---- leases -------------------------------------------------------------------------------------------
+
+
+def _own_live_lease(store: Store, dataset_id: int, user_id: int, now: datetime) -> dict | None:
+    rows = store.con.execute(
+        "SELECT id, prompt_id, answer_order, expires_at FROM assignments "
+        "WHERE user_id = ? AND status = 'leased' AND expires_at > ? ORDER BY id",
+        [user_id, now],
+    ).fetchall()
+    for aid, prompt_id, order, expires_at in rows:
+        if store._first("SELECT dataset_id FROM prompts WHERE id = ?", [prompt_id])[0] == dataset_id:
+            return {"assignment_id": aid, "prompt_id": prompt_id, "answer_order": json.loads(order),
+                    "expires_at": expires_at}
+    return None
+
+
+def _pick(store: Store, dataset_id: int, user_id: int, k: int, now: datetime, front: int | None) -> int | None:
+    limit = "ORDER BY prompt_id LIMIT ?" if front else ""
+    params = [dataset_id, *([front] if front else []), now, k, user_id]
+    row = store._first(
+        f"""WITH f AS (SELECT prompt_id, done FROM queue_open WHERE dataset_id = ? {limit})
+            SELECT f.prompt_id FROM f
+            WHERE f.done + (SELECT count(*) FROM assignments a WHERE a.prompt_id = f.prompt_id
+                            AND a.status = 'leased' AND a.expires_at > ?) < ?
+              AND NOT EXISTS (SELECT 1 FROM rankings r WHERE r.prompt_id = f.prompt_id AND r.user_id = ?)
+            ORDER BY f.prompt_id LIMIT 1""",  # noqa: S608 (constant SQL)
+        params,
+    )
+    return row[0] if row else None
+
+
+def next_assignment(
+    store: Store, dataset_id: int, user_id: int, *, lease_s: int = DEFAULT_LEASE_S, now: datetime | None = None,
+    created_by: str = "server",
+) -> dict | None:
+    """The user's live lease in this dataset, or a new one on the next open prompt; None if nothing is left.
+
+    Returns {assignment_id, prompt_id, answer_order (generation ids as shown), expires_at}.
+    """
+    now = _now(now)
+    with store.transaction():
+        own = _own_live_lease(store, dataset_id, user_id, now)
+        if own:
+            return own
+        sync(store, dataset_id)
+        k = store._first("SELECT annotators_per_prompt FROM datasets WHERE id = ?", [dataset_id])[0]
+        prompt_id = _pick(store, dataset_id, user_id, k, now, FRONT)
+        if prompt_id is None:
+            prompt_id = _pick(store, dataset_id, user_id, k, now, None)
+        if prompt_id is None:
+            return None
+        aid = store.con.execute("SELECT nextval('seq_assignments')").fetchall()[0][0]
+        order = [r[0] for r in store.con.execute(
+            "SELECT id FROM generations WHERE prompt_id = ? ORDER BY id", [prompt_id]).fetchall()]
+        random.Random(aid).shuffle(order)  # per annotator, reproducible from the assignment id
+        expires_at = now + timedelta(seconds=lease_s)
+        store.con.execute(
+            "INSERT INTO assignments (id, prompt_id, user_id, status, answer_order, leased_at, expires_at, created_by,"
+            " created_at) VALUES (?, ?, ?, 'leased', ?, ?, ?, ?, ?)",
+            [aid, prompt_id, user_id, json.dumps(order), now, expires_at, created_by, now],
+        )
+        return {"assignment_id": aid, "prompt_id": prompt_id, "answer_order": order, "expires_at": expires_at}
+
+
+def release(store: Store, user_id: int, assignment_id: int) -> None:
+    """Give a lease back at once (the annotator moved on); its slot returns to the queue."""
+    with store._lock:
+        store.con.execute(
+            "UPDATE assignments SET status = 'released' WHERE id = ? AND user_id = ? AND status = 'leased'",
+            [assignment_id, user_id],
+        )
+
+
+# ---- submitting -----------------------------------------------------------------------------------------
+
+
+def dense_ranks(ranks: dict[int, int]) -> dict[int, int]:
+    """{gen: rank} with ranks renumbered 1, 2, 3 ... keeping ties: {a: 1, b: 3, c: 3} -> {a: 1, b: 2, c: 2}."""
+    levels = {r: i + 1 for i, r in enumerate(sorted(set(ranks.values())))}
+    return {g: levels[r] for g, r in ranks.items()}
+
+
+def _validate(status: str, ranks: dict | None, order: list[int], skip_reason, flag_reason, comment) -> dict[int, int]:
+    if status not in STATUSES:
+        raise InputError(f"status must be one of {', '.join(STATUSES)}, not '{status}'", field="status")
+    for name, value in (("skip_reason", skip_reason), ("flag_reason", flag_reason), ("comment", comment)):
+        if value is not None and len(value) > MAX_TEXT:
+            raise InputError(f"too long ({len(value)} characters; at most {MAX_TEXT})", field=name)
+    if status == "skipped" and not (skip_reason or "").strip():
+        raise InputError("a skip needs a reason", field="skip_reason")
+    if status == "flagged" and not (flag_reason or "").strip():
+        raise InputError("a flag needs a reason", field="flag_reason")
+    ranks = ranks or {}
+    clean: dict[int, int] = {}
+    for key, rank in ranks.items():
+        try:
+            gid = int(key)
+        except (TypeError, ValueError):
+            raise InputError(f"'{key}' is not an answer id", field=f"ranks.{key}") from None
+        if gid not in order:
+            raise InputError(f"answer {gid} is not part of this assignment", field=f"ranks.{key}")
+        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+            raise InputError(f"rank must be an integer >= 1, got {rank!r}", field=f"ranks.{key}")
+        clean[gid] = rank
+    if status == "submitted":
+        missing = [g for g in order if g not in clean]
+        if missing:
+            raise InputError(f"every answer needs a rank; missing {len(missing)} (answer {missing[0]})",
+                             field=f"ranks.{missing[0]}")
+    elif clean and len(clean) != len(order):
+        clean = {}  # a partial ranking on a skip or flag carries no preference
+    return dense_ranks(clean) if clean else {}
+
+
+def submit(
+    store: Store, user_id: int, assignment_id: int, *, status: str, ranks: dict | None = None, all_bad: bool = False,
+    skip_reason: str | None = None, flag_reason: str | None = None, comment: str | None = None,
+    time_on_task_ms: int | None = None, now: datetime | None = None, created_by: str = "server",
+) -> int:
+    """Store the ranking of a leased assignment with its items and pairs, in one transaction; its id.
+
+    An expired lease is still accepted while its slot is free (no work is lost); 409 (ConflictError) when
+    the slot went to someone else or the assignment was already submitted.
+    """
+    now = _now(now)
+    with store.transaction():
+        row = store._first(
+            "SELECT a.prompt_id, a.status, a.expires_at, a.answer_order, p.dataset_id FROM assignments a "
+            "JOIN prompts p ON p.id = a.prompt_id WHERE a.id = ? AND a.user_id = ?",
+            [assignment_id, user_id],
+        )
+        if row is None:
+            raise NotFoundError(f"no assignment {assignment_id} of yours")
+        prompt_id, a_status, expires_at, order_json, dataset_id = row
+        order = json.loads(order_json)
+        if a_status == "done":
+            raise ConflictError(f"assignment {assignment_id} was already submitted")
+        clean = _validate(status, ranks, order, skip_reason, flag_reason, comment)
+        if store._first("SELECT 1 FROM rankings WHERE prompt_id = ? AND user_id = ?", [prompt_id, user_id]):
+            raise ConflictError(f"you already ranked prompt {prompt_id}")
+        k, version = store._first(
+            "SELECT annotators_per_prompt, guideline_version FROM datasets WHERE id = ?", [dataset_id])
+        if a_status != "leased" or expires_at <= now:  # the lease lapsed: accept only if the slot is still free
+            taken = store._first(
+                f"""SELECT (SELECT count(*) FROM rankings r WHERE r.prompt_id = ? AND {_counted_sql('r')})
+                         + (SELECT count(*) FROM assignments a WHERE a.prompt_id = ? AND a.status = 'leased'
+                            AND a.expires_at > ? AND a.id <> ?)""",  # noqa: S608
+                [prompt_id, prompt_id, now, assignment_id],
+            )[0]
+            if status == "submitted" and taken >= k:
+                raise ConflictError("your lease expired and the prompt has since been ranked by others; "
+                                    "ask for the next item")
+        ranking_id = store.con.execute(
+            "INSERT INTO rankings (prompt_id, user_id, status, source, all_bad, skip_reason, flag_reason, comment, "
+            "time_on_task_ms, guideline_version, created_by, created_at) "
+            "VALUES (?, ?, ?, 'human', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            [prompt_id, user_id, status, bool(all_bad), skip_reason, flag_reason, comment, time_on_task_ms, version,
+             created_by, now],
+        ).fetchall()[0][0]
+        if clean:
+            store.con.executemany(
+                "INSERT INTO ranking_items (ranking_id, generation_id, rank, position) VALUES (?, ?, ?, ?)",
+                [[ranking_id, gid, clean[gid], order.index(gid)] for gid in order],
+            )
+            store._derive_pairs_for("?", [ranking_id])
+        store.con.execute("UPDATE assignments SET status = 'done' WHERE id = ?", [assignment_id])
+        sync(store, dataset_id)
+        return ranking_id
+
+
+# ---- progress ------------------------------------------------------------------------------------------
+
+
+def progress(store: Store, dataset_id: int, user_id: int, *, now: datetime | None = None) -> dict:
+    """{done_today, remaining}: rankings this user made today, open prompts they have not ranked."""
+    now = _now(now)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    with store._lock:
+        done_today = store._first(
+            "SELECT count(*) FROM rankings r JOIN prompts p ON p.id = r.prompt_id "
+            "WHERE r.user_id = ? AND r.created_at >= ? AND r.source = 'human' AND p.dataset_id = ?",
+            [user_id, midnight, dataset_id],
+        )[0]
+        remaining = store._first(
+            "SELECT count(*) FROM queue_open q WHERE q.dataset_id = ? AND NOT EXISTS "
+            "(SELECT 1 FROM rankings r WHERE r.prompt_id = q.prompt_id AND r.user_id = ?)",
+            [dataset_id, user_id],
+        )[0]
+    return {"done_today": done_today, "remaining": remaining}
+
+
+# ---- per-dataset settings ------------------------------------------------------------------------------
+
+
+def get_dataset(store: Store, name: str) -> dict:
+    rows = store.query(
+        "SELECT id, name, description, annotators_per_prompt, guidelines, guideline_version, created_by, "
+        "CAST(created_at AS VARCHAR) AS created_at FROM datasets WHERE name = ?", [name])
+    if not rows:
+        store.dataset_id(name)  # raises NotFoundError listing the known names
+    return rows[0]
+
+
+def update_dataset(store: Store, name: str, *, k: int | None = None, guidelines: str | None = None,
+                   description: str | None = None) -> dict:
+    """Set k, guidelines or description; new guideline text bumps guideline_version (stored on each ranking)."""
+    if k is not None and k < 1:
+        raise InputError("annotators_per_prompt (k) must be >= 1", field="annotators_per_prompt")
+    with store.transaction():
+        current = get_dataset(store, name)
+        if k is not None and k != current["annotators_per_prompt"]:
+            store.con.execute("UPDATE datasets SET annotators_per_prompt = ? WHERE id = ?", [k, current["id"]])
+            store.con.execute("DELETE FROM queue_sync WHERE dataset_id = ?", [current["id"]])  # rebuild with new k
+        if guidelines is not None and guidelines != (current["guidelines"] or ""):
+            bump = 1 if current["guidelines"] is not None else 0  # the first text is version 1
+            store.con.execute("UPDATE datasets SET guidelines = ?, guideline_version = guideline_version + ? "
+                              "WHERE id = ?", [guidelines, bump, current["id"]])
+        if description is not None:
+            store.con.execute("UPDATE datasets SET description = ? WHERE id = ?", [description, current["id"]])
+    return get_dataset(store, name)

@@ -1,0 +1,130 @@
+"""Sampling jobs (admin): start serving.sampler.run_sampling in a background thread, watch it, cancel it.
+
+Job rows live in sampling_jobs (db/sampling.py); live progress comes from the running thread and is written
+to the row as it goes, so GET shows it and a restart keeps the record (a job cut off by a restart is
+marked failed on start-up).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+
+from db import sampling
+from db.store import Store
+from serving.deps import ApiError, get_store, require_role
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/api", tags=["sampling jobs"])
+
+
+class SamplingJobIn(BaseModel):
+    dataset: str = Field(min_length=1, max_length=256)
+    model: str = Field(min_length=1, max_length=256, description="served model or adapter name")
+    engine: str | None = Field(default=None, max_length=256)
+    n: int = Field(default=4, ge=1, le=64)
+    temperature: float = Field(default=0.8, ge=0.0, le=5.0)
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    max_tokens: int = Field(default=256, ge=1, le=32768)
+    seed: int | None = None
+    limit: int | None = Field(default=None, ge=1)
+    concurrency: int = Field(default=8, ge=1, le=256)
+
+
+class JobManager:
+    """The server's running sampling jobs: one thread and one cancel Event each."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.threads: dict[int, threading.Thread] = {}
+        self.cancels: dict[int, threading.Event] = {}
+        try:  # jobs that were running when the server last stopped cannot still be running
+            with store._lock:
+                store.con.execute("UPDATE sampling_jobs SET status = 'failed', error = 'server restarted' "
+                                  "WHERE status IN ('queued', 'running')")
+        except Exception:  # noqa: BLE001 (no sampling_jobs table: the engines migration is absent)
+            log.debug("no sampling_jobs table yet")
+
+    def start(self, body: SamplingJobIn, created_by: str) -> int:
+        params = body.model_dump(exclude={"dataset", "model", "engine"})
+        job_id = sampling.create_job(self.store, dataset=body.dataset, model=body.model, engine=body.engine,
+                                     params=params, created_by=created_by)
+        cancel = threading.Event()
+        thread = threading.Thread(target=self._run, args=(job_id, body, params, cancel, created_by),
+                                  name=f"sampling-{job_id}", daemon=True)
+        self.cancels[job_id] = cancel
+        self.threads[job_id] = thread
+        thread.start()
+        return job_id
+
+    def _run(self, job_id: int, body: SamplingJobIn, params: dict, cancel: threading.Event, created_by: str):
+        from serving.sampler import run_sampling
+
+        sampling.update_job(self.store, job_id, status="running", started_at="now")
+
+        def progress(p: dict) -> None:
+            sampling.update_job(self.store, job_id, prompts_total=p.get("prompts_total", 0),
+                                prompts_done=p.get("prompts_finished", 0),
+                                answers_stored=p.get("answers_stored", 0), failures=p.get("failures", 0))
+
+        try:
+            report = run_sampling(self.store, body.dataset, body.model, engine=body.engine, progress=progress,
+                                  cancel=cancel, created_by=created_by, **params)
+            data = report.as_dict()
+            sampling.update_job(
+                self.store, job_id, status="cancelled" if cancel.is_set() else "finished", report=data,
+                prompts_total=data["prompts_total"], prompts_done=data["prompts_done"] + data["prompts_skipped"],
+                answers_stored=data["answers_stored"], failures=len(data["failures"]), finished_at="now")
+        except Exception as e:  # noqa: BLE001 (the job records any failure; the server keeps running)
+            log.exception("sampling job %s failed", job_id)
+            sampling.update_job(self.store, job_id, status="failed", error=f"{type(e).__name__}: {e}",
+                                finished_at="now")
+        finally:
+            self.cancels.pop(job_id, None)
+
+    def cancel(self, job_id: int) -> bool:
+        event = self.cancels.get(job_id)
+        if event is None:
+            return False
+        event.set()
+        return True
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        for event in list(self.cancels.values()):
+            event.set()
+        for thread in list(self.threads.values()):
+            thread.join(timeout)
+
+
+@router.post("/sampling-jobs", status_code=201)
+def start_job(body: SamplingJobIn, request: Request, store: Store = Depends(get_store),
+              admin: dict = Depends(require_role("admin"))) -> dict:
+    """Start sampling n answers per prompt of a dataset from a served model; returns the job row."""
+    store.dataset_id(body.dataset)  # 404 before a thread starts
+    job_id = request.app.state.jobs.start(body, admin["name"])
+    return sampling.get_job(store, job_id)
+
+
+@router.get("/sampling-jobs")
+def list_jobs(dataset: str | None = Query(None, max_length=256), store: Store = Depends(get_store),
+              admin: dict = Depends(require_role("admin"))) -> list[dict]:
+    """Sampling jobs, newest first, with live progress (prompts_done of prompts_total)."""
+    return sampling.list_jobs(store, dataset=dataset)
+
+
+@router.get("/sampling-jobs/{job_id}")
+def get_job(job_id: int, store: Store = Depends(get_store), admin: dict = Depends(require_role("admin"))) -> dict:
+    return sampling.get_job(store, job_id)
+
+
+@router.post("/sampling-jobs/{job_id}/cancel")
+def cancel_job(job_id: int, request: Request, store: Store = Depends(get_store),
+               admin: dict = Depends(require_role("admin"))) -> dict:
+    """Stop a running job: no new requests are sent; answers already stored stay."""
+    job = sampling.get_job(store, job_id)
+    if not request.app.state.jobs.cancel(job_id):
+        raise ApiError(409, f"sampling job {job_id} is not running (status {job['status']})", field="job_id")
+    return sampling.get_job(store, job_id)

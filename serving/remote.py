@@ -1,0 +1,191 @@
+"""The CLI's HTTP transport: when a server holds the database, commands send their work there.
+
+    url = db.cli.server_url(ctx)          # None: no server runs for this database; use the file
+    if url:
+        from serving import remote
+        report = remote.import_file(url, path, dataset="demo", format="oasst")
+
+The CLI signs in with `preflab login NAME` (token in PREFLAB_HOME/token) or PREFLAB_TOKEN. Server errors
+come back as PrefLabError with the server's one-line message, so the CLI prints them like local ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from db.errors import InputError, NotFoundError, PrefLabError
+from db.paths import home
+
+TIMEOUT = httpx.Timeout(30.0, read=3600.0)  # long imports and exports stream for a while
+
+
+def server_url() -> str | None:
+    from db.cli import server_url as _server_url
+
+    return _server_url()
+
+
+def token_path() -> Path:
+    return home() / "token"
+
+
+def token() -> str | None:
+    if os.environ.get("PREFLAB_TOKEN"):
+        return os.environ["PREFLAB_TOKEN"]
+    try:
+        return token_path().read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        err = response.json()["error"]
+        message, field = err["message"], err.get("field")
+    except (ValueError, KeyError, TypeError):
+        message, field = response.text[:500] or response.reason_phrase, None
+    if response.status_code == 401:
+        message += " (run `preflab login NAME`, or set PREFLAB_TOKEN)"
+    if response.status_code == 404:
+        raise NotFoundError(message)
+    if field and response.status_code in (400, 422):
+        raise InputError(message)  # the server's message already names the field
+    raise PrefLabError(f"server: {message}")
+
+
+class Client:
+    """A signed-in HTTP client of one server."""
+
+    def __init__(self, base_url: str, api_token: str | None = None):
+        self.base = base_url.rstrip("/")
+        tok = api_token if api_token is not None else token()
+        headers = {"Authorization": f"Bearer {tok}"} if tok else {}
+        self.http = httpx.Client(base_url=self.base, headers=headers, timeout=TIMEOUT)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.http.close()
+
+    def request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as e:
+            raise PrefLabError(f"cannot reach the PrefLab server at {self.base}: {e}") from e
+        _raise_for(response)
+        return response
+
+    def get(self, path: str, **kwargs):
+        return self.request("GET", path, **kwargs).json()
+
+    def post(self, path: str, **kwargs):
+        return self.request("POST", path, **kwargs).json()
+
+
+# ---- sign-in --------------------------------------------------------------------------------------------
+
+
+def login(base_url: str, name: str, password: str) -> tuple[Path, str]:
+    """Sign in and store the token (readable by this user only); returns (token file, expires_at)."""
+    with Client(base_url, api_token="") as c:
+        data = c.post("/api/auth/login", json={"name": name, "password": password})
+    path = token_path()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(data["token"])
+    return path, data["expires_at"]
+
+
+def logout() -> None:
+    base = server_url()
+    if base and token():
+        try:
+            with Client(base) as c:
+                c.post("/api/auth/logout")
+        except PrefLabError:
+            pass
+    token_path().unlink(missing_ok=True)
+
+
+# ---- the commands that work through a server ----------------------------------------------------------
+
+
+def import_file(base_url: str, path: str | Path, *, dataset: str, format: str | None = None, dry_run: bool = False,
+                skip_invalid: bool = False) -> dict:
+    """Upload `path` to POST /api/import; returns the importer's report (a dict)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("no such file", file=str(path))
+    form = {"dataset": dataset, "format": format or "auto", "dry_run": str(dry_run).lower(),
+            "skip_invalid": str(skip_invalid).lower()}
+    with Client(base_url) as c, open(path, "rb") as fh:
+        data = c.post("/api/import", data=form, files={"file": (path.name, fh, "application/octet-stream")})
+    return data["report"]
+
+
+def export(base_url: str, out: str | Path, *, dataset: str | None = None, format: str = "jsonl",
+           **filters) -> dict:
+    """Stream GET /api/export into `out` (written to a temp name, renamed when complete); {path, snapshot_id}."""
+    out = Path(out)
+    params = {"format": format, **{k: v for k, v in filters.items() if v is not None}}
+    if dataset is not None:
+        params["dataset"] = dataset
+    params = {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in params.items()}
+    tmp = out.with_name(out.name + ".part")
+    with Client(base_url) as c:
+        try:
+            with c.http.stream("GET", "/api/export", params=params) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    _raise_for(response)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with open(tmp, "wb") as f:
+                    for chunk in response.iter_bytes(1 << 20):
+                        f.write(chunk)
+                snapshot = response.headers.get("X-PrefLab-Snapshot") or None
+        except httpx.TransportError as e:
+            tmp.unlink(missing_ok=True)
+            raise PrefLabError(f"cannot reach the PrefLab server at {base_url}: {e}") from e
+    tmp.replace(out)
+    return {"path": str(out), "snapshot_id": snapshot}
+
+
+def stats(base_url: str, *, dataset: str | None = None, source: str = "all") -> dict:
+    params = {"source": source, **({"dataset": dataset} if dataset else {})}
+    with Client(base_url) as c:
+        return c.get("/api/stats", params=params)
+
+
+def sample(base_url: str, *, dataset: str, model: str, engine: str | None = None,
+           progress: Callable[[dict], None] | None = None, poll_s: float = 1.0, **params) -> dict:
+    """Start a sampling job on the server and follow it until it ends; Ctrl-C cancels it. The final job row."""
+    body = {"dataset": dataset, "model": model, "engine": engine, **{k: v for k, v in params.items() if v is not None}}
+    with Client(base_url) as c:
+        job = c.post("/api/sampling-jobs", json=body)
+        try:
+            while job["status"] in ("queued", "running"):
+                if progress:
+                    progress(job)
+                time.sleep(poll_s)
+                job = c.get(f"/api/sampling-jobs/{job['id']}")
+        except KeyboardInterrupt:
+            c.post(f"/api/sampling-jobs/{job['id']}/cancel")
+            raise
+        if progress:
+            progress(job)
+    if job["status"] == "failed":
+        raise PrefLabError(f"sampling job {job['id']} failed: {job.get('error')}")
+    return job
+
+
+def dumps(data) -> str:
+    return json.dumps(data, ensure_ascii=False, indent=2)

@@ -1,0 +1,134 @@
+"""The PrefLab server: FastAPI app over the one Store, run by uvicorn. `preflab server --port 8000`.
+
+    from serving.server import create_app, ServerConfig
+    app = create_app(store, ServerConfig(token_ttl_s=60))   # e.g. in tests, with fastapi.testclient.TestClient
+
+The server is the only process that opens the DuckDB file. It writes db.paths.home()/server.json
+({url, pid, db}) while it runs, so the CLI sends its commands here instead of hitting the file lock
+(serving.remote). Routers of other areas plug in when their module exists: serving.api_runs (training
+runs), serving.api_arena (arena), serving.gateway (/v1 OpenAI-compatible routes).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+
+from db.errors import PrefLabError
+from db.paths import home
+from db.store import Store
+from serving.deps import install_error_handlers
+
+log = logging.getLogger(__name__)
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+PLUGIN_ROUTERS = ("serving.api_runs", "serving.api_arena", "serving.gateway")
+
+
+@dataclass(kw_only=True)
+class ServerConfig:
+    token_ttl_s: int = 12 * 3600  # a sign-in lasts a working day
+    lease_s: int = 600  # how long an annotator holds a prompt before it returns to the queue
+    max_upload_mb: int = 2048  # POST /api/import
+
+    def __post_init__(self):
+        if self.token_ttl_s <= 0:
+            raise PrefLabError("token_ttl_s must be > 0 seconds (e.g. 43200 for 12 hours)")
+        if self.lease_s <= 0:
+            raise PrefLabError("lease_s must be > 0 seconds (e.g. 600 for 10 minutes)")
+
+
+def create_app(store: Store, config: ServerConfig | None = None) -> FastAPI:
+    """The FastAPI app serving `store`: data API under /api, OpenAPI docs at /docs."""
+    from serving import api_auth, api_data, api_jobs, api_queue, api_review
+
+    app = FastAPI(
+        title="PrefLab", version="0.1.0",
+        description="Human preference data: datasets, the annotation queue, rankings, review, export. "
+        "Sign in with POST /api/auth/login and send `Authorization: Bearer <token>`. See docs/api.md.",
+    )
+    app.state.store = store
+    app.state.config = config or ServerConfig()
+    app.state.jobs = api_jobs.JobManager(store)
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def _timing(request: Request, call_next):
+        # Server-side time per request: bench/annotate.py reads it to leave out client and network cost.
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        ms = (time.perf_counter() - t0) * 1000
+        response.headers["X-Process-Time"] = f"{ms:.3f}"
+        response.headers["Server-Timing"] = f"app;dur={ms:.3f}"
+        return response
+
+    @app.get("/api/health", tags=["server"])
+    def health() -> dict:
+        """Liveness for the CLI and `preflab up`; needs no sign-in."""
+        return {"ok": True, "db": store.path, "pid": os.getpid()}
+
+    for router_module in (api_auth, api_queue, api_data, api_review, api_jobs):
+        app.include_router(router_module.router)
+    for name in PLUGIN_ROUTERS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:
+                continue
+            raise
+        app.include_router(module.router)
+    return app
+
+
+# ---- running it ---------------------------------------------------------------------------------------
+
+
+def state_file() -> Path:
+    return home() / "server.json"
+
+
+def check_public_bind(store: Store, host: str) -> None:
+    """Refuse to listen beyond this machine while an enabled user has a demo/default password."""
+    if host in LOCAL_HOSTS:
+        return
+    from serving.auth import users_with_demo_passwords
+
+    weak = users_with_demo_passwords(store)
+    if weak:
+        raise PrefLabError(
+            f"refusing to listen on {host}: user(s) {', '.join(weak)} have a default or demo password. "
+            "Set real ones with `preflab user passwd NAME` (or disable them), or listen on 127.0.0.1."
+        )
+
+
+def run_server(db_path: str, *, host: str = "127.0.0.1", port: int = 8000, config: ServerConfig | None = None) -> None:
+    """Open the database, write the state file, serve until interrupted, then remove the state file."""
+    import uvicorn
+
+    store = Store.open(db_path)
+    try:
+        check_public_bind(store, host)
+        app = create_app(store, config)
+        shown = f"[{host}]" if ":" in host else host
+        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else shown}:{port}"
+        path = state_file()
+        path.write_text(json.dumps({"url": url, "pid": os.getpid(), "db": str(Path(db_path).resolve())}),
+                        encoding="utf-8")
+        try:
+            uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        finally:
+            app.state.jobs.shutdown()
+            try:
+                if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
+                    path.unlink()
+            except (OSError, ValueError):
+                pass
+    finally:
+        store.close()  # a clean close checkpoints the WAL into the database file
