@@ -64,8 +64,10 @@ class PrefLabFields:
                 key="reward_model",
             )
         if self.reward_model and not Path(self.reward_model).exists():
-            raise ConfigError(f"'{self.reward_model}' does not exist: point it at a reward adapter or model folder",
-                              key="reward_model")
+            raise ConfigError(
+                f"'{self.reward_model}' does not exist: point it at a reward adapter or model folder",
+                key="reward_model",
+            )
         if self.adapter and not (Path(self.adapter) / "adapter_config.json").exists():
             raise ConfigError(f"'{self.adapter}' is not a LoRA adapter folder (no adapter_config.json)", key="adapter")
         if self.lora_r < 1:
@@ -95,7 +97,7 @@ class PrefLabFields:
             self.report_to = ["tensorboard"]
 
 
-def _stage_class(stage: str, trl_cls: type, doc: str) -> type:
+def _stage_class(name: str, stage: str, trl_cls: type, doc: str) -> type:
     """A dataclass that is `trl_cls` plus PrefLabFields, validated before TRL's own __post_init__."""
 
     def __post_init__(self):
@@ -103,17 +105,25 @@ def _stage_class(stage: str, trl_cls: type, doc: str) -> type:
         trl_cls.__post_init__(self)
 
     ns = {"__post_init__": __post_init__, "__doc__": doc, "stage": stage, "__module__": __name__}
-    cls = types.new_class(f"{stage.upper()}RunConfig", (trl_cls, PrefLabFields), exec_body=lambda d: d.update(ns))
+    cls = types.new_class(name, (trl_cls, PrefLabFields), exec_body=lambda d: d.update(ns))
     cls.__annotations__ = {}
     cls.__qualname__ = cls.__name__
     return dataclasses.dataclass(kw_only=True)(cls)
 
 
-SFTRunConfig = _stage_class("sft", SFTConfig, "SFT on messages data (TRL SFTConfig + PrefLab fields).")
-RewardRunConfig = _stage_class("reward", RewardConfig, "Reward model on chosen/rejected pairs (TRL RewardConfig).")
-DPORunConfig = _stage_class("dpo", DPOConfig, "DPO over LoRA; reference = adapter disabled (TRL DPOConfig).")
-RLOORunConfig = _stage_class("rloo", RLOOConfig, "RLOO with the trained reward model (TRL RLOOConfig).")
-GRPORunConfig = _stage_class("grpo", GRPOConfig, "GRPO with the trained reward model (TRL GRPOConfig).")
+SFTRunConfig = _stage_class("SFTRunConfig", "sft", SFTConfig, "SFT on messages data (TRL SFTConfig + PrefLab fields).")
+RewardRunConfig = _stage_class(
+    "RewardRunConfig", "reward", RewardConfig, "Reward model on chosen/rejected pairs (TRL RewardConfig)."
+)
+DPORunConfig = _stage_class(
+    "DPORunConfig", "dpo", DPOConfig, "DPO over LoRA; reference = adapter disabled (TRL DPOConfig)."
+)
+RLOORunConfig = _stage_class(
+    "RLOORunConfig", "rloo", RLOOConfig, "RLOO with the trained reward model (TRL RLOOConfig)."
+)
+GRPORunConfig = _stage_class(
+    "GRPORunConfig", "grpo", GRPOConfig, "GRPO with the trained reward model (TRL GRPOConfig)."
+)
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -146,14 +156,19 @@ class PPOConfig(_BaseConfig, PrefLabFields):
             if getattr(self, key) < 1:
                 raise ConfigError(f"must be >= 1, got {getattr(self, key)}", key=key)
         if self.per_device_train_batch_size % self.num_mini_batches:
-            raise ConfigError("per_device_train_batch_size must be a multiple of num_mini_batches",
-                              key="num_mini_batches")
+            raise ConfigError(
+                "per_device_train_batch_size must be a multiple of num_mini_batches", key="num_mini_batches"
+            )
 
 
 PPORunConfig = PPOConfig
 CONFIG_CLASSES: dict[str, type] = {
-    "sft": SFTRunConfig, "reward": RewardRunConfig, "ppo": PPOConfig,
-    "rloo": RLOORunConfig, "grpo": GRPORunConfig, "dpo": DPORunConfig,
+    "sft": SFTRunConfig,
+    "reward": RewardRunConfig,
+    "ppo": PPOConfig,
+    "rloo": RLOORunConfig,
+    "grpo": GRPORunConfig,
+    "dpo": DPORunConfig,
 }
 
 
@@ -260,8 +275,13 @@ def build_config(stage: str, values: dict, *, source: str | None = None):
         raise ConfigError(str(e).splitlines()[0], source=source) from None
 
 
-def load_config(path: str | Path | None = None, *, stage: str | None = None, values: dict | None = None,
-                overrides: list[str] | tuple[str, ...] = ()):
+def load_config(
+    path: str | Path | None = None,
+    *,
+    stage: str | None = None,
+    values: dict | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+):
     """Read a YAML file (optional), merge `values` then `--set` overrides, validate and build."""
     merged: dict = {}
     source = str(path) if path else None
@@ -281,12 +301,14 @@ def load_config(path: str | Path | None = None, *, stage: str | None = None, val
     merged.update(parse_overrides(overrides))
     file_stage = merged.pop("stage", None)
     if stage and file_stage and stage != file_stage:
-        raise ConfigError(f"the file says stage '{file_stage}' but '{stage}' was asked for", key="stage",
-                          source=source)
+        raise ConfigError(
+            f"the file says stage '{file_stage}' but '{stage}' was asked for", key="stage", source=source
+        )
     stage = stage or file_stage
     if not stage:
-        raise ConfigError("is required: put `stage: sft|reward|ppo|rloo|grpo|dpo` in the file", key="stage",
-                          source=source)
+        raise ConfigError(
+            "is required: put `stage: sft|reward|ppo|rloo|grpo|dpo` in the file", key="stage", source=source
+        )
     return build_config(stage, merged, source=source)
 
 
@@ -306,8 +328,17 @@ def _plain(value: Any) -> Any:
 
 
 # Set by TrainingArguments.__post_init__ from other fields (or secrets): writing them back would conflict.
-_DERIVED = ("hub_token", "accelerator_config", "debug", "dataloader_pin_memory", "disable_tqdm",
-            "pad_to_multiple_of", "gradient_checkpointing", "gradient_checkpointing_kwargs", "generation_batch_size")
+_DERIVED = (
+    "hub_token",
+    "accelerator_config",
+    "debug",
+    "dataloader_pin_memory",
+    "disable_tqdm",
+    "pad_to_multiple_of",
+    "gradient_checkpointing",
+    "gradient_checkpointing_kwargs",
+    "generation_batch_size",
+)
 
 
 def config_to_dict(cfg) -> dict:
@@ -339,9 +370,18 @@ def save_config(cfg, path: str | Path) -> Path:
 
 def default_values(stage: str) -> dict:
     """Main hyperparameters and their defaults for a stage (what the admin page shows first)."""
-    common = {"learning_rate": 1e-4, "num_train_epochs": 1.0, "max_steps": -1, "per_device_train_batch_size": 4,
-              "gradient_accumulation_steps": 1, "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05,
-              "save_steps": 100, "logging_steps": 5}
+    common = {
+        "learning_rate": 1e-4,
+        "num_train_epochs": 1.0,
+        "max_steps": -1,
+        "per_device_train_batch_size": 4,
+        "gradient_accumulation_steps": 1,
+        "lora_r": 16,
+        "lora_alpha": 32,
+        "lora_dropout": 0.05,
+        "save_steps": 100,
+        "logging_steps": 5,
+    }
     per_stage = {
         "sft": {"learning_rate": 2e-4, "max_length": 1024},
         "reward": {"learning_rate": 1e-4, "max_length": 1024, "eval_fraction": 0.1},
