@@ -1,7 +1,7 @@
 """`preflab import FILE --format F [--dataset NAME] [--dry-run] [--skip-invalid]`.
 
-    preflab import demo/data/oasst2_sample.jsonl                # format detected from the first record
-    preflab import pairs.jsonl.gz --format preference --dataset hh --dry-run
+preflab import demo/data/oasst2_sample.jsonl                # format detected from the first record
+preflab import pairs.jsonl.gz --format preference --dataset hh --dry-run
 """
 
 from __future__ import annotations
@@ -13,8 +13,18 @@ import click
 
 from db.cli import open_store
 
-FORMAT_NAMES = ["auto", "alpaca", "messages", "sharegpt", "classification", "preference", "implicit-preference",
-                "ranked", "oasst", "prompts"]
+FORMAT_NAMES = [
+    "auto",
+    "alpaca",
+    "messages",
+    "sharegpt",
+    "classification",
+    "preference",
+    "implicit-preference",
+    "ranked",
+    "oasst",
+    "prompts",
+]
 PROGRESS_MIN_BYTES = 8 * 2**20  # show a progress bar for files at least this big
 
 
@@ -25,16 +35,28 @@ def _counts(d: dict[str, int]) -> str:
 def register(cli: click.Group) -> None:
     @cli.command("import")
     @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-    @click.option("--format", "fmt", type=click.Choice(FORMAT_NAMES), default="auto", show_default=True,
-                  help="Input format; auto detects it from the first record and says what it found.")
+    @click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(FORMAT_NAMES),
+        default="auto",
+        show_default=True,
+        help="Input format; auto detects it from the first record and says what it found.",
+    )
     @click.option("--dataset", help="Dataset to add to (created if missing). Default: the file's name.")
     @click.option("--dry-run", is_flag=True, help="Validate and report what would be added; write nothing.")
     @click.option("--skip-invalid", is_flag=True, help="Skip bad records (listed) and import the rest.")
-    @click.option("--engine", type=click.Choice(["auto", "python", "duckdb"]), default="auto", show_default=True,
-                  help="duckdb reads big ranked/preference JSON Lines files natively; auto picks it by size.")
+    @click.option(
+        "--engine",
+        type=click.Choice(["auto", "python", "duckdb"]),
+        default="auto",
+        show_default=True,
+        help="duckdb reads big ranked/preference JSON Lines files natively; auto picks it by size.",
+    )
     @click.pass_context
-    def import_cmd(ctx, file: Path, fmt: str, dataset: str | None, dry_run: bool, skip_invalid: bool,
-                   engine: str) -> None:
+    def import_cmd(
+        ctx, file: Path, fmt: str, dataset: str | None, dry_run: bool, skip_invalid: bool, engine: str
+    ) -> None:
         """Import FILE (JSON Lines, a JSON array, or CSV for classification; .gz too) into a dataset.
 
         Atomic (a bad file changes nothing; the error names file, line and field) and idempotent
@@ -54,8 +76,16 @@ def register(cli: click.Group) -> None:
             bar.update(done - bar.n)
 
         try:
-            report = import_file(store, file, fmt=fmt, dataset=dataset, dry_run=dry_run, skip_invalid=skip_invalid,
-                                 engine=engine, on_progress=progress if bar is not None else None)
+            report = import_file(
+                store,
+                file,
+                fmt=fmt,
+                dataset=dataset,
+                dry_run=dry_run,
+                skip_invalid=skip_invalid,
+                engine=engine,
+                on_progress=progress if bar is not None else None,
+            )
         finally:
             if bar is not None:
                 bar.close()
@@ -65,8 +95,10 @@ def register(cli: click.Group) -> None:
             click.echo(f"skipped {e}")
         added = report.added.as_dict()
         verb = "would add" if dry_run else "added"
-        click.echo(f"{file}: {report.records} records read ({report.format}, engine {report.engine}); "
-                   f"{verb}: {_counts({k: added[k] for k in report.in_file})}")
+        click.echo(
+            f"{file}: {report.records} records read ({report.format}, engine {report.engine}); "
+            f"{verb}: {_counts({k: added[k] for k in report.in_file})}"
+        )
         click.echo(f"already stored: {_counts(report.already_stored())}")
         if report.skipped:
             click.echo(f"skipped {len(report.skipped)} invalid records (listed above)")

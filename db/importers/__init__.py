@@ -63,6 +63,7 @@ class ImportReport:
 
 # ---- detection ------------------------------------------------------------------------------------------
 
+
 def base_name(path: Path) -> str:
     name = path.name
     return name[:-3] if name.endswith(".gz") else name
@@ -96,12 +97,18 @@ def detect_format(path: Path) -> tuple[str, str]:
         raise first
     rec = first.value
     if not isinstance(rec, dict):
-        raise InputError(f"cannot detect the format: the first record is not a JSON object; pass --format "
-                         f"({', '.join(FORMATS)})", file=str(path), line=first.line)
+        raise InputError(
+            f"cannot detect the format: the first record is not a JSON object; pass --format ({', '.join(FORMATS)})",
+            file=str(path),
+            line=first.line,
+        )
     keys = set(rec)
     conversations = rec.get("conversations")
-    if "message_tree_id" in keys or ("replies" in keys and "role" in keys) or (
-            isinstance(rec.get("prompt"), dict) and "replies" in rec["prompt"]):
+    if (
+        "message_tree_id" in keys
+        or ("replies" in keys and "role" in keys)
+        or (isinstance(rec.get("prompt"), dict) and "replies" in rec["prompt"])
+    ):
         fmt = "oasst"
     elif {"responses", "ranks"} <= keys:
         fmt = "ranked"
@@ -109,8 +116,12 @@ def detect_format(path: Path) -> tuple[str, str]:
         fmt = "preference" if "prompt" in keys else "implicit-preference"
     elif "instruction" in keys and "output" in keys:
         fmt = "alpaca"
-    elif isinstance(conversations, list) and conversations and isinstance(conversations[0], dict) and (
-            "from" in conversations[0]):
+    elif (
+        isinstance(conversations, list)
+        and conversations
+        and isinstance(conversations[0], dict)
+        and ("from" in conversations[0])
+    ):
         fmt = "sharegpt"
     elif "messages" in keys or "conversations" in keys:
         fmt = "messages"
@@ -119,21 +130,25 @@ def detect_format(path: Path) -> tuple[str, str]:
     elif "prompt" in keys:
         fmt = "prompts"
     else:
-        raise InputError(f"cannot detect the format from the keys {sorted(keys)}; pass --format "
-                         f"({', '.join(FORMATS)})", file=str(path), line=first.line)
+        raise InputError(
+            f"cannot detect the format from the keys {sorted(keys)}; pass --format ({', '.join(FORMATS)})",
+            file=str(path),
+            line=first.line,
+        )
     return fmt, container
 
 
 def _check_container(fmt: str, container: str, path: Path) -> None:
     if container == "csv" and fmt != "classification":
-        raise InputError(f"CSV is read for the classification format only, not {fmt}; use JSON Lines",
-                         file=str(path))
+        raise InputError(f"CSV is read for the classification format only, not {fmt}; use JSON Lines", file=str(path))
     if container == "text" and fmt != "prompts":
-        raise InputError(f"not JSON: a plain-text file is read for the prompts format only, not {fmt}",
-                         file=str(path), line=1)
+        raise InputError(
+            f"not JSON: a plain-text file is read for the prompts format only, not {fmt}", file=str(path), line=1
+        )
 
 
 # ---- rows -----------------------------------------------------------------------------------------------
+
 
 class ChunkedBatch(Batch):
     """A Batch that moves its rows into Arrow chunks as it grows: columnar rows take far less memory."""
@@ -163,8 +178,10 @@ class ChunkedBatch(Batch):
     def tables(self) -> dict[str, pa.Table]:
         self.flush()
         empty = Batch().tables()
-        return {name: pa.concat_tables(self._chunks[name]) if name in self._chunks else table
-                for name, table in empty.items()}
+        return {
+            name: pa.concat_tables(self._chunks[name]) if name in self._chunks else table
+            for name, table in empty.items()
+        }
 
 
 def staged_totals(tables: dict[str, pa.Table]) -> dict[str, int]:
@@ -177,8 +194,11 @@ def staged_totals(tables: dict[str, pa.Table]) -> dict[str, int]:
     try:
         for name, table in tables.items():
             con.register(name, table)
-        return dict(zip(["prompts", "generations", "rankings", "pairs", "examples"], con.execute(
-            """WITH r AS (SELECT ranking_key FROM stage_rankings
+        return dict(
+            zip(
+                ["prompts", "generations", "rankings", "pairs", "examples"],
+                con.execute(
+                    """WITH r AS (SELECT ranking_key FROM stage_rankings
                           QUALIFY row_number() OVER (PARTITION BY prompt_key, annotator ORDER BY ranking_key) = 1),
                     k AS (SELECT count(DISTINCT gen_key) AS k FROM stage_items JOIN r USING (ranking_key)
                           GROUP BY ranking_key)
@@ -187,7 +207,10 @@ def staged_totals(tables: dict[str, pa.Table]) -> dict[str, int]:
                       (SELECT count(*) FROM r),
                       (SELECT coalesce(sum(k * (k - 1) // 2), 0) FROM k),
                       (SELECT count(DISTINCT key) FROM stage_examples)"""
-        ).fetchall()[0]))
+                ).fetchall()[0],
+                strict=True,
+            )
+        )
     finally:
         con.close()
 
@@ -197,8 +220,9 @@ class _Rollback(Exception):
         self.counts = counts
 
 
-def write_tables(store: Store, dataset: str, tables: dict[str, pa.Table], *, created_by: str,
-                 dry_run: bool) -> WriteCounts:
+def write_tables(
+    store: Store, dataset: str, tables: dict[str, pa.Table], *, created_by: str, dry_run: bool
+) -> WriteCounts:
     """Store.write_batch, except that a dry run computes what would be added and rolls it back."""
     with store._lock:
         for name, table in tables.items():
@@ -220,6 +244,7 @@ def write_tables(store: Store, dataset: str, tables: dict[str, pa.Table], *, cre
 
 # ---- the import -----------------------------------------------------------------------------------------
 
+
 def default_annotator(path: Path) -> str:
     stem = base_name(path)
     for ext in (".jsonl", ".json", ".ndjson", ".csv", ".txt"):
@@ -227,9 +252,17 @@ def default_annotator(path: Path) -> str:
     return f"imported:{stem}"
 
 
-def import_file(store: Store, path: str | Path, *, fmt: str = "auto", dataset: str | None = None,
-                dry_run: bool = False, skip_invalid: bool = False, engine: str = "auto",
-                on_progress: Callable[[int], None] | None = None) -> ImportReport:
+def import_file(
+    store: Store,
+    path: str | Path,
+    *,
+    fmt: str = "auto",
+    dataset: str | None = None,
+    dry_run: bool = False,
+    skip_invalid: bool = False,
+    engine: str = "auto",
+    on_progress: Callable[[int], None] | None = None,
+) -> ImportReport:
     """Validate the whole file, then add what is new in one transaction (nothing at all on error).
 
     `engine`: "python", "duckdb" (db.fastimport; ranked/preference JSON Lines only) or "auto" (duckdb for
@@ -251,12 +284,23 @@ def import_file(store: Store, path: str | Path, *, fmt: str = "auto", dataset: s
     dataset = dataset or default_annotator(path).removeprefix("imported:")
     created_by = f"import:{path.name}"
 
-    if engine != "python" and fmt in FAST_FORMATS and container == "jsonl" and (
-            engine == "duckdb" or path.stat().st_size >= FAST_MIN_BYTES):
+    if (
+        engine != "python"
+        and fmt in FAST_FORMATS
+        and container == "jsonl"
+        and (engine == "duckdb" or path.stat().st_size >= FAST_MIN_BYTES)
+    ):
         from db import fastimport
 
-        report = fastimport.import_jsonl(store, path, fmt=fmt, dataset=dataset, dry_run=dry_run,
-                                         created_by=created_by, annotator=default_annotator(path))
+        report = fastimport.import_jsonl(
+            store,
+            path,
+            fmt=fmt,
+            dataset=dataset,
+            dry_run=dry_run,
+            created_by=created_by,
+            annotator=default_annotator(path),
+        )
         if report is not None:
             report.detected = detected
             return report
@@ -275,8 +319,11 @@ def import_file(store: Store, path: str | Path, *, fmt: str = "auto", dataset: s
             report.records += 1
         except InputError as e:
             if not skip_invalid:
-                hint = "" if isinstance(e, BadRecord) and container == "json-array" else \
-                    " (--skip-invalid skips bad records)"
+                hint = (
+                    ""
+                    if isinstance(e, BadRecord) and container == "json-array"
+                    else " (--skip-invalid skips bad records)"
+                )
                 raise InputError(f"{e.reason}{hint}", file=e.file, line=e.line, field=e.field) from None
             report.skipped.append(e)
     if report.records == 0:

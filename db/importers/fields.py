@@ -34,8 +34,15 @@ def dumps(value: Any) -> str:
 
 
 def type_name(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
-            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+    return {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
 
 
 def get(rec: Any, key: str, ctx: Ctx, *, required: bool = True, where: str | None = None) -> Any:
@@ -56,13 +63,23 @@ def text(value: Any, fld: str, ctx: Ctx, *, allow_empty: bool = False) -> str:
     if not value and not allow_empty:
         raise ctx.error(fld, "expected a non-empty string")
     if len(value) > MAX_FIELD_BYTES // 4 and len(value.encode("utf-8")) > MAX_FIELD_BYTES:
-        raise ctx.error(fld, f"{len(value.encode('utf-8')):,} bytes, over the limit of {MAX_FIELD_BYTES:,} bytes "
-                             "per text field; split or shorten it")
+        raise ctx.error(
+            fld,
+            f"{len(value.encode('utf-8')):,} bytes, over the limit of {MAX_FIELD_BYTES:,} bytes "
+            "per text field; split or shorten it",
+        )
     return value
 
 
-def messages(value: Any, fld: str, ctx: Ctx, *, role_key: str = "role", content_key: str = "content",
-             role_map: dict[str, str] | None = None) -> list[dict]:
+def messages(
+    value: Any,
+    fld: str,
+    ctx: Ctx,
+    *,
+    role_key: str = "role",
+    content_key: str = "content",
+    role_map: dict[str, str] | None = None,
+) -> list[dict]:
     """A conversation as [{"role", "content"}], roles checked (and mapped, for ShareGPT's from/value)."""
     if not isinstance(value, list):
         raise ctx.error(fld, f"expected a list of messages, got {type_name(value)}")
@@ -73,8 +90,9 @@ def messages(value: Any, fld: str, ctx: Ctx, *, role_key: str = "role", content_
     for i, m in enumerate(value):
         where = f"{fld}[{i}]"
         if not isinstance(m, dict):
-            raise ctx.error(where, f"expected a message object with '{role_key}' and '{content_key}', "
-                                   f"got {type_name(m)}")
+            raise ctx.error(
+                where, f"expected a message object with '{role_key}' and '{content_key}', got {type_name(m)}"
+            )
         role = get(m, role_key, ctx, where=where)
         if role not in allowed:
             raise ctx.error(f"{where}.{role_key}", f"unknown role {role!r}; expected one of {', '.join(allowed)}")
@@ -107,14 +125,34 @@ def assistant_text(value: Any, fld: str, ctx: Ctx) -> str:
     return msgs[0]["content"]
 
 
-def prompt_row(msgs: list[dict], ctx: Ctx, *, assets: list[str] | None = None, key_extra: str = "",
-               external_id: str | None = None, metadata: dict | None = None) -> dict:
+def prompt_row(
+    msgs: list[dict],
+    ctx: Ctx,
+    *,
+    assets: list[str] | None = None,
+    key_extra: str = "",
+    external_id: str | None = None,
+    metadata: dict | None = None,
+) -> dict:
     key = prompt_hash(msgs) if not key_extra else text_hash(prompt_hash(msgs) + "\x1f" + key_extra)
-    return {"key": key, "messages": dumps(msgs), "source": ctx.source, "external_id": external_id,
-            "metadata": dumps(metadata) if metadata else None, "assets": dumps(assets) if assets else None}
+    return {
+        "key": key,
+        "messages": dumps(msgs),
+        "source": ctx.source,
+        "external_id": external_id,
+        "metadata": dumps(metadata) if metadata else None,
+        "assets": dumps(assets) if assets else None,
+    }
 
 
-def generation_row(prompt_key: str, answer: str, kind: str, *, model: str | None = None,
-                   metadata: dict | None = None) -> dict:
-    return {"prompt_key": prompt_key, "gen_key": text_hash(answer), "text": answer, "kind": kind, "model": model,
-            "metadata": dumps(metadata) if metadata else None}
+def generation_row(
+    prompt_key: str, answer: str, kind: str, *, model: str | None = None, metadata: dict | None = None
+) -> dict:
+    return {
+        "prompt_key": prompt_key,
+        "gen_key": text_hash(answer),
+        "text": answer,
+        "kind": kind,
+        "model": model,
+        "metadata": dumps(metadata) if metadata else None,
+    }

@@ -27,8 +27,11 @@ def oasst(rec: Any, ctx: Ctx) -> Batch:
     elif isinstance(rec, dict) and "replies" in rec:  # a bare root message
         root, where = rec, ""
     else:
-        raise ctx.error("prompt", f"expected an oasst tree with a 'prompt' message, got {type_name(rec)}"
-                                  f"{' with keys ' + ', '.join(rec) if isinstance(rec, dict) else ''}")
+        raise ctx.error(
+            "prompt",
+            f"expected an oasst tree with a 'prompt' message, got {type_name(rec)}"
+            f"{' with keys ' + ', '.join(rec) if isinstance(rec, dict) else ''}",
+        )
     batch = Batch()
     stack = [(root, where or "prompt", [])]
     n_rankings = 0
@@ -41,7 +44,8 @@ def oasst(rec: Any, ctx: Ctx) -> Batch:
         role = get(msg, "role", ctx, where=fld)
         if role not in ROLES:
             raise ctx.error(f"{fld}.role", f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
-        convo = [*history, {"role": ROLES[role], "content": text(get(msg, "text", ctx, where=fld), f"{fld}.text", ctx)}]
+        content = text(get(msg, "text", ctx, where=fld), f"{fld}.text", ctx)
+        convo = [*history, {"role": ROLES[role], "content": content}]
         replies = msg.get("replies") or []
         if not isinstance(replies, list):
             raise ctx.error(f"{fld}.replies", f"expected a list of messages, got {type_name(replies)}")
@@ -64,16 +68,30 @@ def _add_prompt(batch: Batch, convo: list[dict], msg: dict, answers: list, ctx: 
     batch.prompts.append(p)
     best: dict[str, int] = {}  # the same text twice among siblings is one answer: keep its better rank
     for answer, rank, reply in answers:
-        g = generation_row(p["key"], answer, "imported", model=reply.get("model_name"),
-                           metadata={k: reply[k] for k in ("message_id", "lang") if reply.get(k) is not None})
+        g = generation_row(
+            p["key"],
+            answer,
+            "imported",
+            model=reply.get("model_name"),
+            metadata={k: reply[k] for k in ("message_id", "lang") if reply.get(k) is not None},
+        )
         batch.generations.append(g)
         if rank is not None:
             best[g["gen_key"]] = min(rank + 1, best.get(g["gen_key"], rank + 1))
     if len(best) < 2:
         return 0
     key = f"{ctx.line}:{n}"
-    batch.rankings.append({"ranking_key": key, "prompt_key": p["key"], "annotator": CONSENSUS_ANNOTATOR,
-                           "user_kind": "consensus", "status": "submitted", "source": "consensus"})
-    batch.items.extend({"ranking_key": key, "gen_key": gk, "rank": rank, "position": i}
-                       for i, (gk, rank) in enumerate(best.items()))
+    batch.rankings.append(
+        {
+            "ranking_key": key,
+            "prompt_key": p["key"],
+            "annotator": CONSENSUS_ANNOTATOR,
+            "user_kind": "consensus",
+            "status": "submitted",
+            "source": "consensus",
+        }
+    )
+    batch.items.extend(
+        {"ranking_key": key, "gen_key": gk, "rank": rank, "position": i} for i, (gk, rank) in enumerate(best.items())
+    )
     return 1

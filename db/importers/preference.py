@@ -34,8 +34,15 @@ from db.store import Batch
 _HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ ]?")
 
 
-def ranking_batch(msgs: list[dict], answers: list[tuple[str, str]], ranks: list[int], ctx: Ctx,
-                  annotator: str | None, *, ranking_key: str | None = None) -> Batch:
+def ranking_batch(
+    msgs: list[dict],
+    answers: list[tuple[str, str]],
+    ranks: list[int],
+    ctx: Ctx,
+    annotator: str | None,
+    *,
+    ranking_key: str | None = None,
+) -> Batch:
     """A prompt, its answers [(field, text)] and one ranking of them, after every check has passed."""
     seen: dict[str, str] = {}
     for fld, answer in answers:
@@ -47,9 +54,17 @@ def ranking_batch(msgs: list[dict], answers: list[tuple[str, str]], ranks: list[
     batch.prompts.append(p)
     name = _annotator(p["key"], annotator, ctx)
     rkey = ranking_key or str(ctx.line)
-    batch.rankings.append({"ranking_key": rkey, "prompt_key": p["key"], "annotator": name, "user_kind": "imported",
-                           "status": "submitted", "source": "import"})
-    for position, ((_, answer), rank) in enumerate(zip(answers, ranks)):
+    batch.rankings.append(
+        {
+            "ranking_key": rkey,
+            "prompt_key": p["key"],
+            "annotator": name,
+            "user_kind": "imported",
+            "status": "submitted",
+            "source": "import",
+        }
+    )
+    for position, ((_, answer), rank) in enumerate(zip(answers, ranks, strict=True)):
         g = generation_row(p["key"], answer, "imported")
         batch.generations.append(g)
         batch.items.append({"ranking_key": rkey, "gen_key": g["gen_key"], "rank": rank, "position": position})
@@ -60,8 +75,11 @@ def _annotator(prompt_key: str, annotator: str | None, ctx: Ctx) -> str:
     if annotator is not None:
         named = ctx.state.setdefault("named", {})
         if (prompt_key, annotator) in named:
-            raise ctx.error("annotator", f"{annotator!r} already ranked this prompt on line "
-                                         f"{named[prompt_key, annotator]}; one ranking per annotator per prompt")
+            raise ctx.error(
+                "annotator",
+                f"{annotator!r} already ranked this prompt on line "
+                f"{named[prompt_key, annotator]}; one ranking per annotator per prompt",
+            )
         named[prompt_key, annotator] = ctx.line
         return annotator
     counts = ctx.state.setdefault("unnamed", {})
@@ -79,8 +97,9 @@ def preference(rec: Any, ctx: Ctx) -> Batch:
     msgs = prompt_messages(get(rec, "prompt", ctx), "prompt", ctx)
     chosen = assistant_text(get(rec, "chosen", ctx), "chosen", ctx)
     rejected = assistant_text(get(rec, "rejected", ctx), "rejected", ctx)
-    return ranking_batch(msgs, [("chosen", chosen), ("rejected", rejected)], [1, 2], ctx,
-                         _optional_annotator(rec, ctx))
+    return ranking_batch(
+        msgs, [("chosen", chosen), ("rejected", rejected)], [1, 2], ctx, _optional_annotator(rec, ctx)
+    )
 
 
 def _conversation(value: Any, fld: str, ctx: Ctx) -> list[dict]:
@@ -91,8 +110,9 @@ def _conversation(value: Any, fld: str, ctx: Ctx) -> list[dict]:
     if len(parts) < 3 or parts[0].strip():
         raise ctx.error(fld, "expected HH-RLHF text ('\\n\\nHuman: ...\\n\\nAssistant: ...') or a message list")
     roles = {"Human": "user", "Assistant": "assistant"}
-    return [{"role": roles[parts[i]], "content": text(parts[i + 1].strip(), fld, ctx)}
-            for i in range(1, len(parts), 2)]
+    return [
+        {"role": roles[parts[i]], "content": text(parts[i + 1].strip(), fld, ctx)} for i in range(1, len(parts), 2)
+    ]
 
 
 def implicit_preference(rec: Any, ctx: Ctx) -> Batch:
@@ -104,13 +124,17 @@ def implicit_preference(rec: Any, ctx: Ctx) -> Batch:
     prompt, tails = chosen[:n], {"chosen": chosen[n:], "rejected": rejected[n:]}
     for fld, tail in tails.items():
         if len(tail) != 1 or tail[0]["role"] != "assistant":
-            raise ctx.error(fld, "expected chosen and rejected to share every turn but the final assistant answer "
-                                 f"(after the shared prefix, {fld} has {len(tail)} turns)")
+            raise ctx.error(
+                fld,
+                "expected chosen and rejected to share every turn but the final assistant answer "
+                f"(after the shared prefix, {fld} has {len(tail)} turns)",
+            )
     if not prompt:
         raise ctx.error("chosen", "chosen and rejected share no prefix, so there is no prompt")
     check_context(prompt, "chosen", ctx)
-    return ranking_batch(prompt, [(f, t[0]["content"]) for f, t in tails.items()], [1, 2], ctx,
-                         _optional_annotator(rec, ctx))
+    return ranking_batch(
+        prompt, [(f, t[0]["content"]) for f, t in tails.items()], [1, 2], ctx, _optional_annotator(rec, ctx)
+    )
 
 
 def ranked(rec: Any, ctx: Ctx) -> Batch:

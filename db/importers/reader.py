@@ -64,7 +64,8 @@ def _decode_line(raw: bytes, path: Path, line: int) -> str:
     except UnicodeDecodeError as e:
         raise BadRecord(
             f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1}); re-save the file as UTF-8",
-            file=str(path), line=line,
+            file=str(path),
+            line=line,
         ) from None
     if line == 1 and text.startswith("\ufeff"):  # byte order mark some editors add
         text = text[1:]
@@ -75,16 +76,20 @@ def _lines(f: BinaryIO, path: Path) -> Iterator[tuple[int, str | None, BadRecord
     """(line number, decoded text or None, error) for every line; an undecodable line yields its error."""
     for n, raw in enumerate(iter(lambda: f.readline(MAX_RECORD_BYTES + 1), b""), start=1):
         if len(raw) > MAX_RECORD_BYTES:
-            raise InputError(f"a line longer than {MAX_RECORD_BYTES // 2**20} MiB; is this really a text file?",
-                             file=str(path), line=n)
+            raise InputError(
+                f"a line longer than {MAX_RECORD_BYTES // 2**20} MiB; is this really a text file?",
+                file=str(path),
+                line=n,
+            )
         try:
             yield n, _decode_line(raw, path, n), None
         except BadRecord as e:
             yield n, None, e
 
 
-def read_records(path: Path, container: str, *, on_progress: Callable[[int], None] | None = None
-                 ) -> Iterator[Record | BadRecord]:
+def read_records(
+    path: Path, container: str, *, on_progress: Callable[[int], None] | None = None
+) -> Iterator[Record | BadRecord]:
     """Every record of `path` in order; unreadable ones come as BadRecord values (the caller decides)."""
     with open_binary(path) as f:
         reader = {"jsonl": _jsonl, "text": _text, "csv": _csv, "json-array": _json_array}[container]
@@ -140,10 +145,11 @@ def _csv(f: BinaryIO, path: Path) -> Iterator[Record | BadRecord]:
             start = reader.line_num + 1
             continue
         if len(row) != len(header):
-            yield BadRecord(f"{len(row)} columns, the header has {len(header)} ({', '.join(header)})",
-                            file=str(path), line=start)
+            yield BadRecord(
+                f"{len(row)} columns, the header has {len(header)} ({', '.join(header)})", file=str(path), line=start
+            )
         else:
-            yield Record(start, dict(zip(header, row)))
+            yield Record(start, dict(zip(header, row, strict=True)))
         start = reader.line_num + 1
 
 

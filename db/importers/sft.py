@@ -79,8 +79,14 @@ def messages_format(rec: Any, ctx: Ctx) -> Batch:
 
 
 def sharegpt(rec: Any, ctx: Ctx) -> Batch:
-    msgs = messages(get(rec, "conversations", ctx), "conversations", ctx, role_key="from", content_key="value",
-                    role_map=SHAREGPT_ROLES)
+    msgs = messages(
+        get(rec, "conversations", ctx),
+        "conversations",
+        ctx,
+        role_key="from",
+        content_key="value",
+        role_map=SHAREGPT_ROLES,
+    )
     system = get(rec, "system", ctx, required=False)
     if system:
         msgs.insert(0, {"role": "system", "content": text(system, "system", ctx)})
@@ -123,6 +129,13 @@ def classification(rec: Any, ctx: Ctx) -> Batch:
     label = text(str(label), "label", ctx)
     extra = {k: v for k, v in rec.items() if k not in ("text", "label")}
     batch = Batch()
-    batch.examples.append({"key": text_hash(f"{label}\x1f{body}"), "text": body, "label": label,
-                           "metadata": dumps(extra) if extra else None, "source": ctx.source})
+    batch.examples.append(
+        {
+            "key": text_hash(f"{label}\x1f{body}"),
+            "text": body,
+            "label": label,
+            "metadata": dumps(extra) if extra else None,
+            "source": ctx.source,
+        }
+    )
     return batch

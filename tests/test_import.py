@@ -1,0 +1,275 @@
+"""Import: every format, multilingual text intact, atomic on bad files, idempotent, CLI behaviour."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from itertools import combinations
+from pathlib import Path
+
+import pytest
+
+from db.importers import MAX_FIELD_BYTES, import_file
+
+DATA = Path(__file__).parent / "data"
+BAD = DATA / "bad"
+OASST_SAMPLE = Path(__file__).parent.parent / "demo" / "data" / "oasst2_sample.jsonl"
+
+
+def texts(store, sql):
+    return {r[0] for r in store.con.execute(sql).fetchall()}
+
+
+def prompt_contents(store):
+    return {
+        m["content"]
+        for (raw,) in store.con.execute("SELECT messages FROM prompts").fetchall()
+        for m in json.loads(raw)
+    }
+
+
+def pair_texts(store):
+    return sorted(
+        store.con.execute(
+            "SELECT c.text, r.text, margin, is_tie FROM pairs JOIN generations c ON c.id = chosen_id "
+            "JOIN generations r ON r.id = rejected_id"
+        ).fetchall()
+    )
+
+
+# ---- every format, read back from the database -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, fmt, counts, must_have",
+    [
+        ("alpaca.jsonl", "alpaca", (3, 3, 0), {"把这句话翻译成英文\n我喜欢喝茶 🍵", "Madrid, por supuesto. ¡Olé! 💃"}),
+        (
+            "messages.jsonl",
+            "messages",
+            (3, 2, 0),
+            {"你好！👋", "¿Por qué el libro de matemáticas estaba triste? Porque tenía demasiados problemas."},
+        ),
+        ("sharegpt.jsonl", "sharegpt", (3, 3, 0), {"<image>这张图片是什么颜色？", "红色 🟥", "蓝色 🟦"}),
+        ("preference.jsonl", "preference", (3, 6, 3), {"写一首关于月亮的短诗 🌙", "Se dice 谢谢 (xièxie) 🙏"}),
+        ("implicit_preference.jsonl", "implicit-preference", (3, 6, 3), {"讲个笑话 😂", "Un color."}),
+        ("ranked.jsonl", "ranked", (3, 10, 3), {"¿Cuál es el mejor desayuno? 🥐", "植物吃阳光 ☀️"}),
+        ("ranked_array.json", "ranked", (3, 10, 3), {"解释一下光合作用 🌱", "Churros con chocolate ☕"}),
+        ("oasst.jsonl", "oasst", (3, 7, 2), {"¿Qué es un 熊猫? 🐼", "Unos 12-38 kg diarios 🍃"}),
+        ("prompts.jsonl", "prompts", (3, 0, 0), {"Escribe un haiku sobre el otoño 🍂", "Tell me about cats 🐱"}),
+        ("prompts.txt", "prompts", (3, 0, 0), {"¿Qué hora es? ⏰", "今天星期几？"}),
+    ],
+)
+def test_every_format_imports_with_text_intact(run_cli, store, name, fmt, counts, must_have):
+    r = run_cli("import", DATA / name, "--dataset", "d")
+    assert r.exit_code == 0, r.output
+    assert f"detected format: {fmt}" in r.output
+    c = store.counts()
+    assert (c["prompts"], c["generations"], c["rankings"]) == counts
+    stored = prompt_contents(store) | texts(store, "SELECT text FROM generations")
+    assert must_have <= stored
+
+
+def test_classification_csv_and_jsonl(run_cli, store):
+    for name in ("classification.csv", "classification.jsonl"):
+        r = run_cli("import", DATA / name, "--dataset", "cls")
+        assert r.exit_code == 0, r.output
+        assert "detected format: classification" in r.output
+    rows = dict(store.con.execute("SELECT text, label FROM examples").fetchall())
+    assert rows["这部电影太好看了！🎬"] == "positive"
+    assert rows["Multi-line, with comma\nand a second line 🤔"] == "neutral"  # a quoted CSV cell over two lines
+    assert rows["Score as a number 🔢"] == "3"
+    assert len(rows) == 6
+
+
+def test_sharegpt_images_are_absolute_assets(store):
+    import_file(store, DATA / "sharegpt.jsonl", dataset="vqa")
+    assets = [
+        json.loads(a) for (a,) in store.con.execute("SELECT assets FROM prompts WHERE assets IS NOT NULL").fetchall()
+    ]
+    # the same question about two pictures stays two prompts
+    assert sorted(assets) == [
+        [str((DATA / "images" / "blue.png").resolve())],
+        [str((DATA / "images/red.png").resolve())],
+    ]
+
+
+def test_ranked_ties_and_annotators(store):
+    import_file(store, DATA / "ranked.jsonl", dataset="r")
+    assert ("red", "blue", 0, True) in pair_texts(store) or ("blue", "red", 0, True) in pair_texts(store)
+    assert ("Churros con chocolate ☕", "Nada", 3, False) in pair_texts(store)
+    users = dict(store.con.execute("SELECT name, kind FROM users").fetchall())
+    assert users == {"imported:ranked": "imported", "ana": "imported"}
+
+
+def test_oasst_ranks_shift_to_one_based_and_unranked_stay_unranked(store):
+    import_file(store, DATA / "oasst.jsonl", dataset="o")
+    ranks = dict(
+        store.con.execute(
+            "SELECT g.text, i.rank FROM ranking_items i JOIN generations g ON g.id = i.generation_id"
+        ).fetchall()
+    )
+    assert ranks["Un oso de China que come bambú 🎋"] == 1 and ranks["Un animal."] == 3
+    assert "Borrado" not in texts(store, "SELECT text FROM generations")  # deleted replies are dropped
+    assert "No." in texts(store, "SELECT text FROM generations") and "No." not in ranks  # unranked stays unranked
+    who = store.con.execute(
+        "SELECT DISTINCT u.name, u.kind, r.source FROM rankings r JOIN users u ON u.id = r.user_id"
+    ).fetchall()
+    assert who == [("oasst-consensus", "consensus", "consensus")]
+    follow_up = [
+        json.loads(m)
+        for (m,) in store.con.execute("SELECT messages FROM prompts").fetchall()
+        if len(json.loads(m)) == 3
+    ]
+    assert [m["role"] for m in follow_up[0]] == ["user", "assistant", "user"]  # the whole conversation so far
+
+
+def test_shipped_oasst_sample_yields_the_pairs_its_ranks_imply(run_cli, store):
+    expected: dict[str, int] = {}  # message id -> pairs; the sample repeats some trees, counted once
+
+    def walk(m):
+        if m.get("deleted"):
+            return
+        replies = [r for r in m.get("replies", []) if r["role"] == "assistant" and not r.get("deleted")]
+        ranked = {r["text"]: r["rank"] for r in replies if r.get("rank") is not None}
+        if len(replies) >= 2 and len(ranked) >= 2:
+            expected[m["message_id"]] = sum(1 for a, b in combinations(ranked.values(), 2) if a != b)
+        for r in m.get("replies", []):
+            walk(r)
+
+    with open(OASST_SAMPLE, encoding="utf-8") as f:
+        for line in f:
+            walk(json.loads(line)["prompt"])
+    r = run_cli("import", OASST_SAMPLE, "--format", "oasst", "--dataset", "oasst")
+    assert r.exit_code == 0, r.output
+    assert store.scalar("SELECT count(*) FROM pairs WHERE NOT is_tie") == sum(expected.values()) > 400
+    assert store.scalar("SELECT count(*) FROM rankings") == len(expected)
+    # the best-ranked reply is chosen over every other: check one ranking against the raw ranks
+    assert store.scalar("SELECT count(*) FROM pairs WHERE margin < 1") == 0
+
+
+# ---- idempotency, containers ---------------------------------------------------------------------------
+
+
+def test_importing_twice_adds_nothing(run_cli, store):
+    for name in ("ranked.jsonl", "preference.jsonl", "oasst.jsonl", "alpaca.jsonl", "classification.csv"):
+        assert run_cli("import", DATA / name, "--dataset", "d").exit_code == 0
+    before = store.counts()
+    for name in ("ranked.jsonl", "preference.jsonl", "oasst.jsonl", "alpaca.jsonl", "classification.csv"):
+        r = run_cli("import", DATA / name, "--dataset", "d")
+        assert r.exit_code == 0, r.output
+        assert "added: 0 prompts, 0 generations, 0 rankings, 0 pairs, 0 examples" in r.output
+    assert store.counts() == before
+
+
+def test_gzip_gives_the_same_rows(tmp_path, store):
+    gz = tmp_path / "ranked.jsonl.gz"
+    with open(DATA / "ranked.jsonl", "rb") as src, gzip.open(gz, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    report = import_file(store, gz, dataset="r")
+    assert report.format == "ranked" and report.added.pairs == 12
+    assert import_file(store, DATA / "ranked.jsonl", dataset="r").added.as_dict() == dict.fromkeys(
+        report.added.as_dict(), 0
+    )  # same annotator (named after the file's stem): nothing new
+
+
+def test_duplicate_prompt_without_annotator_is_a_second_ranking(tmp_path, store):
+    rows = [
+        {"prompt": "¿Sí?", "responses": ["a", "b"], "ranks": [1, 2]},
+        {"prompt": "¿Sí?", "responses": ["a", "b"], "ranks": [2, 1]},
+    ]
+    f = tmp_path / "dup.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert import_file(store, f, dataset="d").added.rankings == 2
+    assert texts(store, "SELECT name FROM users") == {"imported:dup", "imported:dup#2"}
+
+
+# ---- bad files: one clear error, database unchanged ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, where, words",
+    [
+        ("broken_json.jsonl", ":2:", "broken JSON"),
+        ("missing_field.jsonl", ":2: field 'ranks'", "missing"),
+        ("mistyped_field.jsonl", ":2: field 'responses'", "expected a list"),
+        ("latin1.jsonl", ":2:", "not UTF-8"),
+        ("missing_image.jsonl", ":2: field 'image'", "image not found"),
+        ("unknown_role.jsonl", ":2: field 'messages[1].role'", "unknown role 'bot'"),
+        ("ranks_length.jsonl", ":2: field 'ranks'", "2 ranks for 3 responses"),
+        ("ranks_not_int.jsonl", ":2: field 'ranks[1]'", "expected an integer"),
+        ("ranks_below_one.jsonl", ":2: field 'ranks[0]'", "rank 0 is out of range"),
+        ("empty.jsonl", ":", "the file is empty"),
+    ],
+)
+def test_bad_file_changes_nothing(run_cli, store, name, where, words):
+    assert run_cli("import", DATA / "ranked.jsonl", "--dataset", "d").exit_code == 0
+    before = store.counts()
+    r = run_cli("import", BAD / name, "--dataset", "d")
+    assert r.exit_code != 0
+    assert f"{name}{where}" in r.output and words in r.output, r.output
+    assert "Traceback" not in r.output
+    assert store.counts() == before
+
+
+def test_huge_field_is_refused_with_the_limit(tmp_path, run_cli, store):
+    f = tmp_path / "huge.jsonl"
+    f.write_text(
+        json.dumps({"prompt": "ok", "responses": ["a", "b"], "ranks": [1, 2]})
+        + "\n"
+        + json.dumps({"prompt": "x" * (MAX_FIELD_BYTES + 1), "responses": ["a", "b"], "ranks": [1, 2]})
+        + "\n",
+        encoding="utf-8",
+    )
+    before = store.counts()
+    r = run_cli("import", f)
+    assert r.exit_code != 0
+    assert "huge.jsonl:2: field 'prompt'" in r.output and f"limit of {MAX_FIELD_BYTES:,} bytes" in r.output
+    assert store.counts() == before
+
+
+def test_array_and_csv_errors_name_the_line(tmp_path, run_cli):
+    arr = tmp_path / "a.json"
+    arr.write_text(
+        '[\n  {"prompt": "p", "responses": ["a", "b"], "ranks": [1, 2]},\n  {"prompt": "q",\n'
+        '   "responses": ["a", "b"], "ranks": [1, 7]}\n]\n',
+        encoding="utf-8",
+    )
+    r = run_cli("import", arr)
+    assert r.exit_code != 0 and "a.json:3: field 'ranks[1]'" in r.output, r.output
+    csv_file = tmp_path / "c.csv"
+    csv_file.write_text("text,label\nhola,pos\nadiós,\n", encoding="utf-8")
+    r = run_cli("import", csv_file)
+    assert r.exit_code != 0 and "c.csv:3: field 'label'" in r.output, r.output
+
+
+def test_skip_invalid_lists_bad_rows_and_imports_the_rest(tmp_path, run_cli, store):
+    f = tmp_path / "mixed.jsonl"
+    lines = [
+        json.dumps({"prompt": "uno 🥇", "responses": ["a", "b"], "ranks": [1, 2]}, ensure_ascii=False),
+        '{"prompt": broken',
+        json.dumps({"prompt": "dos", "responses": ["a", "b"], "ranks": [1]}),
+        json.dumps({"prompt": "tres", "responses": ["a", "b"], "ranks": [2, 1]}),
+    ]
+    f.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    r = run_cli("import", f, "--skip-invalid")
+    assert r.exit_code == 0, r.output
+    assert "mixed.jsonl:2: broken JSON" in r.output
+    assert "mixed.jsonl:3: field 'ranks': 1 ranks for 2 responses" in r.output
+    assert "skipped 2 invalid records" in r.output
+    assert store.counts()["rankings"] == 2
+    assert {"uno 🥇", "tres"} == prompt_contents(store)
+
+
+def test_dry_run_writes_nothing_but_reports(run_cli, store):
+    before = store.counts()
+    r = run_cli("import", DATA / "ranked.jsonl", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert "would add: 3 prompts, 10 generations, 3 rankings, 12 pairs" in r.output
+    assert store.counts() == before
+
+
+def test_explicit_format_that_does_not_fit_names_the_field(run_cli):
+    r = run_cli("import", DATA / "preference.jsonl", "--format", "ranked")
+    assert r.exit_code != 0 and "preference.jsonl:1: field 'responses': missing" in r.output, r.output
