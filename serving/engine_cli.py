@@ -154,7 +154,7 @@ def register(cli: click.Group) -> None:
 
         try:
             if offline:
-                from serving.offline import run_offline_sampling
+                from serving.engines.offline import run_offline_sampling
 
                 report = run_offline_sampling(store, dataset, model, engine=engine_name, progress=progress, **kw)
             else:

@@ -1,0 +1,232 @@
+"""The sampler's bookkeeping against a scripted OpenAI-compatible endpoint (registered as an external engine).
+
+The endpoint is a small FastAPI app on a random local port whose answers the test chooses, so duplicates,
+empty answers, 5xx/429/4xx and resuming can be checked exactly. Real engines: tests/test_engines.py and
+tests/test_vllm_engine.py.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from db import sampling
+from db.hashing import prompt_hash
+from db.store import Batch
+
+PROMPTS = ["¿Qué es la luz?", "解释一下重力", "Tell me a joke 🃏"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ScriptedEngine:
+    """Answers chat requests from `script(body, attempt) -> (status, json)`; records every request."""
+
+    def __init__(self, script):
+        self.script, self.requests = script, []
+        app = FastAPI()
+
+        @app.get("/v1/models")
+        def models():
+            return {"object": "list", "data": [{"id": "scripted", "object": "model"}]}
+
+        @app.post("/v1/chat/completions")
+        async def chat(request: Request):
+            body = await request.json()
+            self.requests.append(body)
+            status, payload = self.script(body, len(self.requests))
+            return JSONResponse(status_code=status, content=payload)
+
+        self.port = _free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "scripted engine did not start"
+            time.sleep(0.02)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self):
+        self.server.should_exit = True
+        self.thread.join(5)
+
+
+def _reply(texts, usage=True):
+    choices = [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+               for i, t in enumerate(texts)]  # fmt: skip
+    data = {"id": "x", "object": "chat.completion", "choices": choices}
+    if usage:
+        data["usage"] = {"prompt_tokens": 7, "completion_tokens": 3 * len(texts), "total_tokens": 7 + 3 * len(texts)}
+    return 200, data
+
+
+@pytest.fixture
+def dataset(store):
+    b = Batch()
+    for text in PROMPTS:
+        msgs = [{"role": "user", "content": text}]
+        b.prompts.append({"key": prompt_hash(msgs), "messages": json.dumps(msgs, ensure_ascii=False)})
+    store.write_batch("qs", b, created_by="test")
+    return "qs"
+
+
+@pytest.fixture
+def engine_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("PREFLAB_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def scripted(engine_home, run_cli):
+    engines = []
+
+    def make(script):
+        eng = ScriptedEngine(script)
+        engines.append(eng)
+        r = run_cli("engine", "add", "ext", eng.url)
+        assert r.exit_code == 0, r.output
+        assert "scripted" in r.output
+        return eng
+
+    yield make
+    for e in engines:
+        e.close()
+
+
+def test_stores_answers_with_provenance_and_drops_duplicates(store, dataset, scripted):
+    from serving.sampler import run_sampling
+
+    def script(body, attempt):
+        p = body["messages"][0]["content"]
+        return _reply([f"Uno {p}", f"  uno   {p.upper()} ", "", f"Dos {p} ✨"][: body["n"]])
+
+    eng = scripted(script)
+    report = run_sampling(store, dataset, "scripted", n=4, temperature=0.7, top_p=0.9, max_tokens=32, seed=11)
+    assert report.failures == []
+    assert (report.prompts_done, report.answers_stored) == (3, 6)
+    assert (report.duplicates_dropped, report.empty_dropped) == (3, 3)  # case/space variant, empty: per prompt
+    rows = store.query("SELECT g.*, CAST(g.params AS VARCHAR) AS p FROM generations g ORDER BY id")
+    assert {r["text"] for r in rows} >= {"Dos ¿Qué es la luz? ✨", "Uno 解释一下重力"}
+    r = rows[0]
+    assert (r["kind"], r["model"], r["adapter"], r["engine"]) == ("model", "scripted", None, "ext")
+    assert json.loads(r["p"]) == {"n": 4, "temperature": 0.7, "top_p": 0.9, "max_tokens": 32, "seed": 11}
+    assert r["prompt_tokens"] == 7 and r["completion_tokens"] == 3 and r["latency_ms"] > 0
+    assert r["finish_reason"] == "stop" and r["seed"] is not None
+    assert len({b["seed"] for b in eng.requests}) == 3  # a distinct, recorded seed per request
+    assert "return_token_ids" not in eng.requests[0]  # no vLLM extensions sent to external endpoints
+
+
+def test_resume_skips_complete_prompts_and_tops_up_the_rest(store, dataset, scripted):
+    from serving.sampler import run_sampling
+
+    calls = []
+
+    def script(body, attempt):
+        calls.append(body["n"])
+        p = body["messages"][0]["content"]
+        texts = [f"{p} answer {attempt}-{i}" for i in range(body["n"])]
+        if p == PROMPTS[1] and attempt <= 3:  # the first time, this prompt gets a duplicate: 3 of 4 stored
+            texts[1] = texts[0]
+        return _reply(texts)
+
+    eng = scripted(script)
+    first = run_sampling(store, dataset, "scripted", n=4, seed=5)
+    assert (first.answers_stored, first.duplicates_dropped) == (11, 1)
+    second = run_sampling(store, dataset, "scripted", n=4, seed=5)
+    assert second.prompts_skipped == 2 and second.answers_stored == 1
+    assert eng.requests[-1]["n"] == 1  # asked only for the missing answer
+    third = run_sampling(store, dataset, "scripted", n=4, seed=5)
+    assert third.prompts_skipped == 3 and third.answers_received == 0
+    # other parameters are another sampling: all prompts are asked again
+    other = run_sampling(store, dataset, "scripted", n=2, seed=5)
+    assert other.prompts_skipped == 0 and other.answers_stored == 6
+    assert store.scalar("SELECT count(*) FROM generations") == 18
+
+
+def test_retries_5xx_and_429_then_succeeds(store, dataset, scripted):
+    from serving.sampler import run_sampling
+
+    def script(body, attempt):
+        if attempt <= 2:
+            return (503, {"error": "busy"}) if attempt == 1 else (429, {"error": "slow down"})
+        return _reply([f"{body['messages'][0]['content']} {attempt}"])
+
+    eng = scripted(script)
+    report = run_sampling(store, dataset, "scripted", n=1, concurrency=1, backoff_s=0.01, limit=1)
+    assert report.failures == [] and report.answers_stored == 1
+    assert len(eng.requests) == 3
+
+
+def test_4xx_is_not_retried_and_is_reported_per_prompt(store, dataset, scripted, run_cli):
+    from serving.sampler import run_sampling
+
+    def script(body, attempt):
+        if body["messages"][0]["content"] == PROMPTS[2]:
+            return 400, {"error": {"message": "context too long"}}
+        return _reply(["ok " + body["messages"][0]["content"]])
+
+    eng = scripted(script)
+    report = run_sampling(store, dataset, "scripted", n=1, backoff_s=0.01)
+    assert len(report.failures) == 1 and "context too long" in report.failures[0]["error"]
+    assert report.answers_stored == 2
+    assert len(eng.requests) == 3  # no retry of the 400
+    r = run_cli("sample", "--dataset", dataset, "--model", "scripted", "--n", "1")
+    assert r.exit_code == 1 and "1 prompt(s) failed" in r.output and "context too long" in r.output
+
+
+def test_unreachable_engine_fails_every_prompt_after_retries(store, dataset, engine_home, run_cli):
+    from serving.sampler import run_sampling
+
+    port = _free_port()  # nothing listens here
+    assert run_cli("engine", "add", "gone", f"http://127.0.0.1:{port}/v1", "--no-check").exit_code == 0
+    report = run_sampling(store, dataset, "m", engine="gone", retries=2, backoff_s=0.01)
+    assert [f["prompt_id"] for f in report.failures] == [1, 2, 3]
+    assert "gave up after 3 attempts" in report.failures[0]["error"]
+    assert store.scalar("SELECT count(*) FROM generations") == 0
+
+
+def test_cancel_stops_sending(store, dataset, scripted):
+    from serving.sampler import run_sampling
+
+    cancel = threading.Event()
+    eng = scripted(lambda body, attempt: _reply(["a " + body["messages"][0]["content"]]))
+    report = run_sampling(store, dataset, "scripted", n=1, concurrency=1, cancel=cancel,
+                          progress=lambda p: cancel.set() if p["prompts_finished"] >= 1 else None)  # fmt: skip
+    assert report.cancelled and report.answers_stored == 1 and len(eng.requests) == 1
+
+
+def test_unknown_model_and_dataset_are_one_line_errors(store, dataset, scripted, run_cli):
+    scripted(lambda body, attempt: _reply(["x"]))
+    r = run_cli("sample", "--dataset", dataset, "--model", "nope")
+    assert r.exit_code == 1 and "no running engine serves model 'nope'" in r.output and "scripted" in r.output
+    r = run_cli("sample", "--dataset", "missing", "--model", "scripted")
+    assert r.exit_code == 1 and "no dataset named 'missing'" in r.output
+    r = run_cli("sample", "--dataset", dataset, "--model", "scripted", "--n", "0")
+    assert r.exit_code == 1 and "--n 0" in r.output
+
+
+def test_sampling_jobs_rows(store, dataset):
+    job = sampling.create_job(store, dataset=dataset, model="m", engine=None, params={"n": 4}, created_by="ann")
+    sampling.update_job(store, job, status="running", started_at="now", prompts_total=3)
+    sampling.update_job(store, job, status="finished", finished_at="now", report={"answers_stored": 9, "é": "✓"})
+    row = sampling.get_job(store, job)
+    assert (row["status"], row["prompts_total"], row["params"]) == ("finished", 3, {"n": 4})
+    assert row["report"] == {"answers_stored": 9, "é": "✓"} and row["finished_at"]
+    assert [j["id"] for j in sampling.list_jobs(store, dataset=dataset)] == [job]
+    with pytest.raises(ValueError):
+        sampling.update_job(store, job, bogus=1)
