@@ -23,6 +23,8 @@ import json
 import random
 from datetime import datetime, timedelta
 
+import duckdb
+
 from db.errors import ConflictError, InputError, NotFoundError
 from db.store import Store
 
@@ -226,22 +228,19 @@ def submit(
     """
     now = _now(now)
     with store.transaction():
-        row = store._first(
-            "SELECT a.prompt_id, a.status, a.expires_at, a.answer_order, p.dataset_id FROM assignments a "
-            "JOIN prompts p ON p.id = a.prompt_id WHERE a.id = ? AND a.user_id = ?",
-            [assignment_id, user_id],
-        )
+        row = store._first("SELECT prompt_id, status, expires_at, answer_order FROM assignments "
+                           "WHERE id = ? AND user_id = ?", [assignment_id, user_id])
         if row is None:
             raise NotFoundError(f"no assignment {assignment_id} of yours")
-        prompt_id, a_status, expires_at, order_json, dataset_id = row
+        prompt_id, a_status, expires_at, order_json = row
         order = json.loads(order_json)
         if a_status == "done":
             raise ConflictError(f"assignment {assignment_id} was already submitted")
         clean = _validate(status, ranks, order, skip_reason, flag_reason, comment)
-        if store._first("SELECT 1 FROM rankings WHERE prompt_id = ? AND user_id = ?", [prompt_id, user_id]):
-            raise ConflictError(f"you already ranked prompt {prompt_id}")
-        k, version = store._first(
-            "SELECT annotators_per_prompt, guideline_version FROM datasets WHERE id = ?", [dataset_id])
+        # point lookups only (ART indexes): cost stays flat as the dataset grows
+        dataset_id, k, version = store._first(
+            "SELECT p.dataset_id, d.annotators_per_prompt, d.guideline_version FROM prompts p, datasets d "
+            "WHERE p.id = ? AND d.id = p.dataset_id", [prompt_id])
         if a_status != "leased" or expires_at <= now:  # the lease lapsed: accept only if the slot is still free
             taken = store._first(
                 f"""SELECT (SELECT count(*) FROM rankings r WHERE r.prompt_id = ? AND {_counted_sql('r')})
@@ -252,21 +251,32 @@ def submit(
             if status == "submitted" and taken >= k:
                 raise ConflictError("your lease expired and the prompt has since been ranked by others; "
                                     "ask for the next item")
-        ranking_id = store.con.execute(
-            "INSERT INTO rankings (prompt_id, user_id, status, source, all_bad, skip_reason, flag_reason, comment, "
-            "time_on_task_ms, guideline_version, created_by, created_at) "
-            "VALUES (?, ?, ?, 'human', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            [prompt_id, user_id, status, bool(all_bad), skip_reason, flag_reason, comment, time_on_task_ms, version,
-             created_by, now],
-        ).fetchall()[0][0]
+        mark, rmax = store._first("SELECT (SELECT ranking_mark FROM queue_sync WHERE dataset_id = ?), "
+                                  "(SELECT coalesce(max(id), 0) FROM rankings)", [dataset_id])
+        try:
+            ranking_id = store.con.execute(
+                "INSERT INTO rankings (prompt_id, user_id, status, source, all_bad, skip_reason, flag_reason, "
+                "comment, time_on_task_ms, guideline_version, created_by, created_at) "
+                "VALUES (?, ?, ?, 'human', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                [prompt_id, user_id, status, bool(all_bad), skip_reason, flag_reason, comment, time_on_task_ms,
+                 version, created_by, now],
+            ).fetchall()[0][0]
+        except duckdb.ConstraintException:  # UNIQUE (prompt_id, user_id): one ranking per person per prompt
+            raise ConflictError(f"you already ranked prompt {prompt_id}") from None
         if clean:
-            store.con.executemany(
-                "INSERT INTO ranking_items (ranking_id, generation_id, rank, position) VALUES (?, ?, ?, ?)",
-                [[ranking_id, gid, clean[gid], order.index(gid)] for gid in order],
-            )
+            values = ", ".join(["(?, ?, ?, ?)"] * len(order))
+            params = [v for i, gid in enumerate(order) for v in (ranking_id, gid, clean[gid], i)]
+            store.con.execute(
+                f"INSERT INTO ranking_items (ranking_id, generation_id, rank, position) VALUES {values}", params)
             store._derive_pairs_for("?", [ranking_id])
         store.con.execute("UPDATE assignments SET status = 'done' WHERE id = ?", [assignment_id])
-        sync(store, dataset_id)
+        # keep queue_open in step directly instead of a sync; if nobody else wrote rankings since the last
+        # sync, move the mark past ours so the next request has nothing to fold in
+        if status == "submitted":
+            store.con.execute("UPDATE queue_open SET done = done + 1 WHERE prompt_id = ?", [prompt_id])
+            store.con.execute("DELETE FROM queue_open WHERE prompt_id = ? AND done >= ?", [prompt_id, k])
+        if mark is not None and mark >= rmax:
+            store.con.execute("UPDATE queue_sync SET ranking_mark = ? WHERE dataset_id = ?", [ranking_id, dataset_id])
         return ranking_id
 
 

@@ -1,0 +1,45 @@
+"""Helpers shared by the server tests: seed a dataset with prompts and answers, create users, sign in."""
+
+from __future__ import annotations
+
+import json
+
+from db import users
+from db.hashing import prompt_hash, text_hash
+from db.store import Batch, Store
+
+PASSWORD = "correct horse battery"
+
+
+def seed(store: Store, dataset: str = "d", *, prompts: int = 3, answers: int = 4, k: int = 1,
+         texts=None) -> list[int]:
+    """`prompts` prompts with `answers` answers each (model names model-0..); returns the prompt ids."""
+    b = Batch()
+    for i in range(prompts):
+        msgs = [{"role": "user", "content": f"question {i} ¿qué? 東京 🗼"}]
+        key = prompt_hash(msgs)
+        b.prompts.append({"key": key, "messages": json.dumps(msgs, ensure_ascii=False)})
+        for j in range(answers):
+            text = texts[j] if texts else f"answer {j} to question {i}"
+            b.generations.append({"prompt_key": key, "gen_key": text_hash(text), "text": text,
+                                  "model": f"secret-model-{j}", "kind": "model"})
+    store.write_batch(dataset, b, created_by="test")
+    store.con.execute("UPDATE datasets SET annotators_per_prompt = ? WHERE name = ?", [k, dataset])
+    return [r[0] for r in store.con.execute(
+        "SELECT p.id FROM prompts p JOIN datasets d ON d.id = p.dataset_id WHERE d.name = ? ORDER BY p.id",
+        [dataset]).fetchall()]
+
+
+def add_user(store: Store, name: str, role: str = "annotator", password: str | None = PASSWORD) -> int:
+    """A human user; password=None makes one that cannot sign in (and skips the deliberately slow hash)."""
+    from serving.auth import hash_password
+
+    pw_hash = hash_password(password) if password is not None else None
+    return users.add_user(store, name, role=role, password_hash=pw_hash, created_by="test")["id"]
+
+
+def signed_in(client, name: str, password: str = PASSWORD) -> dict:
+    """Headers with a bearer token for `name` (asserts the login worked)."""
+    r = client.post("/api/auth/login", json={"name": name, "password": password})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['token']}"}
