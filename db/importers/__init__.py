@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 
 from db.errors import InputError
@@ -39,6 +38,7 @@ FORMATS: dict[str, Callable] = {
     "prompts": sft.prompts,
 }
 FAST_FORMATS = ("ranked", "preference")
+TOTAL_KEYS = ("prompts", "generations", "rankings", "pairs", "examples")
 FAST_MIN_BYTES = 32 * 2**20  # below this the Python path is fast enough and gives the same rows
 
 
@@ -184,35 +184,15 @@ class ChunkedBatch(Batch):
         }
 
 
-def staged_totals(tables: dict[str, pa.Table]) -> dict[str, int]:
-    """Distinct rows the file holds, in WriteCounts' terms (for 'already stored' = these - added).
-
-    A ranking is one per (prompt, annotator), as the schema keeps it; a repeated one (the same oasst tree
-    twice) counts once, and so do its pairs.
-    """
-    con = duckdb.connect()
-    try:
-        for name, table in tables.items():
-            con.register(name, table)
-        return dict(
-            zip(
-                ["prompts", "generations", "rankings", "pairs", "examples"],
-                con.execute(
-                    """WITH r AS (SELECT ranking_key FROM stage_rankings
-                          QUALIFY row_number() OVER (PARTITION BY prompt_key, annotator ORDER BY ranking_key) = 1),
-                    k AS (SELECT count(DISTINCT gen_key) AS k FROM stage_items JOIN r USING (ranking_key)
-                          GROUP BY ranking_key)
-               SELECT (SELECT count(DISTINCT key) FROM stage_prompts),
-                      (SELECT count(*) FROM (SELECT DISTINCT prompt_key, gen_key FROM stage_generations)),
-                      (SELECT count(*) FROM r),
-                      (SELECT coalesce(sum(k * (k - 1) // 2), 0) FROM k),
-                      (SELECT count(DISTINCT key) FROM stage_examples)"""
-                ).fetchall()[0],
-                strict=True,
-            )
-        )
-    finally:
-        con.close()
+STAGED_TOTALS_SQL = """
+    WITH r AS (SELECT ranking_key FROM stage_rankings
+               QUALIFY row_number() OVER (PARTITION BY prompt_key, annotator ORDER BY ranking_key) = 1),
+         k AS (SELECT count(DISTINCT gen_key) AS k FROM stage_items JOIN r USING (ranking_key) GROUP BY ranking_key)
+    SELECT (SELECT count(DISTINCT key) FROM stage_prompts),
+           (SELECT count(*) FROM (SELECT DISTINCT prompt_key, gen_key FROM stage_generations)),
+           (SELECT count(*) FROM r),
+           (SELECT coalesce(sum(k * (k - 1) // 2), 0) FROM k),
+           (SELECT count(DISTINCT key) FROM stage_examples)"""
 
 
 class _Rollback(Exception):
@@ -220,24 +200,35 @@ class _Rollback(Exception):
         self.counts = counts
 
 
+def write_staged(store: Store, dataset: str, *, created_by: str, dry_run: bool) -> tuple[WriteCounts, dict]:
+    """Commit the stage_* relations visible on store.con (call under store._lock).
+
+    Returns what was added and what the stage held (distinct rows; a ranking is one per prompt and
+    annotator, as the schema keeps it, so the same oasst tree twice counts once). A dry run computes the
+    same and rolls back.
+    """
+    totals = dict(zip(TOTAL_KEYS, store.con.execute(STAGED_TOTALS_SQL).fetchall()[0], strict=True))
+    try:
+        with store.transaction():
+            dataset_id = store.ensure_dataset(dataset, created_by=created_by)
+            counts = store.commit_staged(dataset_id, created_by=created_by)
+            if dry_run:
+                raise _Rollback(counts)
+    except _Rollback as r:
+        counts = r.counts
+    return counts, totals
+
+
 def write_tables(
     store: Store, dataset: str, tables: dict[str, pa.Table], *, created_by: str, dry_run: bool
-) -> WriteCounts:
-    """Store.write_batch, except that a dry run computes what would be added and rolls it back."""
+) -> tuple[WriteCounts, dict]:
+    """write_staged over Arrow tables (the Python path's rows)."""
     with store._lock:
         for name, table in tables.items():
             store.con.register(name, table)
         try:
-            try:
-                with store.transaction():
-                    dataset_id = store.ensure_dataset(dataset, created_by=created_by)
-                    counts = store.commit_staged(dataset_id, created_by=created_by)
-                    if dry_run:
-                        raise _Rollback(counts)
-            except _Rollback as r:
-                counts = r.counts
-            return counts
-        finally:
+            return write_staged(store, dataset, created_by=created_by, dry_run=dry_run)
+        finally:  # after COMMIT or ROLLBACK: an aborted transaction refuses even unregister
             for name in tables:
                 store.con.unregister(name)
 
@@ -329,7 +320,5 @@ def import_file(
     if report.records == 0:
         why = f"all {len(report.skipped)} records are invalid" if report.skipped else "no records to import"
         raise InputError(f"nothing to import: {why}", file=str(path))
-    tables = batch.tables()
-    report.in_file = staged_totals(tables)
-    report.added = write_tables(store, dataset, tables, created_by=created_by, dry_run=dry_run)
+    report.added, report.in_file = write_tables(store, dataset, batch.tables(), created_by=created_by, dry_run=dry_run)
     return report

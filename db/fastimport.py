@@ -1,0 +1,167 @@
+"""The DuckDB-native import path for big `ranked` and `preference` JSON Lines files.
+
+    report = import_jsonl(store, Path("rankings.jsonl.gz"), fmt="ranked", dataset="d", dry_run=False,
+                          created_by="import:rankings.jsonl.gz", annotator="imported:rankings")
+
+DuckDB reads the file itself (read_json with an explicit column spec, .gz too), the checks of
+db.importers.preference run as SQL over every row, and the stage_* tables are filled in SQL; then
+Store.commit_staged moves what is new inside one transaction, as the Python path does. Keys are computed
+the same way (prompt key = db.hashing.SQL_USER_PROMPT_HASH, answer key = sha256(text), messages JSON as
+json.dumps(..., ensure_ascii=False) writes it), so both paths store identical rows (tests/test_import.py).
+
+This path handles the common shape only: string prompts and answers, no repeated prompt without an
+annotator (which the Python path numbers in file order). Anything else, and any row that fails a check or
+that DuckDB cannot parse, returns None: the caller then runs the Python path, which either imports the file
+or stops at the first bad line with the precise file:line: field message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import duckdb
+
+from db.errors import InputError
+from db.hashing import SQL_USER_PROMPT_HASH
+from db.importers import ImportReport, write_staged
+from db.importers.fields import MAX_FIELD_BYTES
+from db.importers.reader import MAX_RECORD_BYTES
+from db.store import Batch, Store
+
+log = logging.getLogger(__name__)
+
+_COLUMNS = {
+    "ranked": "{'prompt': 'JSON', 'responses': 'JSON', 'ranks': 'JSON', 'annotator': 'JSON'}",
+    "preference": "{'prompt': 'JSON', 'chosen': 'JSON', 'rejected': 'JSON', 'annotator': 'JSON'}",
+}
+
+# One row per record: rn (file order), p (prompt text), answers (VARCHAR[]), ranks (BIGINT[]), who (annotator or
+# NULL), ok (every check of the Python path passed). Type checks come first so the casts never see bad types.
+_ROWS = {
+    "ranked": """
+        SELECT rn, p, who,
+               CASE WHEN types_ok THEN json_transform(responses, '["VARCHAR"]') END AS answers,
+               CASE WHEN types_ok THEN json_transform(ranks, '["BIGINT"]') END AS ranks, types_ok
+        FROM (SELECT rn, prompt ->> '$' AS p, annotator, responses, ranks,
+                     CASE WHEN json_type(annotator) = 'VARCHAR' THEN annotator ->> '$' END AS who,
+                     coalesce(json_type(prompt) = 'VARCHAR'
+                              AND json_type(responses) = 'ARRAY' AND json_type(ranks) = 'ARRAY'
+                              AND json_array_length(responses) >= 2
+                              AND json_array_length(ranks) = json_array_length(responses)
+                              AND list_bool_and(list_transform(json_type(responses, '$[*]'), lambda t: t = 'VARCHAR'))
+                              AND list_bool_and(list_transform(json_type(ranks, '$[*]'),
+                                                               lambda t: t IN ('UBIGINT', 'BIGINT')))
+                              AND (annotator IS NULL OR json_type(annotator) = 'VARCHAR'), false) AS types_ok
+              FROM fi_raw)""",
+    "preference": """
+        SELECT rn, prompt ->> '$' AS p,
+               CASE WHEN json_type(annotator) = 'VARCHAR' THEN annotator ->> '$' END AS who,
+               [chosen ->> '$', rejected ->> '$'] AS answers, [1, 2]::BIGINT[] AS ranks,
+               coalesce(json_type(prompt) = 'VARCHAR' AND json_type(chosen) = 'VARCHAR'
+                        AND json_type(rejected) = 'VARCHAR'
+                        AND (annotator IS NULL OR json_type(annotator) = 'VARCHAR'), false) AS types_ok
+        FROM fi_raw""",
+}
+
+_CHECK = f"""
+    SELECT count(*) FILTER (WHERE NOT ok) AS bad,
+           count(*) FILTER (WHERE who IS NOT NULL AND dup_named > 1) AS dup_named,
+           count(*) FILTER (WHERE who IS NULL AND dup_unnamed > 1) AS dup_unnamed,
+           count(*) AS records
+    FROM (SELECT *, count(*) OVER (PARTITION BY p, who) AS dup_named,
+                 count(*) OVER (PARTITION BY p, who IS NULL) AS dup_unnamed
+          FROM (SELECT rn, p, who, types_ok AND strlen(p) BETWEEN 1 AND {MAX_FIELD_BYTES}
+                       AND (who IS NULL OR strlen(who) BETWEEN 1 AND {MAX_FIELD_BYTES})
+                       AND list_bool_and(list_transform(answers, lambda a: strlen(a) BETWEEN 1 AND {MAX_FIELD_BYTES}))
+                       AND len(list_distinct(answers)) = len(answers)
+                       AND list_bool_and(list_transform(ranks, lambda r: r BETWEEN 1 AND len(answers))) AS ok
+                FROM fi_rows))"""
+
+
+def import_jsonl(
+    store: Store, path: Path, *, fmt: str, dataset: str, dry_run: bool, created_by: str, annotator: str
+) -> ImportReport | None:
+    """Import a ranked/preference JSON Lines file in SQL; None when the Python path must take over."""
+    if fmt not in _COLUMNS:
+        raise InputError(f"the DuckDB import path reads ranked and preference files, not {fmt}", file=str(path))
+    t0 = time.perf_counter()
+    con = store.con
+    with store._lock:
+        try:
+            return _run(store, con, path, fmt, dataset, dry_run, created_by, annotator, t0)
+        finally:
+            for name in ("fi_raw", "fi_rows", *Batch().tables()):
+                con.execute(f"DROP TABLE IF EXISTS temp.{name}")
+
+
+def _run(store, con, path, fmt, dataset, dry_run, created_by, annotator, t0) -> ImportReport | None:
+    try:
+        con.execute(
+            f"""CREATE TEMP TABLE fi_raw AS
+                SELECT row_number() OVER () AS rn, *
+                FROM read_json(?, format = 'newline_delimited', records = true, columns = {_COLUMNS[fmt]},
+                               maximum_object_size = {MAX_RECORD_BYTES})""",
+            [str(path)],
+        )
+        con.execute(f"CREATE TEMP TABLE fi_rows AS {_ROWS[fmt]}")
+        bad, dup_named, dup_unnamed, records = con.execute(_CHECK).fetchall()[0]
+    except duckdb.Error as e:  # not parseable as we asked (broken JSON, bad encoding, a non-object line)
+        log.info("%s: DuckDB could not read it (%s)", path, str(e).splitlines()[0])
+        return None
+    if bad or dup_named or dup_unnamed or not records:
+        log.info(
+            "%s: %s bad rows, %s repeated (prompt, annotator), %s repeated unnamed prompts",
+            path,
+            bad,
+            dup_named,
+            dup_unnamed,
+        )
+        return None
+    log.info("%s: read and checked %s records in %.1fs", path, records, time.perf_counter() - t0)
+    _fill_stage(con, path, annotator)
+    added, totals = write_staged(store, dataset, created_by=created_by, dry_run=dry_run)
+    log.info("%s: committed in %.1fs", path, time.perf_counter() - t0)
+    return ImportReport(
+        file=str(path), format=fmt, engine="duckdb", dry_run=dry_run, records=records, added=added, in_file=totals
+    )
+
+
+def _fill_stage(con, path: Path, annotator: str) -> None:
+    """stage_* temp tables with exactly the columns (and values) the Python path would stage."""
+    for name, table in Batch().tables().items():
+        con.register("fi_empty", table)
+        con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM fi_empty")
+        con.unregister("fi_empty")
+    key = SQL_USER_PROMPT_HASH.format(col="p")
+    con.execute(
+        f"""CREATE TEMP TABLE fi_keyed AS
+            SELECT rn, p, {key} AS prompt_key, coalesce(who, ?) AS who, answers, ranks FROM fi_rows""",
+        [annotator],
+    )
+    con.execute(
+        """INSERT INTO stage_prompts (key, messages, source)
+           SELECT prompt_key, '[{"role": "user", "content": ' || to_json(p) || '}]', ? FROM fi_keyed""",
+        [path.name],
+    )
+    con.execute(
+        """INSERT INTO stage_rankings (ranking_key, prompt_key, annotator, user_kind, status, source)
+           SELECT rn::VARCHAR, prompt_key, who, 'imported', 'submitted', 'import' FROM fi_keyed"""
+    )
+    con.execute(
+        """CREATE TEMP TABLE fi_answers AS
+           SELECT rn, prompt_key, unnest(answers) AS text, unnest(ranks) AS rank,
+                  unnest(range(len(answers))) AS position
+           FROM fi_keyed"""
+    )
+    con.execute(
+        """INSERT INTO stage_generations (prompt_key, gen_key, text, kind)
+           SELECT prompt_key, sha256(text), text, 'imported' FROM fi_answers"""
+    )
+    con.execute(
+        """INSERT INTO stage_items (ranking_key, gen_key, rank, position)
+           SELECT rn::VARCHAR, sha256(text), rank, position FROM fi_answers"""
+    )
+    con.execute("DROP TABLE fi_keyed")
+    con.execute("DROP TABLE fi_answers")
