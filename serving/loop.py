@@ -276,7 +276,7 @@ class Loop:
         cfg, t0 = self.cfg, time.perf_counter()
         report = run_sampling(self.store, dataset, model, engine=self.engine_name, n=cfg.n,
                               temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens,
-                              cancel=self.cancel, created_by="preflab-loop")
+                              concurrency=32, cancel=self.cancel, created_by="preflab-loop")
         if report.failures:
             raise PrefLabError(f"sampling failed for {len(report.failures)} prompts: {report.failures[0]}")
         return {"model": model, "engine": cfg.backend, "n": cfg.n, "prompts": report.prompts_total,
