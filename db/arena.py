@@ -1,0 +1,135 @@
+"""SQL for arena battles and votes. A vote is also a two-answer ranking (source 'arena'), so its pair is
+derived like any annotation pair and exported with `preflab export --source arena`.
+
+    battle_id = create_battle(store, "tiny", "sft1", created_by="ana", user_id=3)
+    vote_id = record_vote(store, battle_id, "a", user=user)
+
+Mapping of a vote to a ranking: A better -> A rank 1, B rank 2; tie -> both rank 1; both bad -> both rank 1
+with all_bad = true. The ranking's prompt is what the models were sent for the voted turn (RAG context
+included), in the dataset 'arena'. One ranking per person per prompt is a schema rule: a second vote by the
+same person on an identical prompt is kept in arena_votes but adds no second ranking.
+"""
+
+from __future__ import annotations
+
+import json
+
+from db.errors import ConflictError, InputError, NotFoundError
+from db.hashing import prompt_hash, text_hash
+from db.store import STAGE_SCHEMAS, Batch, Store
+
+ARENA_DATASET = "arena"
+WINNERS = ("a", "b", "tie", "both_bad")
+
+
+def create_battle(store: Store, model_a: str, model_b: str, *, created_by: str, user_id: int | None = None,
+                  rag_collection: str | None = None, rag_k: int | None = None) -> int:
+    with store._lock:
+        return store.con.execute(
+            "INSERT INTO arena_battles (model_a, model_b, rag_collection, rag_k, turns, user_id, created_by) "
+            "VALUES (?, ?, ?, ?, '[]', ?, ?) RETURNING id",
+            [model_a, model_b, rag_collection, rag_k, user_id, created_by],
+        ).fetchall()[0][0]
+
+
+def get_battle(store: Store, battle_id: int) -> dict:
+    rows = store.query("SELECT *, CAST(created_at AS VARCHAR) AS created FROM arena_battles WHERE id = ?",
+                       [battle_id])
+    if not rows:
+        raise NotFoundError(f"no arena battle with id {battle_id}")
+    b = rows[0]
+    b["turns"] = json.loads(b["turns"])
+    return b
+
+
+def save_turns(store: Store, battle_id: int, turns: list[dict], identity_leak: bool) -> None:
+    with store._lock:
+        store.con.execute(
+            "UPDATE arena_battles SET turns = ?, identity_leak = identity_leak OR ? WHERE id = ?",
+            [json.dumps(turns, ensure_ascii=False), identity_leak, battle_id],
+        )
+
+
+def record_vote(store: Store, battle_id: int, winner: str, *, user: dict, comment: str | None = None) -> dict:
+    """Store a vote on the battle's last turn; returns {vote_id, ranking_id (None if not added), pairs}."""
+    if winner not in WINNERS:
+        raise InputError(f"winner must be one of {', '.join(WINNERS)}, got '{winner}'", field="winner")
+    battle = get_battle(store, battle_id)
+    if battle["voted"]:
+        raise ConflictError(f"battle {battle_id} already has a vote; start a new battle")
+    if not battle["turns"]:
+        raise InputError(f"battle {battle_id} has no answers yet: send a message first", field="battle_id")
+    turn = battle["turns"][-1]
+    messages = turn["messages_a"]  # what was sent; the last user turn carries the RAG context
+    text_a, text_b = turn["a"]["text"], turn["b"]["text"]
+    pkey = prompt_hash(messages)
+    ranks = {"a": (1, 2), "b": (2, 1), "tie": (1, 1), "both_bad": (1, 1)}[winner]
+    ranking_key = f"arena-battle-{battle_id}"
+    meta = {"battle_id": battle_id, "turn": len(battle["turns"]), "rag_collection": battle["rag_collection"],
+            "question": turn["user"], "multi_turn": len(battle["turns"]) > 1}
+    gens = []
+    for side, text, model in (("a", text_a, battle["model_a"]), ("b", text_b, battle["model_b"])):
+        ans = turn[side]
+        gens.append({"prompt_key": pkey, "gen_key": text_hash(text), "text": text, "kind": "arena",
+                     "model": model, "engine": ans.get("engine"), "adapter": ans.get("adapter"),
+                     "params": json.dumps(ans.get("params") or {}, ensure_ascii=False),
+                     "latency_ms": ans.get("latency_ms"), "finish_reason": ans.get("finish_reason"),
+                     "completion_tokens": ans.get("completion_tokens"),
+                     "metadata": json.dumps({"side": side, "citations": ans.get("citations") or []},
+                                            ensure_ascii=False)})
+    same_text = text_a == text_b  # identical answers collapse to one generation: nothing to prefer
+    batch = Batch(
+        prompts=[{"key": pkey, "messages": json.dumps(messages, ensure_ascii=False), "source": "arena",
+                  "external_id": f"battle-{battle_id}", "metadata": json.dumps(meta, ensure_ascii=False)}],
+        generations=gens,
+        rankings=[] if same_text else [{
+            "ranking_key": ranking_key, "prompt_key": pkey, "annotator": user["name"], "user_kind": "human",
+            "status": "submitted", "source": "arena", "all_bad": winner == "both_bad", "comment": comment}],
+        items=[] if same_text else [
+            {"ranking_key": ranking_key, "gen_key": text_hash(text_a), "rank": ranks[0], "position": 0},
+            {"ranking_key": ranking_key, "gen_key": text_hash(text_b), "rank": ranks[1], "position": 1}],
+    )
+    tables = batch.tables()
+    with store._lock:
+        for name, table in tables.items():
+            store.con.register(name, table)
+        try:
+            with store.transaction():
+                dataset_id = store.ensure_dataset(ARENA_DATASET, created_by=user["name"],
+                                                  description="prompts and answers voted on in the arena")
+                counts = store.commit_staged(dataset_id, created_by=user["name"])
+                prompt_id = store._first("SELECT id FROM prompts WHERE dataset_id = ? AND content_hash = ?",
+                                         [dataset_id, pkey])[0]
+                gen_ids = {h: gid for gid, h in store.con.execute(
+                    "SELECT id, content_hash FROM generations WHERE prompt_id = ?", [prompt_id]).fetchall()}
+                ranking = store._first(
+                    "SELECT r.id FROM rankings r JOIN users u ON u.id = r.user_id "
+                    "WHERE r.prompt_id = ? AND u.name = ? AND r.source = 'arena'", [prompt_id, user["name"]])
+                vote_id = store.con.execute(
+                    "INSERT INTO arena_votes (prompt_id, model_a, model_b, generation_a, generation_b, winner, "
+                    "identity_leak, rag_collection, user_id, metadata, created_by) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    [prompt_id, battle["model_a"], battle["model_b"], gen_ids[text_hash(text_a)],
+                     gen_ids[text_hash(text_b)], winner, battle["identity_leak"], battle["rag_collection"],
+                     user.get("id"), json.dumps({**meta, "ranking_added": counts.rankings > 0}, ensure_ascii=False),
+                     user["name"]],
+                ).fetchall()[0][0]
+                store.con.execute("UPDATE arena_battles SET voted = true WHERE id = ?", [battle_id])
+        finally:
+            for name in STAGE_SCHEMAS:
+                store.con.unregister(name)
+    return {"vote_id": vote_id, "ranking_id": ranking[0] if ranking and counts.rankings else None,
+            "pairs": counts.pairs, "prompt_id": prompt_id}
+
+
+def list_votes(store: Store, *, exclude_flagged: bool = False) -> list[dict]:
+    """Votes in the order cast: model_a, model_b, winner, identity_leak (what the ratings need)."""
+    where = "WHERE NOT identity_leak" if exclude_flagged else ""
+    return store.query(
+        f"SELECT id, model_a, model_b, winner, identity_leak FROM arena_votes {where} ORDER BY id"  # noqa: S608
+    )
+
+
+def vote_counts(store: Store) -> dict:
+    rows = store.query("SELECT count(*) AS votes, count(*) FILTER (WHERE identity_leak) AS flagged FROM arena_votes")
+    return rows[0]

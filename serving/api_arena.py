@@ -1,0 +1,101 @@
+"""Arena routes: battles, turns (streamed or not), votes and the leaderboard. Any signed-in user may battle.
+
+    POST /api/arena/battles {"models": ["tiny", "sft1"] | null, "rag": {"collection": "docs", "k": 4} | null}
+         -> {"battle_id", "rag"}
+    POST /api/arena/battles/{id}/turn {"message": "...", "stream": false, "params": {"max_tokens": 128}}
+         -> {"turn", "user", "context", "identity_leak", "a": {"text", "citations", ...}, "b": {...}}
+         with "stream": true: text/event-stream of JSON events (see serving.arena.stream_turn)
+    POST /api/arena/votes {"battle_id", "winner": "a"|"b"|"tie"|"both_bad", "comment"}
+         -> {"vote_id", "ranking_id", "model_a", "model_b", ...}   (names revealed now)
+    GET  /api/arena/leaderboard?exclude_flagged=true&bootstrap_rounds=1000
+    GET  /api/arena/models  -> {"models": [...]} the names a battle can use
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from db.store import Store
+from serving import arena
+from serving.deps import ApiError, current_user, get_store
+
+router = APIRouter(tags=["arena"])
+
+
+class RagOptions(BaseModel):
+    collection: str
+    k: int = Field(4, ge=1, le=20)
+
+
+class BattleIn(BaseModel):
+    models: list[str] | None = None
+    rag: RagOptions | None = None
+
+
+class TurnIn(BaseModel):
+    message: str = Field(..., min_length=1, max_length=32_000)
+    stream: bool = False
+    params: dict | None = None
+
+
+class VoteIn(BaseModel):
+    battle_id: int
+    winner: Literal["a", "b", "tie", "both_bad"]
+    comment: str | None = Field(None, max_length=4000)
+
+
+ALLOWED_PARAMS = {"temperature", "top_p", "max_tokens", "seed", "stop"}
+
+
+def _params(params: dict | None) -> dict:
+    bad = set(params or {}) - ALLOWED_PARAMS
+    if bad:
+        raise ApiError(400, f"unknown sampling parameter(s) {sorted(bad)}; allowed: {sorted(ALLOWED_PARAMS)}",
+                       field="params")
+    return params or {}
+
+
+@router.get("/api/arena/models")
+def arena_models(user: dict = Depends(current_user)) -> dict:
+    return {"models": arena.available_models()}
+
+
+@router.post("/api/arena/battles")
+def create_battle(body: BattleIn, store: Store = Depends(get_store), user: dict = Depends(current_user)) -> dict:
+    rag = body.rag.model_dump() if body.rag else None
+    return arena.start_battle(store, user, models=body.models, rag=rag)
+
+
+@router.post("/api/arena/battles/{battle_id}/turn")
+async def battle_turn(battle_id: int, body: TurnIn, store: Store = Depends(get_store),
+                      user: dict = Depends(current_user)):
+    params = _params(body.params)
+    if not body.stream:
+        return await arena.run_turn(store, battle_id, body.message, params=params)
+    events = arena.stream_turn(store, battle_id, body.message, params=params)
+    first = await events.__anext__()  # errors before any token (unknown battle, empty message) stay 4xx
+
+    async def sse():
+        yield f"data: {json.dumps(first, ensure_ascii=False)}\n\n"
+        async for event in events:
+            yield f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
+
+    return StreamingResponse(sse(), media_type="text/event-stream")
+
+
+@router.post("/api/arena/votes")
+def cast_vote(body: VoteIn, store: Store = Depends(get_store), user: dict = Depends(current_user)) -> dict:
+    return arena.vote(store, body.battle_id, body.winner, user=user, comment=body.comment)
+
+
+@router.get("/api/arena/leaderboard")
+def get_leaderboard(exclude_flagged: bool = False, bootstrap_rounds: int = 1000, store: Store = Depends(get_store),
+                    user: dict = Depends(current_user)) -> dict:
+    if not 0 <= bootstrap_rounds <= 10_000:
+        raise ApiError(400, "bootstrap_rounds must be between 0 and 10000", field="bootstrap_rounds")
+    return arena.leaderboard(store, exclude_flagged=exclude_flagged, bootstrap_rounds=bootstrap_rounds)
