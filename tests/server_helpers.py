@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+
+# a cheap argon2 setting for tests (the default, 64 MiB x 3 passes, is meant to be slow)
+os.environ.setdefault("PREFLAB_KDF_MEMORY_KIB", "1024")
 
 from db import users
 from db.hashing import prompt_hash, text_hash
