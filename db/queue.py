@@ -314,8 +314,11 @@ def get_dataset(store: Store, name: str) -> dict:
 
 
 def update_dataset(store: Store, name: str, *, k: int | None = None, guidelines: str | None = None,
-                   description: str | None = None) -> dict:
-    """Set k, guidelines or description; new guideline text bumps guideline_version (stored on each ranking)."""
+                   description: str | None = None, new: bool = False) -> dict:
+    """Set k, guidelines or description; new guideline text bumps guideline_version (stored on each ranking).
+
+    `new=True` (a dataset being created) keeps version 1 for its first text.
+    """
     if k is not None and k < 1:
         raise InputError("annotators_per_prompt (k) must be >= 1", field="annotators_per_prompt")
     with store.transaction():
@@ -324,7 +327,7 @@ def update_dataset(store: Store, name: str, *, k: int | None = None, guidelines:
             store.con.execute("UPDATE datasets SET annotators_per_prompt = ? WHERE id = ?", [k, current["id"]])
             store.con.execute("DELETE FROM queue_sync WHERE dataset_id = ?", [current["id"]])  # rebuild with new k
         if guidelines is not None and guidelines != (current["guidelines"] or ""):
-            bump = 1 if current["guidelines"] is not None else 0  # the first text is version 1
+            bump = 0 if new else 1
             store.con.execute("UPDATE datasets SET guidelines = ?, guideline_version = guideline_version + ? "
                               "WHERE id = ?", [guidelines, bump, current["id"]])
         if description is not None:

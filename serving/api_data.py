@@ -61,7 +61,8 @@ def create_dataset(body: DatasetIn, store: Store = Depends(get_store),
     if store.query("SELECT 1 FROM datasets WHERE name = ?", [body.name]):
         raise ConflictError(f"dataset '{body.name}' already exists; change it with PATCH /api/datasets/{body.name}")
     store.ensure_dataset(body.name, created_by=admin["name"], description=body.description)
-    return queue.update_dataset(store, body.name, k=body.annotators_per_prompt, guidelines=body.guidelines)
+    return queue.update_dataset(store, body.name, k=body.annotators_per_prompt, guidelines=body.guidelines,
+                                new=True)
 
 
 @router.patch("/datasets/{name}")

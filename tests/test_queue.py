@@ -171,12 +171,12 @@ def test_imported_rankings_fill_slots_and_k_change_rebuilds(q):
 
 def test_guideline_version_bumps_and_is_stored_on_rankings(q):
     store, ds, prompts, u = q
-    assert queue.update_dataset(store, "d", guidelines="# Rank by helpfulness")["guideline_version"] == 1
-    assert queue.update_dataset(store, "d", guidelines="# Rank by helpfulness")["guideline_version"] == 1
-    assert queue.update_dataset(store, "d", guidelines="# Rank by honesty first")["guideline_version"] == 2
+    assert queue.update_dataset(store, "d", guidelines="# Rank by helpfulness")["guideline_version"] == 2
+    assert queue.update_dataset(store, "d", guidelines="# Rank by helpfulness")["guideline_version"] == 2
+    assert queue.update_dataset(store, "d", guidelines="# Rank by honesty first")["guideline_version"] == 3
     lease = queue.next_assignment(store, ds, u["ann"], now=T0)
     rid = queue.submit(store, u["ann"], lease["assignment_id"], status="submitted", ranks=_ranks(lease), now=T0)
-    assert store.scalar("SELECT guideline_version FROM rankings WHERE id = ?", [rid]) == 2
+    assert store.scalar("SELECT guideline_version FROM rankings WHERE id = ?", [rid]) == 3
 
 
 def test_dense_ranks():

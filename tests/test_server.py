@@ -1,0 +1,185 @@
+"""The data API end to end with FastAPI's TestClient: the queue, submitting, review, datasets, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+from server_helpers import add_user, seed, signed_in
+
+from serving.server import create_app
+
+XSS = ["<script>alert('x')</script>", "<img src=x onerror=alert(1)>", "**bold** and `code`", "普通话 🙂 ¿sí?"]
+
+
+@pytest.fixture
+def env(store):
+    prompts = seed(store, prompts=4, answers=4, k=2, texts=XSS)
+    for name, role in (("ann", "annotator"), ("bob", "annotator"), ("rev", "reviewer"), ("adm", "admin")):
+        add_user(store, name, role)
+    with TestClient(create_app(store)) as c:
+        heads = {n: signed_in(c, n) for n in ("ann", "bob", "rev", "adm")}
+        yield c, store, prompts, heads
+
+
+def _rank_all(item, first_tie=False):
+    ids = [a["id"] for a in item["answers"]]
+    ranks = {str(g): i + 1 for i, g in enumerate(ids)}
+    if first_tie:
+        ranks[str(ids[1])] = 1
+    return ranks
+
+
+def test_next_item_shape_without_model_names_and_html_unchanged(env):
+    c, store, prompts, h = env
+    r = c.get("/api/queue/next", params={"dataset": "d"}, headers=h["ann"])
+    assert r.status_code == 200, r.text
+    body = r.json()
+    item = body["item"]
+    assert set(item) >= {"assignment_id", "dataset", "prompt", "answers", "guidelines", "guideline_version"}
+    assert item["prompt"]["id"] == prompts[0] and item["prompt"]["messages"][0]["content"].endswith("東京 🗼")
+    assert sorted(a["text"] for a in item["answers"]) == sorted(XSS)  # raw HTML comes back as data, untouched
+    assert all(set(a) == {"id", "text"} for a in item["answers"])
+    assert "secret-model" not in r.text
+    stored = json.loads(store.scalar("SELECT answer_order FROM assignments WHERE id = ?", [item["assignment_id"]]))
+    assert [a["id"] for a in item["answers"]] == stored
+    assert body["progress"] == {"done_today": 0, "remaining": 4}
+    again = c.get("/api/queue/next", params={"dataset": "d"}, headers=h["ann"]).json()["item"]
+    assert again == item  # same lease, same order
+
+
+def test_submit_stores_ranking_and_returns_next_item(env):
+    c, store, prompts, h = env
+    item = c.get("/api/queue/next", params={"dataset": "d"}, headers=h["ann"]).json()["item"]
+    r = c.post("/api/rankings", headers=h["ann"], json={
+        "assignment_id": item["assignment_id"], "status": "submitted", "ranks": _rank_all(item, first_tie=True),
+        "comment": "两个都好 👍", "time_on_task_ms": 4200})
+    assert r.status_code == 201, r.text
+    out = r.json()
+    assert out["next"]["item"]["prompt"]["id"] == prompts[1]
+    assert out["next"]["progress"] == {"done_today": 1, "remaining": 3}
+    row = store.query("SELECT status, comment, time_on_task_ms, guideline_version, source FROM rankings "
+                      "WHERE id = ?", [out["ranking_id"]])[0]
+    assert row == {"status": "submitted", "comment": "两个都好 👍", "time_on_task_ms": 4200, "guideline_version": 1,
+                   "source": "human"}
+    assert store.scalar("SELECT count(*) FROM pairs WHERE ranking_id = ?", [out["ranking_id"]]) == 6
+    assert store.scalar("SELECT count(*) FROM pairs WHERE ranking_id = ? AND is_tie", [out["ranking_id"]]) == 1
+    dup = c.post("/api/rankings", headers=h["ann"], json={
+        "assignment_id": item["assignment_id"], "ranks": _rank_all(item)})
+    assert dup.status_code == 409 and dup.json()["error"]["message"]
+
+
+def test_skip_and_flag_need_reasons(env):
+    c, store, prompts, h = env
+    item = c.get("/api/queue/next", params={"dataset": "d"}, headers=h["ann"]).json()["item"]
+    r = c.post("/api/rankings", headers=h["ann"], json={"assignment_id": item["assignment_id"], "status": "skipped"})
+    assert r.status_code == 400 and r.json()["error"]["field"] == "skip_reason"
+    r = c.post("/api/rankings", headers=h["ann"], json={"assignment_id": item["assignment_id"], "status": "flagged",
+                                                        "flag_reason": "harmful advice"})
+    assert r.status_code == 201
+    assert store.scalar("SELECT flag_reason FROM rankings WHERE id = ?", [r.json()["ranking_id"]]) == "harmful advice"
+
+
+@pytest.mark.parametrize("payload,status,field", [
+    ('{"assignment_id": 1, "ranks": {', 400, "body"),  # malformed JSON
+    ({"assignment_id": "one"}, 422, "assignment_id"),  # wrong type
+    ({"assignment_id": 1, "ranks": {"5": "first"}}, 422, "ranks.5"),
+    ({"assignment_id": 1, "status": "maybe"}, 422, "status"),
+    ({"assignment_id": 999999}, 404, "assignment_id"),  # unknown assignment
+    ({"assignment_id": 1, "comment": "x" * 10_001}, 422, "comment"),  # huge comment
+    ({"assignment_id": 1, "time_on_task_ms": -5}, 422, "time_on_task_ms"),
+    ([1, 2, 3], 422, None),
+])
+def test_bad_ranking_requests_get_4xx_json(env, payload, status, field):
+    c, store, prompts, h = env
+    c.get("/api/queue/next", params={"dataset": "d"}, headers=h["ann"])  # assignment 1 exists
+    before = store.counts()
+    if isinstance(payload, str):
+        r = c.post("/api/rankings", headers={**h["ann"], "Content-Type": "application/json"}, content=payload)
+    else:
+        r = c.post("/api/rankings", headers=h["ann"], json=payload)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["message"] and (field is None or err["field"] == field)
+    assert store.counts() == before
+
+
+def test_cannot_submit_someone_elses_assignment(env):
+    c, store, prompts, h = env
+    item = c.get("/api/queue/next", params={"dataset": "d"}, headers=h["ann"]).json()["item"]
+    r = c.post("/api/rankings", headers=h["bob"], json={"assignment_id": item["assignment_id"],
+                                                        "ranks": _rank_all(item)})
+    assert r.status_code == 404
+
+
+def test_unknown_dataset_and_empty_queue(env):
+    c, store, prompts, h = env
+    r = c.get("/api/queue/next", params={"dataset": "nope"}, headers=h["ann"])
+    assert r.status_code == 404 and r.json()["error"]["field"] == "dataset"
+    assert c.get("/api/queue/next", headers=h["ann"]).status_code == 422  # dataset is required
+    store.ensure_dataset("empty", created_by="test")
+    body = c.get("/api/queue/next", params={"dataset": "empty"}, headers=h["ann"]).json()
+    assert body["item"] is None and body["progress"]["remaining"] == 0
+
+
+def test_datasets_settings_and_guideline_version_on_rankings(env):
+    c, store, prompts, h = env
+    r = c.post("/api/datasets", headers=h["adm"], json={"name": "new", "annotators_per_prompt": 3,
+                                                        "guidelines": "# Prefer honest answers"})
+    assert r.status_code == 201 and r.json()["annotators_per_prompt"] == 3 and r.json()["guideline_version"] == 1
+    assert c.post("/api/datasets", headers=h["adm"], json={"name": "new"}).status_code == 409
+    r = c.patch("/api/datasets/d", headers=h["adm"], json={"guidelines": "## v2: 中文 too"})
+    assert r.json()["guideline_version"] == 2
+    assert c.patch("/api/datasets/d", headers=h["adm"], json={"annotators_per_prompt": 0}).status_code == 422
+    assert c.patch("/api/datasets/ghost", headers=h["adm"], json={"guidelines": "x"}).status_code == 404
+    ds = {d["name"]: d for d in c.get("/api/datasets", headers=h["ann"]).json()}
+    assert ds["d"]["guideline_version"] == 2
+    item = c.get("/api/queue/next", params={"dataset": "d"}, headers=h["ann"]).json()["item"]
+    assert item["guidelines"] == "## v2: 中文 too" and item["guideline_version"] == 2
+    rid = c.post("/api/rankings", headers=h["ann"], json={"assignment_id": item["assignment_id"],
+                                                          "ranks": _rank_all(item)}).json()["ranking_id"]
+    assert store.scalar("SELECT guideline_version FROM rankings WHERE id = ?", [rid]) == 2
+
+
+def test_review_side_by_side_disagreement_and_adjudication(env):
+    c, store, prompts, h = env
+    for name, reverse in (("ann", False), ("bob", True)):
+        item = c.get("/api/queue/next", params={"dataset": "d"}, headers=h[name]).json()["item"]
+        assert item["prompt"]["id"] == prompts[0]
+        by_text = sorted(item["answers"], key=lambda a: a["text"], reverse=reverse)
+        ranks = {str(a["id"]): i + 1 for i, a in enumerate(by_text)}
+        assert c.post("/api/rankings", headers=h[name], json={"assignment_id": item["assignment_id"],
+                                                              "ranks": ranks}).status_code == 201
+    side = c.get(f"/api/prompts/{prompts[0]}/rankings", headers=h["rev"]).json()
+    assert [r["annotator"] for r in side["rankings"]] == ["ann", "bob"]
+    assert side["kendall_w"] == pytest.approx(0.0)
+    dis = c.get("/api/review/disagreements", params={"dataset": "d"}, headers=h["rev"]).json()
+    assert dis[0]["prompt_id"] == prompts[0] and dis[0]["rankings"] == 2 and not dis[0]["adjudicated"]
+    final = {str(a["id"]): 1 if i < 2 else 2 for i, a in enumerate(side["answers"])}
+    r = c.post("/api/adjudications", headers=h["rev"], json={"prompt_id": prompts[0], "ranks": final,
+                                                              "comment": "the first two are equally good"})
+    assert r.status_code == 201, r.text
+    again = c.post("/api/adjudications", headers=h["rev"], json={"prompt_id": prompts[0], "ranks": final})
+    assert again.json()["ranking_id"] == r.json()["ranking_id"]  # replaced, not duplicated
+    row = store.query("SELECT source, created_by FROM rankings WHERE id = ?", [r.json()["ranking_id"]])[0]
+    assert row == {"source": "adjudication", "created_by": "rev"}
+    assert store.scalar("SELECT count(*) FROM pairs WHERE ranking_id = ?", [r.json()["ranking_id"]]) == 6
+    bad = c.post("/api/adjudications", headers=h["rev"], json={"prompt_id": prompts[0], "ranks": {"1": 1}})
+    assert bad.status_code == 400 and bad.json()["error"]["field"].startswith("ranks.")
+    assert c.post("/api/adjudications", headers=h["rev"], json={"prompt_id": 424242, "ranks": {}}).status_code == 404
+    act = c.get("/api/stats/activity", params={"dataset": "d"}, headers=h["rev"]).json()
+    assert sum(d["rankings"] for d in act["per_day"]) == 2
+    assert {a["annotator"] for a in act["per_annotator"]} == {"ann", "bob"}
+    assert sum(b["prompts"] for b in act["agreement_distribution"]) == 1
+    stats = c.get("/api/stats", params={"dataset": "d"}, headers=h["rev"]).json()
+    assert stats["counts"]["prompts"] == 4
+
+
+def test_models_engines_and_docs(env):
+    c, store, prompts, h = env
+    assert c.get("/api/models", headers=h["ann"]).json() == []
+    assert isinstance(c.get("/api/engines", headers=h["adm"]).json(), list)
+    assert "/api/queue/next" in c.get("/openapi.json").json()["paths"]
+    r = c.get("/api/health")
+    assert r.json()["ok"] is True and float(r.headers["X-Process-Time"]) >= 0
