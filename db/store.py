@@ -200,11 +200,12 @@ class Store:
             ).fetchall()[0][0]
 
     def dataset_id(self, name: str) -> int:
-        row = self._first("SELECT id FROM datasets WHERE name = ?", [name])
-        if not row:
-            known = ", ".join(r[0] for r in self.con.execute("SELECT name FROM datasets ORDER BY name").fetchall())
-            raise NotFoundError(f"no dataset named '{name}' (known: {known or 'none'})")
-        return row[0]
+        with self._lock:  # the server calls this from many threads on one connection
+            row = self._first("SELECT id FROM datasets WHERE name = ?", [name])
+            if not row:
+                known = ", ".join(r[0] for r in self.con.execute("SELECT name FROM datasets ORDER BY name").fetchall())
+                raise NotFoundError(f"no dataset named '{name}' (known: {known or 'none'})")
+            return row[0]
 
     def list_datasets(self) -> list[dict]:
         return self.query(
