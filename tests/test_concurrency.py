@@ -1,0 +1,132 @@
+"""20 annotators against a real `preflab server` (k=2), then SIGKILL and restart: nothing acknowledged is lost.
+
+PREFLAB_CONCURRENCY_SECONDS sets how long they submit (default 60, as the issue asks).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+from server_helpers import PASSWORD, add_user, seed
+
+from db.store import Store
+
+ANNOTATORS = 20
+K = 2
+SECONDS = float(os.environ.get("PREFLAB_CONCURRENCY_SECONDS", "60"))
+PREFLAB = str(Path(sys.executable).with_name("preflab"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(db: Path, home: Path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "PREFLAB_HOME": str(home), "PREFLAB_DB": str(db)}
+    proc = subprocess.Popen([PREFLAB, "--db", str(db), "server", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=open(home / "server.log", "ab"))  # noqa: SIM115
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {(home / 'server.log').read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("server did not come up in 60 s")
+
+
+def next_item(c: httpx.Client, name: str, errors: list) -> dict:
+    r = c.get("/api/queue/next", params={"dataset": "d"})
+    if r.status_code != 200:
+        errors.append((name, r.status_code, r.text))
+        return {"item": None}
+    return r.json()
+
+
+def annotate(url: str, name: str, stop: float, acked: list, errors: list) -> None:
+    with httpx.Client(base_url=url, timeout=30) as c:
+        token = c.post("/api/auth/login", json={"name": name, "password": PASSWORD}).json()["token"]
+        c.headers["Authorization"] = f"Bearer {token}"
+        nxt = next_item(c, name, errors)
+        while time.monotonic() < stop and nxt["item"] is not None:
+            item = nxt["item"]
+            ranks = {str(a["id"]): 1 + (i % 3) for i, a in enumerate(item["answers"])}  # ties included
+            r = c.post("/api/rankings", json={"assignment_id": item["assignment_id"], "ranks": ranks,
+                                              "time_on_task_ms": 1})
+            if r.status_code != 201:
+                errors.append((name, r.status_code, r.text))
+                nxt = next_item(c, name, errors)
+                continue
+            body = r.json()
+            acked.append((body["ranking_id"], item["prompt"]["id"], name))  # list.append is atomic
+            nxt = body["next"]
+
+
+@pytest.mark.slow
+def test_twenty_annotators_then_sigkill_loses_nothing(tmp_path):
+    db, home = tmp_path / "c.duckdb", tmp_path / "home"
+    home.mkdir()
+    store = Store.open(db)
+    seed(store, prompts=4000, answers=3, k=K)
+    names = [f"ann{i:02d}" for i in range(ANNOTATORS)]
+    for n in names:
+        add_user(store, n)
+    store.close()
+
+    port = free_port()
+    proc = start_server(db, home, port)
+    assert (home / "server.json").exists()  # the CLI finds the server through this
+    url = f"http://127.0.0.1:{port}"
+    acked: list[tuple[int, int, str]] = []
+    errors: list = []
+    try:
+        stop = time.monotonic() + SECONDS
+        threads = [threading.Thread(target=annotate, args=(url, n, stop, acked, errors)) for n in names]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(SECONDS + 120)
+        assert not any(t.is_alive() for t in threads)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # no clean shutdown, no checkpoint
+        proc.wait(30)
+
+    assert not errors, errors[:3]
+    assert len(acked) >= ANNOTATORS  # everyone got work done
+    proc = start_server(db, home, port)  # restart over the WAL the killed server left behind
+    try:
+        assert httpx.get(f"{url}/api/health", timeout=5).json()["ok"]
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+    store = Store.open(db)
+    try:
+        rows = store.query("SELECT r.id, r.prompt_id, u.name FROM rankings r JOIN users u ON u.id = r.user_id")
+        stored = {(r["id"], r["prompt_id"], r["name"]) for r in rows}
+        assert len(acked) == len(set(acked))
+        assert set(acked) == stored  # nothing lost, nothing unacknowledged
+        per_prompt = Counter(p for _, p, _ in stored)
+        assert max(per_prompt.values()) <= K
+        assert len({(p, n) for _, p, n in stored}) == len(stored)  # no one ranked a prompt twice
+        items = store.scalar("SELECT count(*) FROM ranking_items")
+        assert items == 3 * len(stored)
+        print(f"\n{len(acked)} rankings by {ANNOTATORS} annotators in {SECONDS:.0f} s, all there after SIGKILL")
+    finally:
+        store.close()
