@@ -1,11 +1,15 @@
 """The PrefLab annotation app: log in, then the pages your role allows.
 
-    preflab ui --server http://127.0.0.1:8000          # or: PREFLAB_URL=... streamlit run annotate/app.py
+    preflab ui --server http://127.0.0.1:8000      # runs `streamlit run annotate/entry/app.py`, which calls main()
 
 Navigation by role (st.navigation): annotator -> Rank (+ Arena); reviewer -> + Review; admin -> + Data,
-Admin (+ Training). Leaderboard, when the arena is installed, is open to everyone. Pages written by other
-areas (pages/training.py, pages/arena.py, pages/leaderboard.py) join the menu when their file exists.
-The app talks only to the server (annotate.client); it never opens the database.
+Admin (+ Training, Loop). Leaderboard, when the arena is installed, is open to everyone. Pages written by
+other areas (pages/training.py, pages/arena.py, pages/leaderboard.py, pages/loop.py) join the menu when their
+file exists. The app talks only to the server (annotate.client); it never opens the database.
+
+Why the entry script lives in annotate/entry/ and not here: Streamlit treats a folder named `pages/` beside
+the entry script as an old-style multipage app and then serves every file in it by URL (/admin, /data) to
+anyone, before the entry script's role checks run. Each page also checks the role itself (`require_role`).
 """
 
 from __future__ import annotations
@@ -19,8 +23,6 @@ from annotate.client import AUTH_KEY, FLASH_KEY, ApiError, current_user, get_cli
 
 PAGES = Path(__file__).parent / "pages"
 ROLE_LABELS = {"annotator": "Annotator", "reviewer": "Reviewer", "admin": "Admin"}
-
-st.set_page_config(page_title="PrefLab", page_icon="⚖️", layout="wide", initial_sidebar_state="expanded")
 
 
 def _page(file: str, title: str, icon: str, *, default: bool = False) -> st.Page | None:
@@ -97,6 +99,7 @@ def _pages_for(role: str) -> dict[str, list[st.Page]]:
             _page("data.py", "Data", ":material/database:"),
             _page("admin.py", "Admin", ":material/admin_panel_settings:"),
             _page("training.py", "Training", ":material/model_training:"),
+            _page("loop.py", "Loop", ":material/autorenew:"),
         ]
         if role == "admin"
         else [],
@@ -105,17 +108,42 @@ def _pages_for(role: str) -> dict[str, list[st.Page]]:
     return {name: [p for p in pages if p] for name, pages in sections.items() if any(pages)}
 
 
-auth = st.session_state.get(AUTH_KEY)
-if auth and _expired(auth):
-    st.session_state.pop(AUTH_KEY, None)
-    st.session_state[FLASH_KEY] = "Your session has expired. Please log in again."
-user = current_user()
+def main() -> None:
+    """Streamlit entry: the login page, or the pages of the logged-in user's role."""
+    st.set_page_config(page_title="PrefLab", page_icon="⚖️", layout="wide", initial_sidebar_state="expanded")
+    auth = st.session_state.get(AUTH_KEY)
+    if auth and _expired(auth):
+        st.session_state.pop(AUTH_KEY, None)
+        st.session_state[FLASH_KEY] = "Your session has expired. Please log in again."
+    user = current_user()
+    if user is None:
+        pages = [st.Page(_login, title="Log in", icon=":material/login:", url_path="login", default=True)]
+        board = _page("leaderboard.py", "Leaderboard", ":material/leaderboard:")
+        nav = st.navigation(pages + [board] if board else pages, position="sidebar" if board else "hidden")
+    else:
+        _sidebar(user)
+        nav = st.navigation(_pages_for(user["role"]))
+    nav.run()
 
-if user is None:
-    pages = [st.Page(_login, title="Log in", icon=":material/login:", url_path="login", default=True)]
-    board = _page("leaderboard.py", "Leaderboard", ":material/leaderboard:")
-    nav = st.navigation(pages + [board] if board else pages, position="sidebar" if board else "hidden")
-else:
-    _sidebar(user)
-    nav = st.navigation(_pages_for(user["role"]))
-nav.run()
+
+def require_role(*roles: str) -> dict:
+    """Top of every page: the logged-in user if their role is one of `roles`; otherwise say so and stop.
+
+    Navigation already hides pages a role may not use; this catches a page reached another way (a URL, an
+    expired session). The server checks every route on its own as well.
+    """
+    user = current_user()
+    if user is None:
+        _login()
+        st.stop()
+    if roles and user["role"] not in roles:
+        st.error(
+            f"This page is for {' or '.join(roles)} accounts; you are logged in as {user['role']}.",
+            icon=":material/block:",
+        )
+        st.stop()
+    return user
+
+
+if __name__ == "__main__":  # `streamlit run annotate/app.py`: see the module docstring for why not
+    st.error("Start the app with `preflab ui` (or `streamlit run annotate/entry/app.py`), not annotate/app.py.")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-APP = Path(__file__).parent / "app.py"
+APP = Path(__file__).parent / "entry" / "app.py"  # not annotate/app.py: see that module's docstring
 
 # A calm, readable theme; passed as flags so it applies wherever `preflab ui` is started from
 # (Streamlit reads .streamlit/config.toml only from the working directory).

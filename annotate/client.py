@@ -100,7 +100,7 @@ class Client:
             ) from e
         if response.status_code >= 400:
             error = _error_from(response)
-            if isinstance(error, SessionExpiredError) and auth and self.on_expired:
+            if isinstance(error, SessionExpiredError) and auth and self.token and self.on_expired:
                 self.on_expired(error)
             raise error
         return response

@@ -24,21 +24,19 @@ def _num(value) -> str:
 COUNT_LABELS = {
     "prompts": "Prompts",
     "generations": "Answers",
-    "rankings": "Rankings",
-    "pairs": "Pairs",
-    "annotators": "Annotators",
-    "completed_prompts": "Complete prompts",
+    "submitted": "Rankings",
     "skipped": "Skipped",
     "flagged": "Flagged",
+    "annotators": "Annotators",
+    "pairs": "Pairs",
+    "ties": "Ties",
 }
 AGREEMENT_LABELS = {
-    "pairwise": "Pairwise agreement",
-    "pairwise_agreement": "Pairwise agreement",
-    "kendall_tau": "Kendall τ (mean)",
-    "mean_kendall_tau": "Kendall τ (mean)",
-    "krippendorff_alpha": "Krippendorff α",
-    "alpha": "Krippendorff α",
     "prompts_with_overlap": "Prompts with ≥2 rankings",
+    "kendall_tau": "Kendall τ-b (mean)",
+    "kendall_w": "Kendall's W (mean)",
+    "krippendorff_alpha": "Krippendorff's α",
+    "pair_agreement": "Pair agreement",
 }
 
 
@@ -106,11 +104,14 @@ def charts(stats: dict) -> None:
         else:
             st.caption("No rankings yet.")
     with right:
-        st.markdown("**Agreement per prompt**")
-        frame = _series(stats, "agreement_histogram", "agreement_distribution", "histogram")
-        if frame is not None:
-            x = "bin" if "bin" in frame else frame.columns[0]
-            y = "prompts" if "prompts" in frame else frame.columns[-1]
-            st.bar_chart(frame, x=x, y=y, height=240)
+        st.markdown("**Agreement per prompt** (Kendall's W)")
+        frame = _series(stats, "agreement_distribution", "agreement_histogram")
+        if frame is not None and "prompts" in frame and frame["prompts"].sum() > 0:
+            if "kendall_w_from" in frame:
+                frame = frame.assign(
+                    w=[f"{a:.1f}–{b:.1f}" for a, b in zip(frame.kendall_w_from, frame.kendall_w_to, strict=True)]
+                )
+            x = "w" if "w" in frame else frame.columns[0]
+            st.bar_chart(frame, x=x, y="prompts", height=240, x_label="Kendall's W", y_label="prompts")
         else:
             st.caption("Needs prompts ranked by two or more annotators.")

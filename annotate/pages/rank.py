@@ -11,6 +11,7 @@ import time
 
 import streamlit as st
 
+from annotate.app import require_role
 from annotate.client import ApiError, get_client
 from annotate.ranking import answer_cards, preview_line, typed_order_box
 from annotate.render import dense_ranks, safe_markdown, show_conversation
@@ -30,6 +31,7 @@ FLAG_REASONS = [
     "Other",
 ]
 
+require_role()
 client = get_client()
 
 for key, default in (("rank_queue", None), ("rank_shown_at", {}), ("rank_assets", {})):

@@ -10,11 +10,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from annotate.app import require_role
 from annotate.client import ApiError, get_client
 from annotate.ranking import answer_cards, label, preview_line
 from annotate.render import dense_ranks, show_conversation
 from annotate.stats_view import agreement_metrics, annotator_table
 
+require_role("reviewer", "admin")
 client = get_client()
 
 st.title("Review")

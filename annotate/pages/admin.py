@@ -1,0 +1,277 @@
+"""Admin: users (add, role, disable, reset password), datasets (k, guidelines) and sampling jobs.
+
+Training runs have their own page (annotate/pages/training.py, from the alignment work), listed under
+Manage in the navigation next to this one.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from annotate.app import require_role
+from annotate.client import ApiError, current_user, get_client
+from annotate.render import safe_markdown
+
+ROLES = ["annotator", "reviewer", "admin"]
+ACTIVE = ("queued", "running")
+
+require_role("admin")
+client = get_client()
+me = current_user() or {}
+st.title("Admin")
+
+users_tab, datasets_tab, sampling_tab = st.tabs(["Users", "Datasets", "Sampling jobs"])
+
+
+def _done(message: str) -> None:
+    st.session_state.admin_flash = message
+    st.rerun()
+
+
+flash = st.session_state.pop("admin_flash", None)
+if flash:
+    st.toast(flash, icon=":material/check_circle:")
+
+# ---- users ------------------------------------------------------------------------------------------
+
+with users_tab:
+    try:
+        users = client.users()
+    except ApiError as e:
+        st.error(f"Could not load the users: {e}")
+        users = []
+    humans = [u for u in users if u.get("kind", "human") == "human"]
+    if users:
+        frame = pd.DataFrame(users)
+        cols = [c for c in ("name", "role", "disabled", "kind", "created_by", "created_at") if c in frame]
+        st.dataframe(frame[cols], hide_index=True, width="stretch", key="admin_users_table")
+
+    add_col, edit_col = st.columns(2, gap="large")
+    with add_col, st.form("admin_add_user", clear_on_submit=True):
+        st.markdown("**Add a user**")
+        new_name = st.text_input("Name", key="admin_new_name")
+        new_role = st.selectbox("Role", ROLES, key="admin_new_role")
+        new_pw = st.text_input(
+            "Password",
+            type="password",
+            key="admin_new_password",
+            help="Give it to the person; they can use it right away.",
+        )
+        if st.form_submit_button("Add user", type="primary", key="admin_add_submit"):
+            try:
+                client.add_user(new_name.strip(), new_role, new_pw)
+            except ApiError as e:
+                st.error(f"Not added: {e}")
+            else:
+                _done(f"Added {new_name.strip()} as {new_role}")
+
+    with edit_col:
+        st.markdown("**Change a user**")
+        if not humans:
+            st.caption("No users to change yet.")
+        else:
+            names = [u["name"] for u in humans]
+            who = st.selectbox("User", names, key="admin_edit_user")
+            current = next(u for u in humans if u["name"] == who)
+            with st.form(f"admin_edit_{who}"):
+                role = st.selectbox("Role", ROLES, index=ROLES.index(current["role"]), key=f"admin_role_{who}")
+                disabled = st.toggle(
+                    "Disabled (cannot log in)", value=bool(current.get("disabled")), key=f"admin_disabled_{who}"
+                )
+                password = st.text_input(
+                    "New password (leave empty to keep)", type="password", key=f"admin_password_{who}"
+                )
+                if st.form_submit_button("Save changes", key="admin_edit_submit"):
+                    fields = {}
+                    if role != current["role"]:
+                        fields["role"] = role
+                    if disabled != bool(current.get("disabled")):
+                        fields["disabled"] = disabled
+                    if password:
+                        fields["password"] = password
+                    if not fields:
+                        st.info("Nothing changed.")
+                    else:
+                        try:
+                            client.update_user(who, **fields)
+                        except ApiError as e:
+                            st.error(f"Not saved: {e}")
+                        else:
+                            _done(f"Saved {who}: {', '.join(fields)} changed")
+            if who == me.get("name"):
+                st.caption("That is you: you cannot disable or demote yourself.")
+
+# ---- datasets -----------------------------------------------------------------------------------------
+
+with datasets_tab:
+    try:
+        datasets = client.datasets()
+    except ApiError as e:
+        st.error(f"Could not load the datasets: {e}")
+        datasets = []
+    if datasets:
+        st.dataframe(pd.DataFrame(datasets), hide_index=True, width="stretch", key="admin_datasets_table")
+    names = [d["name"] for d in datasets]
+    edit, create = st.columns([2, 1], gap="large")
+    with edit:
+        st.markdown("**Settings and guidelines**")
+        if not names:
+            st.caption("No datasets yet: create one here or import a file on the Data page.")
+        else:
+            ds_name = st.selectbox("Dataset", names, key="admin_ds")
+            try:
+                ds = client.get(f"/api/datasets/{ds_name}")
+            except ApiError as e:
+                st.error(f"Could not load {ds_name}: {e}")
+                st.stop()
+            k = st.number_input(
+                "Annotators per prompt (k)",
+                min_value=1,
+                max_value=100,
+                value=int(ds.get("annotators_per_prompt") or 1),
+                key=f"admin_k_{ds_name}",
+                help="How many people rank each prompt; agreement needs k ≥ 2.",
+            )
+            write, preview = st.tabs(["Write", "Preview"])
+            guidelines = write.text_area(
+                f"Guidelines (markdown) · version {ds.get('guideline_version', 1)}",
+                value=ds.get("guidelines") or "",
+                height=260,
+                key=f"admin_guidelines_{ds_name}",
+                help="Saving changed text makes a new version; every ranking records the version it followed.",
+            )
+            preview.markdown(safe_markdown(guidelines) or "*(empty)*")
+            if st.button("Save dataset", type="primary", key="admin_ds_save"):
+                fields = {}
+                if int(k) != int(ds.get("annotators_per_prompt") or 1):
+                    fields["annotators_per_prompt"] = int(k)
+                if guidelines != (ds.get("guidelines") or ""):
+                    fields["guidelines"] = guidelines
+                if not fields:
+                    st.info("Nothing changed.")
+                else:
+                    try:
+                        client.update_dataset(ds_name, **fields)
+                    except ApiError as e:
+                        st.error(f"Not saved: {e}")
+                    else:
+                        _done(f"Saved {ds_name}")
+    with create, st.form("admin_new_dataset", clear_on_submit=True):
+        st.markdown("**New dataset**")
+        new_ds = st.text_input("Name", key="admin_new_ds")
+        new_k = st.number_input("Annotators per prompt (k)", min_value=1, max_value=100, value=1, key="admin_new_k")
+        new_desc = st.text_input("Description (optional)", key="admin_new_desc")
+        if st.form_submit_button("Create dataset", key="admin_new_ds_submit"):
+            try:
+                client.create_dataset(
+                    new_ds.strip(), annotators_per_prompt=int(new_k), description=new_desc.strip() or None
+                )
+            except ApiError as e:
+                st.error(f"Not created: {e}")
+            else:
+                _done(f"Created {new_ds.strip()}")
+
+# ---- sampling jobs ------------------------------------------------------------------------------------
+
+with sampling_tab:
+    try:
+        engines = client.engines()
+    except ApiError as e:
+        st.error(f"Could not list the engines: {e}")
+        engines = []
+    if not engines:
+        st.info(
+            "No inference engine is registered. Start one with `preflab engine start ...` or add an "
+            "OpenAI-compatible URL with `preflab engine add ...`, then come back."
+        )
+    else:
+        with st.form("admin_sampling_form"):
+            st.markdown("**Sample answers**")
+            r1 = st.columns(3)
+            s_dataset = r1[0].selectbox("Dataset", names, key="sample_dataset")
+            engine_names = [e["name"] for e in engines]
+            s_engine = r1[1].selectbox(
+                "Engine",
+                engine_names,
+                key="sample_engine",
+                format_func=lambda n: (
+                    n
+                    + (
+                        ""
+                        if next(e for e in engines if e["name"] == n).get("alive") is not False
+                        else " (not running)"
+                    )
+                ),
+            )
+            all_models = sorted({m for e in engines for m in (e.get("models") or [])})
+            s_model = r1[2].selectbox(
+                "Model",
+                all_models,
+                key="sample_model",
+                accept_new_options=True,
+                help="Models the engines serve; type a name if it is not listed.",
+            )
+            r2 = st.columns(5)
+            s_n = r2[0].number_input("Answers per prompt (n)", 1, 64, 4, key="sample_n")
+            s_temp = r2[1].number_input("Temperature", 0.0, 2.0, 0.8, 0.05, key="sample_temperature")
+            s_top_p = r2[2].number_input("Top-p", 0.01, 1.0, 0.95, 0.01, key="sample_top_p")
+            s_max = r2[3].number_input("Max tokens", 1, 32768, 256, key="sample_max_tokens")
+            s_seed = r2[4].number_input("Seed", 0, 2**31 - 1, 0, key="sample_seed")
+            start = st.form_submit_button(
+                "Start sampling", type="primary", key="sample_start", icon=":material/play_arrow:"
+            )
+            if start:
+                if not s_dataset or not s_model:
+                    st.error("Choose a dataset and a model.")
+                else:
+                    try:
+                        job = client.start_sampling(
+                            dataset=s_dataset,
+                            engine=s_engine,
+                            model=s_model,
+                            n=int(s_n),
+                            temperature=float(s_temp),
+                            top_p=float(s_top_p),
+                            max_tokens=int(s_max),
+                            seed=int(s_seed),
+                        )
+                    except ApiError as e:
+                        st.error(f"Not started: {e}")
+                    else:
+                        _done(f"Sampling job {job.get('id', '')} started")
+
+    @st.fragment(run_every=2.0)
+    def _jobs() -> None:
+        """The job list refreshes itself every 2 s (only this fragment reruns, not the page)."""
+        try:
+            jobs = client.sampling_jobs()
+        except ApiError as e:
+            st.error(f"Could not list the sampling jobs: {e}")
+            return
+        if not jobs:
+            st.caption("No sampling jobs yet.")
+            return
+        st.markdown("**Jobs**")
+        for job in jobs[:20]:
+            total, done = job.get("prompts_total") or 0, job.get("prompts_done") or 0
+            with st.container(border=True, key=f"sample_job_{job['id']}"):
+                head, stop = st.columns([5, 1], vertical_alignment="center")
+                line = (
+                    f"**#{job['id']}** · {job.get('dataset')} · `{job.get('model')}` · **{job['status']}** · "
+                    f"{job.get('answers_stored', 0)} answers stored"
+                )
+                head.markdown(line + (f" · {job['failures']} failures" if job.get("failures") else ""))
+                if job["status"] in ACTIVE:
+                    st.progress(done / total if total else 0.0, text=f"{done} / {total or '?'} prompts")
+                    if stop.button("Cancel", key=f"sample_cancel_{job['id']}", icon=":material/stop:"):
+                        try:
+                            client.cancel_sampling(job["id"])
+                        except ApiError as e:
+                            st.error(f"Not cancelled: {e}")
+                elif job.get("error"):
+                    st.caption(f"Error: {job['error']}")
+
+    _jobs()
+
+# Training runs: annotate/pages/training.py (alignment) is its own page under "Manage" when installed.

@@ -1,0 +1,299 @@
+"""The annotation app, page by page and role by role, with Streamlit's AppTest against a real server.
+
+The server (tests/ui_support.py) is the real FastAPI app under uvicorn on a free port; nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.ui_support import DATASET, PASSWORDS, start_server
+
+APP = str(Path(__file__).resolve().parents[1] / "annotate" / "entry" / "app.py")
+TIMEOUT = 30
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = start_server(tmp_path_factory.mktemp("ui") / "ui.duckdb", k=2)
+    old = os.environ.get("PREFLAB_URL")
+    os.environ["PREFLAB_URL"] = srv.url
+    yield srv
+    srv.stop()
+    if old is None:
+        os.environ.pop("PREFLAB_URL", None)
+    else:
+        os.environ["PREFLAB_URL"] = old
+
+
+def login(name: str, password: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.text_input(key="login_name").input(name)
+    at.text_input(key="login_password").input(PASSWORDS[name] if password is None else password)
+    at.button(key="login_submit").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(at: AppTest) -> str:
+    """Everything markdown-ish on the page, joined (to look for what a person would read)."""
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [t.value for t in at.title]
+    return "\n".join(parts)
+
+
+def ranking_of(server, user: str, prompt_id: int) -> dict | None:
+    rows = server.store.query(
+        "SELECT r.id, r.status, r.skip_reason, r.flag_reason, r.comment, r.time_on_task_ms, r.guideline_version "
+        "FROM rankings r JOIN users u ON u.id = r.user_id WHERE u.name = ? AND r.prompt_id = ?",
+        [user, prompt_id],
+    )
+    if not rows:
+        return None
+    row = rows[0]
+    row["ranks"] = {
+        r["generation_id"]: r["rank"]
+        for r in server.store.query("SELECT generation_id, rank FROM ranking_items WHERE ranking_id = ?", [row["id"]])
+    }
+    return row
+
+
+# ---- login and roles ---------------------------------------------------------------------------------
+
+
+def test_wrong_password_shows_a_message_and_stays_on_login(server):
+    at = login("ann", "not-the-password")
+    assert any("wrong user name or password" in e.value for e in at.error), [e.value for e in at.error]
+    assert "auth" not in at.session_state
+    assert at.text_input(key="login_name").value == "ann"
+
+
+def test_annotator_sees_rank_only_and_cannot_reach_reviewer_or_admin_pages(server):
+    at = login("ann")
+    assert at.session_state["auth"]["user"]["role"] == "annotator"
+    assert [t.value for t in at.title] == ["Rank answers"]
+    for page in ("../pages/review.py", "../pages/data.py", "../pages/admin.py"):
+        with pytest.raises(ValueError, match="Could not find a navigation page"):
+            at.switch_page(page)
+    # and the server refuses the routes behind those pages, whatever the UI shows
+    with server.api("ann") as api:
+        for method, path in [
+            ("GET", "/api/stats"),
+            ("GET", f"/api/review/disagreements?dataset={DATASET}"),
+            ("GET", "/api/prompts/1/rankings"),
+            ("POST", "/api/adjudications"),
+            ("GET", "/api/users"),
+            ("POST", "/api/users"),
+            ("GET", "/api/export"),
+            ("POST", "/api/import"),
+            ("PATCH", f"/api/datasets/{DATASET}"),
+            ("GET", "/api/engines"),
+            ("POST", "/api/sampling-jobs"),
+        ]:
+            r = api.request(method, path, json={} if method != "GET" else None)
+            assert r.status_code == 403, (method, path, r.status_code, r.text)
+            assert r.json()["error"]["message"]
+
+
+def test_reviewer_gets_review_but_not_admin_pages(server):
+    at = login("rev")
+    for page in ("../pages/data.py", "../pages/admin.py"):
+        with pytest.raises(ValueError, match="Could not find a navigation page"):
+            at.switch_page(page)
+    at.switch_page("../pages/review.py").run()
+    assert not at.exception, at.exception
+    assert [t.value for t in at.title] == ["Review"]
+
+
+def test_logout_returns_to_login(server):
+    at = login("ann")
+    at.button(key="logout").click().run()
+    assert "auth" not in at.session_state
+    assert at.text_input(key="login_name") is not None
+
+
+def test_expired_session_goes_back_to_login_with_a_message(server):
+    at = login("ann2")
+    user_id = server.store.scalar("SELECT id FROM users WHERE name = 'ann2'")
+    with server.store._lock:  # what an expiry looks like to the server: the token no longer exists
+        server.store.con.execute("DELETE FROM api_tokens WHERE user_id = ?", [user_id])
+    at.session_state["rank_datasets"] = None  # force a call to the server on the next run
+    del at.session_state["rank_datasets"]
+    at.run()
+    assert "auth" not in at.session_state
+    assert any("session has expired" in w.value for w in at.warning), [w.value for w in at.warning]
+
+
+# ---- ranking -----------------------------------------------------------------------------------------
+
+
+def test_rank_with_a_tie_is_stored_and_the_next_prompt_follows(server):
+    at = login("ann")
+    item = at.session_state["rank_queue"]["item"]
+    aid, prompt_id = item["assignment_id"], item["prompt"]["id"]
+    answers = [a["id"] for a in item["answers"]]
+    page = texts(at)
+    # the prompt and answers show with their characters; HTML in an answer is escaped, never raw
+    assert "Say hello in Chinese and Spanish 🌍" in page
+    assert "你好！这是中文回答" in page and "español con ñ" in page and "🎉🚀" in page
+    assert "<script>" not in page and "&lt;script>" in page
+    assert "model-" not in page  # model names never reach the annotator
+    assert "Left in queue" in [m.label for m in at.metric]
+
+    at.segmented_control(key=f"rank_{aid}_0").set_value(2)
+    at.segmented_control(key=f"rank_{aid}_1").set_value(1)
+    at.segmented_control(key=f"rank_{aid}_2").set_value(2).run()
+    assert any("Answer 2 > Answer 1 = Answer 3" in m.value for m in at.markdown), texts(at)
+    at.text_input(key=f"rank_{aid}_comment").input("两个都可以 👍")
+    at.button(key="rank_submit").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+
+    stored = ranking_of(server, "ann", prompt_id)
+    assert stored is not None and stored["status"] == "submitted"
+    assert stored["ranks"] == {answers[0]: 2, answers[1]: 1, answers[2]: 2}
+    assert stored["comment"] == "两个都可以 👍"
+    assert stored["time_on_task_ms"] is not None and stored["time_on_task_ms"] >= 0
+    assert stored["guideline_version"] == server.store.scalar(
+        "SELECT guideline_version FROM datasets WHERE name = ?", [DATASET]
+    )
+    nxt = at.session_state["rank_queue"]["item"]
+    assert nxt is not None and nxt["prompt"]["id"] != prompt_id
+    assert at.metric[0].value == "1"  # done today
+
+
+def test_submit_with_an_unranked_answer_is_refused_with_a_message(server):
+    at = login("ann")
+    item = at.session_state["rank_queue"]["item"]
+    aid = item["assignment_id"]
+    before = server.store.scalar("SELECT count(*) FROM rankings")
+    at.segmented_control(key=f"rank_{aid}_0").set_value(1).run()
+    at.button(key="rank_submit").click().run()
+    errors = [e.value for e in at.error]
+    assert any("Rank every answer" in e and "Answer 2" in e for e in errors), errors
+    assert server.store.scalar("SELECT count(*) FROM rankings") == before
+    assert at.session_state["rank_queue"]["item"]["assignment_id"] == aid  # still on the same prompt
+
+
+def test_typed_order_sets_every_rank_picker(server):
+    at = login("ann")
+    aid = at.session_state["rank_queue"]["item"]["assignment_id"]
+    k = len(at.session_state["rank_queue"]["item"]["answers"])
+    order = "2 > 1 = 3" + (" > 4" if k == 4 else "")
+    at.text_input(key=f"rank_{aid}_typed").input(order).run()
+    values = [at.segmented_control(key=f"rank_{aid}_{i}").value for i in range(k)]
+    assert values[:3] == [2, 1, 2]
+    at.text_input(key=f"rank_{aid}_typed").input("1 > 9").run()
+    assert any("not an answer number" in e.value for e in at.error)
+
+
+def test_skip_with_a_reason_is_stored(server):
+    at = login("ann2")
+    item = at.session_state["rank_queue"]["item"]
+    aid, prompt_id = item["assignment_id"], item["prompt"]["id"]
+    at.selectbox(key=f"rank_{aid}_skip_reason").set_value("Outside my expertise")
+    at.text_input(key=f"rank_{aid}_skip_note").input("no sé Python")
+    at.button(key="rank_skip").click().run()
+    assert not at.exception, at.exception
+    stored = ranking_of(server, "ann2", prompt_id)
+    assert stored["status"] == "skipped"
+    assert stored["skip_reason"] == "Outside my expertise: no sé Python"
+    assert at.session_state["rank_queue"]["item"]["prompt"]["id"] != prompt_id
+
+
+def test_flag_harmful_with_a_reason_is_stored(server):
+    at = login("ann2")
+    item = at.session_state["rank_queue"]["item"]
+    aid, prompt_id = item["assignment_id"], item["prompt"]["id"]
+    at.selectbox(key=f"rank_{aid}_flag_reason").set_value("Personal or private data")
+    at.button(key="rank_flag").click().run()
+    stored = ranking_of(server, "ann2", prompt_id)
+    assert stored["status"] == "flagged" and stored["flag_reason"] == "Personal or private data"
+
+
+# ---- review and admin ------------------------------------------------------------------------------------
+
+
+def test_review_shows_agreement_disagreements_and_records_an_adjudication(server):
+    at = login("rev")
+    at.switch_page("../pages/review.py").run()
+    assert not at.exception, at.exception
+    assert [t.value for t in at.title] == ["Review"]
+    labels = [m.label for m in at.metric]
+    assert "Kendall's W (mean)" in labels and "Rankings" in labels
+    disputed = at.session_state["review_prompt"]
+    assert disputed is not None
+    # every annotator's ranking side by side: one column per annotator
+    columns = [" ".join(map(str, df.value.columns)) for df in at.dataframe]
+    assert any("ria" in c and "sam" in c for c in columns), columns
+    prefix = f"adj_{disputed}"
+    for i, rank in enumerate([1, 2, 2]):
+        at.segmented_control(key=f"{prefix}_{i}").set_value(rank)
+    at.run()
+    at.button(key="review_adjudicate").click().run()
+    assert any("Final ranking recorded" in s.value for s in at.success), [e.value for e in at.error]
+    source = server.store.scalar(
+        "SELECT source FROM rankings WHERE prompt_id = ? AND source = 'adjudication'", [disputed]
+    )
+    assert source == "adjudication"
+
+
+def test_admin_pages_render_and_add_a_user(server):
+    at = login("adm")
+    pages = (("../pages/data.py", "Data"), ("../pages/admin.py", "Admin"), ("../pages/review.py", "Review"))
+    for page, title in pages:
+        at.switch_page(page).run()
+        assert not at.exception, (page, at.exception)
+        assert [t.value for t in at.title] == [title]
+    at.switch_page("../pages/admin.py").run()
+    at.text_input(key="admin_new_name").input("zoë")
+    at.selectbox(key="admin_new_role").set_value("reviewer")
+    at.text_input(key="admin_new_password").input("zoë-secret-1")
+    at.button(key="admin_add_submit").click().run()
+    assert not at.error, [e.value for e in at.error]
+    assert server.store.scalar("SELECT role FROM users WHERE name = 'zoë'") == "reviewer"
+
+
+def test_admin_changes_k_and_guidelines(server):
+    version = server.store.scalar("SELECT guideline_version FROM datasets WHERE name = ?", [DATASET])
+    at = login("adm")
+    at.switch_page("../pages/admin.py").run()
+    at.number_input(key=f"admin_k_{DATASET}").set_value(3)
+    at.text_area(key=f"admin_guidelines_{DATASET}").input("Nuevas pautas: sé amable. 新的指南 ✨")
+    at.button(key="admin_ds_save").click().run()
+    assert not at.error, [e.value for e in at.error]
+    row = server.store.query(
+        "SELECT annotators_per_prompt AS k, guidelines, guideline_version AS v FROM datasets WHERE name = ?", [DATASET]
+    )[0]
+    assert row == {"k": 3, "guidelines": "Nuevas pautas: sé amable. 新的指南 ✨", "v": version + 1}
+
+
+def test_data_page_import_reports_counts_and_errors(server):
+    at = login("adm")
+    at.switch_page("../pages/data.py").run()
+    good = '{"prompt": "¿Qué es DuckDB? 🦆", "responses": ["Una base de datos.", "Un pato."], "ranks": [1, 2]}\n'
+    at.file_uploader(key="data_upload").upload("ranked.jsonl", good.encode("utf-8"))
+    at.selectbox(key="data_format").set_value("ranked")
+    at.text_input(key="data_dataset").input("imported-ui")
+    at.run()
+    at.button(key="data_import").click().run()
+    assert not at.exception, at.exception
+    report = at.session_state["data_report"]
+    assert "error" not in report, report
+    assert (
+        server.store.scalar(
+            "SELECT count(*) FROM prompts p JOIN datasets d ON d.id = p.dataset_id WHERE d.name = 'imported-ui'"
+        )
+        == 1
+    )
+
+    before = server.store.counts()
+    at.file_uploader(key="data_upload").upload("broken.jsonl", b'{"prompt": "x", "responses": ["a"]\n')
+    at.run()
+    at.button(key="data_import").click().run()
+    messages = [e.value for e in at.error]
+    assert any("Nothing was imported" in m and "broken.jsonl" in m for m in messages), messages
+    assert server.store.counts() == before

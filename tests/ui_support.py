@@ -1,0 +1,161 @@
+"""A real PrefLab server for the UI tests: uvicorn in a thread on a free port, over a temporary database.
+
+    server = start_server(tmp_path / "ui.duckdb")      # users ann / rev / adm and a dataset with answers
+    ...                                                 # point the app at server.url (PREFLAB_URL)
+    server.stop()
+
+No HTTP is mocked: the app under test talks to the same FastAPI app `preflab server` runs.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from db import users as user_db
+from db.hashing import prompt_hash, text_hash
+from db.store import Batch, Store
+
+PASSWORDS = {"ann": "ann-secret-1", "ann2": "ann2-secret-1", "rev": "rev-secret-1", "adm": "adm-secret-1"}
+ROLES = {"ann": "annotator", "ann2": "annotator", "rev": "reviewer", "adm": "admin"}
+DATASET = "ui-demo"
+
+SCRIPT_ANSWER = (
+    'Here you go: <script>document.title="pwned";window.__pwned=1</script> <b>bold?</b> '
+    '<img src=x onerror="window.__pwned=2">'
+)
+CJK_ANSWER = "你好！这是中文回答。¡Hola! Respuesta en español con ñ y acentos: café. Emoji: 🎉🚀"
+TABLE_ANSWER = "| lang | hello |\n|---|---|\n| 中文 | 你好 |\n| es | hola |\n\nCosts $5 and $10."
+CODE_ANSWER = 'Use this:\n\n```python\ndef greet(name):\n    return f"<hi> {name}"\n```\n\nThat is all.'
+LONG_ANSWER = "\n\n".join(f"Paragraph {i}: " + "a long answer keeps going. " * 12 for i in range(40))
+
+PROMPTS = [
+    {
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "Say hello in Chinese and Spanish 🌍"},
+        ],
+        "answers": [CJK_ANSWER, SCRIPT_ANSWER, TABLE_ANSWER],
+    },
+    {
+        "messages": [
+            {"role": "user", "content": "Write a Python greeting function."},
+            {"role": "assistant", "content": "Which language style?"},
+            {"role": "user", "content": "Idiomatic, please."},
+        ],
+        "answers": [CODE_ANSWER, "def greet(n): print('hi', n)", LONG_ANSWER, "I cannot help with that."],
+    },
+    {
+        "messages": [{"role": "user", "content": "¿Cuál es la capital de España?"}],
+        "answers": ["Madrid.", "Barcelona.", "La capital de España es Madrid. 🇪🇸"],
+    },
+    {"messages": [{"role": "user", "content": "2 + 2 = ?"}], "answers": ["4", "5", "four"]},
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def seed(store: Store, *, k: int = 2) -> None:
+    """Users (one per role, two annotators) and DATASET with PROMPTS, k annotators per prompt."""
+    from argon2 import PasswordHasher
+
+    from db import queue
+
+    # Cheap argon2 parameters: the server verifies with the parameters stored in the hash, so logins in these
+    # tests take milliseconds (the real cost is the server's business and tested there).
+    hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    for name, role in ROLES.items():
+        user_db.add_user(store, name, role=role, password_hash=hasher.hash(PASSWORDS[name]), created_by="test")
+    batch = Batch()
+    for p in PROMPTS:
+        key = prompt_hash(p["messages"])
+        batch.prompts.append({"key": key, "messages": _json(p["messages"]), "source": "ui-test"})
+        for i, text in enumerate(p["answers"]):
+            batch.generations.append(
+                {
+                    "prompt_key": key,
+                    "gen_key": text_hash(text),
+                    "text": text,
+                    "model": f"model-{'abcd'[i]}",
+                    "kind": "model",
+                }
+            )
+    # two earlier annotators who disagree about the last prompt, so Review has something to show
+    last = PROMPTS[-1]
+    last_key = prompt_hash(last["messages"])
+    for who, ranks in (("ria", [1, 3, 2]), ("sam", [2, 1, 3])):
+        batch.rankings.append(
+            {
+                "ranking_key": who,
+                "prompt_key": last_key,
+                "annotator": who,
+                "user_kind": "imported",
+                "status": "submitted",
+                "source": "import",
+            }
+        )
+        batch.items += [
+            {"ranking_key": who, "gen_key": text_hash(t), "rank": r, "position": i}
+            for i, (t, r) in enumerate(zip(last["answers"], ranks, strict=True))
+        ]
+    store.write_batch(DATASET, batch, created_by="test")
+    queue.update_dataset(store, DATASET, k=k, guidelines="Prefer **correct**, kind answers. <i>not html</i>")
+
+
+def _json(value) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
+@dataclass
+class RunningServer:
+    url: str
+    store: Store
+    thread: threading.Thread
+    server: object
+
+    def token(self, name: str) -> str:
+        r = httpx.post(f"{self.url}/api/auth/login", json={"name": name, "password": PASSWORDS[name]}, timeout=30)
+        r.raise_for_status()
+        return r.json()["token"]
+
+    def api(self, name: str) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token(name)}"}, timeout=30)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.store.close()
+
+
+def start_server(db_path: Path, *, k: int = 2, token_ttl_s: int | None = None) -> RunningServer:
+    """Open a fresh database, seed it, and serve it with uvicorn in a daemon thread."""
+    import uvicorn
+
+    from serving.server import ServerConfig, create_app
+
+    store = Store.open(db_path)
+    seed(store, k=k)
+    config = ServerConfig(token_ttl_s=token_ttl_s) if token_ttl_s else ServerConfig()
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(store, config), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True, name="preflab-test-server")
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.05)
+    return RunningServer(f"http://127.0.0.1:{port}", store, thread, server)
