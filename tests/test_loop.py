@@ -100,6 +100,12 @@ def test_annotation_writes_synthetic_rankings_and_pairs_add_up(store):
     assert best == 0
     again = annotate_dataset(store, "synth", SyntheticConfig(annotators=3, noise=0.0, seed=0))
     assert again.rankings == 0  # idempotent: one ranking per annotator per prompt
+    # ... so every agreement measure is perfect
+    from db.agreement import dataset_stats
+
+    a = dataset_stats(store, "synth")["agreement"]
+    assert a.get("kendall_w", a.get("kendall_w_mean")) == pytest.approx(1.0)
+    assert a.get("kendall_tau", a.get("tau_b_mean")) == pytest.approx(1.0)
 
 
 def test_noise_makes_annotators_disagree_reproducibly(store):
@@ -114,3 +120,108 @@ def test_noise_makes_annotators_disagree_reproducibly(store):
         by.setdefault((r["name"], r["prompt_id"]), []).append(r["rank"])
     differing = sum(by[("synthetic-1", p)] != by[("synthetic-2", p)] for (_, p) in by if _ == "synthetic-1")
     assert differing > 0
+    from db.agreement import dataset_stats
+
+    a = dataset_stats(store, "synth")["agreement"]
+    assert a.get("kendall_w", a.get("kendall_w_mean")) < 1.0
+
+
+# ---- the report's arithmetic ------------------------------------------------------------------------
+
+
+def test_wilson_interval_matches_known_values():
+    from serving.report import wilson_interval
+
+    low, high = wilson_interval(7, 10)
+    assert low == pytest.approx(0.3968, abs=1e-3) and high == pytest.approx(0.8922, abs=1e-3)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    low, high = wilson_interval(50, 50)
+    assert high == pytest.approx(1.0) and low > 0.9
+
+
+def test_arena_tally_counts_from_the_models_side_and_excludes_ties_from_the_rate():
+    from serving.report import arena_tally
+
+    votes = [{"model_a": a, "model_b": b, "winner": w}
+             for a, b, w in (("new", "old", "a"), ("old", "new", "b"), ("old", "new", "a"), ("new", "old", "tie"))]
+    t = arena_tally(votes, "new")
+    assert (t["wins"], t["losses"], t["ties"], t["decided"], t["votes"]) == (2, 1, 1, 3, 4)
+    assert t["win_rate"] == pytest.approx(2 / 3) and t["ci_low"] < 2 / 3 < t["ci_high"]
+    assert arena_tally(votes, "old")["win_rate"] == pytest.approx(1 / 3)
+
+
+def test_svg_plot_is_well_formed_xml():
+    import xml.etree.ElementTree as ET
+
+    from serving.report import svg_plot
+
+    root = ET.fromstring(svg_plot({"loss": [(1, 0.7), (2, 0.5), (3, 0.2)], "margin <&>": [(1, 0.0), (3, 1.5)]}, "t"))
+    assert root.tag.endswith("svg") and len(root.findall("{http://www.w3.org/2000/svg}polyline")) == 2
+    ET.fromstring(svg_plot({}, "empty"))
+
+
+# ---- one short loop, end to end through the CLI --------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_short_loop_end_to_end_report_numbers_are_consistent(run_cli, db_path, tiny_model_dir, tmp_path,
+                                                              monkeypatch):
+    monkeypatch.setenv("PREFLAB_HOME", str(tmp_path / "home"))  # engine registry and run folders of this test
+    out = tmp_path / "report"
+    r = run_cli("loop", "--base", tiny_model_dir, "--preset", "test", "--name", "t", "--out", out)
+    assert r.exit_code == 0, r.output
+    assert "win rate" in r.output and str(out) in r.output
+    assert (out / "report.md").exists()
+    summary = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    (rnd,) = summary["rounds"]
+    cfg = summary["config"]
+
+    from db.store import Store
+
+    store = Store.open(db_path)
+    try:
+        # pairs = sum over rankings of C(K,2), minus ties; all of them stored, from synthetic rankings only
+        ann = rnd["annotation"]
+        ks = store.query(
+            "SELECT count(*) AS k FROM rankings r JOIN ranking_items i ON i.ranking_id = r.id "
+            "JOIN prompts p ON p.id = r.prompt_id JOIN datasets d ON d.id = p.dataset_id "
+            "WHERE d.name = 't-r1' AND r.source = 'synthetic' GROUP BY r.id")
+        assert len(ks) == ann["rankings"] == ann["prompts"] * cfg["annotators"]
+        assert ann["expected_pairs"] == sum(math.comb(row["k"], 2) for row in ks)
+        assert ann["pairs"] + ann["ties"] == ann["expected_pairs"]
+        stored = store.query(
+            "SELECT count(*) FILTER (WHERE NOT is_tie) AS pairs, count(*) FILTER (WHERE is_tie) AS ties "
+            "FROM pairs WHERE source = 'synthetic'")[0]
+        assert (stored["pairs"], stored["ties"]) == (ann["pairs"], ann["ties"])
+        users = store.query("SELECT DISTINCT u.kind FROM rankings r JOIN users u ON u.id = r.user_id "
+                            "WHERE r.source = 'synthetic'")
+        assert users == [{"kind": "synthetic"}]
+        # votes = held-out prompts x turns, stored as arena votes; win rate = wins / decided
+        arena = rnd["arena"]
+        t = arena["tally"]
+        assert t["votes"] == cfg["heldout_prompts"] * cfg["arena_turns"] == arena["stored_votes"]
+        assert store.scalar("SELECT count(*) FROM arena_votes") == t["votes"]
+        assert t["wins"] + t["losses"] + t["ties"] == t["votes"] and t["decided"] == t["wins"] + t["losses"]
+        if t["decided"]:
+            assert t["win_rate"] == pytest.approx(t["wins"] / t["decided"])
+            assert t["ci_low"] <= t["win_rate"] <= t["ci_high"]
+        child, parent = rnd["lineage"]["adapter"], rnd["lineage"]["parent"]
+        assert {row["model"] for row in arena["leaderboard"]} == {child, parent}
+    finally:
+        store.close()
+    # the snapshot has as many rows as the file, and its id is the lineage's
+    snap = rnd["snapshot"]
+    lines = [ln for ln in open(snap["path"], encoding="utf-8") if ln.strip()]
+    assert len(lines) == snap["rows"] > 0
+    assert {"prompt", "chosen", "rejected"} <= set(json.loads(lines[0]))
+    assert rnd["lineage"]["snapshot_id"] == snap["snapshot_id"]
+    # training wrote its curves and an adapter; the report shows the numbers it computed
+    assert (out / "round-1" / "dpo" / "metrics.jsonl").exists()
+    assert (out / "round-1" / "dpo" / "adapter" / "adapter_config.json").exists()
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert f"{t['wins']} wins, {t['losses']} losses, {t['ties']} ties" in report
+    assert snap["snapshot_id"] in report
+    # the loop's engine is stopped at the end
+    from serving.engines import registry
+
+    assert not [e for e in registry.list_engines() if e["alive"]]
