@@ -22,13 +22,14 @@ import time
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from db.errors import InputError
 from db.hashing import SQL_USER_PROMPT_HASH
 from db.importers import ImportReport, write_staged
 from db.importers.fields import MAX_FIELD_BYTES
 from db.importers.reader import MAX_RECORD_BYTES
-from db.store import Batch, Store
+from db.store import STAGE_SCHEMAS, Store
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ _ROWS = {
                               AND list_bool_and(list_transform(json_type(ranks, '$[*]'),
                                                                lambda t: t IN ('UBIGINT', 'BIGINT')))
                               AND (annotator IS NULL OR json_type(annotator) = 'VARCHAR'), false) AS types_ok
-              FROM fi_raw)""",
+              FROM ({raw}))""",
     "preference": """
         SELECT rn, prompt ->> '$' AS p,
                CASE WHEN json_type(annotator) = 'VARCHAR' THEN annotator ->> '$' END AS who,
@@ -62,22 +63,17 @@ _ROWS = {
                coalesce(json_type(prompt) = 'VARCHAR' AND json_type(chosen) = 'VARCHAR'
                         AND json_type(rejected) = 'VARCHAR'
                         AND (annotator IS NULL OR json_type(annotator) = 'VARCHAR'), false) AS types_ok
-        FROM fi_raw""",
+        FROM ({raw})""",
 }
 
 _CHECK = f"""
-    SELECT count(*) FILTER (WHERE NOT ok) AS bad,
-           count(*) FILTER (WHERE who IS NOT NULL AND dup_named > 1) AS dup_named,
-           count(*) FILTER (WHERE who IS NULL AND dup_unnamed > 1) AS dup_unnamed,
-           count(*) AS records
-    FROM (SELECT *, count(*) OVER (PARTITION BY p, who) AS dup_named,
-                 count(*) OVER (PARTITION BY p, who IS NULL) AS dup_unnamed
-          FROM (SELECT rn, p, who, types_ok AND strlen(p) BETWEEN 1 AND {MAX_FIELD_BYTES}
-                       AND (who IS NULL OR strlen(who) BETWEEN 1 AND {MAX_FIELD_BYTES})
-                       AND list_bool_and(list_transform(answers, lambda a: strlen(a) BETWEEN 1 AND {MAX_FIELD_BYTES}))
-                       AND len(list_distinct(answers)) = len(answers)
-                       AND list_bool_and(list_transform(ranks, lambda r: r BETWEEN 1 AND len(answers))) AS ok
-                FROM fi_rows))"""
+    SELECT (SELECT count(*) FROM fi_rows WHERE NOT (types_ok AND strlen(p) BETWEEN 1 AND {MAX_FIELD_BYTES}
+                   AND (who IS NULL OR strlen(who) BETWEEN 1 AND {MAX_FIELD_BYTES})
+                   AND list_bool_and(list_transform(answers, lambda a: strlen(a) BETWEEN 1 AND {MAX_FIELD_BYTES}))
+                   AND len(list_distinct(answers)) = len(answers)
+                   AND list_bool_and(list_transform(ranks, lambda r: r BETWEEN 1 AND len(answers))))),
+           (SELECT count(*) FROM (SELECT p, who FROM fi_rows GROUP BY p, who HAVING count(*) > 1)),
+           (SELECT count(*) FROM fi_rows)"""
 
 
 def import_jsonl(
@@ -92,76 +88,115 @@ def import_jsonl(
         try:
             return _run(store, con, path, fmt, dataset, dry_run, created_by, annotator, t0)
         finally:
-            for name in ("fi_raw", "fi_rows", *Batch().tables()):
+            for name in STAGE_SCHEMAS:
+                if name != "stage_items":
+                    con.execute(f"DROP VIEW IF EXISTS temp.{name}")
+            for name in ("fi_rows", "fi_keyed", "fi_answers", "stage_items"):
                 con.execute(f"DROP TABLE IF EXISTS temp.{name}")
 
 
 def _run(store, con, path, fmt, dataset, dry_run, created_by, annotator, t0) -> ImportReport | None:
+    raw = f"""SELECT row_number() OVER () AS rn, *
+              FROM read_json(?, format = 'newline_delimited', records = true, columns = {_COLUMNS[fmt]},
+                             maximum_object_size = {MAX_RECORD_BYTES})"""
     try:
-        con.execute(
-            f"""CREATE TEMP TABLE fi_raw AS
-                SELECT row_number() OVER () AS rn, *
-                FROM read_json(?, format = 'newline_delimited', records = true, columns = {_COLUMNS[fmt]},
-                               maximum_object_size = {MAX_RECORD_BYTES})""",
-            [str(path)],
-        )
-        con.execute(f"CREATE TEMP TABLE fi_rows AS {_ROWS[fmt]}")
-        bad, dup_named, dup_unnamed, records = con.execute(_CHECK).fetchall()[0]
+        con.execute(f"CREATE TEMP TABLE fi_rows AS {_ROWS[fmt].format(raw=raw)}", [str(path)])
+        bad, repeated, records = con.execute(_CHECK).fetchall()[0]
     except duckdb.Error as e:  # not parseable as we asked (broken JSON, bad encoding, a non-object line)
         log.info("%s: DuckDB could not read it (%s)", path, str(e).splitlines()[0])
         return None
-    if bad or dup_named or dup_unnamed or not records:
-        log.info(
-            "%s: %s bad rows, %s repeated (prompt, annotator), %s repeated unnamed prompts",
-            path,
-            bad,
-            dup_named,
-            dup_unnamed,
-        )
+    # a repeated (prompt, annotator) is an error when named and, unnamed, a "#2" ranking numbered in file order
+    if bad or repeated or not records:
+        log.info("%s: %s bad rows, %s repeated (prompt, annotator)", path, bad, repeated)
         return None
     log.info("%s: read and checked %s records in %.1fs", path, records, time.perf_counter() - t0)
-    _fill_stage(con, path, annotator)
-    added, totals = write_staged(store, dataset, created_by=created_by, dry_run=dry_run)
+    totals = _fill_stage(con, path, annotator)
+    added, totals = write_staged(store, dataset, created_by=created_by, dry_run=dry_run, totals=totals)
     log.info("%s: committed in %.1fs", path, time.perf_counter() - t0)
     return ImportReport(
         file=str(path), format=fmt, engine="duckdb", dry_run=dry_run, records=records, added=added, in_file=totals
     )
 
 
-def _fill_stage(con, path: Path, annotator: str) -> None:
-    """stage_* temp tables with exactly the columns (and values) the Python path would stage."""
-    for name, table in Batch().tables().items():
-        con.register("fi_empty", table)
-        con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM fi_empty")
-        con.unregister("fi_empty")
+_SQL_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.int64(): "BIGINT",
+    pa.int32(): "INTEGER",
+    pa.float64(): "DOUBLE",
+    pa.bool_(): "BOOLEAN",
+}
+
+
+def _stage_view(con, name: str, source: str, given: dict[str, str], params: list | None = None) -> None:
+    """stage_* as a temp view with exactly STAGE_SCHEMAS' columns: `given` expressions, NULL for the rest."""
+    cols = ", ".join(
+        f"{given[f.name]} AS {f.name}" if f.name in given else f"NULL::{_SQL_TYPES[f.type]} AS {f.name}"
+        for f in STAGE_SCHEMAS[name]
+    )
+    con.execute(f"CREATE TEMP VIEW {name} AS SELECT {cols} FROM {source}", params or [])
+
+
+def _fill_stage(con, path: Path, annotator: str) -> dict[str, int]:
+    """The stage_* relations the Python path would stage, as views over two keyed tables; returns totals."""
     key = SQL_USER_PROMPT_HASH.format(col="p")
     con.execute(
         f"""CREATE TEMP TABLE fi_keyed AS
             SELECT rn, p, {key} AS prompt_key, coalesce(who, ?) AS who, answers, ranks FROM fi_rows""",
         [annotator],
     )
-    con.execute(
-        """INSERT INTO stage_prompts (key, messages, source)
-           SELECT prompt_key, '[{"role": "user", "content": ' || to_json(p) || '}]', ? FROM fi_keyed""",
-        [path.name],
-    )
-    con.execute(
-        """INSERT INTO stage_rankings (ranking_key, prompt_key, annotator, user_kind, status, source)
-           SELECT rn::VARCHAR, prompt_key, who, 'imported', 'submitted', 'import' FROM fi_keyed"""
-    )
+    con.execute("DROP TABLE fi_rows")
     con.execute(
         """CREATE TEMP TABLE fi_answers AS
-           SELECT rn, prompt_key, unnest(answers) AS text, unnest(ranks) AS rank,
-                  unnest(range(len(answers))) AS position
-           FROM fi_keyed"""
+           SELECT rn, prompt_key, text, sha256(text) AS gen_key, rank, position
+           FROM (SELECT rn, prompt_key, unnest(answers) AS text, unnest(ranks) AS rank,
+                        unnest(range(len(answers))) AS position FROM fi_keyed)"""
     )
+    # literals, not parameters: a view cannot hold a prepared parameter
+    source = "'" + path.name.replace("'", "''") + "'"
+    _stage_view(
+        con,
+        "stage_prompts",
+        "fi_keyed",
+        {
+            "key": "prompt_key",
+            "messages": """'[{"role": "user", "content": ' || to_json(p) || '}]'""",
+            "source": source,
+        },
+    )
+    _stage_view(
+        con,
+        "stage_rankings",
+        "fi_keyed",
+        {
+            "ranking_key": "rn::VARCHAR",
+            "prompt_key": "prompt_key",
+            "annotator": "who",
+            "user_kind": "'imported'",
+            "status": "'submitted'",
+            "source": "'import'",
+        },
+    )
+    _stage_view(
+        con,
+        "stage_generations",
+        "fi_answers",
+        {"prompt_key": "prompt_key", "gen_key": "gen_key", "text": "text", "kind": "'imported'"},
+    )
+    # items are joined on ranking_key: a table with the key computed once, not a view that recomputes it
     con.execute(
-        """INSERT INTO stage_generations (prompt_key, gen_key, text, kind)
-           SELECT prompt_key, sha256(text), text, 'imported' FROM fi_answers"""
+        "CREATE TEMP TABLE stage_items AS SELECT rn::VARCHAR AS ranking_key, gen_key, rank::INTEGER AS rank, "
+        "position::INTEGER AS position FROM fi_answers"
     )
-    con.execute(
-        """INSERT INTO stage_items (ranking_key, gen_key, rank, position)
-           SELECT rn::VARCHAR, sha256(text), rank, position FROM fi_answers"""
-    )
-    con.execute("DROP TABLE fi_keyed")
-    con.execute("DROP TABLE fi_answers")
+    _stage_view(con, "stage_examples", "fi_keyed WHERE false", {})
+    # every (prompt, annotator) is distinct (checked) and every answer of a ranking differs: totals are cheap
+    prompts, rankings, pairs = con.execute(
+        "SELECT count(DISTINCT prompt_key), count(*), sum(len(answers) * (len(answers) - 1) // 2) FROM fi_keyed"
+    ).fetchall()[0]
+    generations = con.execute("SELECT count(*) FROM (SELECT DISTINCT prompt_key, gen_key FROM fi_answers)").fetchall()
+    return {
+        "prompts": prompts,
+        "generations": generations[0][0],
+        "rankings": rankings,
+        "pairs": int(pairs),
+        "examples": 0,
+    }

@@ -200,14 +200,17 @@ class _Rollback(Exception):
         self.counts = counts
 
 
-def write_staged(store: Store, dataset: str, *, created_by: str, dry_run: bool) -> tuple[WriteCounts, dict]:
+def write_staged(
+    store: Store, dataset: str, *, created_by: str, dry_run: bool, totals: dict | None = None
+) -> tuple[WriteCounts, dict]:
     """Commit the stage_* relations visible on store.con (call under store._lock).
 
     Returns what was added and what the stage held (distinct rows; a ranking is one per prompt and
     annotator, as the schema keeps it, so the same oasst tree twice counts once). A dry run computes the
     same and rolls back.
     """
-    totals = dict(zip(TOTAL_KEYS, store.con.execute(STAGED_TOTALS_SQL).fetchall()[0], strict=True))
+    if totals is None:
+        totals = dict(zip(TOTAL_KEYS, store.con.execute(STAGED_TOTALS_SQL).fetchall()[0], strict=True))
     try:
         with store.transaction():
             dataset_id = store.ensure_dataset(dataset, created_by=created_by)
