@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import subprocess
 import tempfile
@@ -94,8 +95,11 @@ def run_offline_sampling(store, dataset: str, model: str, *, engine: str | None 
                "--chunk", str(chunk)]  # fmt: skip
         if adapter:
             cmd += ["--lora", f"{adapter}={adapter_path}"]
+        env = dict(os.environ)
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; plenty for small models on CPU
+        env.setdefault("HF_HUB_OFFLINE", "1")
         with open(logp, "wb") as logf:
-            proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         stored: set[int] = set()
         with open(outp, encoding="utf-8") as results:
             buf = ""

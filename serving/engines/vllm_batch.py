@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                         "prompt_tokens": len(res.prompt_token_ids or []), "answers": answers}  # fmt: skip
                 out.write(json.dumps(line, ensure_ascii=False) + "\n")
             out.flush()
-            print(f"done {min(start + args.chunk, len(requests))}/{len(requests)}", file=sys.stderr, flush=True)
+            print(f"done {min(start + args.chunk, len(requests))}/{len(requests)}", file=sys.stderr, flush=True)  # noqa: T201
     return 0
 
 

@@ -1,0 +1,186 @@
+"""The transformers engine for real: started through the CLI on the tiny model, sampled, queried with the
+official openai client, a LoRA adapter chosen by model name, and killed in the middle of a sampling run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+
+from db.hashing import prompt_hash
+from db.store import Batch
+
+pytestmark = pytest.mark.slow
+
+PROMPTS = ["¿Qué es la luz?", "解释一下重力", "Tell me a joke 🃏", "hello", "why is the sky blue?", "¿y el mar?"]
+
+
+def add_prompts(store, dataset: str, texts) -> None:
+    b = Batch()
+    for text in texts:
+        msgs = [{"role": "user", "content": text}]
+        b.prompts.append({"key": prompt_hash(msgs), "messages": json.dumps(msgs, ensure_ascii=False)})
+    store.write_batch(dataset, b, created_by="test")
+
+
+@pytest.fixture(scope="module")
+def lora_dir(tiny_model_dir, tmp_path_factory):
+    """A LoRA adapter on the tiny model with random (non-zero) B weights, so it changes the outputs."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    cfg = LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj", "v_proj", "o_proj"], init_lora_weights=False)
+    peft_model = get_peft_model(model, cfg)
+    out = tmp_path_factory.mktemp("adapters") / "sft1"
+    peft_model.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def hf_engine(tiny_model_dir, lora_dir, tmp_path_factory):
+    """One transformers engine for the module, started with the CLI; stopped (and checked gone) after."""
+    from click.testing import CliRunner
+
+    from db.cli import cli
+    from serving.engines import registry
+
+    home = tmp_path_factory.mktemp("home")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PREFLAB_HOME", str(home))
+    runner = CliRunner()
+    r = runner.invoke(cli, ["engine", "start", "--model", str(tiny_model_dir), "--name", "tiny", "--backend",
+                            "transformers", "--lora", f"sft1={lora_dir}", "--timeout", "120"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    record = registry.get_engine("tiny")
+    yield record
+    r = runner.invoke(cli, ["engine", "stop", "--all"])
+    assert r.exit_code == 0, r.output
+    assert not registry.pid_alive(record["pid"])
+    mp.undo()
+
+
+@pytest.fixture
+def engine_env(hf_engine, monkeypatch, tmp_path_factory):
+    monkeypatch.setenv("PREFLAB_HOME", str(__import__("pathlib").Path(hf_engine["log"]).parents[1]))
+    return hf_engine
+
+
+def test_engine_list_shows_models_and_alive(engine_env, run_cli):
+    r = run_cli("engine", "list")
+    assert r.exit_code == 0, r.output
+    line = next(ln for ln in r.output.splitlines() if ln.startswith("tiny\t"))
+    assert "\ttransformers\talive\t" in line and "tiny,sft1" in line
+    from serving.engines.registry import resolve_model
+
+    t = resolve_model("sft1")
+    assert (t["engine"], t["model"], t["adapter"], t["base_model"]) == ("tiny", "sft1", "sft1", "tiny")
+    assert t["url"] == engine_env["url"]
+
+
+def test_sample_n4_stores_answers_with_provenance(engine_env, store, run_cli):
+    add_prompts(store, "qs", PROMPTS[:3])
+    r = run_cli("sample", "--dataset", "qs", "--model", "tiny", "--n", "4", "--max-tokens", "24", "--seed", "7",
+                "--temperature", "1.0")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "12 answers stored for 3 prompts" in r.output
+    rows = store.query("SELECT *, CAST(params AS VARCHAR) AS p FROM generations ORDER BY id")
+    assert len(rows) == 12 and all(r["text"].strip() for r in rows)
+    assert {(r["model"], r["adapter"], r["engine"], r["kind"]) for r in rows} == {("tiny", None, "tiny", "model")}
+    assert json.loads(rows[0]["p"]) == {"n": 4, "temperature": 1.0, "top_p": 0.95, "max_tokens": 24, "seed": 7}
+    assert all(1 <= r["completion_tokens"] <= 24 and r["prompt_tokens"] > 0 and r["latency_ms"] > 0 for r in rows)
+    assert {r["finish_reason"] for r in rows} <= {"stop", "length"}
+    r = run_cli("sample", "--dataset", "qs", "--model", "tiny", "--n", "4", "--max-tokens", "24", "--seed", "7",
+                "--temperature", "1.0")  # fmt: skip
+    assert r.exit_code == 0 and "0 answers stored for 0 prompts (3 already complete" in r.output
+
+
+def test_openai_client_chat_completions_and_streaming(engine_env):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=engine_env["url"], api_key="unused")
+    assert {m.id for m in client.models.list()} == {"tiny", "sft1"}
+    msgs = [{"role": "user", "content": "Hola, ¿qué tal? 😀"}]
+    chat = client.chat.completions.create(model="tiny", messages=msgs, n=3, max_tokens=10, seed=1, temperature=0.9)
+    assert len(chat.choices) == 3 and chat.usage.completion_tokens > 0 and chat.usage.prompt_tokens > 0
+    again = client.chat.completions.create(model="tiny", messages=msgs, n=3, max_tokens=10, seed=1, temperature=0.9)
+    assert [c.message.content for c in again.choices] == [c.message.content for c in chat.choices]  # seeded
+    comp = client.completions.create(model="tiny", prompt=["Once upon", "Érase"], n=2, max_tokens=6)
+    assert len(comp.choices) == 4 and all(c.finish_reason in ("stop", "length") for c in comp.choices)
+    fixed = client.completions.create(model="tiny", prompt="x", max_tokens=9, extra_body={"ignore_eos": True})
+    assert fixed.usage.completion_tokens == 9 and fixed.choices[0].finish_reason == "length"
+    stream = client.chat.completions.create(model="tiny", messages=msgs, max_tokens=12, stream=True, seed=3,
+                                            temperature=0.9)  # fmt: skip
+    parts, finish = [], None
+    for chunk in stream:
+        for c in chunk.choices:
+            parts.append(c.delta.content or "")
+            finish = c.finish_reason or finish
+    full = client.chat.completions.create(model="tiny", messages=msgs, max_tokens=12, seed=3, temperature=0.9)
+    assert "".join(parts) == full.choices[0].message.content and finish in ("stop", "length")
+    assert len([p for p in parts if p]) >= 2  # delivered in pieces, not one blob
+    with pytest.raises(Exception, match="not served"):
+        client.chat.completions.create(model="nope", messages=msgs, max_tokens=3)
+
+
+def test_lora_adapter_selected_by_model_name_changes_answers(engine_env, store, run_cli):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=engine_env["url"], api_key="unused")
+    msgs = [{"role": "user", "content": "Say something"}]
+
+    def greedy(model):
+        out = client.chat.completions.create(model=model, messages=msgs, max_tokens=16, temperature=0,
+                                             extra_body={"ignore_eos": True})  # fmt: skip
+        return out.choices[0].message.content
+
+    base, adapted = greedy("tiny"), greedy("sft1")
+    assert adapted != base
+    assert greedy("tiny") == base  # the adapter is off again for the base name
+    add_prompts(store, "lora", PROMPTS[:2])
+    r = run_cli("sample", "--dataset", "lora", "--model", "sft1", "--n", "2", "--max-tokens", "8")
+    assert r.exit_code == 0, r.output
+    rows = store.query("SELECT model, adapter, engine FROM generations")
+    assert len(rows) == 4 and {tuple(r.values()) for r in rows} == {("tiny", "sft1", "tiny")}
+
+
+def test_engine_killed_mid_run_then_second_run_completes_without_duplicates(
+    engine_env, store, tiny_model_dir, lora_dir, run_cli
+):
+    from serving.engines import registry
+    from serving.engines.launcher import start_engine
+    from serving.sampler import run_sampling
+
+    texts = [f"{p} #{i}" for i in range(2) for p in PROMPTS]  # 12 prompts
+    add_prompts(store, "faults", texts)
+    killed = []
+
+    def kill_after_some(p):
+        if p["prompts_finished"] >= 3 and not killed:
+            os.killpg(engine_env["pid"], signal.SIGKILL)
+            killed.append(p["prompts_finished"])
+
+    kw = dict(n=4, max_tokens=16, ignore_eos=True, temperature=1.0, concurrency=2, retries=1, backoff_s=0.05)
+    first = run_sampling(store, "faults", "tiny", progress=kill_after_some, **kw)
+    assert killed and first.failures, first.summary()
+    assert 3 <= first.prompts_done < 12 and first.prompts_done + len(first.failures) == 12
+    assert all("gave up" in f["error"] for f in first.failures)
+    stored_first = store.scalar("SELECT count(*) FROM generations")
+    assert stored_first == first.answers_stored
+    assert "dead" in run_cli("engine", "list").output
+    # restart (new port) and run again: only the missing prompts are asked, nothing is duplicated
+    start_engine(model=tiny_model_dir, name="tiny", backend="transformers", loras={"sft1": str(lora_dir)})
+    engine_env.update(registry.get_engine("tiny"))  # later teardown stops the new process
+    second = run_sampling(store, "faults", "tiny", **kw)
+    assert second.failures == [] and second.prompts_skipped == first.prompts_done
+    per_prompt = store.query(
+        "SELECT p.id, count(g.id) AS k, count(DISTINCT g.content_hash) AS d FROM prompts p "
+        "JOIN datasets d ON d.id = p.dataset_id AND d.name = 'faults' LEFT JOIN generations g ON g.prompt_id = p.id "
+        "GROUP BY p.id"
+    )
+    assert len(per_prompt) == 12 and all(r["k"] == 4 and r["d"] == 4 for r in per_prompt)

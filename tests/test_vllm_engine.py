@@ -1,0 +1,106 @@
+"""vLLM for real, on CPU, with the tiny model: started through the CLI from .venv-vllm, sampled into the
+database, queried with the official openai client, then the offline batch mode, then stopped.
+
+`make test` builds .venv-vllm first, so a missing venv FAILS here; PREFLAB_SKIP_VLLM=1 skips these tests
+for quick local runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from db.hashing import prompt_hash
+from db.store import Batch
+from serving.engines.launcher import vllm_python
+
+pytestmark = pytest.mark.slow
+
+if os.environ.get("PREFLAB_SKIP_VLLM") == "1":
+    pytest.skip("PREFLAB_SKIP_VLLM=1", allow_module_level=True)
+
+PROMPTS = ["¿Qué es la luz?", "解释一下重力", "Tell me a joke 🃏"]
+
+
+def add_prompts(store, dataset: str, texts) -> None:
+    b = Batch()
+    for text in texts:
+        msgs = [{"role": "user", "content": text}]
+        b.prompts.append({"key": prompt_hash(msgs), "messages": json.dumps(msgs, ensure_ascii=False)})
+    store.write_batch(dataset, b, created_by="test")
+
+
+@pytest.fixture(scope="module")
+def vllm_engine(tiny_model_dir, tmp_path_factory):
+    from click.testing import CliRunner
+
+    from db.cli import cli
+    from serving.engines import registry
+
+    assert vllm_python().exists(), f"{vllm_python()} is missing: run `make vllm-env` (or PREFLAB_SKIP_VLLM=1)"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PREFLAB_HOME", str(tmp_path_factory.mktemp("home")))
+    runner = CliRunner()
+    r = runner.invoke(cli, ["engine", "start", "--model", str(tiny_model_dir), "--name", "tiny", "--timeout", "240",
+                            "--max-model-len", "512"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    record = registry.get_engine("tiny")
+    yield record
+    r = runner.invoke(cli, ["engine", "stop", "tiny"])
+    assert r.exit_code == 0, r.output
+    assert not registry.pid_alive(record["pid"])
+    mp.undo()
+
+
+def test_vllm_engine_serves_and_samples(vllm_engine, store, run_cli):
+    assert vllm_engine["backend"] == "vllm"
+    r = run_cli("engine", "list")
+    assert "\tvllm\talive\t" in r.output
+    add_prompts(store, "qs", PROMPTS)
+    args = ["sample", "--dataset", "qs", "--model", "tiny", "--n", "4", "--max-tokens", "20", "--seed", "3"]
+    r = run_cli(*args)
+    assert r.exit_code == 0, r.output
+    assert "12 answers stored for 3 prompts" in r.output
+    rows = store.query("SELECT *, CAST(params AS VARCHAR) AS p FROM generations ORDER BY id")
+    assert len(rows) == 12 and all(r["text"].strip() for r in rows)
+    assert {(r["model"], r["adapter"], r["engine"], r["kind"]) for r in rows} == {("tiny", None, "tiny", "model")}
+    assert json.loads(rows[0]["p"]) == {"n": 4, "temperature": 0.8, "top_p": 0.95, "max_tokens": 20, "seed": 3}
+    assert all(1 <= r["completion_tokens"] <= 20 and r["prompt_tokens"] > 0 and r["latency_ms"] > 0 for r in rows)
+    assert all(r["metadata"] is None for r in rows)  # exact per-answer token counts (return_token_ids)
+    assert len({r["seed"] for r in rows}) == 3  # one seed per request
+    r = run_cli(*args)
+    assert r.exit_code == 0 and "(3 already complete" in r.output
+
+
+def test_openai_client_against_vllm(vllm_engine):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=vllm_engine["url"], api_key="unused")
+    assert [m.id for m in client.models.list()] == ["tiny"]
+    msgs = [{"role": "user", "content": "Hola 😀"}]
+    chat = client.chat.completions.create(model="tiny", messages=msgs, n=4, max_tokens=8, seed=5)
+    assert len(chat.choices) == 4 and chat.usage.completion_tokens > 0
+    comp = client.completions.create(model="tiny", prompt="Once upon a time", max_tokens=7,
+                                     extra_body={"ignore_eos": True})  # fmt: skip
+    assert comp.usage.completion_tokens == 7 and comp.choices[0].finish_reason == "length"
+    stream = client.chat.completions.create(model="tiny", messages=msgs, max_tokens=10, stream=True,
+                                            extra_body={"ignore_eos": True})  # fmt: skip
+    parts = [c.choices[0].delta.content or "" for c in stream if c.choices]
+    assert len([p for p in parts if p]) >= 2 and "".join(parts)
+
+
+def test_offline_batch_mode_writes_the_same_rows(vllm_engine, tiny_model_dir, store, run_cli):
+    add_prompts(store, "off", PROMPTS[:2])
+    r = run_cli("sample", "--dataset", "off", "--model", str(tiny_model_dir), "--n", "3", "--max-tokens", "12",
+                "--offline")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    rows = store.query("SELECT * FROM generations g JOIN prompts p ON p.id = g.prompt_id "
+                       "JOIN datasets d ON d.id = p.dataset_id WHERE d.name = 'off'")  # fmt: skip
+    assert len(rows) == 6 and {r["engine"] for r in rows} == {"vllm-offline"}
+    assert {r["model"] for r in rows} == {tiny_model_dir.name}
+    assert all(r["completion_tokens"] >= 1 and r["seed"] is not None for r in rows)
+    r = run_cli("sample", "--dataset", "off", "--model", str(tiny_model_dir), "--n", "3", "--max-tokens", "12",
+                "--offline")  # fmt: skip
+    assert r.exit_code == 0 and "(2 already complete" in r.output
