@@ -78,8 +78,8 @@ def queue_next(request: Request, dataset: str = Query(..., max_length=256), stor
 def submit_ranking(body: RankingIn, request: Request, store: Store = Depends(get_store),
                    user: dict = Depends(require_role(*ANYONE))) -> dict:
     """Store a ranking (or a skip / flag) for one of your assignments; returns {ranking_id, next}."""
-    row = store.query("SELECT d.name, d.id FROM assignments a JOIN prompts p ON p.id = a.prompt_id "
-                      "JOIN datasets d ON d.id = p.dataset_id WHERE a.id = ? AND a.user_id = ?",
+    row = store.query("SELECT d.name, d.id FROM prompts p, datasets d WHERE d.id = p.dataset_id AND p.id = "
+                      "(SELECT prompt_id FROM assignments WHERE id = ? AND user_id = ?)",
                       [body.assignment_id, user["id"]])
     if not row:
         raise ApiError(404, f"no assignment {body.assignment_id} of yours", field="assignment_id")

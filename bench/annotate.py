@@ -1,0 +1,185 @@
+"""Annotation latency benchmark: "submit a ranking + get the next item" with 20 annotators, 1k vs 1M answers.
+
+    python bench/annotate.py                      # 1,000 generations, then 1,000,000 (250,000 prompts x 4)
+    python bench/annotate.py --big 100000         # a smaller "big" database for a quick look
+
+For each size: a database is built in SQL through the Store's staging path (prompts and answers generated
+with range()), 20 annotators are added, `preflab server` runs in a subprocess, and 20 threads each sign in
+and loop POST /api/rankings, whose response carries the next item (what the UI does). Latency is taken
+server-side from the X-Process-Time header (the app's own time, without client and socket cost), so the
+number measures the server, not this script. Prints p50/p95 per size and the growth ratio 1M/1k.
+Targets (issue 4): p95 <= 100 ms, and at most 2x growth from 1k to 1M.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from db import users  # noqa: E402
+from db.store import Batch, Store  # noqa: E402
+
+PASSWORD = "bench password"
+ANSWERS = 4
+
+
+def build(db: Path, generations: int, annotators: int, k: int) -> float:
+    """A dataset of generations/4 prompts x 4 answers, made in SQL; returns seconds taken."""
+    t0 = time.perf_counter()
+    prompts = generations // ANSWERS
+    store = Store.open(db)
+    con = store.con
+    empty = Batch().tables()
+    for name in ("stage_rankings", "stage_items", "stage_examples"):
+        con.register(name, empty[name])
+    con.execute(
+        """CREATE TEMP TABLE stage_prompts AS
+           SELECT sha256('user' || chr(31) || q || chr(30)) AS key,
+                  json_array(json_object('role', 'user', 'content', q))::VARCHAR AS messages,
+                  'bench' AS source, CAST(i AS VARCHAR) AS external_id, NULL::VARCHAR AS metadata,
+                  NULL::VARCHAR AS assets
+           FROM (SELECT range AS i, 'Question ' || range || ': explain why the sky looks blue at noon but red '
+                        || 'at sunset, briefly. ¿Por qué? 为什么？' AS q FROM range(?))""",
+        [prompts],
+    )
+    con.execute(
+        """CREATE TEMP TABLE stage_generations AS
+           SELECT p.key AS prompt_key, sha256(t) AS gen_key, t AS text, 'model' AS kind, 'bench-' || j AS model,
+                  NULL::VARCHAR AS adapter, 'bench' AS engine, NULL::VARCHAR AS params, NULL::BIGINT AS seed,
+                  NULL::INTEGER AS prompt_tokens, NULL::INTEGER AS completion_tokens, NULL::DOUBLE AS latency_ms,
+                  'stop' AS finish_reason, NULL::VARCHAR AS metadata
+           FROM stage_prompts p, range(?) r(j),
+                LATERAL (SELECT 'Answer ' || j || ' to ' || p.external_id || ': Rayleigh scattering favours '
+                                || 'short wavelengths; at sunset light crosses more air. ' || repeat('x', 20 * j)
+                                AS t)""",
+        [ANSWERS],
+    )
+    with store.transaction():
+        dataset_id = store.ensure_dataset("bench", created_by="bench")
+        store.commit_staged(dataset_id, created_by="bench")
+        con.execute("UPDATE datasets SET annotators_per_prompt = ? WHERE id = ?", [k, dataset_id])
+    from serving.auth import hash_password
+
+    pw = hash_password(PASSWORD)
+    for i in range(annotators):
+        users.add_user(store, f"ann{i:02d}", role="annotator", password_hash=pw, created_by="bench")
+    n = store.scalar("SELECT count(*) FROM generations")
+    assert n == prompts * ANSWERS, n
+    store.close()
+    return time.perf_counter() - t0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(db: Path, home: Path, port: int) -> subprocess.Popen:
+    preflab = str(Path(sys.executable).with_name("preflab"))
+    env = {**os.environ, "PREFLAB_HOME": str(home)}
+    proc = subprocess.Popen([preflab, "--db", str(db), "server", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(600):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+def annotator(url: str, name: str, submits: int, out: list, errors: list, think_s: float = 0.0) -> None:
+    rng = random.Random(name)
+    with httpx.Client(base_url=url, timeout=60) as c:
+        token = c.post("/api/auth/login", json={"name": name, "password": PASSWORD}).json()["token"]
+        c.headers["Authorization"] = f"Bearer {token}"
+        nxt = c.get("/api/queue/next", params={"dataset": "bench"}).json()
+        for _ in range(submits):
+            item = nxt["item"]
+            if item is None:
+                break
+            ranks = {str(a["id"]): i + 1 for i, a in enumerate(item["answers"])}
+            if think_s:  # reading and ranking; people take far longer, this keeps the 20 overlapping
+                time.sleep(rng.uniform(0.5, 1.5) * think_s)
+            r = c.post("/api/rankings", json={"assignment_id": item["assignment_id"], "ranks": ranks,
+                                              "time_on_task_ms": 1000})
+            if r.status_code != 201:
+                errors.append(r.text)
+                break
+            out.append(float(r.headers["X-Process-Time"]))
+            nxt = r.json()["next"]
+
+
+def measure(generations: int, *, annotators: int, submits: int, k: int, think_s: float, workdir: Path) -> dict:
+    db, home = workdir / f"bench-{generations}.duckdb", workdir / f"home-{generations}"
+    home.mkdir()
+    build_s = build(db, generations, annotators, k)
+    port = free_port()
+    proc = serve(db, home, port)
+    url = f"http://127.0.0.1:{port}"
+    times: list[float] = []
+    errors: list[str] = []
+    try:
+        # one warm-up round (first requests pay for imports, the queue's first sync and DuckDB's caches)
+        annotator(url, "ann00", 3, [], errors)
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=annotator, args=(url, f"ann{i:02d}", submits, times, errors, think_s))
+                   for i in range(annotators)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - t0
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    if errors:
+        raise RuntimeError(f"{len(errors)} failed submits, first: {errors[0]}")
+    q = statistics.quantiles(times, n=100)
+    return {"generations": generations, "build_s": build_s, "requests": len(times), "p50_ms": q[49],
+            "p95_ms": q[94], "throughput_per_s": len(times) / wall}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--small", type=int, default=1_000, help="generations in the baseline database")
+    ap.add_argument("--big", type=int, default=1_000_000, help="generations in the large database")
+    ap.add_argument("--annotators", type=int, default=20)
+    ap.add_argument("--submits", type=int, default=10, help="rankings per annotator (1k answers hold 500 at k=2)")
+    ap.add_argument("--k", type=int, default=2, help="annotators per prompt")
+    ap.add_argument("--think", type=float, default=1.0,
+                    help="mean seconds an annotator spends per item (0: back-to-back, a saturation test)")
+    args = ap.parse_args()
+    os.environ.setdefault("PREFLAB_KDF_MEMORY_KIB", "8192")  # signing 20 people in is not what we measure
+    with tempfile.TemporaryDirectory(prefix="preflab-bench-") as tmp:
+        rows = [measure(n, annotators=args.annotators, submits=args.submits, k=args.k, think_s=args.think,
+                        workdir=Path(tmp)) for n in (args.small, args.big)]
+    print(f"{args.annotators} annotators, {args.submits} rankings each, think time ~{args.think:g} s, k={args.k}")
+    print(f"{'generations':>12} {'build s':>8} {'requests':>9} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>7}")
+    for r in rows:
+        print(f"{r['generations']:>12,} {r['build_s']:>8.1f} {r['requests']:>9} {r['p50_ms']:>8.1f} "
+              f"{r['p95_ms']:>8.1f} {r['throughput_per_s']:>7.1f}")
+    small, big = rows
+    growth = big["p95_ms"] / small["p95_ms"]
+    print(f"p95 growth {args.big:,} vs {args.small:,} generations: {growth:.2f}x (target <= 2x); "
+          f"p95 at {args.big:,}: {big['p95_ms']:.1f} ms (target <= 100 ms)")
+
+
+if __name__ == "__main__":
+    main()
