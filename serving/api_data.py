@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
-import inspect
+import json
 import logging
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
 from db import queue, review
-from db.errors import ConflictError, NotFoundError
+from db.errors import ConflictError, InputError
 from db.store import Store
 from serving.deps import ApiError, get_store, require_role
 
@@ -76,55 +76,36 @@ def update_dataset(name: str, body: DatasetPatch, store: Store = Depends(get_sto
 # ---- import / export -------------------------------------------------------------------------------------
 
 
-def _importer():
-    """The importer's entry point (db/importers, issue 2): import_file(store, path, *, format, dataset, ...)."""
-    for module_name in ("db.importers", "db.import_api", "db.importer"):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError:
-            continue
-        fn = getattr(module, "import_file", None)
-        if fn is not None:
-            return fn
-    raise ApiError(501, "this server has no importer yet (db.importers.import_file is missing)")
-
-
-def _call(fn, *args, **kwargs):
-    """Call fn with only the keyword arguments it accepts (the data functions grow options over time)."""
-    params = inspect.signature(fn).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        kwargs = {k: v for k, v in kwargs.items() if k in params}
-    return fn(*args, **kwargs)
-
-
-def _jsonable(value):
-    if hasattr(value, "as_dict"):
-        return value.as_dict()
-    if hasattr(value, "__dataclass_fields__"):
-        from dataclasses import asdict
-
-        return asdict(value)
-    return value
+def import_report(report, name: str) -> dict:
+    """db.importers.ImportReport as JSON, naming the uploaded file instead of the server's temp path."""
+    return {
+        "file": name, "format": report.format, "detected": report.detected, "engine": report.engine,
+        "dry_run": report.dry_run, "records": report.records, "added": report.added.as_dict(),
+        "in_file": report.in_file, "already_stored": report.already_stored(),
+        "skipped": [{"message": e.reason, "file": name, "line": e.line, "field": e.field} for e in report.skipped],
+    }
 
 
 @router.post("/import")
 def import_upload(
     request: Request,
     file: UploadFile = File(...),
-    dataset: str = Form(..., min_length=1, max_length=256),
+    dataset: str | None = Form(None, max_length=256),
     format: str = Form("auto", max_length=64),
     dry_run: bool = Form(False),
     skip_invalid: bool = Form(False),
     store: Store = Depends(get_store),
     admin: dict = Depends(require_role("admin")),
 ) -> dict:
-    """Upload a file and import it into `dataset` (format auto-detected unless given).
+    """Upload a file (JSON Lines, JSON array, CSV; .gz too) and import it into `dataset` (default: the file name).
 
-    Answers {"ok": true, "report": ...}; a bad file answers 400 with the file, line and field of the first
-    problem (the database is left as it was).
+    The format is detected unless given. Answers {"ok": true, "report": {...}}; a bad file answers 400 with
+    the file, line and field of the first problem, and the database is left as it was.
     """
+    from db.importers import import_file
+
     limit = request.app.state.config.max_upload_mb * 2**20
-    name = Path(file.filename or "upload").name or "upload"
+    name = Path(file.filename or "upload.jsonl").name or "upload.jsonl"
     with tempfile.TemporaryDirectory(prefix="preflab-upload-") as tmp:
         path = Path(tmp) / name
         size = 0
@@ -134,70 +115,62 @@ def import_upload(
                 if size > limit:
                     raise ApiError(413, f"upload larger than {limit // 2**20} MiB", field="file")
                 out.write(chunk)
-        fn = _importer()
-        report = _call(fn, store, path, format=None if format == "auto" else format, dataset=dataset,
-                       dry_run=dry_run, skip_invalid=skip_invalid, created_by=admin["name"])
-    report = _jsonable(report)
-    if isinstance(report, dict):  # name the upload, not our temp path
-        report = {k: (name if isinstance(v, str) and v == str(path) else v) for k, v in report.items()}
-    return {"ok": True, "file": name, "report": report}
-
-
-def _exporter():
-    try:
-        module = importlib.import_module("db.export")
-    except ModuleNotFoundError:
-        raise ApiError(501, "this server has no exporter yet (db.export.export is missing)") from None
-    return module
+        try:
+            report = import_file(store, path, fmt=format, dataset=dataset or None, dry_run=dry_run,
+                                 skip_invalid=skip_invalid)
+        except InputError as e:  # name the upload, not the temp file
+            raise InputError(e.reason, file=name if e.file else None, line=e.line, field=e.field) from None
+    return {"ok": True, "report": import_report(report, name)}
 
 
 @router.get("/export")
 def export_download(
-    request: Request,
+    format: str = Query(..., max_length=64, description="trl | trl-messages | llamafactory | sft | classification "
+                        "| parquet"),
     dataset: str | None = Query(None, max_length=256),
-    format: str = Query("jsonl", max_length=64),
+    split: str | None = Query(None, max_length=64, description="e.g. test=0.1 (a zip of train and test)"),
+    seed: int = 0,
+    min_annotators: int = Query(1, ge=1),
+    min_agreement: float = Query(0.0, ge=0.0, le=1.0),
+    ties: str = Query("drop", max_length=8),
+    source: str = Query("all", max_length=16),
+    layout: str = Query("alpaca", max_length=16),
+    sft_prefer: str = Query("ranked", max_length=16),
+    out_name: str | None = Query(None, max_length=200, description="file name to write (the CLI sends its --out)"),
     store: Store = Depends(get_store),
     admin: dict = Depends(require_role("admin")),
 ):
-    """Export `dataset` in `format` as a download; any other query parameter is passed on as an export filter.
+    """Export as a download (one file, or a zip when there are several: a split, llamafactory's dataset_info).
 
-    The response carries X-PrefLab-Snapshot: the content hash of what was exported (training records it).
+    X-PrefLab-Snapshot carries the snapshot id (content hash of the data) that training runs record.
     """
-    module = _exporter()
-    filters = {k: v for k, v in request.query_params.items() if k not in ("dataset", "format")}
-    for key, value in list(filters.items()):
-        if value.lower() in ("true", "false"):
-            filters[key] = value.lower() == "true"
+    from db.export import export
+
+    if dataset is not None:
+        store.dataset_id(dataset)  # 404 with the known names
+    name = Path(out_name).name if out_name else f"{dataset or 'all'}-{format}"
+    if format == "classification" and not name.endswith((".csv", ".jsonl", ".parquet", ".gz")):
+        name += ".jsonl"
     tmp = Path(tempfile.mkdtemp(prefix="preflab-export-"))
     try:
-        result = _call(module.export, store, dataset=dataset, format=format, out=tmp / "export", **filters)
+        result = export(store, format, tmp / name, dataset=dataset, split=split, seed=seed,
+                        min_annotators=min_annotators, min_agreement=min_agreement, ties=ties, source=source,
+                        layout=layout, sft_prefer=sft_prefer)
+        headers = {"X-PrefLab-Snapshot": result.snapshot_id,
+                   "X-PrefLab-Counts": json.dumps(result.counts, ensure_ascii=True)}
+        if result.path is not None and len(result.paths) == 1:
+            path, media = result.path, "application/octet-stream"
+        else:  # several files: one zip with them and the snapshot record
+            path = tmp / f"{Path(name).stem}.zip"
+            with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+                for p in [*result.paths.values(), result.snapshot_path]:
+                    z.write(p, arcname=p.name)
+            media = "application/zip"
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    path, snapshot = _export_result(result, tmp)
-    headers = {"X-PrefLab-Snapshot": snapshot or ""}
-    return FileResponse(path, filename=path.name, headers=headers, background=BackgroundTask(shutil.rmtree, tmp, True))
-
-
-def _export_result(result, tmp: Path) -> tuple[Path, str | None]:
-    """(file to send, snapshot id) from whatever db.export.export returned."""
-    data = _jsonable(result)
-    path = snapshot = None
-    if isinstance(data, dict):
-        path = data.get("path") or data.get("out")
-        snapshot = data.get("snapshot_id") or data.get("snapshot") or data.get("content_hash")
-    elif isinstance(data, (str, Path)):
-        path = data
-    if path is None or not Path(path).is_file():
-        files = [p for p in tmp.rglob("*") if p.is_file()]
-        if len(files) != 1:
-            if not files:
-                raise NotFoundError("the export wrote no file")
-            archive = shutil.make_archive(str(tmp / "export"), "zip", root_dir=tmp / "export")
-            path = archive
-        else:
-            path = files[0]
-    return Path(path), snapshot
+    return FileResponse(path, filename=path.name, media_type=media, headers=headers,
+                        background=BackgroundTask(shutil.rmtree, tmp, True))
 
 
 # ---- activity, engines, models ---------------------------------------------------------------------------

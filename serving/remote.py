@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,16 +50,18 @@ def _raise_for(response: httpx.Response) -> None:
         return
     try:
         err = response.json()["error"]
-        message, field = err["message"], err.get("field")
+        message = err["message"]
     except (ValueError, KeyError, TypeError):
-        message, field = response.text[:500] or response.reason_phrase, None
+        message = response.text[:500] or response.reason_phrase
     if response.status_code == 401:
         message += " (run `preflab login NAME`, or set PREFLAB_TOKEN)"
     if response.status_code == 404:
         raise NotFoundError(message)
-    if field and response.status_code in (400, 422):
-        raise InputError(message)  # the server's message already names the field
-    raise PrefLabError(f"server: {message}")
+    if response.status_code in (400, 413, 422):
+        raise InputError(message)  # the server's message already names file, line and field
+    if response.status_code >= 500:
+        raise PrefLabError(f"the server failed: {message}")
+    raise PrefLabError(message)
 
 
 class Client:
@@ -119,44 +122,53 @@ def logout() -> None:
 # ---- the commands that work through a server ----------------------------------------------------------
 
 
-def import_file(base_url: str, path: str | Path, *, dataset: str, format: str | None = None, dry_run: bool = False,
-                skip_invalid: bool = False) -> dict:
-    """Upload `path` to POST /api/import; returns the importer's report (a dict)."""
+def import_file(base_url: str, path: str | Path, *, dataset: str | None = None, fmt: str = "auto",
+                dry_run: bool = False, skip_invalid: bool = False) -> dict:
+    """Upload `path` to POST /api/import; returns the server's report (see serving.api_data.import_report)."""
     path = Path(path)
     if not path.is_file():
         raise InputError("no such file", file=str(path))
-    form = {"dataset": dataset, "format": format or "auto", "dry_run": str(dry_run).lower(),
-            "skip_invalid": str(skip_invalid).lower()}
+    form = {"format": fmt or "auto", "dry_run": str(dry_run).lower(), "skip_invalid": str(skip_invalid).lower()}
+    if dataset:
+        form["dataset"] = dataset
     with Client(base_url) as c, open(path, "rb") as fh:
         data = c.post("/api/import", data=form, files={"file": (path.name, fh, "application/octet-stream")})
     return data["report"]
 
 
-def export(base_url: str, out: str | Path, *, dataset: str | None = None, format: str = "jsonl",
-           **filters) -> dict:
-    """Stream GET /api/export into `out` (written to a temp name, renamed when complete); {path, snapshot_id}."""
+def export(base_url: str, fmt: str, out: str | Path, **options) -> dict:
+    """Stream GET /api/export into `out` (a zip of several files is unpacked next to it, as a local export
+    would write them). Files appear only when complete. Returns {snapshot_id, counts, paths}."""
     out = Path(out)
-    params = {"format": format, **{k: v for k, v in filters.items() if v is not None}}
-    if dataset is not None:
-        params["dataset"] = dataset
-    params = {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in params.items()}
-    tmp = out.with_name(out.name + ".part")
+    params = {"format": fmt, "out_name": out.name}
+    params.update({k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in options.items()
+                   if v is not None})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".part-{os.getpid()}-{out.name}")
     with Client(base_url) as c:
         try:
             with c.http.stream("GET", "/api/export", params=params) as response:
                 if response.status_code >= 400:
                     response.read()
                     _raise_for(response)
-                out.parent.mkdir(parents=True, exist_ok=True)
                 with open(tmp, "wb") as f:
                     for chunk in response.iter_bytes(1 << 20):
                         f.write(chunk)
-                snapshot = response.headers.get("X-PrefLab-Snapshot") or None
+                headers = response.headers
         except httpx.TransportError as e:
             tmp.unlink(missing_ok=True)
             raise PrefLabError(f"cannot reach the PrefLab server at {base_url}: {e}") from e
-    tmp.replace(out)
-    return {"path": str(out), "snapshot_id": snapshot}
+    counts = json.loads(headers.get("X-PrefLab-Counts") or "{}")
+    if headers.get("content-type", "").startswith("application/zip"):
+        with zipfile.ZipFile(tmp) as z:
+            names = z.namelist()
+            z.extractall(out.parent)
+        tmp.unlink()
+        paths = [out.parent / n for n in names]
+    else:
+        tmp.replace(out)
+        paths = [out]
+    return {"snapshot_id": headers.get("X-PrefLab-Snapshot"), "counts": counts, "paths": [str(p) for p in paths]}
 
 
 def stats(base_url: str, *, dataset: str | None = None, source: str = "all") -> dict:

@@ -1,0 +1,85 @@
+"""The CLI's HTTP transport (serving/remote.py) against a real uvicorn server holding the database."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import uvicorn
+from server_helpers import PASSWORD, add_user
+
+from db.errors import InputError, PrefLabError
+from serving import remote
+from serving.server import create_app
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def live(store, tmp_path, monkeypatch):
+    monkeypatch.setenv("PREFLAB_HOME", str(tmp_path / "home"))
+    add_user(store, "adm", "admin")
+    add_user(store, "ann", "annotator")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{port}"
+    remote.login(url, "adm", PASSWORD)  # token file under PREFLAB_HOME
+    yield url, store
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_import_stats_export_through_the_server(live, tmp_path):
+    url, store = live
+    report = remote.import_file(url, DATA / "ranked.jsonl", dataset="remote", fmt="ranked")
+    assert report["added"]["prompts"] == 3 and report["file"] == "ranked.jsonl"
+    again = remote.import_file(url, DATA / "ranked.jsonl", dataset="remote")  # detected, idempotent
+    assert again["format"] == "ranked" and again["added"]["prompts"] == 0
+    stats = remote.stats(url, dataset="remote")
+    assert stats["counts"]["prompts"] == 3
+    out = tmp_path / "out" / "prefs.jsonl"
+    res = remote.export(url, "trl", out, dataset="remote")
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert rows and {"prompt", "chosen", "rejected"} <= set(rows[0])
+    assert res["snapshot_id"] and res["paths"] == [str(out)]
+    assert any("🥐" in r["prompt"] for r in rows)
+    split = remote.export(url, "trl", tmp_path / "split" / "prefs.jsonl", dataset="remote", split="test=0.5")
+    names = sorted(Path(p).name for p in split["paths"])
+    assert "prefs_train.jsonl" in names and "prefs_test.jsonl" in names
+
+
+def test_bad_upload_names_file_and_line_and_changes_nothing(live):
+    url, store = live
+    before = store.counts()
+    with pytest.raises(InputError) as e:
+        remote.import_file(url, DATA / "bad" / "broken_json.jsonl", dataset="x", fmt="ranked")
+    assert "broken_json.jsonl:" in str(e.value)
+    assert store.counts() == before
+
+
+def test_errors_come_back_as_one_line(live, monkeypatch):
+    url, store = live
+    with pytest.raises(PrefLabError, match="no dataset named 'ghost'"):
+        remote.stats(url, dataset="ghost")
+    monkeypatch.setenv("PREFLAB_TOKEN", "bogus")
+    with pytest.raises(PrefLabError, match="preflab login"):
+        remote.stats(url)
+    with pytest.raises(PrefLabError, match="cannot reach"):
+        remote.stats("http://127.0.0.1:9")
+
+
+def test_annotator_token_cannot_import(live, tmp_path):
+    url, store = live
+    remote.login(url, "ann", PASSWORD)
+    with pytest.raises(PrefLabError, match="admin"):
+        remote.import_file(url, DATA / "ranked.jsonl", dataset="remote")
