@@ -10,8 +10,10 @@ import time
 
 import streamlit as st
 
+from annotate.app import require_role
 from annotate.client import ApiError, get_client
 
+require_role("admin")
 client = get_client()
 st.title("Run the loop")
 st.caption("Sample answers from the current policy, rank them with synthetic annotators (keyword first, then "
