@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from db import queue
@@ -89,6 +91,23 @@ def submit_ranking(body: RankingIn, request: Request, store: Store = Depends(get
         time_on_task_ms=body.time_on_task_ms, created_by=user["name"],
     )
     return {"ranking_id": ranking_id, "next": next_view(store, request, row[0]["name"], row[0]["id"], user)}
+
+
+@router.get("/prompts/{prompt_id}/assets/{index}")
+def prompt_asset(prompt_id: int, index: int, store: Store = Depends(get_store),
+                 user: dict = Depends(require_role(*ANYONE))):
+    """The file of a prompt's asset (the image of a visual question), by its position in prompt.assets."""
+    rows = store.query("SELECT CAST(assets AS VARCHAR) AS assets FROM prompts WHERE id = ?", [prompt_id])
+    if not rows:
+        raise ApiError(404, f"no prompt with id {prompt_id}", field="prompt_id")
+    assets = json.loads(rows[0]["assets"]) if rows[0]["assets"] else []
+    if not 0 <= index < len(assets):
+        raise ApiError(404, f"prompt {prompt_id} has {len(assets)} asset(s); no index {index}", field="index")
+    entry = assets[index]
+    path = Path(entry if isinstance(entry, str) else entry.get("path", ""))
+    if not path.is_file():
+        raise ApiError(404, f"the asset file {path.name} is missing on the server", field="index")
+    return FileResponse(path, filename=path.name)
 
 
 @router.post("/assignments/{assignment_id}/release")

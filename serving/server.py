@@ -6,7 +6,7 @@
 The server is the only process that opens the DuckDB file. It writes db.paths.home()/server.json
 ({url, pid, db}) while it runs, so the CLI sends its commands here instead of hitting the file lock
 (serving.remote). Routers of other areas plug in when their module exists: serving.api_runs (training
-runs), serving.api_arena (arena), serving.gateway (/v1 OpenAI-compatible routes).
+runs), serving.api_arena (arena), serving.gateway (/v1 OpenAI-compatible routes), serving.api_loop (the loop).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from serving.deps import install_error_handlers
 log = logging.getLogger(__name__)
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-PLUGIN_ROUTERS = ("serving.api_runs", "serving.api_arena", "serving.gateway")
+PLUGIN_ROUTERS = ("serving.api_runs", "serving.api_arena", "serving.gateway", "serving.api_loop")
 
 
 @dataclass(kw_only=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -183,3 +184,15 @@ def test_models_engines_and_docs(env):
     assert "/api/queue/next" in c.get("/openapi.json").json()["paths"]
     r = c.get("/api/health")
     assert r.json()["ok"] is True and float(r.headers["X-Process-Time"]) >= 0
+
+
+def test_prompt_image_is_served_by_index(env):
+    c, store, prompts, h = env
+    image = Path(__file__).parent / "data" / "images" / "red.png"
+    store.con.execute("UPDATE prompts SET assets = ? WHERE id = ?", [json.dumps([str(image)]), prompts[0]])
+    item = c.get("/api/queue/next", params={"dataset": "d"}, headers=h["ann"]).json()["item"]
+    assert item["prompt"]["assets"] == [str(image)]
+    r = c.get(f"/api/prompts/{prompts[0]}/assets/0", headers=h["ann"])
+    assert r.status_code == 200 and r.content == image.read_bytes()
+    assert c.get(f"/api/prompts/{prompts[0]}/assets/1", headers=h["ann"]).status_code == 404
+    assert c.get(f"/api/prompts/{prompts[0]}/assets/0").status_code == 401
