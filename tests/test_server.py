@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,20 @@ def test_prompt_image_is_served_by_index(env):
     assert r.status_code == 200 and r.content == image.read_bytes()
     assert c.get(f"/api/prompts/{prompts[0]}/assets/1", headers=h["ann"]).status_code == 404
     assert c.get(f"/api/prompts/{prompts[0]}/assets/0").status_code == 401
+
+
+def test_sampling_job_records_failure_and_refuses_bad_requests(env, tmp_path, monkeypatch):
+    c, store, prompts, h = env
+    monkeypatch.setenv("PREFLAB_HOME", str(tmp_path))  # an empty engine registry
+    assert c.post("/api/sampling-jobs", headers=h["adm"], json={"dataset": "nope", "model": "m"}).status_code == 404
+    r = c.post("/api/sampling-jobs", headers=h["adm"], json={"dataset": "d", "model": "m", "n": 0})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "n"
+    job = c.post("/api/sampling-jobs", headers=h["adm"], json={"dataset": "d", "model": "no-such-model"}).json()
+    for _ in range(100):
+        job = c.get(f"/api/sampling-jobs/{job['id']}", headers=h["adm"]).json()
+        if job["status"] not in ("queued", "running"):
+            break
+        time.sleep(0.1)
+    assert job["status"] == "failed" and "no-such-model" in job["error"]
+    assert [j["id"] for j in c.get("/api/sampling-jobs", headers=h["adm"]).json()] == [job["id"]]
+    assert c.post(f"/api/sampling-jobs/{job['id']}/cancel", headers=h["adm"]).status_code == 409
