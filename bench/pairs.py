@@ -25,10 +25,12 @@ from itertools import combinations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-WORDS = ("the model answer explains why water boils at lower temperatures on mountains "
-         "el modelo responde con una explicación clara y un ejemplo práctico sobre la fotosíntesis "
-         "模型 回答 了 这个 问题 并 给出 了 一个 简单 的 例子 关于 天气 和 气候 "
-         "la réponse est courte mais correcte 🙂 🚀 ✅ 🤔").split()
+WORDS = (
+    "the model answer explains why water boils at lower temperatures on mountains "
+    "el modelo responde con una explicación clara y un ejemplo práctico sobre la fotosíntesis "
+    "模型 回答 了 这个 问题 并 给出 了 一个 简单 的 例子 关于 天气 和 气候 "
+    "la réponse est courte mais correcte 🙂 🚀 ✅ 🤔"
+).split()
 
 
 def generate(path: Path, n: int, k: int, seed: int = 0) -> None:
@@ -50,12 +52,15 @@ def generate(path: Path, n: int, k: int, seed: int = 0) -> None:
             rng.shuffle(ranks)
             if rng.random() < 0.05:
                 ranks[ranks.index(k)] = k - 1  # a tie between the two worst
-            row = {"prompt": f"{rng.choice(prompts)} #{i}?",
-                   "responses": [f"{rng.choice(answers)} ({i}.{j})" for j in range(k)], "ranks": ranks}
+            row = {
+                "prompt": f"{rng.choice(prompts)} #{i}?",
+                "responses": [f"{rng.choice(answers)} ({i}.{j})" for j in range(k)],
+                "ranks": ranks,
+            }
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def run_preflab(src: Path, out: Path, db: Path) -> dict:
+def run_preflab(src: Path, out: Path, db: Path, memory_limit: str | None) -> dict:
     sys.path.insert(0, str(ROOT))
     from db.export import export
     from db.importers import import_file
@@ -63,13 +68,21 @@ def run_preflab(src: Path, out: Path, db: Path) -> dict:
 
     t0 = time.perf_counter()
     store = Store.open(db)
+    if memory_limit:  # DuckDB's own default is 80% of RAM; below the limit it spills to disk
+        store.con.execute(f"SET memory_limit = '{memory_limit}'")
     report = import_file(store, src, fmt="ranked", dataset="bench")
     t1 = time.perf_counter()
     result = export(store, "trl", out, dataset="bench")
     store.close()
     t2 = time.perf_counter()
-    return {"seconds": t2 - t0, "import_s": t1 - t0, "export_s": t2 - t1, "engine": report.engine,
-            "pairs": result.counts["pairs"], "stored_pairs": report.added.pairs}
+    return {
+        "seconds": t2 - t0,
+        "import_s": t1 - t0,
+        "export_s": t2 - t1,
+        "engine": report.engine,
+        "pairs": result.counts["pairs"],
+        "stored_pairs": report.added.pairs,
+    }
 
 
 def run_baseline(src: Path, out: Path) -> dict:
@@ -88,14 +101,30 @@ def run_baseline(src: Path, out: Path) -> dict:
 
 def worker(args) -> None:
     src, out = Path(args.src), Path(args.out)
-    result = run_preflab(src, out, Path(args.db)) if args.worker == "preflab" else run_baseline(src, out)
+    result = (
+        run_preflab(src, out, Path(args.db), args.duckdb_memory)
+        if args.worker == "preflab"
+        else run_baseline(src, out)
+    )
     result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(json.dumps(result))
 
 
-def child(kind: str, src: Path, work: Path) -> dict:
-    cmd = [sys.executable, __file__, "--worker", kind, "--src", str(src), "--out", str(work / f"{kind}.jsonl"),
-           "--db", str(work / "bench.duckdb")]
+def child(kind: str, src: Path, work: Path, memory_limit: str) -> dict:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        kind,
+        "--src",
+        str(src),
+        "--out",
+        str(work / f"{kind}.jsonl"),
+        "--db",
+        str(work / "bench.duckdb"),
+        "--duckdb-memory",
+        memory_limit,
+    ]
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -105,6 +134,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100_000, help="rankings (default 100,000; the target is 1,000,000)")
     ap.add_argument("--k", type=int, default=4, help="answers per ranking")
     ap.add_argument("--workdir", help="folder for the data, database and outputs (default: a temporary one)")
+    ap.add_argument(
+        "--duckdb-memory",
+        default="1GB",
+        help="DuckDB memory_limit for PrefLab's process (default 1GB, so the whole process stays < 2 GiB)",
+    )
     ap.add_argument("--worker", choices=["preflab", "baseline"], help=argparse.SUPPRESS)
     ap.add_argument("--src", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
@@ -118,18 +152,24 @@ def main() -> None:
         src = work / "rankings.jsonl"
         t = time.perf_counter()
         generate(src, args.n, args.k)
-        print(f"generated {args.n:,} rankings of K={args.k} ({src.stat().st_size / 2**20:,.0f} MiB) "
-              f"in {time.perf_counter() - t:.1f}s")
-        base = child("baseline", src, work)
-        pref = child("preflab", src, work)
+        print(
+            f"generated {args.n:,} rankings of K={args.k} ({src.stat().st_size / 2**20:,.0f} MiB) "
+            f"in {time.perf_counter() - t:.1f}s"
+        )
+        base = child("baseline", src, work, args.duckdb_memory)
+        pref = child("preflab", src, work, args.duckdb_memory)
         if base["pairs"] != pref["pairs"]:
             raise SystemExit(f"pair counts differ: baseline {base['pairs']}, PrefLab {pref['pairs']}")
         print(f"pairs: {pref['pairs']:,} (ties dropped; {pref['stored_pairs']:,} stored incl. ties)")
         print(f"baseline (json + itertools): {base['seconds']:8.1f}s  peak {base['peak_mib']:7.0f} MiB")
-        print(f"PrefLab ({pref['engine']} import + trl export): {pref['seconds']:8.1f}s  peak "
-              f"{pref['peak_mib']:7.0f} MiB  (import {pref['import_s']:.1f}s, export {pref['export_s']:.1f}s)")
-        print(f"speed-up: {base['seconds'] / pref['seconds']:.2f}x (target >= 5x at N=1,000,000); "
-              f"PrefLab peak memory {pref['peak_mib'] / 1024:.2f} GiB (target < 2 GiB)")
+        print(
+            f"PrefLab ({pref['engine']} import + trl export): {pref['seconds']:8.1f}s  peak "
+            f"{pref['peak_mib']:7.0f} MiB  (import {pref['import_s']:.1f}s, export {pref['export_s']:.1f}s)"
+        )
+        print(
+            f"speed-up: {base['seconds'] / pref['seconds']:.2f}x (target >= 5x at N=1,000,000); "
+            f"PrefLab peak memory {pref['peak_mib'] / 1024:.2f} GiB (target < 2 GiB)"
+        )
 
 
 if __name__ == "__main__":
