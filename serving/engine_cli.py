@@ -61,12 +61,13 @@ def register(cli: click.Group) -> None:
     @click.option("--backend", type=click.Choice(["vllm", "transformers"]), default="vllm", show_default=True)
     @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for health.")
     @click.option("--max-model-len", type=int, help="vLLM: cap the context length (saves KV-cache memory).")
-    def engine_start(model, name, loras, port, backend, timeout, max_model_len) -> None:
+    @click.option("--enforce-eager", is_flag=True, help="vLLM: skip torch.compile (fast start, slower decoding).")
+    def engine_start(model, name, loras, port, backend, timeout, max_model_len, enforce_eager) -> None:
         """Start an engine in the background and wait until it serves /v1/models."""
         from serving.engines.launcher import start_engine
 
         rec = start_engine(model=model, name=name, backend=backend, loras=_parse_loras(loras), port=port,
-                           timeout=timeout, max_model_len=max_model_len)  # fmt: skip
+                           timeout=timeout, max_model_len=max_model_len, enforce_eager=enforce_eager)  # fmt: skip
         models = ", ".join([rec["model"], *rec["loras"]])
         click.echo(f"engine {rec['name']} ({rec['backend']}) serving {models} at {rec['url']} "
                    f"(pid {rec['pid']}, log {rec['log']})")  # fmt: skip
@@ -130,10 +131,11 @@ def register(cli: click.Group) -> None:
     @click.option("--concurrency", type=int, default=8, show_default=True, help="Requests in flight.")
     @click.option("--min-tokens", type=int, help="At least this many new tokens per answer.")
     @click.option("--ignore-eos", is_flag=True, help="Always generate --max-tokens tokens (benchmarks).")
-    @click.option("--offline", is_flag=True, help="Run vLLM's LLM.generate in a batch job instead of an engine.")
+    @click.option("--offline", is_flag=True, help="Run vLLM's LLM.chat in a batch job instead of an engine.")
+    @click.option("--enforce-eager", "eager", is_flag=True, help="--offline: skip torch.compile (fast start).")
     @click.pass_context
     def sample(ctx, dataset, model, engine_name, n, temperature, top_p, max_tokens, seed, limit, concurrency,
-               min_tokens, ignore_eos, offline) -> None:  # fmt: skip
+               min_tokens, ignore_eos, offline, eager) -> None:  # fmt: skip
         """Sample n answers per prompt and store them with provenance (resumable; rerun to continue)."""
         from tqdm import tqdm
 
@@ -156,7 +158,9 @@ def register(cli: click.Group) -> None:
             if offline:
                 from serving.engines.offline import run_offline_sampling
 
-                report = run_offline_sampling(store, dataset, model, engine=engine_name, progress=progress, **kw)
+                report = run_offline_sampling(
+                    store, dataset, model, engine=engine_name, progress=progress, enforce_eager=eager, **kw
+                )
             else:
                 from serving.sampler import run_sampling
 

@@ -230,3 +230,34 @@ def test_sampling_jobs_rows(store, dataset):
     assert [j["id"] for j in sampling.list_jobs(store, dataset=dataset)] == [job]
     with pytest.raises(ValueError):
         sampling.update_job(store, job, bogus=1)
+
+
+def test_engine_start_errors_are_one_clear_line(engine_home, run_cli, tmp_path, monkeypatch):
+    not_model = tmp_path / "empty"
+    not_model.mkdir()
+    r = run_cli("engine", "start", "--model", not_model, "--backend", "transformers")
+    assert r.exit_code == 1 and "not a model folder (no config.json there)" in r.output
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    r = run_cli("engine", "start", "--model", model, "--lora", "no-equals-sign")
+    assert r.exit_code == 2 and "expected NAME=PATH" in r.output
+    r = run_cli("engine", "start", "--model", model, "--lora", f"a={tmp_path}")
+    assert r.exit_code == 1 and "not a PEFT adapter folder" in r.output
+    monkeypatch.setenv("PREFLAB_VLLM_PYTHON", str(tmp_path / "missing" / "python"))
+    r = run_cli("engine", "start", "--model", model)
+    assert r.exit_code == 1 and "make vllm-env" in r.output
+    # an engine that dies while starting: the error carries the tail of its log, and nothing is registered
+    fake = tmp_path / "fake-python"
+    fake.write_text("#!/bin/sh\necho 'RuntimeError: head_dim 16 is not supported'\nexit 3\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PREFLAB_VLLM_PYTHON", str(fake))
+    r = run_cli("engine", "start", "--model", model, "--name", "broken")
+    assert r.exit_code == 1 and "exited with code 3" in r.output and "head_dim 16 is not supported" in r.output
+    assert "broken" not in run_cli("engine", "list").output
+    r = run_cli("engine", "stop")
+    assert r.exit_code == 2 and "name an engine, or pass --all" in r.output
+    r = run_cli("engine", "stop", "ghost")
+    assert r.exit_code == 1 and "no engine named 'ghost'" in r.output
+    r = run_cli("engine", "add", "x", "ftp://host")
+    assert r.exit_code == 1 and "must start with http" in r.output

@@ -43,8 +43,8 @@ def vllm_engine(tiny_model_dir, tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("PREFLAB_HOME", str(tmp_path_factory.mktemp("home")))
     runner = CliRunner()
-    r = runner.invoke(cli, ["engine", "start", "--model", str(tiny_model_dir), "--name", "tiny", "--timeout", "240",
-                            "--max-model-len", "512"])  # fmt: skip
+    r = runner.invoke(cli, ["engine", "start", "--model", str(tiny_model_dir), "--name", "tiny", "--timeout", "420",
+                            "--max-model-len", "512", "--enforce-eager"])  # fmt: skip
     assert r.exit_code == 0, r.output
     record = registry.get_engine("tiny")
     yield record
@@ -94,7 +94,7 @@ def test_openai_client_against_vllm(vllm_engine):
 def test_offline_batch_mode_writes_the_same_rows(vllm_engine, tiny_model_dir, store, run_cli):
     add_prompts(store, "off", PROMPTS[:2])
     r = run_cli("sample", "--dataset", "off", "--model", str(tiny_model_dir), "--n", "3", "--max-tokens", "12",
-                "--offline")  # fmt: skip
+                "--offline", "--enforce-eager")  # fmt: skip
     assert r.exit_code == 0, r.output
     rows = store.query("SELECT * FROM generations g JOIN prompts p ON p.id = g.prompt_id "
                        "JOIN datasets d ON d.id = p.dataset_id WHERE d.name = 'off'")  # fmt: skip
@@ -102,5 +102,5 @@ def test_offline_batch_mode_writes_the_same_rows(vllm_engine, tiny_model_dir, st
     assert {r["model"] for r in rows} == {tiny_model_dir.name}
     assert all(r["completion_tokens"] >= 1 and r["seed"] is not None for r in rows)
     r = run_cli("sample", "--dataset", "off", "--model", str(tiny_model_dir), "--n", "3", "--max-tokens", "12",
-                "--offline")  # fmt: skip
+                "--offline", "--enforce-eager")  # fmt: skip
     assert r.exit_code == 0 and "(2 already complete" in r.output

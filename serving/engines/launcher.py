@@ -54,7 +54,14 @@ def log_tail(path: str | Path, lines: int = 30) -> str:
 
 
 def _command(
-    backend: str, model_path: Path, name: str, loras: dict[str, str], host: str, port: int, max_model_len: int | None
+    backend: str,
+    model_path: Path,
+    name: str,
+    loras: dict[str, str],
+    host: str,
+    port: int,
+    max_model_len: int | None,
+    enforce_eager: bool = False,
 ) -> list[str]:
     if backend == "vllm":
         py = vllm_python()
@@ -67,6 +74,8 @@ def _command(
                "--disable-log-stats"]  # fmt: skip
         if max_model_len:
             cmd += ["--max-model-len", str(max_model_len)]
+        if enforce_eager:  # skips torch.compile warm-up: seconds instead of a minute or more on a busy CPU
+            cmd += ["--enforce-eager"]
         if loras:
             cmd += ["--enable-lora", "--max-lora-rank", "64", "--max-loras", str(max(1, len(loras))),
                     "--lora-modules", *(f"{k}={v}" for k, v in loras.items())]  # fmt: skip
@@ -88,6 +97,7 @@ def start_engine(
     host: str = "127.0.0.1",
     timeout: float = 300.0,
     max_model_len: int | None = None,
+    enforce_eager: bool = False,
 ) -> dict:
     """Launch an engine, wait until /v1/models answers, record it; returns the registry record.
 
@@ -117,7 +127,7 @@ def start_engine(
     log_dir = paths.home() / "engines"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
-    cmd = _command(backend, model_path, name, loras, host, port, max_model_len)
+    cmd = _command(backend, model_path, name, loras, host, port, max_model_len, enforce_eager)
     env = dict(os.environ)
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; plenty for small models on CPU
     env.setdefault("HF_HUB_OFFLINE", "1")

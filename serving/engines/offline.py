@@ -53,7 +53,8 @@ def _model_source(model: str, engine: str | None) -> tuple[str, str, str | None,
 def run_offline_sampling(store, dataset: str, model: str, *, engine: str | None = None, n: int = 4,
                          temperature: float = 0.8, top_p: float = 0.95, max_tokens: int = 256,
                          seed: int | None = None, limit: int | None = None, min_tokens: int | None = None,
-                         ignore_eos: bool = False, chunk: int = 256, timeout_s: float = 24 * 3600,
+                         ignore_eos: bool = False, chunk: int = 256, enforce_eager: bool = False,
+                         timeout_s: float = 24 * 3600,
                          progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None,
                          created_by: str = "sampler") -> SamplingReport:  # fmt: skip
     """Like serving.sampler.run_sampling, through LLM.chat in the vLLM venv instead of an engine."""
@@ -95,6 +96,8 @@ def run_offline_sampling(store, dataset: str, model: str, *, engine: str | None 
                "--chunk", str(chunk)]  # fmt: skip
         if adapter:
             cmd += ["--lora", f"{adapter}={adapter_path}"]
+        if enforce_eager:
+            cmd += ["--enforce-eager"]
         env = dict(os.environ)
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; plenty for small models on CPU
         env.setdefault("HF_HUB_OFFLINE", "1")

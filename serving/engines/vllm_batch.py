@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", required=True, help="JSON: temperature, top_p, max_tokens, min_tokens, ignore_eos")
     ap.add_argument("--chunk", type=int, default=256, help="requests per LLM.chat call (results flushed after each)")
     ap.add_argument("--max-model-len", type=int)
+    ap.add_argument("--enforce-eager", action="store_true", help="skip torch.compile (fast start)")
     args = ap.parse_args(argv)
 
     from vllm import LLM, SamplingParams
@@ -34,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     params = json.loads(args.params)
     with open(args.input, encoding="utf-8") as fh:
         requests = [json.loads(line) for line in fh if line.strip()]
-    llm_kwargs = {"model": args.model, "dtype": "float32", "enable_lora": bool(args.lora)}
+    llm_kwargs = {"model": args.model, "dtype": "float32", "enable_lora": bool(args.lora),
+                  "enforce_eager": args.enforce_eager}  # fmt: skip
     if args.max_model_len:
         llm_kwargs["max_model_len"] = args.max_model_len
     if args.lora:
