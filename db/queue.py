@@ -49,7 +49,6 @@ def _counted_sql(alias: str) -> str:
 
 def sync(store: Store, dataset_id: int) -> int:
     """Fold generations and rankings written since the last call into queue_open; returns k. Under the lock."""
-    c = store.con
     # one statement for the common case (nothing new): every request pays for this check
     k, gmark, rmark, mk, gmax, rmax = store._first(
         "SELECT d.annotators_per_prompt, s.generation_mark, s.ranking_mark, s.k, "
@@ -58,6 +57,13 @@ def sync(store: Store, dataset_id: int) -> int:
     mark = None if mk is None else (gmark, rmark, mk)
     if mark is not None and mark[2] == k and mark[0] >= gmax and mark[1] >= rmax:
         return k
+    with store.transaction():
+        _fold_in(store, dataset_id, k, mark, gmax, rmax)
+    return k
+
+
+def _fold_in(store: Store, dataset_id: int, k: int, mark: tuple | None, gmax: int, rmax: int) -> None:
+    c = store.con
     if mark is None or mark[2] != k:  # first use, or k changed: rebuild this dataset's open set
         c.execute("DELETE FROM queue_open WHERE dataset_id = ?", [dataset_id])
         c.execute(
@@ -96,7 +102,6 @@ def sync(store: Store, dataset_id: int) -> int:
         "INSERT OR REPLACE INTO queue_sync (dataset_id, generation_mark, ranking_mark, k) VALUES (?, ?, ?, ?)",
         [dataset_id, gmax, rmax, k],
     )
-    return k
 
 
 def invalidate(store: Store, dataset_id: int) -> None:
@@ -145,7 +150,9 @@ def next_assignment(
     Returns {assignment_id, prompt_id, answer_order (generation ids as shown), expires_at}.
     """
     now = _now(now)
-    with store.transaction():
+    # under the lock, no explicit transaction: the only write is one INSERT (atomic on its own), and the
+    # lock is what keeps check-then-insert safe against other threads (sync opens its own when it works)
+    with store._lock:
         own = _own_live_lease(store, dataset_id, user_id, now)
         if own:
             return own
@@ -156,8 +163,9 @@ def next_assignment(
         if prompt_id is None:
             return None
         aid = store.con.execute("SELECT nextval('seq_assignments')").fetchall()[0][0]
-        order = [r[0] for r in store.con.execute(
-            "SELECT id FROM generations WHERE prompt_id = ? ORDER BY id", [prompt_id]).fetchall()]
+        texts = dict(store.con.execute(
+            "SELECT id, text FROM generations WHERE prompt_id = ? ORDER BY id", [prompt_id]).fetchall())
+        order = sorted(texts)
         random.Random(aid).shuffle(order)  # per annotator, reproducible from the assignment id
         expires_at = now + timedelta(seconds=lease_s)
         store.con.execute(
@@ -165,7 +173,8 @@ def next_assignment(
             " created_at) VALUES (?, ?, ?, 'leased', ?, ?, ?, ?, ?)",
             [aid, prompt_id, user_id, json.dumps(order), now, expires_at, created_by, now],
         )
-        return {"assignment_id": aid, "prompt_id": prompt_id, "answer_order": order, "expires_at": expires_at}
+        return {"assignment_id": aid, "prompt_id": prompt_id, "answer_order": order, "expires_at": expires_at,
+                "texts": texts}
 
 
 def release(store: Store, user_id: int, assignment_id: int) -> None:
@@ -253,8 +262,10 @@ def submit(
             if status == "submitted" and taken >= k:
                 raise ConflictError("your lease expired and the prompt has since been ranked by others; "
                                     "ask for the next item")
-        mark, rmax = store._first("SELECT (SELECT ranking_mark FROM queue_sync WHERE dataset_id = ?), "
-                                  "(SELECT coalesce(max(id), 0) FROM rankings)", [dataset_id])
+        mark, rmax, done = store._first(
+            "SELECT (SELECT ranking_mark FROM queue_sync WHERE dataset_id = ?), "
+            "(SELECT coalesce(max(id), 0) FROM rankings), (SELECT done FROM queue_open WHERE prompt_id = ?)",
+            [dataset_id, prompt_id])
         try:
             ranking_id = store.con.execute(
                 "INSERT INTO rankings (prompt_id, user_id, status, source, all_bad, skip_reason, flag_reason, "
@@ -274,9 +285,11 @@ def submit(
         store.con.execute("UPDATE assignments SET status = 'done' WHERE id = ?", [assignment_id])
         # keep queue_open in step directly instead of a sync; if nobody else wrote rankings since the last
         # sync, move the mark past ours so the next request has nothing to fold in
-        if status == "submitted":
-            store.con.execute("UPDATE queue_open SET done = done + 1 WHERE prompt_id = ?", [prompt_id])
-            store.con.execute("DELETE FROM queue_open WHERE prompt_id = ? AND done >= ?", [prompt_id, k])
+        if status == "submitted" and done is not None:
+            if done + 1 >= k:
+                store.con.execute("DELETE FROM queue_open WHERE prompt_id = ?", [prompt_id])
+            else:
+                store.con.execute("UPDATE queue_open SET done = done + 1 WHERE prompt_id = ?", [prompt_id])
         if mark is not None and mark >= rmax:
             store.con.execute("UPDATE queue_sync SET ranking_mark = ? WHERE dataset_id = ?", [ranking_id, dataset_id])
         return ranking_id

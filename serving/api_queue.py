@@ -46,7 +46,7 @@ def item_view(store: Store, dataset: str, lease: dict) -> dict:
             "JOIN datasets d ON d.id = p.dataset_id WHERE p.id = ?",
             [lease["prompt_id"]],
         )
-        texts = dict(store.con.execute(
+        texts = lease.get("texts") or dict(store.con.execute(
             "SELECT id, text FROM generations WHERE prompt_id = ?", [lease["prompt_id"]]).fetchall())
     return {
         "assignment_id": lease["assignment_id"],
