@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
@@ -83,3 +84,22 @@ def test_annotator_token_cannot_import(live, tmp_path):
     remote.login(url, "ann", PASSWORD)
     with pytest.raises(PrefLabError, match="admin"):
         remote.import_file(url, DATA / "ranked.jsonl", dataset="remote")
+
+
+def test_server_url_from_env_or_a_live_state_file_for_the_same_db(tmp_path, monkeypatch, db_path):
+    import click
+
+    from db.cli import server_url
+
+    monkeypatch.setenv("PREFLAB_HOME", str(tmp_path))
+    ctx = click.Context(click.Command("x"), obj={"db_path": str(db_path)})
+    assert server_url(ctx) is None
+    state = tmp_path / "server.json"
+    state.write_text(json.dumps({"url": "http://127.0.0.1:8123", "pid": os.getpid(), "db": str(db_path.resolve())}))
+    assert server_url(ctx) == "http://127.0.0.1:8123"
+    other = click.Context(click.Command("x"), obj={"db_path": str(tmp_path / "other.duckdb")})
+    assert server_url(other) is None  # a server of another database is not ours
+    state.write_text(json.dumps({"url": "http://127.0.0.1:8123", "pid": 2**22 + 12345, "db": str(db_path)}))
+    assert server_url(ctx) is None  # stale file of a killed server
+    monkeypatch.setenv("PREFLAB_URL", "http://example.invalid:1/")
+    assert server_url(ctx) == "http://example.invalid:1"
