@@ -42,7 +42,8 @@ def leak_terms(model_names: list[str]) -> list[str]:
     """Words that reveal identity: the registered names, their distinctive parts, and known families."""
     terms = set(KNOWN_FAMILIES)
     for name in model_names:
-        terms.add(name.lower())
+        if name.lower() not in GENERIC_PARTS:  # a model literally called "tiny" cannot flag every "tiny"
+            terms.add(name.lower())
         for part in re.split(r"[-_/:.@\s]+", name.lower()):
             alpha = re.match(r"[a-z]+", part)
             if alpha and len(alpha.group(0)) >= 3 and alpha.group(0) not in GENERIC_PARTS:

@@ -1,0 +1,191 @@
+"""Arena: ratings recover a known order, identity-leak flags, and battles -> votes -> arena pairs -> export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from serving.arena import detect_identity_leak
+from serving.ratings import SCALE, RatingsConfig, compute_leaderboard, leaderboard_from_arrays
+from tests.server_helpers import add_user, signed_in
+
+
+def synthetic_votes(strengths: np.ndarray, n: int, seed: int = 0, tie_rate: float = 0.1):
+    rng = np.random.default_rng(seed)
+    k = len(strengths)
+    a = rng.integers(0, k, n)
+    b = (a + rng.integers(1, k, n)) % k
+    p = 1 / (1 + np.exp(-(strengths[a] - strengths[b])))
+    u = rng.random(n)
+    s = np.where(u < tie_rate, 0.5, np.where(rng.random(n) < p, 1.0, 0.0))
+    return a, b, s
+
+
+def test_bradley_terry_recovers_the_true_order_with_sensible_intervals():
+    true = np.array([0.0, 0.4, 0.8, 1.2, 1.6, 2.0])  # log-strengths; model i is better than i-1
+    names = [f"m{i}" for i in range(len(true))]
+    a, b, s = synthetic_votes(true, 20_000)
+    board = leaderboard_from_arrays(names, a, b, s, RatingsConfig(bootstrap_rounds=300, seed=1))
+    assert [r["model"] for r in board.rows] == names[::-1]
+    want = 1000 + SCALE * (true - true.mean())  # ratings are centred: compare on the same scale
+    for row in board.rows:
+        i = names.index(row["model"])
+        assert row["ci_low"] < row["rating"] < row["ci_high"]
+        assert row["ci_low"] - 25 <= want[i] <= row["ci_high"] + 25, (row, want[i])
+    # more votes -> narrower intervals; Elo agrees on the order at the ends
+    small = leaderboard_from_arrays(names, a[:1000], b[:1000], s[:1000], RatingsConfig(bootstrap_rounds=300))
+    width = {r["model"]: r["ci_high"] - r["ci_low"] for r in board.rows}
+    assert all(r["ci_high"] - r["ci_low"] > width[r["model"]] for r in small.rows)
+    elo = {r["model"]: r["elo"] for r in board.rows}
+    assert elo["m5"] > elo["m0"]
+    # the win-rate matrix: i over j plus j over i is one where they met
+    w, g = np.array(board.winrate, dtype=float), np.array(board.games)
+    met = g > 0
+    assert np.allclose((w + w.T)[met], 1.0)
+
+
+def test_ties_count_half_and_a_winless_model_stays_finite():
+    votes = [{"model_a": "x", "model_b": "y", "winner": "tie"}] * 10
+    board = compute_leaderboard(votes, RatingsConfig(bootstrap_rounds=50))
+    assert abs(board.rows[0]["rating"] - board.rows[1]["rating"]) < 1e-6
+    assert board.rows[0]["ties"] == 10 and board.winrate[0][1] == 0.5
+    votes = [{"model_a": "x", "model_b": "y", "winner": "a"}] * 5 + [{"model_a": "z", "model_b": "y",
+                                                                       "winner": "b"}] * 5
+    board = compute_leaderboard(votes, RatingsConfig(bootstrap_rounds=50))
+    ratings = {r["model"]: r["rating"] for r in board.rows}
+    assert ratings["x"] > ratings["y"] > ratings["z"] and np.isfinite(list(ratings.values())).all()
+    assert compute_leaderboard([]).rows == []
+
+
+def test_identity_leak_detection():
+    names = ["tiny", "qwen2.5-sft-7"]
+    assert detect_identity_leak("As an AI developed by OpenAI, I am ChatGPT.", names) == ["chatgpt", "openai"]
+    assert detect_identity_leak("I am Qwen2, made by Alibaba.", names) == ["qwen"]
+    assert "qwen2.5-sft-7" in detect_identity_leak("Model qwen2.5-sft-7 here", names)
+    assert detect_identity_leak("Llamas live in the Andes; a tiny gptx-free answer.", names) == []
+    assert detect_identity_leak("Soy Claude.", ["a", "b"]) == ["claude"]
+    assert detect_identity_leak("My name is blue-falcon-9", ["blue-falcon-9", "other"])  # its own registered name
+
+
+@pytest.fixture(scope="module")
+def arena_env(tiny_model_dir, tmp_path_factory):
+    """A transformers engine serving the tiny model and a LoRA adapter of it, and a server app."""
+    import torch
+    from fastapi.testclient import TestClient
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from db.store import Store
+    from serving.engines.launcher import start_engine, stop_engine
+    from serving.server import create_app
+
+    home = tmp_path_factory.mktemp("arena-home")
+    adapter = home / "adapter"
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                           LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    torch.manual_seed(0)
+    for name, p in model.named_parameters():  # a strong random adapter, so its answers differ from the base's
+        if "lora_" in name:
+            p.data.normal_(0.0, 1.0)
+    model.save_pretrained(adapter)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PREFLAB_HOME", str(home))
+        start_engine(model=tiny_model_dir, name="tiny", backend="transformers", loras={"tiny-lora": str(adapter)},
+                     timeout=180)
+        store = Store.open(home / "arena.duckdb")
+        try:
+            add_user(store, "ana")
+            client = TestClient(create_app(store))
+            yield store, client, signed_in(client, "ana"), home
+        finally:
+            stop_engine("tiny")
+            store.close()
+
+
+PARAMS = {"max_tokens": 6, "seed": 11, "temperature": 0.8}
+
+
+@pytest.mark.slow
+def test_battle_vote_reveal_and_arena_pairs(arena_env, tmp_path, run_cli):
+    store, client, auth, home = arena_env
+    from serving.rag import ingest_paths
+
+    doc = tmp_path / "moon.md"
+    doc.write_text("# Moon\n\nThe Moon is about 384,400 km from Earth.\n\n# Mars\n\nMars has two moons.\n",
+                   encoding="utf-8")
+    ingest_paths(store, [doc], collection="space")
+    assert client.get("/api/arena/models", headers=auth).json()["models"] == ["tiny", "tiny-lora"]
+    assert client.post("/api/arena/battles", json={}).status_code == 401
+    r = client.post("/api/arena/battles", json={"rag": {"collection": "space", "k": 1}}, headers=auth)
+    assert r.status_code == 200, r.text
+    battle = r.json()
+    assert set(battle) == {"battle_id", "rag"}  # no model names before the vote
+    bid = battle["battle_id"]
+    r = client.post(f"/api/arena/battles/{bid}/turn", json={"message": "How far is the Moon?", "params": PARAMS},
+                    headers=auth)
+    assert r.status_code == 200, r.text
+    turn = r.json()
+    assert "model" not in turn["a"] and "tiny" not in json.dumps(turn)
+    assert turn["context"][0]["source"] == str(doc.resolve()) and "384,400" in turn["context"][0]["text"]
+    stored = store.query("SELECT turns FROM arena_battles WHERE id = ?", [bid])[0]["turns"]
+    t1 = json.loads(stored)[0]
+    assert "384,400" in t1["content"] and t1["content"].index("Background") < t1["content"].index("Question")
+    # a second turn, streamed: tokens of both sides arrive, then the stored turn; same context for both sides
+    with client.stream("POST", f"/api/arena/battles/{bid}/turn", headers=auth,
+                       json={"message": "And Mars?", "stream": True, "params": PARAMS}) as resp:
+        assert resp.status_code == 200
+        events = [json.loads(line[5:]) for line in resp.iter_lines() if line.startswith("data:")]
+    assert "Mars has two moons" in events[0]["context"][0]["text"]
+    assert {e["side"] for e in events if "delta" in e} == {"a", "b"}
+    assert events[-1]["done"] and events[-1]["turn"]["turn"] == 2
+    r = client.post("/api/arena/votes", json={"battle_id": bid, "winner": "a"}, headers=auth)
+    assert r.status_code == 200, r.text
+    reveal = r.json()
+    last = events[-1]["turn"]
+    assert {reveal["model_a"], reveal["model_b"]} == {"tiny", "tiny-lora"}
+    assert reveal["ranking_id"], (reveal, last["a"]["text"], last["b"]["text"])
+    assert client.post("/api/arena/votes", json={"battle_id": bid, "winner": "b"}, headers=auth).status_code == 409
+    pair = store.query("SELECT p.source, p.is_tie, c.model AS chosen, c.kind FROM pairs p "
+                       "JOIN generations c ON c.id = p.chosen_id WHERE p.ranking_id = ?", [reveal["ranking_id"]])
+    assert pair == [{"source": "arena", "is_tie": False, "chosen": reveal["model_a"], "kind": "arena"}]
+    # tie and both-bad battles
+    for winner in ("tie", "both_bad"):
+        bid = client.post("/api/arena/battles", json={"models": ["tiny", "tiny-lora"]}, headers=auth).json()[
+            "battle_id"]
+        client.post(f"/api/arena/battles/{bid}/turn", json={"message": f"Say {winner} 你好", "params": PARAMS},
+                    headers=auth).raise_for_status()
+        client.post("/api/arena/votes", json={"battle_id": bid, "winner": winner}, headers=auth).raise_for_status()
+    rankings = store.query("SELECT all_bad, list(i.rank ORDER BY i.position) AS ranks FROM rankings r "
+                           "JOIN ranking_items i ON i.ranking_id = r.id WHERE r.source = 'arena' "
+                           "GROUP BY r.id, all_bad ORDER BY r.id")
+    assert [r["ranks"] for r in rankings][-2:] == [[1, 1], [1, 1]] and rankings[-1]["all_bad"]
+    assert store.scalar("SELECT count(*) FROM arena_votes") == 3
+    board = client.get("/api/arena/leaderboard", params={"bootstrap_rounds": 50}, headers=auth).json()
+    assert {r["model"] for r in board["rows"]} == {"tiny", "tiny-lora"} and board["n_votes"] == 3
+    # a flagged battle is left out on request
+    store.con.execute("UPDATE arena_votes SET identity_leak = true WHERE id = 1")
+    board = client.get("/api/arena/leaderboard", params={"exclude_flagged": True, "bootstrap_rounds": 0},
+                       headers=auth).json()
+    assert board["n_votes"] == 2 and board["flagged"] == 1
+    # arena pairs export like annotation pairs
+    n_pairs = store.scalar("SELECT count(*) FROM pairs WHERE source = 'arena' AND NOT is_tie")
+    store.close()  # the CLI opens the file itself
+    try:
+        out = tmp_path / "arena.jsonl"
+        r = run_cli("--db", home / "arena.duckdb", "export", "--format", "trl", "--out", out, "--source", "arena")
+    finally:
+        store.__init__(home / "arena.duckdb")
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == n_pairs >= 1
+    assert "384,400" in json.dumps(rows[0], ensure_ascii=False)  # the prompt carries the RAG context
+
+
+def test_leaderboard_cli(run_cli, store):
+    from db.arena import list_votes
+
+    assert list_votes(store) == []
+    r = run_cli("arena", "leaderboard", "--rounds", "10")
+    assert r.exit_code == 0 and "0 votes" in r.output
