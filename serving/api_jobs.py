@@ -32,6 +32,8 @@ class SamplingJobIn(BaseModel):
     seed: int | None = None
     limit: int | None = Field(default=None, ge=1)
     concurrency: int = Field(default=8, ge=1, le=256)
+    min_tokens: int | None = Field(default=None, ge=0)
+    ignore_eos: bool = False
 
 
 class JobManager:
