@@ -366,3 +366,4 @@ def test_duckdb_path_hands_bad_files_to_the_python_path(tmp_path, store):
     assert store.counts() == before
     report = import_file(store, f, fmt="ranked", engine="duckdb", skip_invalid=True)
     assert report.records == 20 and len(report.skipped) == 1
+    assert report.as_dict()["skipped"][0]["line"] == 23 and report.as_dict()["added"]["rankings"] == 20

@@ -60,6 +60,21 @@ class ImportReport:
         added = self.added.as_dict()
         return {k: max(0, v - added.get(k, 0)) for k, v in self.in_file.items()}
 
+    def as_dict(self) -> dict:
+        """JSON-ready (the server's POST /api/import answers with this)."""
+        added = self.added.as_dict()
+        return {
+            "file": self.file,
+            "format": self.format,
+            "detected": self.detected,
+            "engine": self.engine,
+            "dry_run": self.dry_run,
+            "records": self.records,
+            "added": {k: added[k] for k in TOTAL_KEYS},
+            "already_stored": self.already_stored(),
+            "skipped": [{"file": e.file, "line": e.line, "field": e.field, "message": str(e)} for e in self.skipped],
+        }
+
 
 # ---- detection ------------------------------------------------------------------------------------------
 
