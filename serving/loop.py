@@ -24,6 +24,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import os
 import random
 import threading
 import time
@@ -90,6 +91,7 @@ class LoopConfig:
     ppo_max_steps: int = 60
     arena_turns: int = 1  # answers per model per held-out prompt (votes = held-out prompts x turns)
     backend: str = "transformers"  # engine for sampling and the arena: transformers | vllm
+    threads: int = 1  # torch threads of the training job: more than one thrashes a small, shared CPU
     seed: int = 0
     out_dir: str | None = None  # report folder (default: PREFLAB_HOME/loops/<name>-<timestamp>)
 
@@ -175,8 +177,18 @@ class Loop:
         from serving.engines.launcher import start_engine
 
         self._stop_engine()
-        self.engine = start_engine(model=self.cfg.base_model, name=self.engine_name, backend=self.cfg.backend,
-                                   loras=loras)
+        # The engine inherits this process's environment: cap its torch threads the same way as training's.
+        # (Set only for the start-up call; the variable is restored at once.)
+        saved = os.environ.get("OMP_NUM_THREADS")
+        os.environ["OMP_NUM_THREADS"] = str(self.cfg.threads)
+        try:
+            self.engine = start_engine(model=self.cfg.base_model, name=self.engine_name, backend=self.cfg.backend,
+                                       loras=loras)
+        finally:
+            if saved is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = saved
 
     def _stop_engine(self) -> None:
         from serving.engines import registry
@@ -313,7 +325,8 @@ class Loop:
                   "snapshot_id": snap["snapshot_id"],
                   "snapshot_origin": {"dataset": snap.get("dataset"), "format": "trl", "loop": cfg.name},
                   "per_device_train_batch_size": cfg.batch_size, "lora_r": cfg.lora_r, "lora_alpha": 2 * cfg.lora_r,
-                  "logging_steps": 1, "save_strategy": "no", "seed": cfg.seed, "report_to": []}
+                  "logging_steps": 1, "save_strategy": "no", "seed": cfg.seed, "report_to": [],
+                  "activation_checkpointing": False}  # recomputation only costs time on models this small
         if cfg.method == "dpo":
             run = self._train_stage("dpo", round_dir / "dpo", {
                 **common, "adapter": parent_path, "learning_rate": cfg.learning_rate, "num_train_epochs": cfg.epochs,
@@ -339,9 +352,12 @@ class Loop:
         prepare_run(stage, run_dir, values=values)
         registered = _register_run(self.store, stage, run_dir, values)
         self._step("train", f"{stage} in {run_dir}")
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.cfg.threads), "MKL_NUM_THREADS": str(self.cfg.threads),
+               "TOKENIZERS_PARALLELISM": "false"}
         with open(run_dir / "loop-subprocess.log", "ab") as logf:
             proc = subprocess.Popen([sys.executable, "-m", "alignment", stage, str(run_dir)], stdout=logf,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(_PROJECT_ROOT))
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(_PROJECT_ROOT),
+                                    env=env)
             while proc.poll() is None:
                 if self.cancel.is_set():
                     proc.terminate()
