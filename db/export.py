@@ -46,9 +46,11 @@ SPLIT_BUCKETS = 1_000_000
 
 MESSAGES_SQL = "list_transform(CAST(p.messages AS JSON[]), lambda m: {'role': m->>'role', 'content': m->>'content'})"
 # trl's string prompt: a single user turn as it is; otherwise "Role: content" blocks separated by a blank line.
-TEXT_SQL = """CASE WHEN len(msgs) = 1 AND msgs[1].role = 'user' THEN coalesce(msgs[1].content, '')
-              ELSE array_to_string(list_transform(msgs, lambda m: upper(left(m.role, 1)) || substr(m.role, 2)
-                                                  || ': ' || coalesce(m.content, '')), chr(10) || chr(10)) END"""
+# The single-turn case (nearly every prompt) reads the JSON directly: parsing into a list costs 4x more.
+TEXT_SQL = f"""CASE WHEN json_array_length(p.messages) = 1 AND p.messages->>'$[0].role' = 'user'
+                    THEN coalesce(p.messages->>'$[0].content', '')
+                    ELSE array_to_string(list_transform({MESSAGES_SQL}, lambda m: upper(left(m.role, 1))
+                         || substr(m.role, 2) || ': ' || coalesce(m.content, '')), chr(10) || chr(10)) END"""
 
 
 @dataclass(kw_only=True)
@@ -204,17 +206,20 @@ def _copy(con, select: str, params: list, path: Path, fmt: str) -> int:
 
 
 def _prompts_table(con, cfg: ExportConfig, dataset_id: int | None, wanted: str) -> None:
-    """x_prompts: the prompts in `wanted` (a SELECT of ids) with messages, text rendering and split side."""
+    """x_prompts: the prompts in `wanted` (a SELECT of ids) with split side, and the renderings the format needs."""
     threshold = int(round(cfg.test_fraction * SPLIT_BUCKETS))
+    columns = []
+    if cfg.format in ("trl", "parquet"):
+        columns.append(f"{TEXT_SQL} AS text")
+    if cfg.format != "trl":
+        columns.append(f"{MESSAGES_SQL} AS msgs")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE x_prompts AS
-            SELECT *, {TEXT_SQL} AS text FROM (
-              SELECT p.id, d.name AS dataset, p.content_hash, p.source, p.external_id, p.assets,
-                     {MESSAGES_SQL} AS msgs,
-                     CASE WHEN md5_number_lower(p.content_hash || ':' || CAST(? AS VARCHAR)) % {SPLIT_BUCKETS} < ?
-                          THEN 'test' ELSE 'train' END AS split
-              FROM prompts p JOIN datasets d ON d.id = p.dataset_id
-              WHERE p.id IN ({wanted}) AND (CAST(? AS INTEGER) IS NULL OR p.dataset_id = ?))""",  # noqa: S608
+            SELECT p.id, d.name AS dataset, p.content_hash, p.source, p.external_id, {", ".join(columns)},
+                   CASE WHEN md5_number_lower(p.content_hash || ':' || CAST(? AS VARCHAR)) % {SPLIT_BUCKETS} < ?
+                        THEN 'test' ELSE 'train' END AS split
+            FROM prompts p JOIN datasets d ON d.id = p.dataset_id
+            WHERE p.id IN ({wanted}) AND (CAST(? AS INTEGER) IS NULL OR p.dataset_id = ?)""",  # noqa: S608
         [cfg.seed, threshold, dataset_id, dataset_id],
     )
 
