@@ -57,9 +57,11 @@ format: install
 bench: install
 	$(VPY) bench/pairs.py
 
-demo: install
-	$(VENV)/bin/preflab import demo/data/oasst2_sample.jsonl --format oasst --dataset oasst-demo
-	$(VENV)/bin/preflab stats --dataset oasst-demo
+# Tiny model in ./models/tiny, database, the OpenAssistant sample (once), demo users (localhost only), a
+# sampling job through vLLM on CPU, then server + UI + engine in the foreground: Ctrl-C stops them all.
+# A second `make demo` reuses everything (serving/up.py).
+demo: install vllm-env
+	$(VENV)/bin/preflab up --demo
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache .ruff_cache
