@@ -45,8 +45,8 @@ def answer_cards(answers: list[dict], *, prefix: str, extra: dict[int, str] | No
                 break
             answer = answers[pos]
             with col, st.container(border=True, key=f"{prefix}_card_{pos}"):
-                head, picker = st.columns([1, 2], vertical_alignment="center")
-                head.markdown(f"#### {label(pos)}")
+                head, picker = st.columns([1, 1.6], vertical_alignment="center")
+                head.markdown(f"##### {label(pos)}")
                 ranks[answer["id"]] = picker.segmented_control(
                     f"Rank for {label(pos)}",
                     list(range(1, k + 1)),

@@ -25,8 +25,6 @@ COUNT_LABELS = {
     "prompts": "Prompts",
     "generations": "Answers",
     "submitted": "Rankings",
-    "skipped": "Skipped",
-    "flagged": "Flagged",
     "annotators": "Annotators",
     "pairs": "Pairs",
     "ties": "Ties",
@@ -38,27 +36,39 @@ AGREEMENT_LABELS = {
     "krippendorff_alpha": "Krippendorff's α",
     "pair_agreement": "Pair agreement",
 }
+AGREEMENT_HELP = {
+    "kendall_tau": "Mean tau-b over every two rankings of a prompt: 1 same order, 0 unrelated, -1 reversed.",
+    "kendall_w": "Kendall's W per prompt, averaged: 1 means every annotator gave the same order.",
+    "krippendorff_alpha": "Ordinal Krippendorff's alpha over the dataset; 0.667+ is usually called acceptable.",
+    "pair_agreement": "Share of votes agreeing with the consensus, over pairs with two or more votes.",
+}
+
+
+def _metric_row(items: list[tuple[str, object, str | None]]) -> None:
+    cols = st.columns(6)
+    for col, (name, value, help_text) in zip(cols, items[:6], strict=False):
+        col.metric(name, _num(value), help=help_text, border=True)
 
 
 def agreement_metrics(stats: dict) -> None:
-    """A row of st.metric: the counts and the dataset's agreement figures."""
-    shown = []
+    """Two rows of st.metric: how much there is, and how well the annotators agree."""
     counts = stats.get("counts") if isinstance(stats.get("counts"), dict) else stats
-    for key, name in COUNT_LABELS.items():
-        if isinstance(counts.get(key), int | float):
-            shown.append((name, counts[key]))
+    volume = [
+        (name, counts[key], None) for key, name in COUNT_LABELS.items() if isinstance(counts.get(key), int | float)
+    ]
     agreement = _agreement(stats)
-    for key, name in AGREEMENT_LABELS.items():
-        value = agreement.get(key, stats.get(key))
-        if isinstance(value, int | float) and name not in {n for n, _ in shown}:
-            shown.append((name, value))
-    if not shown:
+    agree = [
+        (name, agreement.get(key, counts.get(key)), AGREEMENT_HELP.get(key))
+        for key, name in AGREEMENT_LABELS.items()
+        if key in agreement or key in counts
+    ]
+    if not volume and not agree:
         st.caption("No statistics yet.")
         return
-    for start in range(0, len(shown), 6):
-        cols = st.columns(6)
-        for col, (name, value) in zip(cols, shown[start : start + 6], strict=False):
-            col.metric(name, _num(value))
+    if volume:
+        _metric_row(volume)
+    if agree:
+        _metric_row(agree)
 
 
 def annotator_table(stats: dict) -> pd.DataFrame | None:

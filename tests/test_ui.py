@@ -227,7 +227,7 @@ def test_review_shows_agreement_disagreements_and_records_an_adjudication(server
     disputed = at.session_state["review_prompt"]
     assert disputed is not None
     # every annotator's ranking side by side: one column per annotator
-    columns = [" ".join(map(str, df.value.columns)) for df in at.dataframe]
+    columns = [" ".join(map(str, t.value.columns)) for t in at.table]
     assert any("ria" in c and "sam" in c for c in columns), columns
     prefix = f"adj_{disputed}"
     for i, rank in enumerate([1, 2, 2]):

@@ -43,7 +43,11 @@ agreement_metrics(stats)
 table = annotator_table(stats)
 if table is not None and not table.empty:
     st.markdown("**Per annotator**")
-    st.dataframe(table, hide_index=True, width="stretch", key="review_annotators")
+    if "time_on_task_ms" in table:  # seconds read better than milliseconds
+        table = table.assign(time_on_task_ms=table["time_on_task_ms"] / 1000).rename(
+            columns={"time_on_task_ms": "mean time on task (s)"}
+        )
+    st.table(table.set_index(table.columns[0]).round(2))
 
 st.subheader("Most disagreement", divider="gray")
 if not disputed:
@@ -54,7 +58,7 @@ if not disputed:
     prompt_ids: list[int] = []
 else:
     frame = pd.DataFrame(disputed)
-    st.dataframe(frame, hide_index=True, width="stretch", key="review_disputed")
+    st.table(frame.set_index("prompt_id") if "prompt_id" in frame else frame)
     prompt_ids = [int(row.get("prompt_id", row.get("id"))) for row in disputed]
 
 
@@ -111,7 +115,7 @@ else:
             notes.append(f"**{who}** marked all answers bad")
     grid = pd.DataFrame(side, index=[label(i) for i in range(len(answers))])
     st.markdown("**Ranks side by side** (1 is best, equal numbers are ties)")
-    st.dataframe(grid, width="stretch", key="review_side_by_side")
+    st.table(grid)
     for note in notes:
         st.markdown(f"- {note}")
 

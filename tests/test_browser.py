@@ -1,0 +1,182 @@
+"""One real-browser run: the server, `streamlit run` of the app, and headless Chromium driven by Playwright.
+
+An annotator logs in, ranks a prompt with a tie, submits and sees the next prompt; the ranking is stored with
+the tie, and an answer holding <script> and raw HTML shows as text and never runs. Screenshots of every page
+go to test-artifacts/screenshots/ (kept as test artifacts; docs/screenshots/ holds chosen copies).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from annotate.cli import streamlit_command
+from tests.ui_support import PASSWORDS, SCRIPT_ANSWER, free_port, start_server
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        pytest.skip("chromium is not installed (make browser installs it)")
+    server = start_server(tmp_path_factory.mktemp("browser") / "ui.duckdb", k=2)
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("browser-log") / "streamlit.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        streamlit_command(port), env={**os.environ, "PREFLAB_URL": server.url}, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"streamlit did not start; see {log.name}")
+            time.sleep(0.3)
+        yield url, server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"), args=ARGS
+        )
+        yield b
+        b.close()
+
+
+def open_logged_in(browser, url: str, name: str):
+    page = browser.new_page(viewport={"width": 1440, "height": 1100})
+    page.set_default_timeout(30_000)
+    page.goto(url)
+    page.get_by_label("User name").fill(name)
+    page.get_by_label("Password", exact=True).fill(PASSWORDS[name])
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("heading", name="Rank answers").wait_for()
+    page.wait_for_timeout(500)
+    return page
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(600)  # let charts and fonts settle
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_annotator_ranks_with_a_tie_and_script_stays_text(app_url, browser):
+    url, server = app_url
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page.set_default_timeout(30_000)
+    page.goto(url)
+    page.get_by_label("User name").wait_for()
+    shot(page, "login")
+    page.get_by_label("User name").fill("ann")
+    page.get_by_label("Password", exact=True).fill(PASSWORDS["ann"])
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_text("Rank answers").wait_for()
+
+    # the first prompt holds the answer with <script> and raw HTML: shown as text, never run
+    page.get_by_text("Say hello in Chinese and Spanish").wait_for()
+    page.get_by_text("<script>document.title", exact=False).wait_for()
+    assert page.get_by_text('<img src=x onerror="window.__pwned=2">', exact=False).count() == 1
+    assert page.evaluate("window.__pwned") is None
+    assert page.title() != "pwned"
+    assert page.locator("[data-testid='stMarkdownContainer'] script").count() == 0
+    assert page.locator("[data-testid='stMarkdownContainer'] img[src='x']").count() == 0
+    assert page.get_by_text("你好！这是中文回答", exact=False).count() == 1
+    page.get_by_role("button", name="Submit ranking").wait_for()
+    shot(page, "rank")
+
+    row = server.store.query(
+        "SELECT a.id, a.prompt_id, CAST(a.answer_order AS VARCHAR) AS answer_order FROM assignments a "
+        "JOIN users u ON u.id = a.user_id WHERE u.name = 'ann' AND a.status = 'leased'"
+    )[0]
+    # ranks by position: Answer 2 best, Answers 1 and 3 tied behind it (each picker is a labelled radio group)
+    for position, rank in ((0, 2), (1, 1), (2, 2)):
+        group = page.get_by_role("radiogroup", name=f"Rank for Answer {position + 1}")
+        group.get_by_role("radio", name=str(rank), exact=True).click()
+        page.wait_for_timeout(300)
+    page.get_by_text("Answer 2 > Answer 1 = Answer 3").wait_for()
+    page.get_by_role("button", name="Submit ranking").click()
+
+    # the next prompt shows at once
+    page.get_by_text("Ranking saved", exact=False).first.wait_for()
+    page.get_by_text("Say hello in Chinese and Spanish").wait_for(state="detached")
+    page.get_by_text("Write a Python greeting function.").wait_for()
+    page.get_by_role("button", name="Submit ranking").wait_for()
+    shot(page, "rank-next")
+
+    import json
+
+    order = json.loads(row["answer_order"])
+    with server.api("adm") as api:
+        detail = api.get(f"/api/prompts/{row['prompt_id']}/rankings").json()
+    mine = [r for r in detail["rankings"] if r["annotator"] == "ann"]
+    assert len(mine) == 1 and mine[0]["status"] == "submitted"
+    assert mine[0]["ranks"] == {str(order[0]): 2, str(order[1]): 1, str(order[2]): 2}
+    assert mine[0]["time_on_task_ms"] > 0
+    texts = {a["id"]: a["text"] for a in detail["answers"]}
+    assert SCRIPT_ANSWER in texts.values()  # stored exactly as the model wrote it
+    page.close()
+
+
+def test_every_page_renders_for_its_role(app_url, browser):
+    url, server = app_url
+    page = open_logged_in(browser, url, "rev")
+    page.get_by_role("link", name="Review").click()
+    page.get_by_text("Ranks side by side").first.wait_for()
+    shot(page, "review")
+    page.close()
+
+    page = open_logged_in(browser, url, "adm")
+    for link, tabs in (("Data", ["Import", "Export", "Charts"]), ("Admin", ["Users", "Datasets", "Sampling jobs"])):
+        page.get_by_role("link", name=link).click()
+        page.get_by_role("heading", name=link).wait_for()
+        for tab in tabs:
+            page.get_by_role("tab", name=tab).click()
+            page.wait_for_timeout(800)
+            shot(page, f"{link.lower()}-{tab.lower().replace(' ', '-')}")
+    page.close()
+
+    # a visitor typing a page's URL gets the login page: no page runs before the role check
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    for path in ("admin", "data", "review", "rank"):
+        page.goto(f"{url}/{path}")
+        page.get_by_label("User name").wait_for()
+        assert page.get_by_text("Add a user").count() == 0
+        assert page.get_by_role("link", name="Admin").count() == 0
+        assert page.get_by_role("link", name="Data").count() == 0
+    page.close()
