@@ -39,6 +39,8 @@ $(VLLM_VENV)/.installed:
 # Playwright drives Debian's chromium (no browser download from a CDN).
 browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+	@# CJK and emoji fonts, so screenshots show 中文 and 🎉 instead of empty boxes
+	@fc-list | grep -qi microhei || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei fonts-noto-color-emoji >/dev/null || true
 
 test: install vllm-env browser
 	$(VPY) -m pytest -q
