@@ -29,10 +29,13 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+
+import duckdb
 
 from db.consensus import SOURCES, consensus_pairs_sql
 from db.errors import InputError
@@ -43,6 +46,7 @@ FORMATS = ("trl", "trl-messages", "llamafactory", "sft", "classification", "parq
 PAIR_FORMATS = ("trl", "trl-messages", "llamafactory", "parquet")
 KNOWN_SUFFIXES = (".jsonl.gz", ".json.gz", ".csv.gz", ".jsonl", ".json", ".csv", ".parquet")
 SPLIT_BUCKETS = 1_000_000
+CHUNK_PAIRS = 500_000  # pairs per COPY when writing JSON Lines: bounds the memory of the sort
 
 MESSAGES_SQL = "list_transform(CAST(p.messages AS JSON[]), lambda m: {'role': m->>'role', 'content': m->>'content'})"
 # trl's string prompt: a single user turn as it is; otherwise "Role: content" blocks separated by a blank line.
@@ -202,7 +206,8 @@ def _copy(con, select: str, params: list, path: Path, fmt: str) -> int:
         options = "FORMAT csv, HEADER true"
     else:
         options = "FORMAT json"
-    return con.execute(f"COPY ({select}) TO ? ({options})", [*params, str(path)]).fetchall()[0][0]
+    target = f"${len(params) + 1}" if "$1" in select else "?"  # numbered and positional parameters do not mix
+    return con.execute(f"COPY ({select}) TO {target} ({options})", [*params, str(path)]).fetchall()[0][0]
 
 
 def _prompts_table(con, cfg: ExportConfig, dataset_id: int | None, wanted: str) -> None:
@@ -266,10 +271,40 @@ def _pair_select(cfg: ExportConfig) -> str:
     if cfg.format == "llamafactory":
         turns = (", list_filter(msgs, lambda m: m.role <> 'system') AS turns, "
                  "coalesce(list_filter(msgs, lambda m: m.role = 'system')[1].content, '') AS system")
+    # The prompt-id range (params 2 and 3) is repeated on every table so each chunk's joins and sort stay small.
     return f"""SELECT {cols}
                FROM x_pairs c JOIN (SELECT *{turns} FROM x_prompts) p ON p.id = c.prompt_id
                JOIN generations gc ON gc.id = c.chosen_id JOIN generations gr ON gr.id = c.rejected_id
-               WHERE p.split = ? ORDER BY c.prompt_id, c.chosen_id, c.rejected_id"""  # noqa: S608
+               WHERE p.split = $1 AND c.prompt_id >= $2 AND c.prompt_id < $3 AND p.id >= $2 AND p.id < $3
+                 AND gc.prompt_id >= $2 AND gc.prompt_id < $3 AND gr.prompt_id >= $2 AND gr.prompt_id < $3
+               ORDER BY c.prompt_id, c.chosen_id, c.rejected_id"""  # noqa: S608
+
+
+def _copy_pairs(con, select: str, side: str, path: Path, fmt: str) -> int:
+    """COPY the pairs of one split side, in prompt-id chunks of about CHUNK_PAIRS appended to one file.
+
+    Sorting millions of wide rows at once costs gigabytes; a chunk's sort and joins fit in a few hundred MB
+    and the rows still come out in one global order. Parquet is written in one piece (its files do not
+    concatenate).
+    """
+    lo, hi, n = con.execute("SELECT min(prompt_id), max(prompt_id) + 1, count(*) FROM x_pairs").fetchall()[0]
+    if n == 0 or n <= CHUNK_PAIRS or fmt == "parquet":
+        return _copy(con, select, [side, lo or 0, hi or 0], path, fmt)
+    chunks = -(-n // CHUNK_PAIRS)
+    fractions = ", ".join(f"{i / chunks:.6f}" for i in range(1, chunks))  # numbers we made, not user input
+    cuts = con.execute(f"SELECT approx_quantile(prompt_id, [{fractions}]) FROM x_pairs").fetchall()[0][0]
+    bounds = sorted({lo, *[int(c) for c in cuts], hi})
+    written = 0
+    part = path.with_name(f".part-{path.name}")
+    try:
+        with path.open("wb") as out:
+            for a, b in zip(bounds, bounds[1:], strict=False):
+                written += _copy(con, select, [side, a, b], part, fmt)
+                with part.open("rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 20)
+    finally:
+        part.unlink(missing_ok=True)
+    return written
 
 
 def _write(store, cfg: ExportConfig, temps: dict[str, Path]) -> dict:
@@ -281,7 +316,7 @@ def _write(store, cfg: ExportConfig, temps: dict[str, Path]) -> dict:
             _pairs_table(con, cfg, dataset_id, keep_ties=cfg.ties == "keep", provenance=cfg.format == "parquet")
             _prompts_table(con, cfg, dataset_id, "SELECT DISTINCT prompt_id FROM x_pairs")
             select = _pair_select(cfg)
-            rows = {s: _copy(con, select, [side], temps[s], cfg.format) for s, side in sides.items()}
+            rows = {s: _copy_pairs(con, select, side, temps[s], cfg.format) for s, side in sides.items()}
             stats = con.execute(
                 "SELECT count(DISTINCT c.prompt_id), count(*) FILTER (WHERE c.is_tie) "
                 "FROM x_pairs c JOIN x_prompts p ON p.id = c.prompt_id").fetchall()[0]
@@ -310,7 +345,10 @@ def _write(store, cfg: ExportConfig, temps: dict[str, Path]) -> dict:
         return {"examples": sum(rows.values()), **_by_split(rows)}
     finally:
         for table in ("x_pairs", "x_prompts", "x_sft"):
-            con.execute(f"DROP TABLE IF EXISTS {table}")
+            try:
+                con.execute(f"DROP TABLE IF EXISTS {table}")
+            except duckdb.Error:  # the transaction failed: its rollback removes them, and the first error counts
+                break
 
 
 def _by_split(rows: dict[str, int]) -> dict[str, int]:
