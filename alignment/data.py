@@ -34,7 +34,7 @@ PROMPT_STAGES = ("ppo", "rloo", "grpo")
 def snapshot_id(path: str | Path) -> str:
     """The snapshot's content hash: the id db.export reported (sidecar), else sha256 of the file bytes."""
     path = Path(path)
-    for sidecar in (path.with_name(path.name + ".meta.json"), path.with_suffix(".meta.json")):
+    for sidecar in (path.with_name(path.name + ".snapshot.json"), path.with_name(path.name + ".meta.json")):
         if sidecar.exists():
             try:
                 meta = json.loads(sidecar.read_text(encoding="utf-8"))

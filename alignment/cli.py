@@ -1,0 +1,310 @@
+"""`preflab train`, `preflab runs ...`, `preflab models ...`.
+
+    preflab train sft --base models/tiny --dataset oasst-demo
+    preflab train dpo --base models/tiny --adapter sft-run1 --dataset prefs --min-agreement 0.66 --set beta=0.2
+    preflab train ppo --base models/tiny --adapter sft-run1 --data snap.jsonl --set reward_model=RUN/adapter
+    preflab runs list ; preflab runs show 3 ; preflab runs cancel 3 ; preflab runs resume 3
+    preflab models list ; preflab models merge dpo-run2 --out merged/
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import click
+
+STAGES = ("sft", "reward", "ppo", "rloo", "grpo", "dpo")
+
+
+def _resolve_model(store, value: str | None) -> str | None:
+    """A registered model name becomes its folder; anything else is a path."""
+    if not value:
+        return value
+    rows = store.query("SELECT path FROM models WHERE name = ?", [value])
+    return rows[0]["path"] if rows and rows[0]["path"] else value
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a finished child we started is a zombie until reaped; reap it (ours) or treat it as alive
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return Path(f"/proc/{pid}").exists() and "Z" not in _proc_state(pid)
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return "Z"
+
+
+def _finish(store, row: dict, *, cancelled: bool = False) -> str:
+    """Record how a run ended (from its result.json) and register a finished adapter as a model."""
+    from alignment.runs import final_metrics, read_result, tail_log
+    from db import models_registry, runs
+
+    result = read_result(row["run_dir"]) or {}
+    status = result.get("status") or "failed"
+    if cancelled and status != "finished":
+        status = "cancelled"
+    if status == "finished":
+        metrics = result.get("metrics") or final_metrics(row["run_dir"])
+        runs.mark_done(store, row["id"], "finished", metrics=metrics)
+        if not models_registry.model_for_run(store, row["id"]):
+            name = (row.get("config") or {}).get("model_name") or f"{row['stage']}-run{row['id']}"
+            models_registry.register_model(
+                store, name=models_registry.unique_name(store, name), kind="adapter", base=row["base"],
+                path=result.get("adapter"), stage=row["stage"], parent=row["parent"], run_id=row["id"],
+                snapshot_id=row["snapshot_id"], metrics=metrics, created_by=row["created_by"])
+    elif status == "cancelled":
+        runs.mark_done(store, row["id"], "cancelled", metrics=final_metrics(row["run_dir"]))
+    else:
+        runs.mark_done(store, row["id"], "failed", error=(result.get("error") or "") + "\n" +
+                       tail_log(row["run_dir"], lines=30))
+    return status
+
+
+def reconcile(store) -> None:
+    """Runs started in the background by the CLI: a row still 'running' whose process is gone gets its end."""
+    from db import runs
+
+    for row in runs.active_runs(store):
+        if row["status"] == "running" and not _pid_alive(row["pid"]):
+            _finish(store, row)
+
+
+def register(cli: click.Group) -> None:
+    from db.cli import open_store
+
+    @cli.command("train")
+    @click.argument("stage", type=click.Choice(STAGES))
+    @click.option("--base", help="Base model folder (or a registered model name).")
+    @click.option("--adapter", help="Parent adapter: a registered model name or an adapter folder.")
+    @click.option("--dataset", help="Export this dataset now (in the stage's format) and train on that snapshot.")
+    @click.option("--data", "data", type=click.Path(dir_okay=False), help="An existing snapshot file instead.")
+    @click.option("--min-annotators", type=int, help="Export filter: votes per pair.")
+    @click.option("--min-agreement", type=float, help="Export filter: majority share of non-tie votes.")
+    @click.option("--ties", type=click.Choice(["drop", "keep"]), help="Export filter.")
+    @click.option("--source", help="Export filter: human | arena | all.")
+    @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), help="YAML config.")
+    @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeat).")
+    @click.option("--reward-model", help="ppo/rloo/grpo: a reward run's adapter (or its model name).")
+    @click.option("--out", "run_dir", type=click.Path(file_okay=False), help="Run directory (default: new one).")
+    @click.option("--name", help="Model name for the finished adapter (default STAGE-runID).")
+    @click.option("--threads", type=int, help="Torch CPU threads of the job.")
+    @click.option("--background", is_flag=True, help="Start and return; watch with `preflab runs show ID`.")
+    @click.pass_context
+    def train(ctx, stage, base, adapter, dataset, data, min_annotators, min_agreement, ties, source, config_file,
+              overrides, reward_model, run_dir, name, threads, background):
+        """Train STAGE over LoRA (sft, reward, ppo, rloo, grpo, dpo) in a run directory; registers the adapter."""
+        from alignment.config import config_to_dict, load_config
+        from alignment.job import prepare_run
+        from alignment.launch import export_snapshot, new_run_dir, start_job
+        from db import runs
+
+        if dataset and data:
+            raise click.UsageError("give --dataset (export now) or --data (a snapshot file), not both")
+        store = open_store(ctx)
+        values = {k: v for k, v in {"base": _resolve_model(store, base), "adapter": _resolve_model(store, adapter),
+                                    "reward_model": _resolve_model(store, reward_model), "data": data}.items() if v}
+        run_dir = Path(run_dir) if run_dir else new_run_dir(stage)
+        if dataset:
+            # validate first: a typo in a key should not cost an export
+            load_config(config_file, stage=stage, values={**values, "data": "(export)", "output_dir": str(run_dir)},
+                        overrides=overrides)
+            store.dataset_id(dataset)
+            filters = {"min_annotators": min_annotators, "min_agreement": min_agreement, "ties": ties,
+                       "source": source}
+            values.update(export_snapshot(store, stage, dataset, run_dir, filters))
+        elif not data and not config_file:
+            raise click.UsageError("give --dataset NAME or --data SNAPSHOT (or a --config that names data)")
+        cfg = prepare_run(stage, run_dir, config_file=config_file, values=values, overrides=overrides)
+        config = {**config_to_dict(cfg), "model_name": name, "threads": threads}
+        run_id = runs.create_run(store, stage=stage, run_dir=str(cfg.output_dir), base=cfg.base,
+                                 parent=adapter, snapshot_id=cfg.snapshot_id, config=config, created_by="cli")
+        click.echo(f"run {run_id}: {stage} in {cfg.output_dir} (snapshot {cfg.snapshot_id[:12]})")
+        proc = start_job(cfg.output_dir, stage, threads=threads)
+        runs.mark_running(store, run_id, proc.pid)
+        if background:
+            click.echo(f"started in the background (pid {proc.pid}); `preflab runs show {run_id}` to watch")
+            return
+        _follow(proc, Path(cfg.output_dir))
+        status = _finish(store, runs.get_run(store, run_id))
+        click.echo(f"run {run_id}: {status}")
+        if status != "finished":
+            raise click.ClickException(f"run {run_id} {status}; see {Path(cfg.output_dir) / 'train.log'}")
+
+    @cli.group("runs")
+    def runs_group():
+        """Training runs: list, show, cancel, resume."""
+
+    @runs_group.command("list")
+    @click.option("--status", type=click.Choice(["queued", "running", "finished", "failed", "cancelled"]))
+    @click.option("--json", "as_json", is_flag=True)
+    @click.pass_context
+    def runs_list(ctx, status, as_json):
+        """Runs, newest first."""
+        from db import runs
+
+        store = open_store(ctx)
+        reconcile(store)
+        rows = runs.list_runs(store, status=status)
+        if as_json:
+            click.echo(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
+            return
+        for r in rows:
+            click.echo(f"{r['id']}\t{r['stage']}\t{r['status']}\t{(r['snapshot_id'] or '')[:12]}\t{r['run_dir']}")
+
+    @runs_group.command("show")
+    @click.argument("run_id", type=int)
+    @click.option("--log-lines", default=20, show_default=True)
+    @click.pass_context
+    def runs_show(ctx, run_id, log_lines):
+        """One run: status, config, final metrics, lineage and the log's tail."""
+        from alignment.runs import final_metrics, tail_log
+        from db import models_registry, runs
+
+        store = open_store(ctx)
+        reconcile(store)
+        row = runs.get_run(store, run_id)
+        model = models_registry.model_for_run(store, run_id)
+        row["latest_metrics"] = final_metrics(row["run_dir"])
+        row["model"] = model["name"] if model else None
+        click.echo(json.dumps(row, ensure_ascii=False, indent=2, default=str))
+        click.echo("--- log ---")
+        click.echo(tail_log(row["run_dir"], lines=log_lines))
+
+    @runs_group.command("cancel")
+    @click.argument("run_id", type=int)
+    @click.option("--grace", default=30.0, show_default=True, help="Seconds between SIGTERM and SIGKILL.")
+    @click.pass_context
+    def runs_cancel(ctx, run_id, grace):
+        """Stop a running run: SIGTERM (it saves a checkpoint), SIGKILL after --grace seconds."""
+        from db import runs
+
+        store = open_store(ctx)
+        row = runs.get_run(store, run_id)
+        if row["status"] != "running" or not _pid_alive(row["pid"]):
+            raise click.ClickException(f"run {run_id} is not running (status {row['status']})")
+        try:
+            os.killpg(row["pid"], signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + grace
+        while _pid_alive(row["pid"]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _pid_alive(row["pid"]):
+            os.killpg(row["pid"], signal.SIGKILL)
+        click.echo(f"run {run_id}: {_finish(store, row, cancelled=True)}")
+
+    @runs_group.command("resume")
+    @click.argument("run_id", type=int)
+    @click.option("--background", is_flag=True)
+    @click.pass_context
+    def runs_resume(ctx, run_id, background):
+        """Continue a cancelled or failed run from its last checkpoint."""
+        from alignment.launch import start_job
+        from db import runs
+
+        store = open_store(ctx)
+        reconcile(store)
+        row = runs.get_run(store, run_id)
+        if row["status"] in ("running", "queued", "finished"):
+            raise click.ClickException(f"run {run_id} is {row['status']}; only cancelled or failed runs resume")
+        proc = start_job(row["run_dir"], row["stage"], resume=True, threads=(row["config"] or {}).get("threads"))
+        runs.mark_running(store, run_id, proc.pid)
+        if background:
+            click.echo(f"run {run_id} resumed in the background (pid {proc.pid})")
+            return
+        _follow(proc, Path(row["run_dir"]))
+        click.echo(f"run {run_id}: {_finish(store, runs.get_run(store, run_id))}")
+
+    @cli.group("models")
+    def models_group():
+        """Registered models and adapters: list, register, merge."""
+
+    @models_group.command("list")
+    @click.option("--json", "as_json", is_flag=True)
+    @click.pass_context
+    def models_list(ctx, as_json):
+        from db import models_registry
+
+        rows = models_registry.list_models(open_store(ctx))
+        if as_json:
+            click.echo(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
+            return
+        for r in rows:
+            click.echo(f"{r['name']}\t{r['kind']}\t{r['stage'] or ''}\t{r['parent'] or ''}\t{r['path'] or ''}")
+
+    @models_group.command("register")
+    @click.argument("name")
+    @click.option("--path", required=True, type=click.Path(exists=True, file_okay=False))
+    @click.option("--kind", type=click.Choice(["base", "adapter", "merged", "external"]), default=None,
+                  help="Default: adapter when the folder holds adapter_config.json, else base.")
+    @click.option("--base", help="Base model of an adapter.")
+    @click.pass_context
+    def models_register(ctx, name, path, kind, base):
+        """Register a model folder or an adapter under NAME (engines and the arena select it by name)."""
+        from db import models_registry
+
+        is_adapter = (Path(path) / "adapter_config.json").exists()
+        kind = kind or ("adapter" if is_adapter else "base")
+        if kind == "adapter" and not base:
+            from alignment.models import adapter_meta
+
+            base = adapter_meta(path).get("base")
+        models_registry.register_model(open_store(ctx), name=name, kind=kind, path=str(Path(path).resolve()),
+                                       base=base, created_by="cli")
+        click.echo(f"registered {kind} '{name}'")
+
+    @models_group.command("merge")
+    @click.argument("name")
+    @click.option("--out", required=True, type=click.Path(file_okay=False))
+    @click.option("--register-as", help="Also register the merged model under this name.")
+    @click.pass_context
+    def models_merge(ctx, name, out, register_as):
+        """Write NAME's base with its adapter (and parent chain) merged in: a full model folder."""
+        from alignment.models import merge_adapter
+        from db import models_registry
+
+        store = open_store(ctx)
+        model = models_registry.get_model(store, name)
+        if model["kind"] != "adapter":
+            raise click.ClickException(f"'{name}' is a {model['kind']} model, not an adapter: nothing to merge")
+        path = merge_adapter(model["path"], out, base=model["base"])
+        if register_as:
+            models_registry.register_model(store, name=register_as, kind="merged", path=str(path.resolve()),
+                                           base=model["base"], stage=model["stage"], parent=name,
+                                           snapshot_id=model["snapshot_id"], created_by="cli")
+        click.echo(f"merged '{name}' into {path}")
+
+
+def _follow(proc, run_dir: Path) -> None:
+    """Print RUN_DIR/train.log as it grows until the process ends."""
+    log_path = run_dir / "train.log"
+    pos = log_path.stat().st_size if log_path.exists() else 0
+    while True:
+        done = proc.poll() is not None
+        if log_path.exists():
+            with log_path.open("rb") as f:
+                f.seek(pos)
+                chunk = f.read()
+                pos += len(chunk)
+            if chunk:
+                click.echo(chunk.decode("utf-8", errors="replace"), nl=False)
+        if done:
+            return
+        time.sleep(0.5)

@@ -1,0 +1,73 @@
+"""Starting training jobs: a fresh run directory, the data snapshot it trains on, and the subprocess.
+
+Used by `preflab train` and by the server (serving.api_runs). Training never runs inside the caller's
+process: `python -m alignment STAGE RUN_DIR` is started with its output going to RUN_DIR/train.log.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from alignment.runs import LOG
+
+# The snapshot format each stage reads (conversational, so the model's chat template is applied).
+STAGE_FORMATS = {"sft": "sft", "reward": "trl-messages", "dpo": "trl-messages", "ppo": "trl-messages",
+                 "rloo": "trl-messages", "grpo": "trl-messages"}
+EXPORT_FILTERS = ("min_annotators", "min_agreement", "ties", "source", "sft_prefer", "split", "seed")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def new_run_dir(stage: str, root: str | Path | None = None) -> Path:
+    """PREFLAB_HOME/runs/STAGE-YYYYmmdd-HHMMSS-xxxx (not created)."""
+    if root is None:
+        from db.paths import home
+
+        root = home() / "runs"
+    return Path(root) / f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def export_snapshot(store, stage: str, dataset: str, run_dir: str | Path, filters: dict | None = None) -> dict:
+    """Export `dataset` into RUN_DIR/data/ in the stage's format (db.export); returns data path, id and origin."""
+    from db.errors import InputError
+    from db.export import export
+
+    filters = {k: v for k, v in (filters or {}).items() if v is not None}
+    unknown = set(filters) - set(EXPORT_FILTERS)
+    if unknown:
+        raise InputError(f"unknown export filter(s) {', '.join(sorted(unknown))}; use {', '.join(EXPORT_FILTERS)}",
+                         field="filters")
+    fmt = STAGE_FORMATS[stage]
+    out = Path(run_dir) / "data" / f"{fmt}.jsonl"
+    result = export(store, fmt, out, dataset=dataset, **filters)
+    path = result.paths.get("all") or result.paths.get("train")
+    if not path or not Path(path).exists() or Path(path).stat().st_size == 0:
+        raise InputError(f"dataset '{dataset}' exported no {fmt} rows with these filters: nothing to train on",
+                         field="dataset")
+    origin = {"dataset": dataset, "format": fmt, "filters": filters, "counts": result.counts,
+              "files": {k: str(v) for k, v in result.paths.items()}}
+    return {"data": str(path), "snapshot_id": result.snapshot_id, "snapshot_origin": origin}
+
+
+def job_env(threads: int | None = None) -> dict:
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def start_job(run_dir: str | Path, stage: str, *, resume: bool = False, threads: int | None = None,
+              python: str | None = None) -> subprocess.Popen:
+    """Start `python -m alignment STAGE RUN_DIR [--resume]`, output appended to RUN_DIR/train.log."""
+    run_dir = Path(run_dir)
+    cmd = [python or sys.executable, "-m", "alignment", stage, str(run_dir), "--no-tee"]
+    if resume:
+        cmd.append("--resume")
+    with (run_dir / LOG).open("ab") as log_file:
+        return subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=str(PROJECT_ROOT), env=job_env(threads), start_new_session=True)
