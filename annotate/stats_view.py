@@ -30,14 +30,15 @@ COUNT_LABELS = {
     "ties": "Ties",
 }
 AGREEMENT_LABELS = {
-    "prompts_with_overlap": "Prompts with ≥2 rankings",
-    "kendall_tau": "Kendall τ-b (mean)",
-    "kendall_w": "Kendall's W (mean)",
-    "krippendorff_alpha": "Krippendorff's α",
+    "prompts_with_overlap": "Overlap prompts",
+    "kendall_tau": "Kendall τ-b",
+    "kendall_w": "Kendall's W",
+    "krippendorff_alpha": "Krippendorff α",
     "pair_agreement": "Pair agreement",
 }
 AGREEMENT_HELP = {
-    "kendall_tau": "Mean tau-b over every two rankings of a prompt: 1 same order, 0 unrelated, -1 reversed.",
+    "prompts_with_overlap": "Prompts ranked by two or more annotators: agreement is measured on these.",
+    "kendall_tau": "Mean Kendall tau-b over every two rankings of a prompt: 1 same order, 0 unrelated, -1 reversed.",
     "kendall_w": "Kendall's W per prompt, averaged: 1 means every annotator gave the same order.",
     "krippendorff_alpha": "Ordinal Krippendorff's alpha over the dataset; 0.667+ is usually called acceptable.",
     "pair_agreement": "Share of votes agreeing with the consensus, over pairs with two or more votes.",

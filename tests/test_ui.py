@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.ui_support import DATASET, PASSWORDS, start_server
+from tests.ui_support import DATASET, PASSWORDS, VISUAL_DATASET, start_server
 
 APP = str(Path(__file__).resolve().parents[1] / "annotate" / "entry" / "app.py")
 TIMEOUT = 30
@@ -214,6 +214,16 @@ def test_flag_harmful_with_a_reason_is_stored(server):
     assert stored["status"] == "flagged" and stored["flag_reason"] == "Personal or private data"
 
 
+def test_visual_question_shows_its_image(server):
+    at = login("rev")  # any role ranks; rev has no lease in the visual dataset yet
+    at.selectbox(key="rank_dataset").set_value(VISUAL_DATASET).run()
+    item = at.session_state["rank_queue"]["item"]
+    assert item["prompt"]["assets"], item
+    assert "What colour is this image? 🎨" in texts(at)
+    assert len(at.image) == 1  # fetched through /api/prompts/{id}/assets/0 with the token
+    assert not any("Image: `" in c.value for c in at.caption)  # the path fallback was not needed
+
+
 # ---- review and admin ------------------------------------------------------------------------------------
 
 
@@ -223,7 +233,7 @@ def test_review_shows_agreement_disagreements_and_records_an_adjudication(server
     assert not at.exception, at.exception
     assert [t.value for t in at.title] == ["Review"]
     labels = [m.label for m in at.metric]
-    assert "Kendall's W (mean)" in labels and "Rankings" in labels
+    assert "Kendall's W" in labels and "Rankings" in labels
     disputed = at.session_state["review_prompt"]
     assert disputed is not None
     # every annotator's ranking side by side: one column per annotator

@@ -24,6 +24,7 @@ from db.store import Batch, Store
 PASSWORDS = {"ann": "ann-secret-1", "ann2": "ann2-secret-1", "rev": "rev-secret-1", "adm": "adm-secret-1"}
 ROLES = {"ann": "annotator", "ann2": "annotator", "rev": "reviewer", "adm": "admin"}
 DATASET = "ui-demo"
+VISUAL_DATASET = "ui-visual"
 
 SCRIPT_ANSWER = (
     'Here you go: <script>document.title="pwned";window.__pwned=1</script> <b>bold?</b> '
@@ -109,6 +110,19 @@ def seed(store: Store, *, k: int = 2) -> None:
         ]
     store.write_batch(DATASET, batch, created_by="test")
     queue.update_dataset(store, DATASET, k=k, guidelines="Prefer **correct**, kind answers. <i>not html</i>")
+    seed_visual(store, Path(store.path).parent / "chart.png")
+
+
+def seed_visual(store: Store, image: Path) -> None:
+    """VISUAL_DATASET: one visual question whose image the server serves from `image`."""
+    from PIL import Image
+
+    Image.new("RGB", (64, 48), (79, 70, 229)).save(image)
+    messages = [{"role": "user", "content": "What colour is this image? 🎨"}]
+    key = prompt_hash(messages)
+    batch = Batch(prompts=[{"key": key, "messages": _json(messages), "assets": _json([str(image)])}])
+    batch.generations = [{"prompt_key": key, "gen_key": text_hash(t), "text": t} for t in ("Indigo.", "Red.")]
+    store.write_batch(VISUAL_DATASET, batch, created_by="test")
 
 
 def _json(value) -> str:

@@ -201,9 +201,10 @@ with export_tab:
 with charts_tab:
     chart_ds = st.selectbox("Dataset", [ALL, *names], key="charts_dataset")
     try:
-        stats = client.get("/api/stats/activity", dataset=None if chart_ds == ALL else chart_ds)
+        scope = None if chart_ds == ALL else chart_ds
+        stats, activity = client.stats(scope), client.get("/api/stats/activity", dataset=scope)
     except ApiError as e:
         st.error(f"Could not load the activity data: {e}")
     else:
         agreement_metrics(stats)
-        charts(stats)
+        charts(activity)

@@ -47,6 +47,13 @@ if table is not None and not table.empty:
         table = table.assign(time_on_task_ms=table["time_on_task_ms"] / 1000).rename(
             columns={"time_on_task_ms": "mean time on task (s)"}
         )
+    table = table.rename(
+        columns={
+            "prompts_with_overlap": "overlap prompts",
+            "tau_b_vs_consensus": "τ-b vs consensus",
+            "tau_b_vs_others": "τ-b vs others",
+        }
+    )
     st.table(table.set_index(table.columns[0]).round(2))
 
 st.subheader("Most disagreement", divider="gray")
@@ -58,7 +65,8 @@ if not disputed:
     prompt_ids: list[int] = []
 else:
     frame = pd.DataFrame(disputed)
-    st.table(frame.set_index("prompt_id") if "prompt_id" in frame else frame)
+    frame = frame.rename(columns={"prompt_id": "prompt", "kendall_w": "Kendall's W", "preview": "last user turn"})
+    st.table(frame.set_index("prompt") if "prompt" in frame else frame)
     prompt_ids = [int(row.get("prompt_id", row.get("id"))) for row in disputed]
 
 
