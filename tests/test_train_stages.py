@@ -21,8 +21,8 @@ from alignment.job import prepare_run, run_job
 PAIRS = [
     {"prompt": [{"role": "user", "content": "Say hi"}], "chosen": [{"role": "assistant", "content": "hello friend"}],
      "rejected": [{"role": "assistant", "content": "no"}]},
-    {"prompt": [{"role": "user", "content": "¿Qué tal?"}], "chosen": [{"role": "assistant", "content": "¡Muy bien! 😀"}],
-     "rejected": [{"role": "assistant", "content": "no"}]},
+    {"prompt": [{"role": "user", "content": "¿Qué tal?"}],
+     "chosen": [{"role": "assistant", "content": "¡Muy bien! 😀"}], "rejected": [{"role": "assistant", "content": "no"}]},
     {"prompt": [{"role": "user", "content": "你好"}], "chosen": [{"role": "assistant", "content": "你好，朋友"}],
      "rejected": [{"role": "assistant", "content": "no"}]},
     {"prompt": [{"role": "user", "content": "Count"}], "chosen": [{"role": "assistant", "content": "one two three"}],
@@ -140,7 +140,7 @@ def test_online_stages_need_a_reward_model(stage, pairs_file):
 
 
 def test_yaml_round_trip_and_cpu_defaults(tmp_path, pairs_file):
-    cfg = prepare_run("dpo", tmp_path / "r", values={"base": "m", "data": str(pairs_file)},
+    prepare_run("dpo", tmp_path / "r", values={"base": "m", "data": str(pairs_file)},
                       overrides=["beta=0.3", "loss_type=ipo", "learning_rate=1e-4"])
     again = load_config(tmp_path / "r" / "config.yaml")
     assert (again.beta, again.loss_type, again.learning_rate) == (0.3, ["ipo"], 1e-4)
