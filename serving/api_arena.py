@@ -9,6 +9,7 @@
          -> {"vote_id", "ranking_id", "model_a", "model_b", ...}   (names revealed now)
     GET  /api/arena/leaderboard?exclude_flagged=true&bootstrap_rounds=1000
     GET  /api/arena/models  -> {"models": [...]} the names a battle can use
+    GET  /api/arena/collections -> {"collections": [{name, documents, chunks, ...}]} for the RAG toggle
 """
 
 from __future__ import annotations
@@ -63,6 +64,14 @@ def _params(params: dict | None) -> dict:
 @router.get("/api/arena/models")
 def arena_models(user: dict = Depends(current_user)) -> dict:
     return {"models": arena.available_models()}
+
+
+@router.get("/api/arena/collections")
+def arena_collections(store: Store = Depends(get_store), user: dict = Depends(current_user)) -> dict:
+    """RAG collections a battle can retrieve from."""
+    from db import rag_store
+
+    return {"collections": rag_store.list_collections(store)}
 
 
 @router.post("/api/arena/battles")

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from serving.arena import detect_identity_leak
 from serving.ratings import SCALE, RatingsConfig, compute_leaderboard, leaderboard_from_arrays
-from tests.server_helpers import add_user, signed_in
+from tests.server_helpers import PASSWORD, add_user, signed_in
+from tests.test_gateway import serve
+
+APP = str(Path(__file__).resolve().parents[1] / "annotate" / "entry" / "app.py")
 
 
 def synthetic_votes(strengths: np.ndarray, n: int, seed: int = 0, tie_rate: float = 0.1):
@@ -95,11 +99,18 @@ def arena_env(tiny_model_dir, tmp_path_factory):
         start_engine(model=tiny_model_dir, name="tiny", backend="transformers", loras={"tiny-lora": str(adapter)},
                      timeout=180)
         store = Store.open(home / "arena.duckdb")
+        server = None
         try:
             add_user(store, "ana")
-            client = TestClient(create_app(store))
+            app = create_app(store)
+            client = TestClient(app)
+            server, thread, url = serve(app)  # a real HTTP server too, for the Streamlit pages
+            mp.setenv("PREFLAB_URL", url)
             yield store, client, signed_in(client, "ana"), home
         finally:
+            if server is not None:
+                server.should_exit = True
+                thread.join(10)
             stop_engine("tiny")
             store.close()
 
@@ -181,6 +192,31 @@ def test_battle_vote_reveal_and_arena_pairs(arena_env, tmp_path, run_cli):
     rows = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
     assert len(rows) == n_pairs >= 1
     assert "384,400" in json.dumps(rows[0], ensure_ascii=False)  # the prompt carries the RAG context
+
+
+@pytest.mark.slow
+def test_arena_and_leaderboard_pages(arena_env):
+    from streamlit.testing.v1 import AppTest
+
+    store, _, _, _ = arena_env
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.text_input(key="login_name").input("ana")
+    at.text_input(key="login_password").input(PASSWORD)
+    at.button(key="login_submit").click().run()
+    at.switch_page("../pages/arena.py").run()
+    assert not at.exception, at.exception
+    at.chat_input(key="arena_input").set_value("Name a color 🎨").run()
+    assert not at.exception, at.exception
+    shown = "\n".join(m.value for m in at.markdown)
+    assert "**Model A**" in shown and "**Model B**" in shown and "Name a color 🎨" in shown
+    before = store.scalar("SELECT count(*) FROM arena_votes")
+    at.button(key="arena_vote_b").click().run()
+    assert not at.exception, at.exception
+    assert store.scalar("SELECT count(*) FROM arena_votes") == before + 1
+    assert any("Model A was **tiny" in s.value for s in at.success)
+    at.switch_page("../pages/leaderboard.py").run()
+    assert not at.exception, at.exception
+    assert {"tiny", "tiny-lora"} <= set(at.dataframe[0].value["model"])
 
 
 def test_leaderboard_cli(run_cli, store):

@@ -1,0 +1,59 @@
+"""Leaderboard: Bradley-Terry ratings from arena votes with 95% bootstrap intervals, online Elo, vote counts
+and the win-rate matrix (GET /api/arena/leaderboard)."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from annotate.app import require_role
+from annotate.client import ApiError, get_client
+
+require_role("annotator", "reviewer", "admin")
+client = get_client()
+
+st.title("Leaderboard")
+exclude = st.toggle("Leave out battles where an answer named a model (identity leak)", key="lb_exclude")
+try:
+    board = client.get("/api/arena/leaderboard", exclude_flagged=str(exclude).lower(), bootstrap_rounds=1000)
+except ApiError as e:
+    st.error(f"Could not load the leaderboard: {e}")
+    st.stop()
+
+c1, c2, c3 = st.columns(3)
+c1.metric("Votes counted", board["n_votes"])
+c2.metric("Models", len(board["rows"]))
+c3.metric("Flagged votes", board.get("flagged", 0))
+if not board["rows"]:
+    st.info("No votes yet: battle in the Arena page.")
+    st.stop()
+
+table = pd.DataFrame(board["rows"])
+st.caption("Rating: Bradley-Terry maximum likelihood on the Elo scale (400 points = 10:1 odds; a tie counts "
+           "half). The interval is the 95% bootstrap interval over 1,000 resamples of the votes. Elo is the "
+           "online, order-dependent estimate, shown for comparison.")
+bars = alt.Chart(table).encode(y=alt.Y("model:N", sort="-x", title=None))
+chart = bars.mark_rule(strokeWidth=2).encode(
+    x=alt.X("ci_low:Q", title="rating (95% CI)", scale=alt.Scale(zero=False)), x2="ci_high:Q",
+) + bars.mark_point(filled=True, size=80).encode(
+    x="rating:Q", tooltip=["model", "rating", "ci_low", "ci_high", "votes", "wins", "losses", "ties", "elo"])
+st.altair_chart(chart, width="stretch")
+st.dataframe(
+    table[["rank", "model", "rating", "ci_low", "ci_high", "elo", "votes", "wins", "losses", "ties"]],
+    hide_index=True, width="stretch", key="lb_table",
+)
+
+st.subheader("Win rate", divider="gray")
+st.caption("Row model's share of its games against the column model (ties count half); the label is the number "
+           "of votes between them.")
+models = board["models"]
+cells = [{"model": m, "opponent": o, "win_rate": board["winrate"][i][j], "games": board["games"][i][j]}
+         for i, m in enumerate(models) for j, o in enumerate(models) if board["winrate"][i][j] is not None]
+if cells:
+    heat = pd.DataFrame(cells)
+    base = alt.Chart(heat).encode(x=alt.X("opponent:N", title="against"), y=alt.Y("model:N", title=None))
+    st.altair_chart(
+        base.mark_rect().encode(color=alt.Color("win_rate:Q", scale=alt.Scale(domain=[0, 1], scheme="redblue")),
+                                tooltip=["model", "opponent", "win_rate", "games"])
+        + base.mark_text().encode(text="games:Q"), width="stretch")
