@@ -44,6 +44,11 @@ def _counted_sql(alias: str) -> str:
     return f"{alias}.status = 'submitted' AND {alias}.source IN ({srcs})"
 
 
+# The last id handed out by a sequence: a catalog lookup, where max(id) would scan a million rows. Every id of
+# generations and rankings comes from these sequences, so "anything newer than the mark" is id > mark.
+_LAST_ID = "(SELECT coalesce(max(last_value), 0) FROM duckdb_sequences() WHERE sequence_name = '{seq}')"
+
+
 # ---- keeping queue_open in step --------------------------------------------------------------------
 
 
@@ -52,7 +57,7 @@ def sync(store: Store, dataset_id: int) -> int:
     # one statement for the common case (nothing new): every request pays for this check
     k, gmark, rmark, mk, gmax, rmax = store._first(
         "SELECT d.annotators_per_prompt, s.generation_mark, s.ranking_mark, s.k, "
-        "(SELECT coalesce(max(id), 0) FROM generations), (SELECT coalesce(max(id), 0) FROM rankings) "
+        f"{_LAST_ID.format(seq='seq_generations')}, {_LAST_ID.format(seq='seq_rankings')} "
         "FROM datasets d LEFT JOIN queue_sync s ON s.dataset_id = d.id WHERE d.id = ?", [dataset_id])
     mark = None if mk is None else (gmark, rmark, mk)
     if mark is not None and mark[2] == k and mark[0] >= gmax and mark[1] >= rmax:
@@ -189,6 +194,20 @@ def release(store: Store, user_id: int, assignment_id: int) -> None:
 # ---- submitting -----------------------------------------------------------------------------------------
 
 
+def ranking_pairs(ranks: dict[int, int]) -> list[tuple[int, int, int, bool]]:
+    """(chosen, rejected, margin, is_tie) for every two answers: the rule of Store._derive_pairs_for, in Python.
+
+    Computed here from the ranks in hand because the SQL version joins ranking_items with itself, a cost that
+    grows with every ranking ever stored; tests/test_queue.py checks both give the same rows.
+    """
+    out = []
+    for a, ra in ranks.items():
+        for b, rb in ranks.items():
+            if ra < rb or (ra == rb and a < b):
+                out.append((a, b, rb - ra, ra == rb))
+    return out
+
+
 def dense_ranks(ranks: dict[int, int]) -> dict[int, int]:
     """{gen: rank} with ranks renumbered 1, 2, 3 ... keeping ties: {a: 1, b: 3, c: 3} -> {a: 1, b: 2, c: 2}."""
     levels = {r: i + 1 for i, r in enumerate(sorted(set(ranks.values())))}
@@ -264,7 +283,7 @@ def submit(
                                     "ask for the next item")
         mark, rmax, done = store._first(
             "SELECT (SELECT ranking_mark FROM queue_sync WHERE dataset_id = ?), "
-            "(SELECT coalesce(max(id), 0) FROM rankings), (SELECT done FROM queue_open WHERE prompt_id = ?)",
+            f"{_LAST_ID.format(seq='seq_rankings')}, (SELECT done FROM queue_open WHERE prompt_id = ?)",
             [dataset_id, prompt_id])
         try:
             ranking_id = store.con.execute(
@@ -281,7 +300,12 @@ def submit(
             params = [v for i, gid in enumerate(order) for v in (ranking_id, gid, clean[gid], i)]
             store.con.execute(
                 f"INSERT INTO ranking_items (ranking_id, generation_id, rank, position) VALUES {values}", params)
-            store._derive_pairs_for("?", [ranking_id])
+            pairs = ranking_pairs(clean)
+            if pairs and status == "submitted":
+                values = ", ".join(["(?, ?, ?, ?, ?, ?, 'human')"] * len(pairs))
+                params = [v for c, r, m, t in pairs for v in (ranking_id, prompt_id, c, r, m, t)]
+                store.con.execute("INSERT INTO pairs (ranking_id, prompt_id, chosen_id, rejected_id, margin, is_tie, "
+                                  f"source) VALUES {values}", params)
         store.con.execute("UPDATE assignments SET status = 'done' WHERE id = ?", [assignment_id])
         # keep queue_open in step directly instead of a sync; if nobody else wrote rankings since the last
         # sync, move the mark past ours so the next request has nothing to fold in

@@ -181,3 +181,15 @@ def test_guideline_version_bumps_and_is_stored_on_rankings(q):
 
 def test_dense_ranks():
     assert queue.dense_ranks({1: 3, 2: 3, 3: 10, 4: 1}) == {1: 2, 2: 2, 3: 3, 4: 1}
+
+
+def test_pairs_written_by_submit_match_the_store_derivation(q):
+    store, ds, prompts, u = q
+    lease = queue.next_assignment(store, ds, u["ann"], now=T0)
+    g = lease["answer_order"]
+    rid = queue.submit(store, u["ann"], lease["assignment_id"], status="submitted",
+                       ranks={str(g[0]): 2, str(g[1]): 1, str(g[2]): 2, str(g[3]): 3}, now=T0)
+    sql = "SELECT prompt_id, chosen_id, rejected_id, margin, is_tie, source FROM pairs WHERE ranking_id = ? ORDER BY 2, 3"
+    ours = store.query(sql, [rid])
+    store.derive_pairs([rid])  # the Store's SQL rule, replacing ours
+    assert store.query(sql, [rid]) == ours and len(ours) == 6
