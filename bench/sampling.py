@@ -54,13 +54,14 @@ def naive_loop(model_dir: Path, texts: list[str], n: int, max_tokens: int) -> tu
     return tokens, time.perf_counter() - t0
 
 
-def through_engine(backend: str, model_dir: Path, db: Path, n: int, max_tokens: int, concurrency: int) -> tuple:
+def through_engine(backend: str, model_dir: Path, db: Path, n: int, max_tokens: int, concurrency: int,
+                   eager: bool) -> tuple:  # fmt: skip
     from serving.engines.launcher import start_engine, stop_engine
     from serving.sampler import run_sampling
 
     name = f"bench-{backend}"
     t0 = time.perf_counter()
-    start_engine(model=model_dir, name=name, backend=backend, timeout=900, max_model_len=1024)
+    start_engine(model=model_dir, name=name, backend=backend, timeout=1200, max_model_len=1024, enforce_eager=eager)
     startup = time.perf_counter() - t0
     store = Store.open(db)
     try:
@@ -84,6 +85,11 @@ def main() -> None:
     ap.add_argument("--naive-prompts", type=int, default=4, help="prompts for the naive loop (c)")
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--skip-vllm", action="store_true")
+    ap.add_argument(
+        "--vllm-compile",
+        action="store_true",
+        help="let vLLM torch.compile the model (faster decoding; the warm-up takes minutes on 2 cores)",
+    )
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="preflab-bench-"))
@@ -109,7 +115,9 @@ def main() -> None:
     print(f"(c) naive HF loop: {tok} tokens in {el:.1f}s = {tok / el:.1f} tokens/s", flush=True)
     backends = [("b_transformers_engine", "transformers")] + ([] if args.skip_vllm else [("a_vllm_engine", "vllm")])
     for key, backend in backends:
-        tok, el, startup, answers = through_engine(backend, model_dir, db, args.n, args.max_tokens, args.concurrency)
+        tok, el, startup, answers = through_engine(
+            backend, model_dir, db, args.n, args.max_tokens, args.concurrency, eager=not args.vllm_compile
+        )
         results[key] = {"tokens": tok, "seconds": round(el, 2), "tokens_per_s": round(tok / el, 1),
                         "answers": answers, "startup_s": round(startup, 1)}  # fmt: skip
         print(f"({key[0]}) sampler via {backend}: {answers} answers, {tok} tokens in {el:.1f}s = "
@@ -124,7 +132,8 @@ def main() -> None:
         print(f"a/c = {results['a_vllm_engine']['tokens_per_s'] / c:.2f}  (target >= 5)")
     print(f"b/c = {results['b_transformers_engine']['tokens_per_s'] / c:.2f}  (target >= 3)")
     config = {"prompts": args.prompts, "n": args.n, "max_tokens": args.max_tokens, "size": args.size,
-              "naive_prompts": args.naive_prompts, "concurrency": args.concurrency}  # fmt: skip
+              "naive_prompts": args.naive_prompts, "concurrency": args.concurrency,
+              "vllm_compile": args.vllm_compile, "cpus": os.cpu_count(), "load_avg": os.getloadavg()}  # fmt: skip
     print(json.dumps({"config": config, "results": results}, ensure_ascii=False))
 
 

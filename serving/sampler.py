@@ -171,12 +171,20 @@ def store_prompt_answers(store, report: SamplingReport, prompt_id: int, choices:
              "finish_reason": c.get("finish_reason"), "completion_tokens": c.get("completion_tokens"),
              "metadata": c.get("metadata"), **provenance} for c in kept]  # fmt: skip
     added = sql.insert_answers(store, prompt_id, rows, created_by=created_by)
-    report.answers_received += len(choices)
+    with _REPORT_LOCK:  # several prompts are stored from worker threads at once
+        _count(report, len(choices), added, dups + (len(rows) - added), empty)
+    return added
+
+
+_REPORT_LOCK = threading.Lock()
+
+
+def _count(report: SamplingReport, received: int, added: int, dups: int, empty: int) -> None:
+    report.answers_received += received
     report.answers_stored += added
-    report.duplicates_dropped += dups + (len(rows) - added)
+    report.duplicates_dropped += dups
     report.empty_dropped += empty
     report.prompts_done += 1
-    return added
 
 
 def _split_tokens(total: int | None, k: int) -> list[int | None]:
