@@ -16,7 +16,8 @@ Pairs are the consensus pairs of db.consensus (one per answer pair of a prompt, 
 counts, agreement), filtered by min_annotators / min_agreement / ties / source. Everything is done by DuckDB
 (`COPY (SELECT ...) TO`), streaming and in order, so millions of pairs never become Python objects. Files are
 written under a temporary name and renamed when complete. The snapshot id is the sha256 of the written
-data files (streamed), also stored in PATH.snapshot.json with the format, filters and counts.
+file (with a split: of the lines "ROLE SHA256" of its files), also stored in PATH.snapshot.json with the
+format, filters, counts and each file's sha256.
 
 Split (--split test=0.1 --seed 0): a prompt goes to test when md5(content_hash:seed) mod 10^6 < 0.1 * 10^6,
 so no prompt is on both sides, the same seed always gives the same split, and the same prompt lands on the
@@ -29,7 +30,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -163,9 +163,10 @@ def export(store, fmt: str | None = None, out: str | Path | None = None, *, form
                                                    for p in paths.values()):
         raise InputError("classification exports end in .csv, .jsonl or .parquet", field="out")
     temps = {s: p.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{p.name}") for s, p in paths.items()}
+    digests: dict[Path, str] = {}  # files hashed while they were written (chunked JSON Lines)
     try:
         with store.transaction():
-            counts = _write(store, cfg, temps)
+            counts = _write(store, cfg, temps, digests)
         for s, tmp in temps.items():
             os.replace(tmp, paths[s])
     finally:
@@ -173,26 +174,32 @@ def export(store, fmt: str | None = None, out: str | Path | None = None, *, form
             tmp.unlink(missing_ok=True)
     if cfg.format == "llamafactory":
         paths["dataset_info"] = _write_dataset_info(cfg, {s: p for s, p in paths.items()})
-    snapshot_id = snapshot_hash({s: paths[s] for s in splits})
+    file_digests = {s: digests.get(temps[s]) or file_digest(paths[s]) for s in splits}
+    snapshot_id = snapshot_hash(file_digests)
     snapshot_path = (paths.get("all") or out).with_name((paths.get("all") or out).name + ".snapshot.json")
     meta = {"id": snapshot_id, "snapshot_id": snapshot_id, "format": cfg.format, "filters": cfg.filters(),
-            "counts": counts, "files": {s: paths[s].name for s in splits},
+            "counts": counts, "files": {s: paths[s].name for s in splits}, "sha256": file_digests,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
     snapshot_path.write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     log.info("exported %s: %s, snapshot %s", cfg.format, counts, snapshot_id)
     return ExportResult(snapshot_id=snapshot_id, counts=counts, paths=paths, snapshot_path=snapshot_path)
 
 
-def snapshot_hash(files: dict[str, Path]) -> str:
-    """sha256 over (role, size, bytes) of each file in role order, read in 1 MiB blocks."""
+def file_digest(path: Path) -> str:
+    """sha256 hex of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
-    for role in sorted(files):
-        path = files[role]
-        h.update(f"{role}\0{path.stat().st_size}\0".encode())
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
     return h.hexdigest()
+
+
+def snapshot_hash(digests: dict[str, str]) -> str:
+    """The snapshot id from the files' sha256: one file's own digest (`sha256sum FILE` shows it), or for a
+    split the sha256 of the lines "ROLE DIGEST\n" in role order (test, train)."""
+    if list(digests) == ["all"]:
+        return digests["all"]
+    return hashlib.sha256("".join(f"{role} {digests[role]}\n" for role in sorted(digests)).encode()).hexdigest()
 
 
 # ---- SQL ---------------------------------------------------------------------------------------
@@ -280,7 +287,7 @@ def _pair_select(cfg: ExportConfig) -> str:
                ORDER BY c.prompt_id, c.chosen_id, c.rejected_id"""  # noqa: S608
 
 
-def _copy_pairs(con, select: str, side: str, path: Path, fmt: str) -> int:
+def _copy_pairs(con, select: str, side: str, path: Path, fmt: str, digests: dict[Path, str]) -> int:
     """COPY the pairs of one split side, in prompt-id chunks of about CHUNK_PAIRS appended to one file.
 
     Sorting millions of wide rows at once costs gigabytes; a chunk's sort and joins fit in a few hundred MB
@@ -296,18 +303,22 @@ def _copy_pairs(con, select: str, side: str, path: Path, fmt: str) -> int:
     bounds = sorted({lo, *[int(c) for c in cuts], hi})
     written = 0
     part = path.with_name(f".part-{path.name}")
+    h = hashlib.sha256()  # the bytes pass through here anyway: hash them now rather than read 1 GB+ again
     try:
         with path.open("wb") as out:
             for a, b in zip(bounds, bounds[1:], strict=False):
                 written += _copy(con, select, [side, a, b], part, fmt)
                 with part.open("rb") as f:
-                    shutil.copyfileobj(f, out, 1 << 20)
+                    for block in iter(lambda f=f: f.read(1 << 20), b""):
+                        h.update(block)
+                        out.write(block)
     finally:
         part.unlink(missing_ok=True)
+    digests[path] = h.hexdigest()
     return written
 
 
-def _write(store, cfg: ExportConfig, temps: dict[str, Path]) -> dict:
+def _write(store, cfg: ExportConfig, temps: dict[str, Path], digests: dict[Path, str]) -> dict:
     con = store.con
     dataset_id = store.dataset_id(cfg.dataset) if cfg.dataset is not None else None
     sides = {s: ("train" if s == "all" else s) for s in temps}
@@ -316,7 +327,7 @@ def _write(store, cfg: ExportConfig, temps: dict[str, Path]) -> dict:
             _pairs_table(con, cfg, dataset_id, keep_ties=cfg.ties == "keep", provenance=cfg.format == "parquet")
             _prompts_table(con, cfg, dataset_id, "SELECT DISTINCT prompt_id FROM x_pairs")
             select = _pair_select(cfg)
-            rows = {s: _copy_pairs(con, select, side, temps[s], cfg.format) for s, side in sides.items()}
+            rows = {s: _copy_pairs(con, select, side, temps[s], cfg.format, digests) for s, side in sides.items()}
             stats = con.execute(
                 "SELECT count(DISTINCT c.prompt_id), count(*) FILTER (WHERE c.is_tie) "
                 "FROM x_pairs c JOIN x_prompts p ON p.id = c.prompt_id").fetchall()[0]

@@ -1,6 +1,7 @@
 """Exports: every format with Chinese/Spanish/emoji, ties, split, consensus filters, snapshots, and TRL loading."""
 
 import csv
+import hashlib
 import json
 
 import pytest
@@ -211,7 +212,8 @@ def test_snapshot_id_is_a_content_hash(store, tmp_path):
     add_prompt(store, Q, ANSWERS, {"ana": [1, 2, 3]})
     one = export(store, "trl", tmp_path / "one.jsonl")
     two = export(store, "trl", tmp_path / "two.jsonl")
-    assert one.snapshot_id == two.snapshot_id and len(one.snapshot_id) == 64
+    assert one.snapshot_id == two.snapshot_id
+    assert one.snapshot_id == hashlib.sha256((tmp_path / "one.jsonl").read_bytes()).hexdigest()  # = sha256sum
     meta = json.loads((tmp_path / "one.jsonl.snapshot.json").read_text(encoding="utf-8"))
     assert meta["id"] == one.snapshot_id and meta["format"] == "trl" and meta["counts"]["pairs"] == 3
     assert meta["filters"]["ties"] == "drop" and "created_at" in meta
