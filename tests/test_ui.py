@@ -307,3 +307,15 @@ def test_data_page_import_reports_counts_and_errors(server):
     messages = [e.value for e in at.error]
     assert any("Nothing was imported" in m and "broken.jsonl" in m for m in messages), messages
     assert server.store.counts() == before
+
+
+def test_ui_command_starts_streamlit_headless_without_usage_stats(run_cli):
+    from annotate.cli import streamlit_command
+
+    result = run_cli("ui", "--help")
+    assert result.exit_code == 0, result.output
+    assert "--server" in result.output and "--port" in result.output
+    cmd = streamlit_command(8555)
+    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("annotate/entry/app.py")
+    assert "--server.headless=true" in cmd and "--browser.gatherUsageStats=false" in cmd
+    assert "--server.port=8555" in cmd

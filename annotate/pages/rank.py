@@ -164,7 +164,7 @@ with st.container(border=True, key="rank_summary"):
         "Comment (optional)", key=f"{prefix}_comment", placeholder="Anything a reviewer should know"
     )
 
-    submit_col, skip_col, flag_col, _ = st.columns([1.2, 1, 1, 2], vertical_alignment="top")
+    submit_col, skip_col, flag_col, _ = st.columns([1.7, 1, 1.1, 1.2], vertical_alignment="top")
     submitted = submit_col.button(
         "Submit ranking",
         type="primary",
