@@ -173,7 +173,7 @@ def export(store, fmt: str | None = None, out: str | Path | None = None, *, form
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)
     if cfg.format == "llamafactory":
-        paths["dataset_info"] = _write_dataset_info(cfg, {s: p for s, p in paths.items()})
+        paths["dataset_info"] = _write_dataset_info(cfg, dict(paths), images=counts.pop("images", False))
     file_digests = {s: digests.get(temps[s]) or file_digest(paths[s]) for s in splits}
     snapshot_id = snapshot_hash(file_digests)
     snapshot_path = (paths.get("all") or out).with_name((paths.get("all") or out).name + ".snapshot.json")
@@ -227,7 +227,7 @@ def _prompts_table(con, cfg: ExportConfig, dataset_id: int | None, wanted: str) 
         columns.append(f"{MESSAGES_SQL} AS msgs")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE x_prompts AS
-            SELECT p.id, d.name AS dataset, p.content_hash, p.source, p.external_id, {", ".join(columns)},
+            SELECT p.id, d.name AS dataset, p.content_hash, p.source, p.external_id, p.assets, {", ".join(columns)},
                    CASE WHEN md5_number_lower(p.content_hash || ':' || CAST(? AS VARCHAR)) % {SPLIT_BUCKETS} < ?
                         THEN 'test' ELSE 'train' END AS split
             FROM prompts p JOIN datasets d ON d.id = p.dataset_id
@@ -246,8 +246,10 @@ def _pairs_table(con, cfg: ExportConfig, dataset_id: int | None, *, keep_ties: b
     )
 
 
-def _pair_select(cfg: ExportConfig) -> str:
+def _pair_select(cfg: ExportConfig, *, images: bool = False) -> str:
     tie = ", c.is_tie" if cfg.ties == "keep" else ""
+    if images:  # LLaMA-Factory's multimodal column: the prompt's image paths ([] for text-only rows)
+        tie += """, coalesce(from_json(p.assets, '["VARCHAR"]'), []) AS images"""
     if cfg.format == "trl":
         cols = f"p.text AS prompt, gc.text AS chosen, gr.text AS rejected{tie}"
     elif cfg.format == "trl-messages":
@@ -326,12 +328,15 @@ def _write(store, cfg: ExportConfig, temps: dict[str, Path], digests: dict[Path,
         if cfg.format in PAIR_FORMATS:
             _pairs_table(con, cfg, dataset_id, keep_ties=cfg.ties == "keep", provenance=cfg.format == "parquet")
             _prompts_table(con, cfg, dataset_id, "SELECT DISTINCT prompt_id FROM x_pairs")
-            select = _pair_select(cfg)
+            images = cfg.format == "llamafactory" and con.execute(
+                "SELECT count(*) FROM x_prompts WHERE assets IS NOT NULL").fetchall()[0][0] > 0
+            select = _pair_select(cfg, images=images)
             rows = {s: _copy_pairs(con, select, side, temps[s], cfg.format, digests) for s, side in sides.items()}
             stats = con.execute(
                 "SELECT count(DISTINCT c.prompt_id), count(*) FILTER (WHERE c.is_tie) "
                 "FROM x_pairs c JOIN x_prompts p ON p.id = c.prompt_id").fetchall()[0]
-            return {"pairs": sum(rows.values()), **_by_split(rows), "prompts": stats[0], "ties": stats[1]}
+            return {"pairs": sum(rows.values()), **_by_split(rows), "prompts": stats[0], "ties": stats[1],
+                    **({"images": True} if images else {})}
         if cfg.format == "sft":
             _pairs_table(con, cfg, dataset_id, keep_ties=True, provenance=False)
             _sft_table(con, cfg, dataset_id)
@@ -402,7 +407,7 @@ def _sft_table(con, cfg: ExportConfig, dataset_id: int | None) -> None:
     )
 
 
-def _write_dataset_info(cfg: ExportConfig, paths: dict[str, Path]) -> Path:
+def _write_dataset_info(cfg: ExportConfig, paths: dict[str, Path], *, images: bool = False) -> Path:
     """Add our entries to dataset_info.json beside the files (other entries in it are kept)."""
     folder = next(iter(paths.values())).parent
     info_path = folder / "dataset_info.json"
@@ -419,6 +424,8 @@ def _write_dataset_info(cfg: ExportConfig, paths: dict[str, Path]) -> Path:
         entry = {"formatting": "sharegpt", "ranking": True,
                  "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected",
                              "system": "system"}}
+    if images:
+        entry["columns"]["images"] = "images"
     for path in paths.values():
         name = path.name
         for ext in KNOWN_SUFFIXES:

@@ -14,7 +14,8 @@ Q = "¿Qué es 東京? 🗼"
 ANSWERS = ["Es la capital de Japón 🇯🇵", "东京是日本的首都。", "No sé 🤷"]
 
 
-def add_prompt(store, messages, answers, rankings, *, dataset="exp", source="human", refs=(), all_bad=(), batch=None):
+def add_prompt(store, messages, answers, rankings, *, dataset="exp", source="human", refs=(), all_bad=(), batch=None,
+               assets=None):
     """One prompt (a message list or a user string) with answers ranked per annotator {name: [ranks]}.
 
     With `batch` the rows are only added to it (write many prompts in one write_batch: much faster).
@@ -22,7 +23,8 @@ def add_prompt(store, messages, answers, rankings, *, dataset="exp", source="hum
     msgs = [{"role": "user", "content": messages}] if isinstance(messages, str) else messages
     pk = prompt_hash(msgs)
     b = Batch() if batch is None else batch
-    b.prompts.append({"key": pk, "messages": json.dumps(msgs, ensure_ascii=False)})
+    b.prompts.append({"key": pk, "messages": json.dumps(msgs, ensure_ascii=False),
+                      "assets": json.dumps(assets) if assets else None})
     for a in answers:
         b.generations.append({"prompt_key": pk, "gen_key": text_hash(a), "text": a, "model": "tiny", "kind": "model",
                               "params": json.dumps({"temperature": 0.7})})
@@ -106,6 +108,16 @@ def test_llamafactory_layouts_and_dataset_info(ranked, tmp_path):
                                       "rejected": "rejected", "system": "system", "history": "history"}}
     assert info["sg"]["formatting"] == "sharegpt" and info["sg"]["ranking"] is True
     assert info["sg"]["columns"]["messages"] == "conversations"
+
+
+def test_llamafactory_carries_image_paths(ranked, tmp_path):
+    add_prompt(ranked, "<image>¿Qué color es? 🎨", ["Rojo 🟥", "Azul"], {"ana": [1, 2]}, assets=["/data/img/red.png"])
+    export(ranked, "llamafactory", tmp_path / "vqa.jsonl", layout="sharegpt")
+    rows = lines(tmp_path / "vqa.jsonl")
+    assert [r["images"] for r in rows if r["chosen"]["value"] == "Rojo 🟥"] == [["/data/img/red.png"]]
+    assert all(r["images"] == [] for r in rows if r["chosen"]["value"] != "Rojo 🟥")
+    info = json.loads((tmp_path / "dataset_info.json").read_text(encoding="utf-8"))
+    assert info["vqa"]["columns"]["images"] == "images"
 
 
 def test_sft_best_ranked_reference_and_all_bad(store, tmp_path):
