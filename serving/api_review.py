@@ -3,6 +3,8 @@ adjudication."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field, StrictInt
 
@@ -24,7 +26,7 @@ class AdjudicationIn(BaseModel):
 
 
 @router.get("/stats")
-def stats(dataset: str | None = Query(None, max_length=256), source: str = Query("all", max_length=32),
+def stats(dataset: str | None = Query(None, max_length=256), source: Literal["all", "human", "arena"] = "all",
           store: Store = Depends(get_store), user: dict = Depends(require_role(*REVIEW))) -> dict:
     """Counts and agreement (tau-b between annotators and vs consensus, Kendall's W, Krippendorff's alpha)."""
     from db.agreement import dataset_stats

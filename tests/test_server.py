@@ -107,6 +107,30 @@ def test_bad_ranking_requests_get_4xx_json(env, payload, status, field):
     assert store.counts() == before
 
 
+@pytest.mark.parametrize("path", [
+    "/api/stats?source=weird", "/api/export?format=nope", "/api/export?format=trl&split=x",
+    "/api/export?format=trl&dataset=ghost", "/api/prompts/abc/rankings", "/api/sampling-jobs/999",
+    "/api/stats/activity?dataset=ghost",
+])
+def test_bad_queries_get_4xx_json(env, path):
+    c, store, prompts, h = env
+    r = c.get(path, headers=h["adm"])
+    assert 400 <= r.status_code < 500, r.text
+    assert r.json()["error"]["message"]
+
+
+def test_bad_uploads_get_400_naming_the_file(env):
+    c, store, prompts, h = env
+    before = store.counts()
+    r = c.post("/api/import", headers=h["adm"], data={"dataset": "z"},
+               files={"file": ("mine.jsonl", b"\xff\xfe not utf-8")})
+    assert r.status_code == 400 and r.json()["error"]["message"].startswith("mine.jsonl:1:")
+    r = c.post("/api/import", headers=h["adm"], data={"dataset": "z"}, files={"file": ("empty.jsonl", b"")})
+    assert r.status_code == 400 and "empty" in r.json()["error"]["message"]
+    assert c.post("/api/import", headers=h["adm"], data={"dataset": "z"}).json()["error"]["field"] == "file"
+    assert store.counts() == before
+
+
 def test_cannot_submit_someone_elses_assignment(env):
     c, store, prompts, h = env
     item = c.get("/api/queue/next", params={"dataset": "d"}, headers=h["ann"]).json()["item"]
