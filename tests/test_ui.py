@@ -19,15 +19,17 @@ TIMEOUT = 30
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    saved = {k: os.environ.get(k) for k in ("PREFLAB_URL", "PREFLAB_HOME")}
+    os.environ["PREFLAB_HOME"] = str(tmp_path_factory.mktemp("home"))  # engine registry, server state
     srv = start_server(tmp_path_factory.mktemp("ui") / "ui.duckdb", k=2)
-    old = os.environ.get("PREFLAB_URL")
     os.environ["PREFLAB_URL"] = srv.url
     yield srv
     srv.stop()
-    if old is None:
-        os.environ.pop("PREFLAB_URL", None)
-    else:
-        os.environ["PREFLAB_URL"] = old
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def login(name: str, password: str | None = None) -> AppTest:
@@ -319,3 +321,56 @@ def test_ui_command_starts_streamlit_headless_without_usage_stats(run_cli):
     assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("annotate/entry/app.py")
     assert "--server.headless=true" in cmd and "--browser.gatherUsageStats=false" in cmd
     assert "--server.port=8555" in cmd
+
+
+def test_admin_starts_a_sampling_job_and_sees_it_in_the_list(server):
+    from serving.engines.registry import save_engine
+
+    # an external endpoint nobody listens on: the job starts, then fails to reach it (and says so)
+    save_engine({"name": "ext", "backend": "external", "url": "http://127.0.0.1:9/v1", "models": ["tiny-chat"]})
+    at = login("adm")
+    at.switch_page("../pages/admin.py").run()
+    at.selectbox(key="sample_dataset").set_value(DATASET)
+    at.selectbox(key="sample_engine").set_value("ext")
+    at.selectbox(key="sample_model").set_value("tiny-chat")
+    at.number_input(key="sample_n").set_value(2)
+    at.number_input(key="sample_temperature").set_value(0.5)
+    at.button(key="sample_start").click().run()
+    assert not at.error, [e.value for e in at.error]
+    job = server.store.query("SELECT dataset, model, engine, CAST(params AS VARCHAR) AS params FROM sampling_jobs")
+    assert len(job) == 1 and job[0]["dataset"] == DATASET and job[0]["model"] == "tiny-chat"
+    assert '"n": 2' in job[0]["params"] and '"temperature": 0.5' in job[0]["params"]
+    assert any("tiny-chat" in m.value for m in at.markdown)  # the job list shows it
+
+
+def test_safe_markdown_escapes_html_outside_code_only():
+    from annotate.render import order_preview, safe_markdown
+
+    text = "Hi <script>x()</script> costs $5\n```html\n<b>$kept</b>\n```\nand `a<b` ok <img src=x onerror=y>"
+    out = safe_markdown(text)
+    assert "<script>" not in out and "&lt;script>" in out and "&lt;img" in out
+    assert "\\$5" in out  # not LaTeX
+    assert "```html\n<b>$kept</b>\n```" in out  # code blocks verbatim
+    assert "`a<b`" in out  # inline code verbatim
+    assert (
+        order_preview({"Answer 1": 2, "Answer 2": 1, "Answer 3": 2, "Answer 4": None})
+        == "Answer 2 > Answer 1 = Answer 3"
+    )
+
+
+def test_a_prompt_submitted_in_another_tab_gives_a_clear_way_on(server):
+    first, second = login("rev"), login("rev")  # two tabs of one person: the same live lease
+    for at in (first, second):
+        at.selectbox(key="rank_dataset").set_value(DATASET).run()
+    item = first.session_state["rank_queue"]["item"]
+    assert second.session_state["rank_queue"]["item"]["assignment_id"] == item["assignment_id"]
+    for at in (first, second):
+        for i in range(len(item["answers"])):
+            at.segmented_control(key=f"rank_{item['assignment_id']}_{i}").set_value(i + 1)
+        at.run()
+    first.button(key="rank_submit").click().run()
+    second.button(key="rank_submit").click().run()
+    assert any("no longer holds this prompt" in w.value for w in second.warning), [e.value for e in second.error]
+    second.button(key="rank_reload").click().run()
+    nxt = second.session_state["rank_queue"]["item"]
+    assert nxt is None or nxt["assignment_id"] != item["assignment_id"]
