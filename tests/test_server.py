@@ -83,7 +83,7 @@ def test_skip_and_flag_need_reasons(env):
     assert store.scalar("SELECT flag_reason FROM rankings WHERE id = ?", [r.json()["ranking_id"]]) == "harmful advice"
 
 
-@pytest.mark.parametrize("payload,status,field", [
+BAD_RANKINGS = [
     ('{"assignment_id": 1, "ranks": {', 400, "body"),  # malformed JSON
     ({"assignment_id": "one"}, 422, "assignment_id"),  # wrong type
     ({"assignment_id": 1, "ranks": {"5": "first"}}, 422, "ranks.5"),
@@ -92,31 +92,31 @@ def test_skip_and_flag_need_reasons(env):
     ({"assignment_id": 1, "comment": "x" * 10_001}, 422, "comment"),  # huge comment
     ({"assignment_id": 1, "time_on_task_ms": -5}, 422, "time_on_task_ms"),
     ([1, 2, 3], 422, None),
-])
-def test_bad_ranking_requests_get_4xx_json(env, payload, status, field):
-    c, store, prompts, h = env
-    c.get("/api/queue/next", params={"dataset": "d"}, headers=h["ann"])  # assignment 1 exists
-    before = store.counts()
-    if isinstance(payload, str):
-        r = c.post("/api/rankings", headers={**h["ann"], "Content-Type": "application/json"}, content=payload)
-    else:
-        r = c.post("/api/rankings", headers=h["ann"], json=payload)
-    assert r.status_code == status, r.text
-    err = r.json()["error"]
-    assert err["message"] and (field is None or err["field"] == field)
-    assert store.counts() == before
-
-
-@pytest.mark.parametrize("path", [
+]
+BAD_QUERIES = [
     "/api/stats?source=weird", "/api/export?format=nope", "/api/export?format=trl&split=x",
     "/api/export?format=trl&dataset=ghost", "/api/prompts/abc/rankings", "/api/sampling-jobs/999",
     "/api/stats/activity?dataset=ghost",
-])
-def test_bad_queries_get_4xx_json(env, path):
+]
+
+
+def test_bad_requests_get_4xx_json_and_change_nothing(env):
     c, store, prompts, h = env
-    r = c.get(path, headers=h["adm"])
-    assert 400 <= r.status_code < 500, r.text
-    assert r.json()["error"]["message"]
+    c.get("/api/queue/next", params={"dataset": "d"}, headers=h["ann"])  # assignment 1 exists
+    before = store.counts()
+    for payload, status, field in BAD_RANKINGS:
+        if isinstance(payload, str):
+            r = c.post("/api/rankings", headers={**h["ann"], "Content-Type": "application/json"}, content=payload)
+        else:
+            r = c.post("/api/rankings", headers=h["ann"], json=payload)
+        assert r.status_code == status, (payload, r.text)
+        err = r.json()["error"]
+        assert err["message"] and (field is None or err["field"] == field), (payload, err)
+    for path in BAD_QUERIES:
+        r = c.get(path, headers=h["adm"])
+        assert 400 <= r.status_code < 500, (path, r.text)
+        assert r.json()["error"]["message"]
+    assert store.counts() == before
 
 
 def test_bad_uploads_get_400_naming_the_file(env):
