@@ -3,7 +3,7 @@
     preflab ui --server http://127.0.0.1:8000      # runs `streamlit run annotate/entry/app.py`, which calls main()
 
 Navigation by role (st.navigation): annotator -> Rank (+ Arena); reviewer -> + Review; admin -> + Data,
-Admin (+ Training, Loop). Leaderboard, when the arena is installed, is open to everyone. Pages written by
+Admin (+ Training, Loop); Leaderboard, when the arena is installed, for everyone logged in. Pages written by
 other areas (pages/training.py, pages/arena.py, pages/leaderboard.py, pages/loop.py) join the menu when their
 file exists. The app talks only to the server (annotate.client); it never opens the database.
 
@@ -116,10 +116,9 @@ def main() -> None:
         st.session_state.pop(AUTH_KEY, None)
         st.session_state[FLASH_KEY] = "Your session has expired. Please log in again."
     user = current_user()
-    if user is None:
-        pages = [st.Page(_login, title="Log in", icon=":material/login:", url_path="login", default=True)]
-        board = _page("leaderboard.py", "Leaderboard", ":material/leaderboard:")
-        nav = st.navigation(pages + [board] if board else pages, position="sidebar" if board else "hidden")
+    if user is None:  # the arena leaderboard needs a login too (its API does), so: the login page only
+        login = st.Page(_login, title="Log in", icon=":material/login:", url_path="login", default=True)
+        nav = st.navigation([login], position="hidden")
     else:
         _sidebar(user)
         nav = st.navigation(_pages_for(user["role"]))

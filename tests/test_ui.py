@@ -374,3 +374,18 @@ def test_a_prompt_submitted_in_another_tab_gives_a_clear_way_on(server):
     second.button(key="rank_reload").click().run()
     nxt = second.session_state["rank_queue"]["item"]
     assert nxt is None or nxt["assignment_id"] != item["assignment_id"]
+
+
+@pytest.mark.parametrize("name", ["ann", "rev", "adm"])
+def test_every_page_in_the_navigation_renders(server, name):
+    """Each role's menu, including pages other areas add (arena, leaderboard, training, loop), opens cleanly."""
+    at = login(name)
+    pages = [Path(info["script_path"]) for info in at._registered_pages.values() if info.get("script_path")]
+    assert pages, at._registered_pages
+    allowed = {"ann": {"rank"}, "rev": {"rank", "review"}, "adm": {"rank", "review", "data", "admin"}}[name]
+    assert allowed <= {p.stem for p in pages}
+    if name != "adm":
+        assert not {"data", "admin", "training", "loop"} & {p.stem for p in pages}
+    for page in pages:
+        at.switch_page(f"../pages/{page.name}").run()
+        assert not at.exception, (page.name, at.exception)
