@@ -72,7 +72,6 @@ class LoopManager:
             if self.running():
                 raise ApiError(409, "a loop is already running: wait for it or cancel it first", field=None)
             loop_id = next(self._ids)
-            values.setdefault("name", f"loop{loop_id}")
             try:
                 cfg = LoopConfig(**values)
             except PrefLabError as e:

@@ -65,7 +65,8 @@ PRESETS: dict[str, dict] = {
 @dataclass(kw_only=True)
 class LoopConfig:
     base_model: str  # model folder (e.g. models/tiny)
-    name: str = "loop"  # datasets are <name>-r<round> and <name>-heldout; adapters <name>-r<round>-<method>
+    name: str | None = None  # datasets <name>-r<round>, <name>-heldout; adapters <name>-r<round>-<method>
+    # (default: loop-<UTC time>, so a second loop never finds the first one's prompts already ranked)
     method: str = "dpo"  # dpo | ppo (reward model, then PPO with it)
     rounds: int = 1
     parent_adapter: str | None = None  # adapter folder of the current policy (None: the base model)
@@ -155,8 +156,9 @@ class Loop:
         self.progress, self.cancel = progress, cancel or threading.Event()
         self.state = LoopState()
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-        self.out = Path(cfg.out_dir or paths.home() / "loops" / f"{cfg.name}-{stamp}").resolve()
-        self.engine_name = f"{cfg.name}-engine"
+        cfg.name = cfg.name or f"loop-{stamp}"
+        self.out = Path(cfg.out_dir or paths.home() / "loops" / cfg.name).resolve()
+        self.engine_name = f"{cfg.name}-base"  # the engine serves the base model under its own name
         self.engine: dict | None = None
 
     # ---- progress --------------------------------------------------------------------------------------
@@ -267,7 +269,7 @@ class Loop:
 
         self._stop_engine()  # two cores: training gets them all
         self._step("train", cfg.method)
-        child = f"{cfg.name}-r{r}-{cfg.method}"
+        child = _unique_model_name(self.store, f"{cfg.name}-r{r}-{cfg.method}")
         training = self._train(snap, parent_path, round_dir, child)
         result["training"] = training
 
@@ -358,6 +360,7 @@ class Loop:
             proc = subprocess.Popen([sys.executable, "-m", "alignment", stage, str(run_dir)], stdout=logf,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(_PROJECT_ROOT),
                                     env=env)
+            _mark_running(self.store, registered, proc.pid)
             while proc.poll() is None:
                 if self.cancel.is_set():
                     proc.terminate()
@@ -371,7 +374,8 @@ class Loop:
             raise PrefLabError(f"{stage} training failed (exit {proc.returncode}); log {run_dir / LOG}:\n"
                                f"{tail_log(run_dir, lines=20)}")
         adapter = result["adapter"]
-        _register_model(self.store, model_name, stage, adapter, values, registered)
+        _register_model(self.store, _unique_model_name(self.store, model_name), stage, adapter, values, registered,
+                        result.get("metrics"))
         return {"stage": stage, "run_id": registered, "run_dir": str(run_dir), "adapter": adapter,
                 "metrics": str(run_dir / METRICS), "final": result.get("metrics", {})}
 
@@ -470,6 +474,21 @@ def _register_run(store: Store, stage: str, run_dir: Path, values: dict) -> int 
                            created_by="preflab-loop")
 
 
+def _mark_running(store: Store, run_id: int | None, pid: int) -> None:
+    if run_id is not None:
+        from db import runs
+
+        runs.mark_running(store, run_id, pid)
+
+
+def _unique_model_name(store: Store, wanted: str) -> str:
+    try:
+        from db.models_registry import unique_name
+    except ImportError:
+        return wanted
+    return unique_name(store, wanted)
+
+
 def _finish_run(store: Store, run_id: int | None, result: dict) -> None:
     if run_id is None:
         return
@@ -479,7 +498,8 @@ def _finish_run(store: Store, run_id: int | None, result: dict) -> None:
                     error=result.get("error"))
 
 
-def _register_model(store: Store, name: str, stage: str, adapter: str, values: dict, run_id: int | None) -> None:
+def _register_model(store: Store, name: str, stage: str, adapter: str, values: dict, run_id: int | None,
+                    metrics: dict | None) -> None:
     """The adapter as a model (db.models_registry), with its lineage: parent, run, snapshot."""
     try:
         from db import models_registry
@@ -487,7 +507,7 @@ def _register_model(store: Store, name: str, stage: str, adapter: str, values: d
         return
     models_registry.register_model(store, name=name, kind="adapter", base=values.get("base"), path=adapter,
                                    stage=stage, parent=values.get("adapter"), run_id=run_id,
-                                   snapshot_id=values.get("snapshot_id"), created_by="preflab-loop")
+                                   snapshot_id=values.get("snapshot_id"), metrics=metrics, created_by="preflab-loop")
 
 
 def run_loop(store: Store, cfg: LoopConfig, *, progress: Callable[[LoopState], None] | None = None,

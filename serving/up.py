@@ -90,7 +90,8 @@ def prepare_demo(store: Store, cfg: UpConfig, echo: Callable[[str], None]) -> No
         from db.importers import import_file
 
         report = import_file(store, DEMO_DATA, fmt="oasst", dataset=DEMO_DATASET)
-        echo(f"imported {DEMO_DATA.name} into {DEMO_DATASET}: {getattr(report, 'counts', report)}")
+        added = report.added.as_dict() if hasattr(report, "added") else report
+        echo(f"imported {DEMO_DATA.name} into {DEMO_DATASET}: " + ", ".join(f"{v} {k}" for k, v in added.items()))
     for name, role, password in DEMO_USERS:
         if users.get_user(store, name) is None:
             users.add_user(store, name, role=role, password_hash=hash_password(password), created_by="preflab up")
@@ -101,7 +102,7 @@ def _start(cmd: list[str], log_path: Path, env: dict | None = None) -> subproces
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as logf:
         return subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, cwd=str(PROJECT_ROOT), start_new_session=True)
+                                env=env, start_new_session=True)
 
 
 def _wait_http(url: str, proc: subprocess.Popen, timeout: float, what: str, log_path: Path) -> None:
@@ -185,7 +186,8 @@ def run_up(cfg: UpConfig, echo: Callable[[str], None]) -> int:
                 started_engine = engine_name
         server_url = f"http://{cfg.host}:{cfg.port}"
         server_log = logs / "server.log"
-        server = _start([sys.executable, "-c", "from db.cli import main; main()", "--db", cfg.db_path, "server",
+        db_path = str(Path(cfg.db_path).resolve())
+        server = _start([sys.executable, "-c", "from db.cli import main; main()", "--db", db_path, "server",
                          "--host", cfg.host, "--port", str(cfg.port)], server_log)
         procs.append(("server", server))
         _wait_http(f"{server_url}/api/health", server, 60, "the server", server_log)
