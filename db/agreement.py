@@ -40,7 +40,7 @@ def midranks(values: Sequence[float]) -> np.ndarray:
         j = i
         while j + 1 < len(v) and sv[j + 1] == sv[i]:
             j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
         i = j + 1
     return ranks
 
@@ -216,8 +216,12 @@ def agreement_stats(store, dataset_id: int | None = None, *, source: str = "all"
         others[a].extend(valid)
         others[b].extend(valid)
     per_annotator = [
-        {"annotator": name, "prompts_with_overlap": sum(not math.isnan(t) for t in taus),
-         "tau_b_vs_consensus": _nanmean(taus), "tau_b_vs_others": _nanmean(others.get(name, []))}
+        {
+            "annotator": name,
+            "prompts_with_overlap": sum(not math.isnan(t) for t in taus),
+            "tau_b_vs_consensus": _nanmean(taus),
+            "tau_b_vs_others": _nanmean(others.get(name, [])),
+        }
         for name, taus in sorted(vs_consensus.items())
     ]
     valid_ws = [w for w in ws if not math.isnan(w)]
@@ -256,42 +260,60 @@ def dataset_stats(store, dataset: str | None = None, *, source: str = "all") -> 
         n_prompts = q(f"SELECT count(*) FROM prompts {scope}", sp)[0]  # noqa: S608
         gens, refs = q(
             f"SELECT count(*), count(*) FILTER (WHERE kind = 'reference') FROM generations "  # noqa: S608
-            f"WHERE prompt_id IN ({prompts})", sp)
-        status = dict(store.con.execute(
-            f"SELECT status, count(*) FROM rankings WHERE prompt_id IN ({prompts}) GROUP BY status",  # noqa: S608
-            sp).fetchall())
+            f"WHERE prompt_id IN ({prompts})",
+            sp,
+        )
+        status = dict(
+            store.con.execute(
+                f"SELECT status, count(*) FROM rankings WHERE prompt_id IN ({prompts}) GROUP BY status",  # noqa: S608
+                sp,
+            ).fetchall()
+        )
         people = store.con.execute(
             f"""SELECT u.name, count(*) FILTER (WHERE r.status = 'submitted'), avg(r.time_on_task_ms)
                 FROM rankings r JOIN users u ON u.id = r.user_id WHERE r.prompt_id IN ({prompts})
-                GROUP BY u.name ORDER BY u.name""", sp).fetchall()  # noqa: S608
+                GROUP BY u.name ORDER BY u.name""",
+            sp,
+        ).fetchall()  # noqa: S608
         pairs, ties = q(
             f"SELECT count(*) FILTER (WHERE NOT is_tie), count(*) FILTER (WHERE is_tie) FROM pairs "  # noqa: S608
-            f"WHERE prompt_id IN ({prompts})", sp)
+            f"WHERE prompt_id IN ({prompts})",
+            sp,
+        )
         examples = q(f"SELECT count(*) FROM examples {scope}", sp)[0]  # noqa: S608
         csql, cparams = consensus_pairs_sql(dataset_id=dataset_id, source=source)
         n_cons, mean_agree = q(
-            "SELECT count(*), avg(agreement) FILTER (WHERE votes_chosen + votes_rejected >= 2) "
-            f"FROM ({csql})", cparams)  # noqa: S608
+            f"SELECT count(*), avg(agreement) FILTER (WHERE votes_chosen + votes_rejected >= 2) FROM ({csql})", cparams
+        )  # noqa: S608
     agreement = agreement_stats(store, dataset_id, source=source)
     agreement["pair_agreement"] = mean_agree
     overlap = {a["annotator"]: a for a in agreement["per_annotator"]}
     agreement["per_annotator"] = [
-        {"annotator": name, "rankings": n,
-         "prompts_with_overlap": overlap.get(name, {}).get("prompts_with_overlap", 0),
-         "tau_b_vs_consensus": overlap.get(name, {}).get("tau_b_vs_consensus"),
-         "tau_b_vs_others": overlap.get(name, {}).get("tau_b_vs_others"),
-         "time_on_task_ms": None if t is None else float(t)}
+        {
+            "annotator": name,
+            "rankings": n,
+            "prompts_with_overlap": overlap.get(name, {}).get("prompts_with_overlap", 0),
+            "tau_b_vs_consensus": overlap.get(name, {}).get("tau_b_vs_consensus"),
+            "tau_b_vs_others": overlap.get(name, {}).get("tau_b_vs_others"),
+            "time_on_task_ms": None if t is None else float(t),
+        }
         for name, n, t in people
     ]
     return {
         "dataset": dataset,
         "source": source,
         "counts": {
-            "prompts": n_prompts, "generations": gens, "reference_answers": refs,
+            "prompts": n_prompts,
+            "generations": gens,
+            "reference_answers": refs,
             "rankings": sum(status.values()),
             **{s: status.get(s, 0) for s in ("submitted", "skipped", "flagged")},
-            "pairs": pairs, "ties": ties, "annotators": len(people), "examples": examples,
-            "consensus_pairs": n_cons, "prompts_with_overlap": agreement["prompts_with_overlap"],
+            "pairs": pairs,
+            "ties": ties,
+            "annotators": len(people),
+            "examples": examples,
+            "consensus_pairs": n_cons,
+            "prompts_with_overlap": agreement["prompts_with_overlap"],
         },
         "agreement": agreement,
     }

@@ -101,8 +101,10 @@ def consensus_pairs_sql(
                        list(DISTINCT source ORDER BY source) AS sources,
                        min(created_at) AS first_ranked_at, max(created_at) AS last_ranked_at"""
         many_out = ", a.ranking_ids, a.annotators, a.sources, a.first_ranked_at, a.last_ranked_at"
-        one_out = (", [v.ranking_id] AS ranking_ids, [v.annotator] AS annotators, [v.source] AS sources, "
-                   "v.created_at AS first_ranked_at, v.created_at AS last_ranked_at")
+        one_out = (
+            ", [v.ranking_id] AS ranking_ids, [v.annotator] AS annotators, [v.source] AS sources, "
+            "v.created_at AS first_ranked_at, v.created_at AS last_ranked_at"
+        )
     sql = f"""WITH v AS ({votes}),
               multi AS (SELECT r.prompt_id FROM rankings r WHERE {voters} GROUP BY r.prompt_id HAVING count(*) > 1),
               a AS (SELECT prompt_id, lo, hi,
@@ -184,7 +186,7 @@ def votes_from_rankings(rankings: Mapping[int, Mapping[int, int]]) -> dict[tuple
     for ranks in rankings.values():
         gens = sorted(ranks)
         for i, a in enumerate(gens):
-            for b in gens[i + 1:]:
+            for b in gens[i + 1 :]:
                 ra, rb = ranks[a], ranks[b]
                 tally[(a, b)][0 if ra < rb else 1 if rb < ra else 2] += 1
     return {k: tuple(v) for k, v in tally.items()}
@@ -206,7 +208,7 @@ def prompt_rankings(store, prompt_id: int, *, source: str = "all") -> dict[int, 
     rows = store.query(
         f"""SELECT r.id AS ranking_id, r.source, i.generation_id, i.rank
             FROM rankings r JOIN ranking_items i ON i.ranking_id = r.id
-            WHERE {' AND '.join(where)} ORDER BY r.id, i.generation_id""",  # noqa: S608
+            WHERE {" AND ".join(where)} ORDER BY r.id, i.generation_id""",  # noqa: S608
         params,
     )
     if any(r["source"] == "adjudication" for r in rows):
@@ -232,5 +234,7 @@ def consensus_order(store, prompt_id: int, *, source: str = "all") -> list[dict]
             w, l_ = (a, b) if va > vb else (b, a)
             wins[w] += 1
             losses[l_] += 1
-    return [{"generation_id": g, "rank": r, "wins": wins[g], "losses": losses[g]}
-            for g, r in sorted(ranks.items(), key=lambda kv: (kv[1], kv[0]))]
+    return [
+        {"generation_id": g, "rank": r, "wins": wins[g], "losses": losses[g]}
+        for g, r in sorted(ranks.items(), key=lambda kv: (kv[1], kv[0]))
+    ]

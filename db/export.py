@@ -75,8 +75,7 @@ class ExportConfig:
 
     def __post_init__(self):
         if self.format not in FORMATS:
-            raise InputError(f"unknown export format '{self.format}': use one of {', '.join(FORMATS)}",
-                             field="format")
+            raise InputError(f"unknown export format '{self.format}': use one of {', '.join(FORMATS)}", field="format")
         self.test_fraction = parse_split(self.split)
         try:
             self.seed, self.min_annotators = int(self.seed), int(self.min_annotators)
@@ -87,8 +86,12 @@ class ExportConfig:
             raise InputError("min_annotators must be 1 or more", field="min_annotators")
         if not 0.0 <= self.min_agreement <= 1.0:
             raise InputError("min_agreement is a share: use a number from 0 to 1, e.g. 0.66", field="min_agreement")
-        for name, allowed in (("ties", ("drop", "keep")), ("source", tuple(SOURCES)),
-                              ("layout", ("alpaca", "sharegpt")), ("sft_prefer", ("ranked", "reference"))):
+        for name, allowed in (
+            ("ties", ("drop", "keep")),
+            ("source", tuple(SOURCES)),
+            ("layout", ("alpaca", "sharegpt")),
+            ("sft_prefer", ("ranked", "reference")),
+        ):
             if getattr(self, name) not in allowed:
                 raise InputError(f"'{getattr(self, name)}' is not one of {', '.join(allowed)}", field=name)
 
@@ -111,8 +114,13 @@ class ExportResult:
         return self.paths.get("all")
 
     def as_dict(self) -> dict:
-        return {"snapshot_id": self.snapshot_id, "counts": self.counts, "path": str(self.path) if self.path else None,
-                "paths": {k: str(v) for k, v in self.paths.items()}, "snapshot_path": str(self.snapshot_path)}
+        return {
+            "snapshot_id": self.snapshot_id,
+            "counts": self.counts,
+            "path": str(self.path) if self.path else None,
+            "paths": {k: str(v) for k, v in self.paths.items()},
+            "snapshot_path": str(self.snapshot_path),
+        }
 
 
 def parse_split(split: str | float | None) -> float:
@@ -126,8 +134,9 @@ def parse_split(split: str | float | None) -> float:
     except ValueError:
         fraction = -1.0
     if name not in ("", "test") or not 0.0 < fraction < 1.0:
-        raise InputError(f"cannot read split '{text}': write test=FRACTION with 0 < FRACTION < 1, e.g. test=0.1",
-                         field="split")
+        raise InputError(
+            f"cannot read split '{text}': write test=FRACTION with 0 < FRACTION < 1, e.g. test=0.1", field="split"
+        )
     return fraction
 
 
@@ -144,23 +153,45 @@ def split_paths(out: Path, fmt: str, splits: list[str]) -> dict[str, Path]:
     return {s: out.with_name(f"{stem}_{s}{ext}") for s in splits}
 
 
-def export(store, fmt: str | None = None, out: str | Path | None = None, *, format: str | None = None,  # noqa: A002
-           dataset: str | None = None, split: str | float | None = None, seed: int = 0, min_annotators: int = 1,
-           min_agreement: float = 0.0, ties: str = "drop", source: str = "all", layout: str = "alpaca",
-           sft_prefer: str = "ranked") -> ExportResult:
+def export(
+    store,
+    fmt: str | None = None,
+    out: str | Path | None = None,
+    *,
+    format: str | None = None,  # noqa: A002
+    dataset: str | None = None,
+    split: str | float | None = None,
+    seed: int = 0,
+    min_annotators: int = 1,
+    min_agreement: float = 0.0,
+    ties: str = "drop",
+    source: str = "all",
+    layout: str = "alpaca",
+    sft_prefer: str = "ranked",
+) -> ExportResult:
     """Export `fmt` (alias `format`) to `out`; see the module docstring. Returns an ExportResult."""
     if out is None:
         raise InputError("an export needs an output path", field="out")
-    cfg = ExportConfig(format=fmt or format or "", dataset=dataset, split=split, seed=seed,
-                       min_annotators=min_annotators, min_agreement=min_agreement, ties=ties, source=source,
-                       layout=layout, sft_prefer=sft_prefer)
+    cfg = ExportConfig(
+        format=fmt or format or "",
+        dataset=dataset,
+        split=split,
+        seed=seed,
+        min_annotators=min_annotators,
+        min_agreement=min_agreement,
+        ties=ties,
+        source=source,
+        layout=layout,
+        sft_prefer=sft_prefer,
+    )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     splits = ["train", "test"] if cfg.test_fraction > 0 else ["all"]
     paths = split_paths(out, cfg.format, splits)
-    if cfg.format == "classification" and not any(str(p).endswith((".csv", ".csv.gz", ".jsonl", ".jsonl.gz",
-                                                                      ".json", ".json.gz", ".parquet"))
-                                                   for p in paths.values()):
+    if cfg.format == "classification" and not any(
+        str(p).endswith((".csv", ".csv.gz", ".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet"))
+        for p in paths.values()
+    ):
         raise InputError("classification exports end in .csv, .jsonl or .parquet", field="out")
     temps = {s: p.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{p.name}") for s, p in paths.items()}
     digests: dict[Path, str] = {}  # files hashed while they were written (chunked JSON Lines)
@@ -177,9 +208,16 @@ def export(store, fmt: str | None = None, out: str | Path | None = None, *, form
     file_digests = {s: digests.get(temps[s]) or file_digest(paths[s]) for s in splits}
     snapshot_id = snapshot_hash(file_digests)
     snapshot_path = (paths.get("all") or out).with_name((paths.get("all") or out).name + ".snapshot.json")
-    meta = {"id": snapshot_id, "snapshot_id": snapshot_id, "format": cfg.format, "filters": cfg.filters(),
-            "counts": counts, "files": {s: paths[s].name for s in splits}, "sha256": file_digests,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    meta = {
+        "id": snapshot_id,
+        "snapshot_id": snapshot_id,
+        "format": cfg.format,
+        "filters": cfg.filters(),
+        "counts": counts,
+        "files": {s: paths[s].name for s in splits},
+        "sha256": file_digests,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     snapshot_path.write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     log.info("exported %s: %s, snapshot %s", cfg.format, counts, snapshot_id)
     return ExportResult(snapshot_id=snapshot_id, counts=counts, paths=paths, snapshot_path=snapshot_path)
@@ -253,21 +291,28 @@ def _pair_select(cfg: ExportConfig, *, images: bool = False) -> str:
     if cfg.format == "trl":
         cols = f"p.text AS prompt, gc.text AS chosen, gr.text AS rejected{tie}"
     elif cfg.format == "trl-messages":
-        cols = (f"p.msgs AS prompt, [{{'role': 'assistant', 'content': gc.text}}] AS chosen, "
-                f"[{{'role': 'assistant', 'content': gr.text}}] AS rejected{tie}")
+        cols = (
+            f"p.msgs AS prompt, [{{'role': 'assistant', 'content': gc.text}}] AS chosen, "
+            f"[{{'role': 'assistant', 'content': gr.text}}] AS rejected{tie}"
+        )
     elif cfg.format == "llamafactory" and cfg.layout == "alpaca":
         # instruction = the last user turn; earlier turns become [user, assistant] history pairs
-        cols = ("p.turns[-1].content AS instruction, '' AS input, gc.text AS chosen, gr.text AS rejected, "
-                "p.system, list_transform(range(1, len(p.turns), 2), "
-                "lambda i: [p.turns[i].content, p.turns[i + 1].content]) AS history" + tie)
+        cols = (
+            "p.turns[-1].content AS instruction, '' AS input, gc.text AS chosen, gr.text AS rejected, "
+            "p.system, list_transform(range(1, len(p.turns), 2), "
+            "lambda i: [p.turns[i].content, p.turns[i + 1].content]) AS history" + tie
+        )
     elif cfg.format == "llamafactory":
-        cols = ("list_transform(p.turns, lambda m: {'from': CASE m.role WHEN 'user' THEN 'human' "
-                "WHEN 'assistant' THEN 'gpt' ELSE m.role END, 'value': m.content}) AS conversations, "
-                "{'from': 'gpt', 'value': gc.text} AS chosen, {'from': 'gpt', 'value': gr.text} AS rejected, "
-                "p.system" + tie)
+        cols = (
+            "list_transform(p.turns, lambda m: {'from': CASE m.role WHEN 'user' THEN 'human' "
+            "WHEN 'assistant' THEN 'gpt' ELSE m.role END, 'value': m.content}) AS conversations, "
+            "{'from': 'gpt', 'value': gc.text} AS chosen, {'from': 'gpt', 'value': gr.text} AS rejected, "
+            "p.system" + tie
+        )
     else:  # parquet: every provenance column
         gen_cols = ", ".join(
-            f"g{x}.{col} AS {side}_{col}" for x, side in (("c", "chosen"), ("r", "rejected"))
+            f"g{x}.{col} AS {side}_{col}"
+            for x, side in (("c", "chosen"), ("r", "rejected"))
             for col in ("kind", "model", "adapter", "engine", "seed", "created_at", "created_by")
         )
         cols = f"""c.prompt_id, p.dataset, p.content_hash AS prompt_hash, p.msgs AS prompt, p.text AS prompt_text,
@@ -278,8 +323,10 @@ def _pair_select(cfg: ExportConfig, *, images: bool = False) -> str:
                    c.ranking_ids, c.annotators, c.sources, c.first_ranked_at, c.last_ranked_at, p.split"""
     turns = ""
     if cfg.format == "llamafactory":
-        turns = (", list_filter(msgs, lambda m: m.role <> 'system') AS turns, "
-                 "coalesce(list_filter(msgs, lambda m: m.role = 'system')[1].content, '') AS system")
+        turns = (
+            ", list_filter(msgs, lambda m: m.role <> 'system') AS turns, "
+            "coalesce(list_filter(msgs, lambda m: m.role = 'system')[1].content, '') AS system"
+        )
     # The prompt-id range (params 2 and 3) is repeated on every table so each chunk's joins and sort stay small.
     return f"""SELECT {cols}
                FROM x_pairs c JOIN (SELECT *{turns} FROM x_prompts) p ON p.id = c.prompt_id
@@ -328,15 +375,23 @@ def _write(store, cfg: ExportConfig, temps: dict[str, Path], digests: dict[Path,
         if cfg.format in PAIR_FORMATS:
             _pairs_table(con, cfg, dataset_id, keep_ties=cfg.ties == "keep", provenance=cfg.format == "parquet")
             _prompts_table(con, cfg, dataset_id, "SELECT DISTINCT prompt_id FROM x_pairs")
-            images = cfg.format == "llamafactory" and con.execute(
-                "SELECT count(*) FROM x_prompts WHERE assets IS NOT NULL").fetchall()[0][0] > 0
+            images = (
+                cfg.format == "llamafactory"
+                and con.execute("SELECT count(*) FROM x_prompts WHERE assets IS NOT NULL").fetchall()[0][0] > 0
+            )
             select = _pair_select(cfg, images=images)
             rows = {s: _copy_pairs(con, select, side, temps[s], cfg.format, digests) for s, side in sides.items()}
             stats = con.execute(
                 "SELECT count(DISTINCT c.prompt_id), count(*) FILTER (WHERE c.is_tie) "
-                "FROM x_pairs c JOIN x_prompts p ON p.id = c.prompt_id").fetchall()[0]
-            return {"pairs": sum(rows.values()), **_by_split(rows), "prompts": stats[0], "ties": stats[1],
-                    **({"images": True} if images else {})}
+                "FROM x_pairs c JOIN x_prompts p ON p.id = c.prompt_id"
+            ).fetchall()[0]
+            return {
+                "pairs": sum(rows.values()),
+                **_by_split(rows),
+                "prompts": stats[0],
+                "ties": stats[1],
+                **({"images": True} if images else {}),
+            }
         if cfg.format == "sft":
             _pairs_table(con, cfg, dataset_id, keep_ties=True, provenance=False)
             _sft_table(con, cfg, dataset_id)
@@ -347,8 +402,13 @@ def _write(store, cfg: ExportConfig, temps: dict[str, Path], digests: dict[Path,
                         WHERE p.split = ? ORDER BY s.prompt_id"""
             rows = {s: _copy(con, select, [side], temps[s], cfg.format) for s, side in sides.items()}
             origin = dict(con.execute("SELECT origin, count(*) FROM x_sft GROUP BY origin").fetchall())
-            return {"examples": sum(rows.values()), **_by_split(rows), "prompts": sum(rows.values()),
-                    "ranked": origin.get("ranked", 0), "reference": origin.get("reference", 0)}
+            return {
+                "examples": sum(rows.values()),
+                **_by_split(rows),
+                "prompts": sum(rows.values()),
+                "ranked": origin.get("ranked", 0),
+                "reference": origin.get("reference", 0),
+            }
         # classification: the labelled examples as they came, split by their content hash
         threshold = int(round(cfg.test_fraction * SPLIT_BUCKETS))
         select = f"""SELECT text, label FROM examples
@@ -356,8 +416,10 @@ def _write(store, cfg: ExportConfig, temps: dict[str, Path], digests: dict[Path,
                        AND (CASE WHEN md5_number_lower(content_hash || ':' || CAST(? AS VARCHAR)) % {SPLIT_BUCKETS}
                                  < ? THEN 'test' ELSE 'train' END) = ?
                      ORDER BY id"""  # noqa: S608
-        rows = {s: _copy(con, select, [dataset_id, dataset_id, cfg.seed, threshold, side], temps[s], cfg.format)
-                for s, side in sides.items()}
+        rows = {
+            s: _copy(con, select, [dataset_id, dataset_id, cfg.seed, threshold, side], temps[s], cfg.format)
+            for s, side in sides.items()
+        }
         return {"examples": sum(rows.values()), **_by_split(rows)}
     finally:
         for table in ("x_pairs", "x_prompts", "x_sft"):
@@ -418,12 +480,23 @@ def _write_dataset_info(cfg: ExportConfig, paths: dict[str, Path], *, images: bo
         except json.JSONDecodeError as e:
             raise InputError(f"{info_path} is not valid JSON ({e.msg}); fix or remove it") from None
     if cfg.layout == "alpaca":
-        entry = {"ranking": True, "columns": {"prompt": "instruction", "query": "input", "chosen": "chosen",
-                                              "rejected": "rejected", "system": "system", "history": "history"}}
+        entry = {
+            "ranking": True,
+            "columns": {
+                "prompt": "instruction",
+                "query": "input",
+                "chosen": "chosen",
+                "rejected": "rejected",
+                "system": "system",
+                "history": "history",
+            },
+        }
     else:
-        entry = {"formatting": "sharegpt", "ranking": True,
-                 "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected",
-                             "system": "system"}}
+        entry = {
+            "formatting": "sharegpt",
+            "ranking": True,
+            "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected", "system": "system"},
+        }
     if images:
         entry["columns"]["images"] = "images"
     for path in paths.values():

@@ -37,32 +37,78 @@ def register(cli: click.Group) -> None:
 
     @cli.command("export")
     @click.option("--format", "fmt", required=True, type=click.Choice(FORMATS), help="Export format.")
-    @click.option("--out", required=True, type=click.Path(dir_okay=False),
-                  help="Output file (with --split: OUT_train.EXT and OUT_test.EXT).")
+    @click.option(
+        "--out",
+        required=True,
+        type=click.Path(dir_okay=False),
+        help="Output file (with --split: OUT_train.EXT and OUT_test.EXT).",
+    )
     @click.option("--dataset", default=None, help="Only this dataset (default: all).")
     @click.option("--split", default=None, help="Hold out prompts for testing, e.g. test=0.1 (by prompt).")
     @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the split.")
-    @click.option("--min-annotators", default=1, show_default=True, type=click.IntRange(min=1),
-                  help="Keep pairs with at least N votes.")
-    @click.option("--min-agreement", default=0.0, show_default=True, type=click.FloatRange(0, 1),
-                  help="Keep pairs whose majority has at least this share of the non-tie votes.")
-    @click.option("--ties", default="drop", show_default=True, type=click.Choice(["drop", "keep"]),
-                  help="keep: export consensus ties too, marked is_tie.")
-    @click.option("--source", default="all", show_default=True, type=click.Choice(list(SOURCES)),
-                  help="Which rankings vote: human (people, imports), arena (arena votes) or all.")
-    @click.option("--layout", default="alpaca", show_default=True, type=click.Choice(["alpaca", "sharegpt"]),
-                  help="llamafactory only: the data layout.")
-    @click.option("--sft-prefer", default="ranked", show_default=True, type=click.Choice(["ranked", "reference"]),
-                  help="sft only: the best-ranked answer or the reference answer first (the other as fallback).")
+    @click.option(
+        "--min-annotators",
+        default=1,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="Keep pairs with at least N votes.",
+    )
+    @click.option(
+        "--min-agreement",
+        default=0.0,
+        show_default=True,
+        type=click.FloatRange(0, 1),
+        help="Keep pairs whose majority has at least this share of the non-tie votes.",
+    )
+    @click.option(
+        "--ties",
+        default="drop",
+        show_default=True,
+        type=click.Choice(["drop", "keep"]),
+        help="keep: export consensus ties too, marked is_tie.",
+    )
+    @click.option(
+        "--source",
+        default="all",
+        show_default=True,
+        type=click.Choice(list(SOURCES)),
+        help="Which rankings vote: human (people, imports), arena (arena votes) or all.",
+    )
+    @click.option(
+        "--layout",
+        default="alpaca",
+        show_default=True,
+        type=click.Choice(["alpaca", "sharegpt"]),
+        help="llamafactory only: the data layout.",
+    )
+    @click.option(
+        "--sft-prefer",
+        default="ranked",
+        show_default=True,
+        type=click.Choice(["ranked", "reference"]),
+        help="sft only: the best-ranked answer or the reference answer first (the other as fallback).",
+    )
     @click.pass_context
-    def export_cmd(ctx, fmt, out, dataset, split, seed, min_annotators, min_agreement, ties, source, layout,
-                   sft_prefer):
+    def export_cmd(
+        ctx, fmt, out, dataset, split, seed, min_annotators, min_agreement, ties, source, layout, sft_prefer
+    ):
         """Export pairs, SFT data or examples as training files and print the snapshot id."""
         from db.export import export
 
-        result = export(open_store(ctx), fmt, out, dataset=dataset, split=split, seed=seed,
-                        min_annotators=min_annotators, min_agreement=min_agreement, ties=ties, source=source,
-                        layout=layout, sft_prefer=sft_prefer)
+        result = export(
+            open_store(ctx),
+            fmt,
+            out,
+            dataset=dataset,
+            split=split,
+            seed=seed,
+            min_annotators=min_annotators,
+            min_agreement=min_agreement,
+            ties=ties,
+            source=source,
+            layout=layout,
+            sft_prefer=sft_prefer,
+        )
         counts = ", ".join(f"{k} {_fmt(v)}" for k, v in result.counts.items())
         click.echo(f"exported {fmt}: {counts}")
         for role, path in result.paths.items():
@@ -73,8 +119,13 @@ def register(cli: click.Group) -> None:
 
     @cli.command("stats")
     @click.option("--dataset", default=None, help="Only this dataset (default: all).")
-    @click.option("--source", default="all", show_default=True, type=click.Choice(list(SOURCES)),
-                  help="Which rankings count for consensus and agreement.")
+    @click.option(
+        "--source",
+        default="all",
+        show_default=True,
+        type=click.Choice(list(SOURCES)),
+        help="Which rankings count for consensus and agreement.",
+    )
     @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
     @click.pass_context
     def stats_cmd(ctx, dataset, source, as_json):
@@ -87,22 +138,40 @@ def register(cli: click.Group) -> None:
             return
         c, a = stats["counts"], stats["agreement"]
         click.echo(f"dataset: {dataset or 'all'}   source: {source}\n")
-        rows = [["prompts", c["prompts"]], ["answers", c["generations"]],
-                ["  reference answers", c["reference_answers"]], ["rankings", c["rankings"]],
-                *[[f"  {s}", c[s]] for s in ("submitted", "skipped", "flagged")],
-                ["pairs (non-tie)", c["pairs"]], ["ties", c["ties"]], ["consensus pairs", c["consensus_pairs"]],
-                ["annotators", c["annotators"]], ["prompts ranked 2+ times", c["prompts_with_overlap"]],
-                ["labelled examples", c["examples"]]]
+        rows = [
+            ["prompts", c["prompts"]],
+            ["answers", c["generations"]],
+            ["  reference answers", c["reference_answers"]],
+            ["rankings", c["rankings"]],
+            *[[f"  {s}", c[s]] for s in ("submitted", "skipped", "flagged")],
+            ["pairs (non-tie)", c["pairs"]],
+            ["ties", c["ties"]],
+            ["consensus pairs", c["consensus_pairs"]],
+            ["annotators", c["annotators"]],
+            ["prompts ranked 2+ times", c["prompts_with_overlap"]],
+            ["labelled examples", c["examples"]],
+        ]
         click.echo(_table(rows, ["count", "value"]) + "\n")
-        rows = [["Kendall tau-b, mean over pairs of rankings", a["kendall_tau"]],
-                ["Kendall W, mean over prompts", a["kendall_w"]],
-                ["Krippendorff alpha (ordinal)", a["krippendorff_alpha"]],
-                ["pair agreement with the majority", a["pair_agreement"]]]
+        rows = [
+            ["Kendall tau-b, mean over pairs of rankings", a["kendall_tau"]],
+            ["Kendall W, mean over prompts", a["kendall_w"]],
+            ["Krippendorff alpha (ordinal)", a["krippendorff_alpha"]],
+            ["pair agreement with the majority", a["pair_agreement"]],
+        ]
         click.echo(_table(rows, ["agreement", "value"]))
         if a["per_annotator"]:
-            rows = [[p["annotator"], p["rankings"], p["prompts_with_overlap"], p["tau_b_vs_consensus"],
-                     p["tau_b_vs_others"]] for p in a["per_annotator"]]
-            click.echo("\n" + _table(rows, ["annotator", "rankings", "overlap", "tau-b vs consensus",
-                                             "tau-b vs others"]))
+            rows = [
+                [
+                    p["annotator"],
+                    p["rankings"],
+                    p["prompts_with_overlap"],
+                    p["tau_b_vs_consensus"],
+                    p["tau_b_vs_others"],
+                ]
+                for p in a["per_annotator"]
+            ]
+            click.echo(
+                "\n" + _table(rows, ["annotator", "rankings", "overlap", "tau-b vs consensus", "tau-b vs others"])
+            )
         if a["prompts_with_overlap"] == 0:
             click.echo("\n(agreement needs prompts ranked by two or more annotators)")

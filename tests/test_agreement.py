@@ -83,7 +83,10 @@ def test_ranked_pairs_breaks_the_weakest_majority_of_a_cycle():
     assert ranked_pairs([1, 2, 3], {(1, 2): (1, 0, 0), (2, 3): (0, 1, 0), (1, 3): (0, 0, 1)}) == {1: 1, 3: 1, 2: 2}
     # three annotators, one disagrees: the majority order wins
     assert consensus_ranks({1: {10: 1, 11: 2, 12: 3}, 2: {10: 1, 11: 2, 12: 3}, 3: {10: 3, 11: 2, 12: 1}}) == {
-        10: 1, 11: 2, 12: 3}
+        10: 1,
+        11: 2,
+        12: 3,
+    }
 
 
 # ---- over the database -------------------------------------------------------------------------
@@ -91,7 +94,8 @@ def test_ranked_pairs_breaks_the_weakest_majority_of_a_cycle():
 
 def test_identical_rankings_agree_perfectly(store):
     for i in range(3):
-        add_prompt(store, f"¿Pregunta {i}? 東京 🗼", ["a", "b", "c", "d"], {w: [1, 2, 3, 4] for w in ("ana", "bo", "chen")})
+        same = {w: [1, 2, 3, 4] for w in ("ana", "bo", "chen")}
+        add_prompt(store, f"¿Pregunta {i}? 東京 🗼", ["a", "b", "c", "d"], same)
     a = dataset_stats(store, "agree")["agreement"]
     assert a["prompts_with_overlap"] == 3
     assert a["kendall_tau"] == pytest.approx(1.0)
@@ -113,14 +117,14 @@ def test_sql_alpha_matches_the_reference_implementation(store):
     # units are answers, coders are rankings, values are mid-ranks within the ranking
     add_prompt(store, "p1", ["a", "b", "c"], {"ana": [1, 2, 3], "bo": [1, 3, 2], "chen": [2, 1, 3]})
     add_prompt(store, "p2", ["x", "y"], {"ana": [1, 1], "bo": [1, 2]})
-    expected = krippendorff_alpha(
-        [[1, 2, 3, 1.5, 1.5], [1, 3, 2, 1, 2], [2, 1, 3, nan, nan]], "ordinal")
+    expected = krippendorff_alpha([[1, 2, 3, 1.5, 1.5], [1, 3, 2, 1, 2], [2, 1, 3, nan, nan]], "ordinal")
     assert dataset_alpha(store, store.dataset_id("agree")) == pytest.approx(expected)
 
 
 def test_one_annotator_disagreeing_with_two(store):
-    pid = add_prompt(store, "¿Cuál es mejor? 😀", ["uno", "dos", "tres"],
-                     {"ana": [1, 2, 3], "bo": [1, 2, 3], "chen": [3, 2, 1]})
+    pid = add_prompt(
+        store, "¿Cuál es mejor? 😀", ["uno", "dos", "tres"], {"ana": [1, 2, 3], "bo": [1, 2, 3], "chen": [3, 2, 1]}
+    )
     order = consensus_order(store, pid)
     texts = {r["id"]: r["text"] for r in store.query("SELECT id, text FROM generations")}
     assert [texts[o["generation_id"]] for o in order] == ["uno", "dos", "tres"]

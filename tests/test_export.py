@@ -14,8 +14,9 @@ Q = "¿Qué es 東京? 🗼"
 ANSWERS = ["Es la capital de Japón 🇯🇵", "东京是日本的首都。", "No sé 🤷"]
 
 
-def add_prompt(store, messages, answers, rankings, *, dataset="exp", source="human", refs=(), all_bad=(), batch=None,
-               assets=None):
+def add_prompt(
+    store, messages, answers, rankings, *, dataset="exp", source="human", refs=(), all_bad=(), batch=None, assets=None
+):
     """One prompt (a message list or a user string) with answers ranked per annotator {name: [ranks]}.
 
     With `batch` the rows are only added to it (write many prompts in one write_batch: much faster).
@@ -23,17 +24,27 @@ def add_prompt(store, messages, answers, rankings, *, dataset="exp", source="hum
     msgs = [{"role": "user", "content": messages}] if isinstance(messages, str) else messages
     pk = prompt_hash(msgs)
     b = Batch() if batch is None else batch
-    b.prompts.append({"key": pk, "messages": json.dumps(msgs, ensure_ascii=False),
-                      "assets": json.dumps(assets) if assets else None})
+    b.prompts.append(
+        {"key": pk, "messages": json.dumps(msgs, ensure_ascii=False), "assets": json.dumps(assets) if assets else None}
+    )
     for a in answers:
-        b.generations.append({"prompt_key": pk, "gen_key": text_hash(a), "text": a, "model": "tiny", "kind": "model",
-                              "params": json.dumps({"temperature": 0.7})})
+        b.generations.append(
+            {
+                "prompt_key": pk,
+                "gen_key": text_hash(a),
+                "text": a,
+                "model": "tiny",
+                "kind": "model",
+                "params": json.dumps({"temperature": 0.7}),
+            }
+        )
     for a in refs:
         b.generations.append({"prompt_key": pk, "gen_key": text_hash(a), "text": a, "kind": "reference"})
     for who, ranks in rankings.items():
         key = f"{pk}/{who}"
-        b.rankings.append({"ranking_key": key, "prompt_key": pk, "annotator": who, "source": source,
-                           "all_bad": who in all_bad})
+        b.rankings.append(
+            {"ranking_key": key, "prompt_key": pk, "annotator": who, "source": source, "all_bad": who in all_bad}
+        )
         for a, r in zip(answers, ranks, strict=True):
             b.items.append({"ranking_key": key, "gen_key": text_hash(a), "rank": r})
     if batch is None:
@@ -49,11 +60,17 @@ def lines(path):
 def ranked(store):
     """Two prompts: one ranked by one annotator with a tie, one multi-turn with a system message."""
     add_prompt(store, Q, ANSWERS, {"ana": [1, 2, 3]})
-    add_prompt(store, [{"role": "system", "content": "Responde en español."},
-                       {"role": "user", "content": "Hola 👋"},
-                       {"role": "assistant", "content": "¡Hola! ¿En qué te ayudo?"},
-                       {"role": "user", "content": "¿Cuánto es 2+2?"}],
-               ["Cuatro (4) ✅", "Cinco", "四"], {"ana": [1, 2, 2]})
+    add_prompt(
+        store,
+        [
+            {"role": "system", "content": "Responde en español."},
+            {"role": "user", "content": "Hola 👋"},
+            {"role": "assistant", "content": "¡Hola! ¿En qué te ayudo?"},
+            {"role": "user", "content": "¿Cuánto es 2+2?"},
+        ],
+        ["Cuatro (4) ✅", "Cinco", "四"],
+        {"ana": [1, 2, 2]},
+    )
     return store
 
 
@@ -63,20 +80,24 @@ def test_trl_is_plain_strings_with_the_characters_themselves(ranked, tmp_path):
     assert "東京" in raw and "🗼" in raw and "ñ" in raw and "\\u" not in raw
     rows = lines(tmp_path / "p.jsonl")
     assert r.counts == {"pairs": 5, "prompts": 2, "ties": 0}  # 3 + 2 (the tie is dropped)
-    assert all(set(row) == {"prompt", "chosen", "rejected"} and all(isinstance(v, str) for v in row.values())
-               for row in rows)
+    assert all(
+        set(row) == {"prompt", "chosen", "rejected"} and all(isinstance(v, str) for v in row.values()) for row in rows
+    )
     assert {"prompt": Q, "chosen": ANSWERS[0], "rejected": ANSWERS[2]} in rows
     multi = [row["prompt"] for row in rows if "Cuatro (4) ✅" == row["chosen"]][0]
-    assert multi == ("System: Responde en español.\n\nUser: Hola 👋\n\nAssistant: ¡Hola! ¿En qué te ayudo?"
-                     "\n\nUser: ¿Cuánto es 2+2?")
+    assert multi == (
+        "System: Responde en español.\n\nUser: Hola 👋\n\nAssistant: ¡Hola! ¿En qué te ayudo?\n\nUser: ¿Cuánto es 2+2?"
+    )
 
 
 def test_trl_messages_is_conversational(ranked, tmp_path):
     export(ranked, "trl-messages", tmp_path / "m.jsonl")
     rows = lines(tmp_path / "m.jsonl")
-    assert {"prompt": [{"role": "user", "content": Q}],
-            "chosen": [{"role": "assistant", "content": ANSWERS[0]}],
-            "rejected": [{"role": "assistant", "content": ANSWERS[1]}]} in rows
+    assert {
+        "prompt": [{"role": "user", "content": Q}],
+        "chosen": [{"role": "assistant", "content": ANSWERS[0]}],
+        "rejected": [{"role": "assistant", "content": ANSWERS[1]}],
+    } in rows
     assert [m["role"] for m in rows[-1]["prompt"]] == ["system", "user", "assistant", "user"]
 
 
@@ -91,21 +112,38 @@ def test_ties_drop_or_keep(ranked, tmp_path):
 def test_llamafactory_layouts_and_dataset_info(ranked, tmp_path):
     export(ranked, "llamafactory", tmp_path / "lf.jsonl")
     rows = lines(tmp_path / "lf.jsonl")
-    assert {"instruction": Q, "input": "", "chosen": ANSWERS[0], "rejected": ANSWERS[1], "system": "",
-            "history": []} in rows
+    assert {
+        "instruction": Q,
+        "input": "",
+        "chosen": ANSWERS[0],
+        "rejected": ANSWERS[1],
+        "system": "",
+        "history": [],
+    } in rows
     last = rows[-1]
     assert (last["instruction"], last["system"]) == ("¿Cuánto es 2+2?", "Responde en español.")
     assert last["history"] == [["Hola 👋", "¡Hola! ¿En qué te ayudo?"]]
     export(ranked, "llamafactory", tmp_path / "sg.jsonl", layout="sharegpt")
     row = lines(tmp_path / "sg.jsonl")[-1]
-    assert row["conversations"] == [{"from": "human", "value": "Hola 👋"},
-                                    {"from": "gpt", "value": "¡Hola! ¿En qué te ayudo?"},
-                                    {"from": "human", "value": "¿Cuánto es 2+2?"}]
+    assert row["conversations"] == [
+        {"from": "human", "value": "Hola 👋"},
+        {"from": "gpt", "value": "¡Hola! ¿En qué te ayudo?"},
+        {"from": "human", "value": "¿Cuánto es 2+2?"},
+    ]
     assert row["chosen"] == {"from": "gpt", "value": "Cuatro (4) ✅"} and row["system"] == "Responde en español."
     info = json.loads((tmp_path / "dataset_info.json").read_text(encoding="utf-8"))
-    assert info["lf"] == {"file_name": "lf.jsonl", "ranking": True,
-                          "columns": {"prompt": "instruction", "query": "input", "chosen": "chosen",
-                                      "rejected": "rejected", "system": "system", "history": "history"}}
+    assert info["lf"] == {
+        "file_name": "lf.jsonl",
+        "ranking": True,
+        "columns": {
+            "prompt": "instruction",
+            "query": "input",
+            "chosen": "chosen",
+            "rejected": "rejected",
+            "system": "system",
+            "history": "history",
+        },
+    }
     assert info["sg"]["formatting"] == "sharegpt" and info["sg"]["ranking"] is True
     assert info["sg"]["columns"]["messages"] == "conversations"
 
@@ -126,9 +164,11 @@ def test_sft_best_ranked_reference_and_all_bad(store, tmp_path):
     add_prompt(store, "Todo mal", ["malo", "peor"], {"ana": [1, 2]}, refs=["Bien hecho"], all_bad=("ana",))
     r = export(store, "sft", tmp_path / "sft.jsonl")
     got = {row["messages"][0]["content"]: row["messages"][-1] for row in lines(tmp_path / "sft.jsonl")}
-    assert got == {Q: {"role": "assistant", "content": ANSWERS[1]},  # the majority's best, not chen's
-                   "Sólo referencia": {"role": "assistant", "content": "Respuesta escrita ✍️"},
-                   "Todo mal": {"role": "assistant", "content": "Bien hecho"}}
+    assert got == {
+        Q: {"role": "assistant", "content": ANSWERS[1]},  # the majority's best, not chen's
+        "Sólo referencia": {"role": "assistant", "content": "Respuesta escrita ✍️"},
+        "Todo mal": {"role": "assistant", "content": "Bien hecho"},
+    }
     assert (r.counts["ranked"], r.counts["reference"]) == (1, 2)
     export(store, "sft", tmp_path / "ref.jsonl", sft_prefer="reference")
     assert lines(tmp_path / "ref.jsonl")[0]["messages"][-1]["content"] == "Referencia 📚"
@@ -136,12 +176,15 @@ def test_sft_best_ranked_reference_and_all_bad(store, tmp_path):
 
 def test_classification_csv_and_jsonl(store, tmp_path):
     b = Batch()
-    for text, label in [("Me encanta, 10/10 \"genial\" 😀", "pos"), ("很糟糕", "neg"), ("meh\nmeh", "neutral")]:
+    for text, label in [('Me encanta, 10/10 "genial" 😀', "pos"), ("很糟糕", "neg"), ("meh\nmeh", "neutral")]:
         b.examples.append({"key": text_hash(text), "text": text, "label": label})
     store.write_batch("cls", b, created_by="test")
     export(store, "classification", tmp_path / "c.csv", dataset="cls")
-    expected = [{"text": "Me encanta, 10/10 \"genial\" 😀", "label": "pos"}, {"text": "meh\nmeh", "label": "neutral"},
-                {"text": "很糟糕", "label": "neg"}]
+    expected = [
+        {"text": 'Me encanta, 10/10 "genial" 😀', "label": "pos"},
+        {"text": "meh\nmeh", "label": "neutral"},
+        {"text": "很糟糕", "label": "neg"},
+    ]
     with open(tmp_path / "c.csv", encoding="utf-8", newline="") as f:
         assert sorted(csv.DictReader(f), key=lambda r: r["text"]) == expected
     export(store, "classification", tmp_path / "c.jsonl", dataset="cls")
@@ -161,8 +204,19 @@ def test_parquet_has_provenance(store, tmp_path):
     assert first["prompt"] == [{"role": "user", "content": Q}] and first["prompt_text"] == Q
     assert (first["dataset"], first["chosen_model"], first["sources"]) == ("exp", "tiny", ["human"])
     assert json.loads(first["chosen_params"]) == {"temperature": 0.7}
-    for col in ("prompt_id", "chosen_id", "rejected_id", "margin", "is_tie", "votes_tie", "chosen_created_at",
-                "first_ranked_at", "chosen_engine", "chosen_adapter", "split"):
+    for col in (
+        "prompt_id",
+        "chosen_id",
+        "rejected_id",
+        "margin",
+        "is_tie",
+        "votes_tie",
+        "chosen_created_at",
+        "first_ranked_at",
+        "chosen_engine",
+        "chosen_adapter",
+        "split",
+    ):
         assert col in first
 
 
@@ -182,9 +236,13 @@ def test_consensus_filters_with_three_annotators(store, tmp_path):
 def test_source_filter(store, tmp_path):
     add_prompt(store, "people", ["a", "b"], {"ana": [1, 2]})
     add_prompt(store, "arena", ["c", "d"], {"voter": [2, 1]}, source="arena")
-    got = {s: [(row["chosen"], row["rejected"]) for row in lines(export(store, "trl", tmp_path / f"{s}.jsonl",
-                                                                           source=s).path)]
-           for s in ("human", "arena", "all")}
+    got = {
+        s: [
+            (row["chosen"], row["rejected"])
+            for row in lines(export(store, "trl", tmp_path / f"{s}.jsonl", source=s).path)
+        ]
+        for s in ("human", "arena", "all")
+    }
     assert got == {"human": [("a", "b")], "arena": [("d", "c")], "all": [("a", "b"), ("d", "c")]}
 
 
@@ -282,9 +340,18 @@ def test_dpo_trainer_trains_on_the_export(trl_files, tiny_model_dir, tmp_path, f
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    args = DPOConfig(output_dir=str(tmp_path / "dpo"), use_cpu=True, bf16=False, max_steps=1, report_to=[],
-                     per_device_train_batch_size=2, learning_rate=1e-2, save_strategy="no", logging_steps=1,
-                     max_length=64)
+    args = DPOConfig(
+        output_dir=str(tmp_path / "dpo"),
+        use_cpu=True,
+        bf16=False,
+        max_steps=1,
+        report_to=[],
+        per_device_train_batch_size=2,
+        learning_rate=1e-2,
+        save_strategy="no",
+        logging_steps=1,
+        max_length=64,
+    )
     trainer = DPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
     trainer.train()
     assert trainer.state.global_step == 1
@@ -302,9 +369,18 @@ def test_reward_trainer_trains_on_the_export(trl_files, tiny_reward_dir, tmp_pat
     tok = AutoTokenizer.from_pretrained(tiny_reward_dir)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_reward_dir, num_labels=1)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    args = RewardConfig(output_dir=str(tmp_path / "rm"), use_cpu=True, bf16=False, max_steps=1, report_to=[],
-                        per_device_train_batch_size=2, learning_rate=1e-2, save_strategy="no", logging_steps=1,
-                        max_length=64)
+    args = RewardConfig(
+        output_dir=str(tmp_path / "rm"),
+        use_cpu=True,
+        bf16=False,
+        max_steps=1,
+        report_to=[],
+        per_device_train_batch_size=2,
+        learning_rate=1e-2,
+        save_strategy="no",
+        logging_steps=1,
+        max_length=64,
+    )
     trainer = RewardTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
     trainer.train()
     assert trainer.state.global_step == 1
@@ -327,19 +403,28 @@ def _as_messages(value, role):
 def test_preference_files_round_trip(store, tmp_path):
     from db.importers import import_file
 
-    for name, fmt in [("preference.jsonl", "preference"), ("ranked.jsonl", "ranked"),
-                      ("implicit_preference.jsonl", "implicit-preference")]:
+    for name, fmt in [
+        ("preference.jsonl", "preference"),
+        ("ranked.jsonl", "ranked"),
+        ("implicit_preference.jsonl", "implicit-preference"),
+    ]:
         import_file(store, DATA / name, fmt=fmt, dataset=name)
     # preference: every record comes back as it went in (strings as one-message lists)
     got = lines(export(store, "trl-messages", tmp_path / "p.jsonl", dataset="preference.jsonl").path)
-    want = [{"prompt": _as_messages(r["prompt"], "user"), "chosen": _as_messages(r["chosen"], "assistant"),
-             "rejected": _as_messages(r["rejected"], "assistant")} for r in _records("preference.jsonl")]
+    want = [
+        {
+            "prompt": _as_messages(r["prompt"], "user"),
+            "chosen": _as_messages(r["chosen"], "assistant"),
+            "rejected": _as_messages(r["rejected"], "assistant"),
+        }
+        for r in _records("preference.jsonl")
+    ]
     assert sorted(map(json.dumps, got)) == sorted(map(json.dumps, want))
     # ranked: every pair the ranks imply, better rank chosen; ties only with --ties keep
     want, ties = set(), set()
     for r in _records("ranked.jsonl"):
-        for (a, ra) in zip(r["responses"], r["ranks"], strict=True):
-            for (b, rb) in zip(r["responses"], r["ranks"], strict=True):
+        for a, ra in zip(r["responses"], r["ranks"], strict=True):
+            for b, rb in zip(r["responses"], r["ranks"], strict=True):
                 if ra < rb:
                     want.add((r["prompt"], a, b))
                 elif ra == rb and a < b:
@@ -350,8 +435,10 @@ def test_preference_files_round_trip(store, tmp_path):
     # implicit preference: the shared prefix is the prompt, the differing tails the answers
     got = lines(export(store, "trl-messages", tmp_path / "i.jsonl", dataset="implicit_preference.jsonl").path)
     assert {(g["prompt"][-1]["content"], g["chosen"][0]["content"], g["rejected"][0]["content"]) for g in got} == {
-        ("Say hi in emoji", "👋😊", "hi"), ("讲个笑话 😂", "为什么程序员喜欢黑暗？因为光会产生 bug。", "不要。"),
-        ("¿Qué es el té verde? 🍵", "Una infusión de hojas de Camellia sinensis sin fermentar.", "Un color.")}
+        ("Say hi in emoji", "👋😊", "hi"),
+        ("讲个笑话 😂", "为什么程序员喜欢黑暗？因为光会产生 bug。", "不要。"),
+        ("¿Qué es el té verde? 🍵", "Una infusión de hojas de Camellia sinensis sin fermentar.", "Un color."),
+    }
 
 
 def test_oasst_ranks_come_back_as_pairs(store, tmp_path):
@@ -360,15 +447,22 @@ def test_oasst_ranks_come_back_as_pairs(store, tmp_path):
     import_file(store, DATA / "oasst.jsonl", fmt="oasst", dataset="oasst")
     got = {(g["prompt"], g["chosen"], g["rejected"]) for g in lines(export(store, "trl", tmp_path / "o.jsonl").path)}
     q = "¿Qué es un 熊猫? 🐼"
-    assert {(q, "Un oso de China que come bambú 🎋", "Un animal."),
-            (q, "Un oso de China que come bambú 🎋", "Un panda gigante, símbolo de China 🇨🇳")} <= got
+    assert {
+        (q, "Un oso de China que come bambú 🎋", "Un animal."),
+        (q, "Un oso de China que come bambú 🎋", "Un panda gigante, símbolo de China 🇨🇳"),
+    } <= got
 
 
 def test_sft_and_classification_files_round_trip(store, tmp_path):
     from db.importers import import_file
 
-    for name, fmt in [("alpaca.jsonl", "alpaca"), ("messages.jsonl", "messages"), ("sharegpt.jsonl", "sharegpt"),
-                      ("classification.jsonl", "classification"), ("classification.csv", "classification")]:
+    for name, fmt in [
+        ("alpaca.jsonl", "alpaca"),
+        ("messages.jsonl", "messages"),
+        ("sharegpt.jsonl", "sharegpt"),
+        ("classification.jsonl", "classification"),
+        ("classification.csv", "classification"),
+    ]:
         import_file(store, DATA / name, fmt=fmt, dataset=name)
     want = []
     for r in _records("alpaca.jsonl"):
@@ -384,14 +478,18 @@ def test_sft_and_classification_files_round_trip(store, tmp_path):
     got = [g["messages"] for g in lines(export(store, "sft", tmp_path / "m.jsonl", dataset="messages.jsonl").path)]
     assert sorted(map(json.dumps, got)) == sorted(map(json.dumps, want))
     roles = {"human": "user", "gpt": "assistant", "system": "system"}
-    want = [[{"role": roles[t["from"]], "content": t["value"]} for t in r["conversations"]]
-            for r in _records("sharegpt.jsonl")]
+    want = [
+        [{"role": roles[t["from"]], "content": t["value"]} for t in r["conversations"]]
+        for r in _records("sharegpt.jsonl")
+    ]
     got = [g["messages"] for g in lines(export(store, "sft", tmp_path / "s.jsonl", dataset="sharegpt.jsonl").path)]
     assert sorted(map(json.dumps, got)) == sorted(map(json.dumps, want))
     want = sorted((r["text"], str(r["label"])) for r in _records("classification.jsonl"))
     got = lines(export(store, "classification", tmp_path / "c.jsonl", dataset="classification.jsonl").path)
     assert sorted((g["text"], g["label"]) for g in got) == want
     export(store, "classification", tmp_path / "c.csv", dataset="classification.csv")
-    with open(DATA / "classification.csv", encoding="utf-8", newline="") as a, \
-            open(tmp_path / "c.csv", encoding="utf-8", newline="") as b:
+    with (
+        open(DATA / "classification.csv", encoding="utf-8", newline="") as a,
+        open(tmp_path / "c.csv", encoding="utf-8", newline="") as b,
+    ):
         assert sorted(map(tuple, csv.reader(a))) == sorted(map(tuple, csv.reader(b)))
