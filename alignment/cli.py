@@ -1,10 +1,10 @@
 """`preflab train`, `preflab runs ...`, `preflab models ...`.
 
-    preflab train sft --base models/tiny --dataset oasst-demo
-    preflab train dpo --base models/tiny --adapter sft-run1 --dataset prefs --min-agreement 0.66 --set beta=0.2
-    preflab train ppo --base models/tiny --adapter sft-run1 --data snap.jsonl --set reward_model=RUN/adapter
-    preflab runs list ; preflab runs show 3 ; preflab runs cancel 3 ; preflab runs resume 3
-    preflab models list ; preflab models merge dpo-run2 --out merged/
+preflab train sft --base models/tiny --dataset oasst-demo
+preflab train dpo --base models/tiny --adapter sft-run1 --dataset prefs --min-agreement 0.66 --set beta=0.2
+preflab train ppo --base models/tiny --adapter sft-run1 --data snap.jsonl --set reward_model=RUN/adapter
+preflab runs list ; preflab runs show 3 ; preflab runs cancel 3 ; preflab runs resume 3
+preflab models list ; preflab models merge dpo-run2 --out merged/
 """
 
 from __future__ import annotations
@@ -66,14 +66,24 @@ def _finish(store, row: dict, *, cancelled: bool = False) -> str:
         if not models_registry.model_for_run(store, row["id"]):
             name = (row.get("config") or {}).get("model_name") or f"{row['stage']}-run{row['id']}"
             models_registry.register_model(
-                store, name=models_registry.unique_name(store, name), kind="adapter", base=row["base"],
-                path=result.get("adapter"), stage=row["stage"], parent=row["parent"], run_id=row["id"],
-                snapshot_id=row["snapshot_id"], metrics=metrics, created_by=row["created_by"])
+                store,
+                name=models_registry.unique_name(store, name),
+                kind="adapter",
+                base=row["base"],
+                path=result.get("adapter"),
+                stage=row["stage"],
+                parent=row["parent"],
+                run_id=row["id"],
+                snapshot_id=row["snapshot_id"],
+                metrics=metrics,
+                created_by=row["created_by"],
+            )
     elif status == "cancelled":
         runs.mark_done(store, row["id"], "cancelled", metrics=final_metrics(row["run_dir"]))
     else:
-        runs.mark_done(store, row["id"], "failed", error=(result.get("error") or "") + "\n" +
-                       tail_log(row["run_dir"], lines=30))
+        runs.mark_done(
+            store, row["id"], "failed", error=(result.get("error") or "") + "\n" + tail_log(row["run_dir"], lines=30)
+        )
     return status
 
 
@@ -107,8 +117,25 @@ def register(cli: click.Group) -> None:
     @click.option("--threads", type=int, help="Torch CPU threads of the job.")
     @click.option("--background", is_flag=True, help="Start and return; watch with `preflab runs show ID`.")
     @click.pass_context
-    def train(ctx, stage, base, adapter, dataset, data, min_annotators, min_agreement, ties, source, config_file,
-              overrides, reward_model, run_dir, name, threads, background):
+    def train(
+        ctx,
+        stage,
+        base,
+        adapter,
+        dataset,
+        data,
+        min_annotators,
+        min_agreement,
+        ties,
+        source,
+        config_file,
+        overrides,
+        reward_model,
+        run_dir,
+        name,
+        threads,
+        background,
+    ):
         """Train STAGE over LoRA (sft, reward, ppo, rloo, grpo, dpo) in a run directory; registers the adapter."""
         from alignment.config import config_to_dict, load_config
         from alignment.job import prepare_run
@@ -118,23 +145,47 @@ def register(cli: click.Group) -> None:
         if dataset and data:
             raise click.UsageError("give --dataset (export now) or --data (a snapshot file), not both")
         store = open_store(ctx)
-        values = {k: v for k, v in {"base": _resolve_model(store, base), "adapter": _resolve_model(store, adapter),
-                                    "reward_model": _resolve_model(store, reward_model), "data": data}.items() if v}
+        values = {
+            k: v
+            for k, v in {
+                "base": _resolve_model(store, base),
+                "adapter": _resolve_model(store, adapter),
+                "reward_model": _resolve_model(store, reward_model),
+                "data": data,
+            }.items()
+            if v
+        }
         run_dir = Path(run_dir) if run_dir else new_run_dir(stage)
         if dataset:
             # validate first: a typo in a key should not cost an export
-            load_config(config_file, stage=stage, values={**values, "data": "(export)", "output_dir": str(run_dir)},
-                        overrides=overrides)
+            load_config(
+                config_file,
+                stage=stage,
+                values={**values, "data": "(export)", "output_dir": str(run_dir)},
+                overrides=overrides,
+            )
             store.dataset_id(dataset)
-            filters = {"min_annotators": min_annotators, "min_agreement": min_agreement, "ties": ties,
-                       "source": source}
+            filters = {
+                "min_annotators": min_annotators,
+                "min_agreement": min_agreement,
+                "ties": ties,
+                "source": source,
+            }
             values.update(export_snapshot(store, stage, dataset, run_dir, filters))
         elif not data and not config_file:
             raise click.UsageError("give --dataset NAME or --data SNAPSHOT (or a --config that names data)")
         cfg = prepare_run(stage, run_dir, config_file=config_file, values=values, overrides=overrides)
         config = {**config_to_dict(cfg), "model_name": name, "threads": threads}
-        run_id = runs.create_run(store, stage=stage, run_dir=str(cfg.output_dir), base=cfg.base,
-                                 parent=adapter, snapshot_id=cfg.snapshot_id, config=config, created_by="cli")
+        run_id = runs.create_run(
+            store,
+            stage=stage,
+            run_dir=str(cfg.output_dir),
+            base=cfg.base,
+            parent=adapter,
+            snapshot_id=cfg.snapshot_id,
+            config=config,
+            created_by="cli",
+        )
         click.echo(f"run {run_id}: {stage} in {cfg.output_dir} (snapshot {cfg.snapshot_id[:12]})")
         proc = start_job(cfg.output_dir, stage, threads=threads)
         runs.mark_running(store, run_id, proc.pid)
@@ -252,8 +303,12 @@ def register(cli: click.Group) -> None:
     @models_group.command("register")
     @click.argument("name")
     @click.option("--path", required=True, type=click.Path(exists=True, file_okay=False))
-    @click.option("--kind", type=click.Choice(["base", "adapter", "merged", "external"]), default=None,
-                  help="Default: adapter when the folder holds adapter_config.json, else base.")
+    @click.option(
+        "--kind",
+        type=click.Choice(["base", "adapter", "merged", "external"]),
+        default=None,
+        help="Default: adapter when the folder holds adapter_config.json, else base.",
+    )
     @click.option("--base", help="Base model of an adapter.")
     @click.pass_context
     def models_register(ctx, name, path, kind, base):
@@ -266,8 +321,9 @@ def register(cli: click.Group) -> None:
             from alignment.models import adapter_meta
 
             base = adapter_meta(path).get("base")
-        models_registry.register_model(open_store(ctx), name=name, kind=kind, path=str(Path(path).resolve()),
-                                       base=base, created_by="cli")
+        models_registry.register_model(
+            open_store(ctx), name=name, kind=kind, path=str(Path(path).resolve()), base=base, created_by="cli"
+        )
         click.echo(f"registered {kind} '{name}'")
 
     @models_group.command("merge")
@@ -286,9 +342,17 @@ def register(cli: click.Group) -> None:
             raise click.ClickException(f"'{name}' is a {model['kind']} model, not an adapter: nothing to merge")
         path = merge_adapter(model["path"], out, base=model["base"])
         if register_as:
-            models_registry.register_model(store, name=register_as, kind="merged", path=str(path.resolve()),
-                                           base=model["base"], stage=model["stage"], parent=name,
-                                           snapshot_id=model["snapshot_id"], created_by="cli")
+            models_registry.register_model(
+                store,
+                name=register_as,
+                kind="merged",
+                path=str(path.resolve()),
+                base=model["base"],
+                stage=model["stage"],
+                parent=name,
+                snapshot_id=model["snapshot_id"],
+                created_by="cli",
+            )
         click.echo(f"merged '{name}' into {path}")
 
 

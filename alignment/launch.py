@@ -16,8 +16,14 @@ from pathlib import Path
 from alignment.runs import LOG
 
 # The snapshot format each stage reads (conversational, so the model's chat template is applied).
-STAGE_FORMATS = {"sft": "sft", "reward": "trl-messages", "dpo": "trl-messages", "ppo": "trl-messages",
-                 "rloo": "trl-messages", "grpo": "trl-messages"}
+STAGE_FORMATS = {
+    "sft": "sft",
+    "reward": "trl-messages",
+    "dpo": "trl-messages",
+    "ppo": "trl-messages",
+    "rloo": "trl-messages",
+    "grpo": "trl-messages",
+}
 EXPORT_FILTERS = ("min_annotators", "min_agreement", "ties", "source", "sft_prefer", "split", "seed")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,17 +45,24 @@ def export_snapshot(store, stage: str, dataset: str, run_dir: str | Path, filter
     filters = {k: v for k, v in (filters or {}).items() if v is not None}
     unknown = set(filters) - set(EXPORT_FILTERS)
     if unknown:
-        raise InputError(f"unknown export filter(s) {', '.join(sorted(unknown))}; use {', '.join(EXPORT_FILTERS)}",
-                         field="filters")
+        raise InputError(
+            f"unknown export filter(s) {', '.join(sorted(unknown))}; use {', '.join(EXPORT_FILTERS)}", field="filters"
+        )
     fmt = STAGE_FORMATS[stage]
     out = Path(run_dir) / "data" / f"{fmt}.jsonl"
     result = export(store, fmt, out, dataset=dataset, **filters)
     path = result.paths.get("all") or result.paths.get("train")
     if not path or not Path(path).exists() or Path(path).stat().st_size == 0:
-        raise InputError(f"dataset '{dataset}' exported no {fmt} rows with these filters: nothing to train on",
-                         field="dataset")
-    origin = {"dataset": dataset, "format": fmt, "filters": filters, "counts": result.counts,
-              "files": {k: str(v) for k, v in result.paths.items()}}
+        raise InputError(
+            f"dataset '{dataset}' exported no {fmt} rows with these filters: nothing to train on", field="dataset"
+        )
+    origin = {
+        "dataset": dataset,
+        "format": fmt,
+        "filters": filters,
+        "counts": result.counts,
+        "files": {k: str(v) for k, v in result.paths.items()},
+    }
     return {"data": str(path), "snapshot_id": result.snapshot_id, "snapshot_origin": origin}
 
 
@@ -61,13 +74,21 @@ def job_env(threads: int | None = None) -> dict:
     return env
 
 
-def start_job(run_dir: str | Path, stage: str, *, resume: bool = False, threads: int | None = None,
-              python: str | None = None) -> subprocess.Popen:
+def start_job(
+    run_dir: str | Path, stage: str, *, resume: bool = False, threads: int | None = None, python: str | None = None
+) -> subprocess.Popen:
     """Start `python -m alignment STAGE RUN_DIR [--resume]`, output appended to RUN_DIR/train.log."""
     run_dir = Path(run_dir)
     cmd = [python or sys.executable, "-m", "alignment", stage, str(run_dir), "--no-tee"]
     if resume:
         cmd.append("--resume")
     with (run_dir / LOG).open("ab") as log_file:
-        return subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=str(PROJECT_ROOT), env=job_env(threads), start_new_session=True)
+        return subprocess.Popen(
+            cmd,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=str(PROJECT_ROOT),
+            env=job_env(threads),
+            start_new_session=True,
+        )

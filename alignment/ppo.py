@@ -79,12 +79,18 @@ def completion_mask(completion: torch.Tensor, eos_id: int) -> torch.Tensor:
     return (~after).float()
 
 
-def forward_tokens(policy, value_head, seqs, attn, prompt_len: int, *, temperature: float = 1.0,
-                   with_values: bool = True):
+def forward_tokens(
+    policy, value_head, seqs, attn, prompt_len: int, *, temperature: float = 1.0, with_values: bool = True
+):
     """Log-probs (at the sampling temperature), entropies and values of the completion tokens."""
     position_ids = (attn.long().cumsum(1) - 1).clamp(min=0)
-    out = policy(input_ids=seqs, attention_mask=attn, position_ids=position_ids,
-                 output_hidden_states=with_values, use_cache=False)
+    out = policy(
+        input_ids=seqs,
+        attention_mask=attn,
+        position_ids=position_ids,
+        output_hidden_states=with_values,
+        use_cache=False,
+    )
     logits = out.logits[:, prompt_len - 1 : -1].float() / temperature
     logp_all = F.log_softmax(logits, dim=-1)
     targets = seqs[:, prompt_len:]
@@ -172,8 +178,18 @@ def train(cfg, run_dir, *, resume_from=None, stop: StopSignal | None = None, rew
     for step in range(start, max_steps):
         torch.manual_seed(cfg.seed + step)  # rollouts depend on the step only: a resumed run repeats them
         idx = random.Random(cfg.seed + step).sample(range(len(prompts)), k=min(bs, len(prompts)))
-        stats = ppo_step(cfg, policy, value_head, optimizer, scorer, tok, [prompts[i] for i in idx],
-                         [prompt_ids[i] for i in idx], eos, device)
+        stats = ppo_step(
+            cfg,
+            policy,
+            value_head,
+            optimizer,
+            scorer,
+            tok,
+            [prompts[i] for i in idx],
+            [prompt_ids[i] for i in idx],
+            eos,
+            device,
+        )
         record = {"step": step + 1, "stage": "ppo", "learning_rate": cfg.learning_rate, **stats}
         append_metrics(run_dir, record)
         for k, v in stats.items():
@@ -191,8 +207,9 @@ def train(cfg, run_dir, *, resume_from=None, stop: StopSignal | None = None, rew
     policy.save_pretrained(str(adapter_dir))
     torch.save(value_head.state_dict(), adapter_dir / "value_head.pt")
     tok.save_pretrained(str(adapter_dir))
-    write_adapter_meta(adapter_dir, base=cfg.base, stage="ppo", parent=cfg.adapter, merged_parents=chain,
-                       snapshot_id=cfg.snapshot_id)
+    write_adapter_meta(
+        adapter_dir, base=cfg.base, stage="ppo", parent=cfg.adapter, merged_parents=chain, snapshot_id=cfg.snapshot_id
+    )
     return {"status": "finished", "step": max_steps, "adapter": str(adapter_dir), "metrics": final_metrics(run_dir)}
 
 
@@ -204,20 +221,30 @@ def ppo_step(cfg, policy, value_head, optimizer, scorer, tok, prompts, prompt_id
     pmask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids], device=device)
     policy.eval()
     with torch.no_grad():
-        seqs = policy.generate(input_ids=ids, attention_mask=pmask, max_new_tokens=cfg.max_completion_length,
-                               do_sample=True, temperature=cfg.temperature, top_k=cfg.top_k or None, top_p=1.0,
-                               pad_token_id=pad, eos_token_id=eos)
+        seqs = policy.generate(
+            input_ids=ids,
+            attention_mask=pmask,
+            max_new_tokens=cfg.max_completion_length,
+            do_sample=True,
+            temperature=cfg.temperature,
+            top_k=cfg.top_k or None,
+            top_p=1.0,
+            pad_token_id=pad,
+            eos_token_id=eos,
+        )
         completion = seqs[:, width:]
         cmask = completion_mask(completion, eos)
         attn = torch.cat([pmask, cmask.long()], dim=1)
         old_logp, _, old_values = forward_tokens(policy, value_head, seqs, attn, width, temperature=cfg.temperature)
         with policy.disable_adapter():  # the reference: same weights, adapter off
-            ref_logp, _, _ = forward_tokens(policy, value_head, seqs, attn, width, temperature=cfg.temperature,
-                                          with_values=False)
+            ref_logp, _, _ = forward_tokens(
+                policy, value_head, seqs, attn, width, temperature=cfg.temperature, with_values=False
+            )
         texts = [tok.decode(c[m.bool()], skip_special_tokens=True) for c, m in zip(completion, cmask, strict=True)]
         comp_ids = [c[m.bool()].tolist() for c, m in zip(completion, cmask, strict=True)]
-        scores = torch.tensor(scorer(prompts=prompts, completions=texts, completion_ids=comp_ids),
-                              dtype=torch.float32, device=device)
+        scores = torch.tensor(
+            scorer(prompts=prompts, completions=texts, completion_ids=comp_ids), dtype=torch.float32, device=device
+        )
         raw_scores = scores.clone()
         if cfg.missing_eos_penalty is not None:
             scores = scores - cfg.missing_eos_penalty * (~(completion == eos).any(1)).float()
@@ -238,8 +265,9 @@ def ppo_step(cfg, policy, value_head, optimizer, scorer, tok, prompts, prompt_id
         for start in range(0, n, mb):
             sl = slice(start, start + mb)
             m = cmask[sl]
-            logp, entropy, values = forward_tokens(policy, value_head, seqs[sl], attn[sl], width,
-                                                     temperature=cfg.temperature)
+            logp, entropy, values = forward_tokens(
+                policy, value_head, seqs[sl], attn[sl], width, temperature=cfg.temperature
+            )
             ratio = torch.exp(logp - old_logp[sl])
             adv = advantages[sl]
             pg = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.cliprange, 1 + cfg.cliprange))
@@ -249,8 +277,7 @@ def ppo_step(cfg, policy, value_head, optimizer, scorer, tok, prompts, prompt_id
             loss = policy_loss + cfg.vf_coef * value_loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
-                                           cfg.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.max_grad_norm)
             optimizer.step()
             with torch.no_grad():
                 totals["policy_loss"] += policy_loss.item()
@@ -260,10 +287,12 @@ def ppo_step(cfg, policy, value_head, optimizer, scorer, tok, prompts, prompt_id
                 totals["approx_kl"] += masked_mean(0.5 * (logp - old_logp[sl]) ** 2, m).item()
             updates += 1
     stats = {k: v / updates for k, v in totals.items()}
-    stats.update({
-        "reward": raw_scores.mean().item(),
-        "reward_std": raw_scores.std().item() if len(raw_scores) > 1 else 0.0,
-        "kl": kl.sum(1).mean().item(),
-        "completion_length": cmask.sum(1).mean().item(),
-    })
+    stats.update(
+        {
+            "reward": raw_scores.mean().item(),
+            "reward_std": raw_scores.std().item() if len(raw_scores) > 1 else 0.0,
+            "kl": kl.sum(1).mean().item(),
+            "completion_length": cmask.sum(1).mean().item(),
+        }
+    )
     return stats

@@ -11,8 +11,10 @@ import json
 from db.errors import ConflictError, NotFoundError
 
 MODEL_KINDS = ("base", "adapter", "merged", "external")
-_COLUMNS = ("id, name, kind, base, path, stage, parent, run_id, snapshot_id, metrics, created_by, "
-            "CAST(created_at AS VARCHAR) AS created_at")
+_COLUMNS = (
+    "id, name, kind, base, path, stage, parent, run_id, snapshot_id, metrics, created_by, "
+    "CAST(created_at AS VARCHAR) AS created_at"
+)
 
 
 def _decode(row: dict) -> dict:
@@ -21,9 +23,20 @@ def _decode(row: dict) -> dict:
     return row
 
 
-def register_model(store, *, name: str, kind: str, path: str | None, created_by: str, base: str | None = None,
-                   stage: str | None = None, parent: str | None = None, run_id: int | None = None,
-                   snapshot_id: str | None = None, metrics: dict | None = None) -> int:
+def register_model(
+    store,
+    *,
+    name: str,
+    kind: str,
+    path: str | None,
+    created_by: str,
+    base: str | None = None,
+    stage: str | None = None,
+    parent: str | None = None,
+    run_id: int | None = None,
+    snapshot_id: str | None = None,
+    metrics: dict | None = None,
+) -> int:
     """Add a model; a name already taken is a ConflictError (names are what engines and the arena select)."""
     if kind not in MODEL_KINDS:
         raise ValueError(f"kind must be one of {', '.join(MODEL_KINDS)}")
@@ -33,8 +46,18 @@ def register_model(store, *, name: str, kind: str, path: str | None, created_by:
         return store.con.execute(
             "INSERT INTO models (name, kind, base, path, stage, parent, run_id, snapshot_id, metrics, created_by) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            [name, kind, base, path, stage, parent, run_id, snapshot_id,
-             json.dumps(metrics, ensure_ascii=False) if metrics is not None else None, created_by],
+            [
+                name,
+                kind,
+                base,
+                path,
+                stage,
+                parent,
+                run_id,
+                snapshot_id,
+                json.dumps(metrics, ensure_ascii=False) if metrics is not None else None,
+                created_by,
+            ],
         ).fetchall()[0][0]
 
 

@@ -10,9 +10,11 @@ import json
 from db.errors import NotFoundError
 
 RUN_STATUSES = ("queued", "running", "finished", "failed", "cancelled")
-_COLUMNS = ("id, stage, status, run_dir, base, parent, snapshot_id, config, metrics, pid, error, created_by, "
-            "CAST(created_at AS VARCHAR) AS created_at, CAST(started_at AS VARCHAR) AS started_at, "
-            "CAST(finished_at AS VARCHAR) AS finished_at")
+_COLUMNS = (
+    "id, stage, status, run_dir, base, parent, snapshot_id, config, metrics, pid, error, created_by, "
+    "CAST(created_at AS VARCHAR) AS created_at, CAST(started_at AS VARCHAR) AS started_at, "
+    "CAST(finished_at AS VARCHAR) AS finished_at"
+)
 
 
 def _decode(row: dict) -> dict:
@@ -22,8 +24,17 @@ def _decode(row: dict) -> dict:
     return row
 
 
-def create_run(store, *, stage: str, run_dir: str, base: str | None, parent: str | None, snapshot_id: str | None,
-               config: dict, created_by: str) -> int:
+def create_run(
+    store,
+    *,
+    stage: str,
+    run_dir: str,
+    base: str | None,
+    parent: str | None,
+    snapshot_id: str | None,
+    config: dict,
+    created_by: str,
+) -> int:
     """Insert a queued run; return its id."""
     with store._lock:
         return store.con.execute(
@@ -50,7 +61,9 @@ def mark_running(store, run_id: int, pid: int) -> None:
     with store._lock:
         store.con.execute(
             "UPDATE runs SET status = 'running', pid = ?, error = NULL, finished_at = NULL, "
-            "started_at = coalesce(started_at, current_timestamp) WHERE id = ?", [pid, run_id])
+            "started_at = coalesce(started_at, current_timestamp) WHERE id = ?",
+            [pid, run_id],
+        )
 
 
 def mark_done(store, run_id: int, status: str, *, metrics: dict | None = None, error: str | None = None) -> None:
@@ -61,13 +74,16 @@ def mark_done(store, run_id: int, status: str, *, metrics: dict | None = None, e
         store.con.execute(
             "UPDATE runs SET status = ?, metrics = coalesce(?, metrics), error = ?, pid = NULL, "
             "finished_at = current_timestamp WHERE id = ?",
-            [status, json.dumps(metrics, ensure_ascii=False) if metrics is not None else None, error, run_id])
+            [status, json.dumps(metrics, ensure_ascii=False) if metrics is not None else None, error, run_id],
+        )
 
 
 def active_runs(store) -> list[dict]:
     """Runs the database still believes are queued or running (e.g. after a server restart)."""
-    return [_decode(r) for r in store.query(
-        f"SELECT {_COLUMNS} FROM runs WHERE status IN ('queued', 'running') ORDER BY id")]  # noqa: S608
+    return [
+        _decode(r)
+        for r in store.query(f"SELECT {_COLUMNS} FROM runs WHERE status IN ('queued', 'running') ORDER BY id")
+    ]  # noqa: S608
 
 
 def finish_run(store, run_id: int, *, status: str, metrics: dict | None = None, error: str | None = None) -> None:

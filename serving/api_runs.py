@@ -62,8 +62,12 @@ class RunManager:
         self.cancelling: set[int] = set()
         self._lock = threading.Lock()
         for row in runs.active_runs(store):  # a restart lost those processes: say so
-            runs.mark_done(store, row["id"], "failed", error="the server restarted while the run was active; "
-                                                             "resume it to continue from its last checkpoint")
+            runs.mark_done(
+                store,
+                row["id"],
+                "failed",
+                error="the server restarted while the run was active; resume it to continue from its last checkpoint",
+            )
 
     def create(self, body: RunIn, created_by: str) -> int:
         from alignment.job import prepare_run
@@ -72,8 +76,11 @@ class RunManager:
         if not body.dataset and not body.data:
             raise ApiError(422, "give a dataset (exported now) or data (an existing snapshot file)", field="dataset")
         run_dir = new_run_dir(body.stage)
-        values = {**body.config, "base": _resolve_model(self.store, body.base),
-                  "adapter": _resolve_model(self.store, body.adapter)}
+        values = {
+            **body.config,
+            "base": _resolve_model(self.store, body.base),
+            "adapter": _resolve_model(self.store, body.adapter),
+        }
         if body.reward_model:
             values["reward_model"] = _resolve_model(self.store, body.reward_model)
         values = {k: v for k, v in values.items() if v is not None}
@@ -92,9 +99,16 @@ class RunManager:
         config = config_to_dict(cfg)
         config["model_name"] = body.name
         config["threads"] = body.threads
-        run_id = runs.create_run(self.store, stage=body.stage, run_dir=str(run_dir), base=cfg.base,
-                                 parent=body.adapter, snapshot_id=cfg.snapshot_id, config=config,
-                                 created_by=created_by)
+        run_id = runs.create_run(
+            self.store,
+            stage=body.stage,
+            run_dir=str(run_dir),
+            base=cfg.base,
+            parent=body.adapter,
+            snapshot_id=cfg.snapshot_id,
+            config=config,
+            created_by=created_by,
+        )
         self.launch(run_id)
         return run_id
 
@@ -137,9 +151,18 @@ class RunManager:
         cfg = row["config"] or {}
         name = models_registry.unique_name(self.store, cfg.get("model_name") or f"{row['stage']}-run{row['id']}")
         models_registry.register_model(
-            self.store, name=name, kind="adapter", base=row["base"], path=result.get("adapter"), stage=row["stage"],
-            parent=row["parent"], run_id=row["id"], snapshot_id=row["snapshot_id"], metrics=metrics,
-            created_by=row["created_by"])
+            self.store,
+            name=name,
+            kind="adapter",
+            base=row["base"],
+            path=result.get("adapter"),
+            stage=row["stage"],
+            parent=row["parent"],
+            run_id=row["id"],
+            snapshot_id=row["snapshot_id"],
+            metrics=metrics,
+            created_by=row["created_by"],
+        )
 
     def cancel(self, run_id: int) -> None:
         with self._lock:
@@ -189,14 +212,20 @@ def _view(store: Store, run_id: int) -> dict:
     row = runs.get_run(store, run_id)
     row["result"] = read_result(row["run_dir"]) if Path(row["run_dir"]).exists() else None
     model = models_registry.model_for_run(store, run_id)
-    row["lineage"] = {"snapshot_id": row["snapshot_id"], "run_id": run_id, "parent": row["parent"],
-                      "model": model["name"] if model else None, "adapter": model["path"] if model else None}
+    row["lineage"] = {
+        "snapshot_id": row["snapshot_id"],
+        "run_id": run_id,
+        "parent": row["parent"],
+        "model": model["name"] if model else None,
+        "adapter": model["path"] if model else None,
+    }
     return row
 
 
 @router.post("/runs", status_code=201)
-def create_run(body: RunIn, request: Request, store: Store = Depends(get_store),
-               admin: dict = Depends(require_role("admin"))) -> dict:
+def create_run(
+    body: RunIn, request: Request, store: Store = Depends(get_store), admin: dict = Depends(require_role("admin"))
+) -> dict:
     """Export the data snapshot (when a dataset is given), write the run directory, start the job."""
     from alignment.errors import ConfigError, DataError
 
@@ -210,8 +239,11 @@ def create_run(body: RunIn, request: Request, store: Store = Depends(get_store),
 
 
 @router.get("/runs")
-def list_runs(status: str | None = Query(None, max_length=20), store: Store = Depends(get_store),
-              admin: dict = Depends(require_role("admin"))) -> list[dict]:
+def list_runs(
+    status: str | None = Query(None, max_length=20),
+    store: Store = Depends(get_store),
+    admin: dict = Depends(require_role("admin")),
+) -> list[dict]:
     return runs.list_runs(store, status=status)
 
 
@@ -221,8 +253,12 @@ def get_run(run_id: int, store: Store = Depends(get_store), admin: dict = Depend
 
 
 @router.get("/runs/{run_id}/metrics")
-def run_metrics(run_id: int, since: int = Query(0, ge=0), store: Store = Depends(get_store),
-                admin: dict = Depends(require_role("admin"))) -> dict:
+def run_metrics(
+    run_id: int,
+    since: int = Query(0, ge=0),
+    store: Store = Depends(get_store),
+    admin: dict = Depends(require_role("admin")),
+) -> dict:
     """metrics.jsonl from line `since`; `next` is the line to ask from next time."""
     from alignment.runs import read_metrics
 
@@ -231,24 +267,30 @@ def run_metrics(run_id: int, since: int = Query(0, ge=0), store: Store = Depends
 
 
 @router.get("/runs/{run_id}/log")
-def run_log(run_id: int, lines: int = Query(100, ge=1, le=5000), store: Store = Depends(get_store),
-            admin: dict = Depends(require_role("admin"))) -> dict:
+def run_log(
+    run_id: int,
+    lines: int = Query(100, ge=1, le=5000),
+    store: Store = Depends(get_store),
+    admin: dict = Depends(require_role("admin")),
+) -> dict:
     from alignment.runs import tail_log
 
     return {"log": tail_log(runs.get_run(store, run_id)["run_dir"], lines=lines)}
 
 
 @router.post("/runs/{run_id}/cancel")
-def cancel_run(run_id: int, request: Request, store: Store = Depends(get_store),
-               admin: dict = Depends(require_role("admin"))) -> dict:
+def cancel_run(
+    run_id: int, request: Request, store: Store = Depends(get_store), admin: dict = Depends(require_role("admin"))
+) -> dict:
     runs.get_run(store, run_id)
     _manager(request).cancel(run_id)
     return _view(store, run_id)
 
 
 @router.post("/runs/{run_id}/resume")
-def resume_run(run_id: int, request: Request, store: Store = Depends(get_store),
-               admin: dict = Depends(require_role("admin"))) -> dict:
+def resume_run(
+    run_id: int, request: Request, store: Store = Depends(get_store), admin: dict = Depends(require_role("admin"))
+) -> dict:
     """Start a cancelled or failed run again from its last checkpoint."""
     row = runs.get_run(store, run_id)
     if row["status"] in ("running", "queued"):

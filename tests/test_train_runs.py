@@ -40,16 +40,18 @@ def seed_rankings(store, dataset="prefs"):
     store.write_batch(dataset, batch, created_by="test")
 
 
-@pytest.mark.parametrize(("fmt", "stage"), [("trl", "dpo"), ("trl-messages", "dpo"), ("trl", "reward"),
-                                            ("sft", "sft")])
+@pytest.mark.parametrize(
+    ("fmt", "stage"), [("trl", "dpo"), ("trl-messages", "dpo"), ("trl", "reward"), ("sft", "sft")]
+)
 def test_exported_snapshots_train_without_conversion(fmt, stage, store, tmp_path, tiny_model_dir):
     from db.export import export
 
     seed_rankings(store)
     result = export(store, fmt, tmp_path / f"{fmt}.jsonl", dataset="prefs")
     run_dir = tmp_path / "run"
-    cfg = prepare_run(stage, run_dir, values={**FAST, "base": str(tiny_model_dir), "data": str(result.path),
-                                              "max_length": 48})
+    cfg = prepare_run(
+        stage, run_dir, values={**FAST, "base": str(tiny_model_dir), "data": str(result.path), "max_length": 48}
+    )
     assert cfg.snapshot_id == result.snapshot_id  # the export's id, read from its snapshot.json
     assert run_job(run_dir)["status"] == "finished"
     assert any(v.abs().max() > 0 for v in lora_b(run_dir / "adapter").values())
@@ -59,8 +61,18 @@ def test_cancel_saves_a_checkpoint_and_resume_continues_from_it(tmp_path, tiny_m
     rows = [{"messages": [*p["prompt"], *p["chosen"]]} for p in PAIRS]
     data = write_jsonl(tmp_path / "sft.jsonl", rows)
     run_dir = tmp_path / "run"
-    prepare_run("sft", run_dir, values={**FAST, "base": str(tiny_model_dir), "data": str(data), "max_steps": 8,
-                                        "save_steps": 100, "max_length": 48})
+    prepare_run(
+        "sft",
+        run_dir,
+        values={
+            **FAST,
+            "base": str(tiny_model_dir),
+            "data": str(data),
+            "max_steps": 8,
+            "save_steps": 100,
+            "max_length": 48,
+        },
+    )
     stop = StopSignal()  # what SIGTERM sets in a job process
 
     def cancel_after_two_steps():
@@ -79,7 +91,7 @@ def test_cancel_saves_a_checkpoint_and_resume_continues_from_it(tmp_path, tiny_m
     result = run_job(run_dir, resume=True)
     assert result["status"] == "finished" and result["step"] == 8
     steps = [r["step"] for r in read_metrics(run_dir) if "loss" in r]
-    resumed = steps[steps.index(stopped_at) + 1:]
+    resumed = steps[steps.index(stopped_at) + 1 :]
     assert resumed and resumed[0] == stopped_at + 1  # continued from the checkpoint, not from step 1
 
 
@@ -88,10 +100,26 @@ def test_cli_train_runs_and_models_merge(run_cli, tmp_path, tiny_model_dir, monk
     """`preflab train` runs the job as a subprocess, records it, registers the adapter; merge writes a model."""
     monkeypatch.setenv("PREFLAB_HOME", str(tmp_path / "home"))
     data = write_jsonl(tmp_path / "pairs.jsonl", PAIRS)
-    sets = [a for kv in ("max_steps=2", "logging_steps=1", "max_length=48", "gradient_checkpointing=false",
-                         "save_steps=1") for a in ("--set", kv)]
-    r = run_cli("train", "dpo", "--base", tiny_model_dir, "--data", data, "--out", tmp_path / "run", "--name",
-                "dpo-tiny", "--threads", "1", *sets)
+    sets = [
+        a
+        for kv in ("max_steps=2", "logging_steps=1", "max_length=48", "gradient_checkpointing=false", "save_steps=1")
+        for a in ("--set", kv)
+    ]
+    r = run_cli(
+        "train",
+        "dpo",
+        "--base",
+        tiny_model_dir,
+        "--data",
+        data,
+        "--out",
+        tmp_path / "run",
+        "--name",
+        "dpo-tiny",
+        "--threads",
+        "1",
+        *sets,
+    )
     assert r.exit_code == 0, r.output
     assert "run 1: finished" in r.output
     listed = json.loads(run_cli("runs", "list", "--json").output)
@@ -136,12 +164,21 @@ def test_api_launch_cancel_resume_and_failure(store, tmp_path, tiny_model_dir, m
     with TestClient(create_app(store)) as c:
         h = signed_in(c, "adm")
         assert c.get("/api/runs", headers=signed_in(c, "ann")).status_code == 403
-        bad = c.post("/api/runs", headers=h, json={"stage": "dpo", "base": str(tiny_model_dir), "dataset": "prefs",
-                                                   "config": {"lerning_rate": 1}})
+        bad = c.post(
+            "/api/runs",
+            headers=h,
+            json={"stage": "dpo", "base": str(tiny_model_dir), "dataset": "prefs", "config": {"lerning_rate": 1}},
+        )
         assert bad.status_code == 422 and bad.json()["error"]["field"] == "lerning_rate"
 
-        body = {"stage": "dpo", "base": str(tiny_model_dir), "dataset": "prefs", "name": "dpo-api", "threads": 1,
-                "config": {**FAST, "max_steps": 400, "save_steps": 1, "max_length": 48}}
+        body = {
+            "stage": "dpo",
+            "base": str(tiny_model_dir),
+            "dataset": "prefs",
+            "name": "dpo-api",
+            "threads": 1,
+            "config": {**FAST, "max_steps": 400, "save_steps": 1, "max_length": 48},
+        }
         r = c.post("/api/runs", headers=h, json=body)
         assert r.status_code == 201, r.text
         run = r.json()
@@ -170,8 +207,11 @@ def test_api_launch_cancel_resume_and_failure(store, tmp_path, tiny_model_dir, m
 
         # a job that crashes (sft data for a reward run) is marked failed with the tail of its log
         sft = write_jsonl(tmp_path / "sft.jsonl", [{"messages": [*p["prompt"], *p["chosen"]]} for p in PAIRS])
-        r = c.post("/api/runs", headers=h, json={"stage": "reward", "base": str(tiny_model_dir), "data": str(sft),
-                                                 "threads": 1, "config": FAST})
+        r = c.post(
+            "/api/runs",
+            headers=h,
+            json={"stage": "reward", "base": str(tiny_model_dir), "data": str(sft), "threads": 1, "config": FAST},
+        )
         assert r.status_code == 201, r.text
         row = _wait(c, h, r.json()["id"], {"finished", "failed", "cancelled"})
         assert row["status"] == "failed" and "chosen" in row["error"], row

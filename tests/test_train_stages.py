@@ -19,17 +19,38 @@ from alignment.errors import ConfigError
 from alignment.job import prepare_run, run_job
 
 PAIRS = [
-    {"prompt": [{"role": "user", "content": "Say hi"}], "chosen": [{"role": "assistant", "content": "hello friend"}],
-     "rejected": [{"role": "assistant", "content": "no"}]},
-    {"prompt": [{"role": "user", "content": "¿Qué tal?"}],
-     "chosen": [{"role": "assistant", "content": "¡Muy bien! 😀"}], "rejected": [{"role": "assistant", "content": "no"}]},
-    {"prompt": [{"role": "user", "content": "你好"}], "chosen": [{"role": "assistant", "content": "你好，朋友"}],
-     "rejected": [{"role": "assistant", "content": "no"}]},
-    {"prompt": [{"role": "user", "content": "Count"}], "chosen": [{"role": "assistant", "content": "one two three"}],
-     "rejected": [{"role": "assistant", "content": "no"}]},
+    {
+        "prompt": [{"role": "user", "content": "Say hi"}],
+        "chosen": [{"role": "assistant", "content": "hello friend"}],
+        "rejected": [{"role": "assistant", "content": "no"}],
+    },
+    {
+        "prompt": [{"role": "user", "content": "¿Qué tal?"}],
+        "chosen": [{"role": "assistant", "content": "¡Muy bien! 😀"}],
+        "rejected": [{"role": "assistant", "content": "no"}],
+    },
+    {
+        "prompt": [{"role": "user", "content": "你好"}],
+        "chosen": [{"role": "assistant", "content": "你好，朋友"}],
+        "rejected": [{"role": "assistant", "content": "no"}],
+    },
+    {
+        "prompt": [{"role": "user", "content": "Count"}],
+        "chosen": [{"role": "assistant", "content": "one two three"}],
+        "rejected": [{"role": "assistant", "content": "no"}],
+    },
 ]
-FAST = {"max_steps": 2, "save_steps": 1, "logging_steps": 1, "per_device_train_batch_size": 2,
-        "gradient_checkpointing": False, "learning_rate": 1e-3, "lora_r": 4, "lora_alpha": 8, "seed": 0}
+FAST = {
+    "max_steps": 2,
+    "save_steps": 1,
+    "logging_steps": 1,
+    "per_device_train_batch_size": 2,
+    "gradient_checkpointing": False,
+    "learning_rate": 1e-3,
+    "lora_r": 4,
+    "lora_alpha": 8,
+    "seed": 0,
+}
 
 STAGE_METRICS = {
     "sft": {"loss", "learning_rate", "mean_token_accuracy"},
@@ -108,8 +129,17 @@ def test_sft_on_a_parent_adapter_keeps_training_it(tmp_path, tiny_model_dir, sft
     prepare_run("sft", first, values={**FAST, "base": str(tiny_model_dir), "data": str(sft_file), "max_length": 48})
     run_job(first)
     second = tmp_path / "second"
-    prepare_run("sft", second, values={**FAST, "base": str(tiny_model_dir), "data": str(sft_file), "max_length": 48,
-                                       "adapter": str(first / "adapter")})
+    prepare_run(
+        "sft",
+        second,
+        values={
+            **FAST,
+            "base": str(tiny_model_dir),
+            "data": str(sft_file),
+            "max_length": 48,
+            "adapter": str(first / "adapter"),
+        },
+    )
     run_job(second)
     before, after = lora_b(first / "adapter"), lora_b(second / "adapter")
     assert before.keys() == after.keys()
@@ -121,12 +151,15 @@ def test_sft_on_a_parent_adapter_keeps_training_it(tmp_path, tiny_model_dir, sft
 # ---- configs -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("values", "key", "fix"), [
-    ({"lerning_rate": 1e-4}, "lerning_rate", "did you mean 'learning_rate'"),
-    ({"beta": "high"}, "beta", "expected float"),
-    ({"lora_r": 0}, "lora_r", ">= 1"),
-    ({"base": ""}, "base", "--base"),
-])
+@pytest.mark.parametrize(
+    ("values", "key", "fix"),
+    [
+        ({"lerning_rate": 1e-4}, "lerning_rate", "did you mean 'learning_rate'"),
+        ({"beta": "high"}, "beta", "expected float"),
+        ({"lora_r": 0}, "lora_r", ">= 1"),
+        ({"base": ""}, "base", "--base"),
+    ],
+)
 def test_bad_dpo_config_names_the_key_and_the_fix(values, key, fix, pairs_file):
     with pytest.raises(ConfigError) as e:
         load_config(stage="dpo", values={"base": "m", "data": str(pairs_file), "output_dir": "x", **values})
@@ -140,8 +173,12 @@ def test_online_stages_need_a_reward_model(stage, pairs_file):
 
 
 def test_yaml_round_trip_and_cpu_defaults(tmp_path, pairs_file):
-    prepare_run("dpo", tmp_path / "r", values={"base": "m", "data": str(pairs_file)},
-                      overrides=["beta=0.3", "loss_type=ipo", "learning_rate=1e-4"])
+    prepare_run(
+        "dpo",
+        tmp_path / "r",
+        values={"base": "m", "data": str(pairs_file)},
+        overrides=["beta=0.3", "loss_type=ipo", "learning_rate=1e-4"],
+    )
     again = load_config(tmp_path / "r" / "config.yaml")
     assert (again.beta, again.loss_type, again.learning_rate) == (0.3, ["ipo"], 1e-4)
     if not torch.cuda.is_available():
@@ -175,9 +212,21 @@ def test_dpo_margin_rises_and_accuracy_reaches_one(tmp_path, tiny_model_dir):
     rows = [{"prompt": f"Question {i}:", "chosen": " yes yes yes", "rejected": " no no no"} for i in range(4)]
     data = write_jsonl(tmp_path / "pattern.jsonl", rows)
     run_dir = tmp_path / "dpo"
-    prepare_run("dpo", run_dir, values={**FAST, "base": str(tiny_model_dir), "data": str(data), "max_steps": 12,
-                                        "per_device_train_batch_size": 4, "learning_rate": 5e-3, "beta": 0.1,
-                                        "max_length": 32, "save_steps": 100})
+    prepare_run(
+        "dpo",
+        run_dir,
+        values={
+            **FAST,
+            "base": str(tiny_model_dir),
+            "data": str(data),
+            "max_steps": 12,
+            "per_device_train_batch_size": 4,
+            "learning_rate": 5e-3,
+            "beta": 0.1,
+            "max_length": 32,
+            "save_steps": 100,
+        },
+    )
     run_job(run_dir)
     records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if "rewards/margins" in x]
     margins = [r["rewards/margins"] for r in records]
@@ -205,10 +254,23 @@ def test_ppo_mean_reward_rises_with_a_rule_reward(tmp_path, tiny_model_dir):
     prompts = [{"prompt": [{"role": "user", "content": f"question {i} about things"}]} for i in range(16)]
     data = write_jsonl(tmp_path / "prompts.jsonl", prompts)
     run_dir = tmp_path / "ppo"
-    cfg = prepare_run("ppo", run_dir, values={
-        "base": str(tiny_model_dir), "data": str(data), "reward_model": str(tiny_model_dir), "max_steps": 24,
-        "learning_rate": 1e-2, "per_device_train_batch_size": 16, "max_completion_length": 8, "temperature": 0.15,
-        "save_steps": 12, "logging_steps": 4, "seed": 0})
+    cfg = prepare_run(
+        "ppo",
+        run_dir,
+        values={
+            "base": str(tiny_model_dir),
+            "data": str(data),
+            "reward_model": str(tiny_model_dir),
+            "max_steps": 24,
+            "learning_rate": 1e-2,
+            "per_device_train_batch_size": 16,
+            "max_completion_length": 8,
+            "temperature": 0.15,
+            "save_steps": 12,
+            "logging_steps": 4,
+            "seed": 0,
+        },
+    )
     result = ppo.train(cfg, run_dir, reward_fn=rule)
     assert result["status"] == "finished"
     rewards = [json.loads(x)["reward"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
