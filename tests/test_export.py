@@ -265,14 +265,14 @@ def test_split_by_prompt_is_disjoint_and_deterministic(store, tmp_path):
 
 
 def test_chunked_writing_gives_the_same_bytes(store, tmp_path, monkeypatch):
-    import db.export
+    import db.export_sql
 
     b = Batch()
     for i in range(12):
         add_prompt(store, f"Prompt {i} 🌸", [f"a{i}", f"b{i}", f"c{i}"], {"ana": [1, 2, 3]}, batch=b)
     store.write_batch("exp", b, created_by="test")
     whole = export(store, "trl-messages", tmp_path / "whole.jsonl", split="test=0.3")
-    monkeypatch.setattr(db.export, "CHUNK_PAIRS", 5)  # 36 pairs in several prompt-id chunks
+    monkeypatch.setattr(db.export_sql, "CHUNK_PAIRS", 5)  # 36 pairs in several prompt-id chunks
     chunked = export(store, "trl-messages", tmp_path / "chunked.jsonl", split="test=0.3")
     assert chunked.snapshot_id == whole.snapshot_id and chunked.counts == whole.counts
     assert not list(tmp_path.glob(".*"))  # no temporary or part files left behind

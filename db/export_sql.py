@@ -1,0 +1,262 @@
+"""The SQL behind db.export: temporary tables of the pairs and prompts to write, and COPY statements per format.
+
+db.export decides what to write and where (formats, filters, split, file names, snapshot id); this module
+says how DuckDB writes it. Everything streams: rows go from the tables to the files without becoming
+Python objects, and JSON Lines are written in prompt-id chunks so the sort that fixes the row order stays
+small. Temporary tables (x_pairs, x_prompts, x_sft) live inside the export's transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+
+from db.consensus import consensus_pairs_sql
+
+if TYPE_CHECKING:
+    from db.export import ExportConfig
+
+PAIR_FORMATS = ("trl", "trl-messages", "llamafactory", "parquet")
+SPLIT_BUCKETS = 1_000_000
+CHUNK_PAIRS = 500_000  # pairs per COPY when writing JSON Lines: bounds the memory of the sort
+
+MESSAGES_SQL = "list_transform(CAST(p.messages AS JSON[]), lambda m: {'role': m->>'role', 'content': m->>'content'})"
+# trl's string prompt: a single user turn as it is; otherwise "Role: content" blocks separated by a blank line.
+# The single-turn case (nearly every prompt) reads the JSON directly: parsing into a list costs 4x more.
+TEXT_SQL = f"""CASE WHEN json_array_length(p.messages) = 1 AND p.messages->>'$[0].role' = 'user'
+                    THEN coalesce(p.messages->>'$[0].content', '')
+                    ELSE array_to_string(list_transform({MESSAGES_SQL}, lambda m: upper(left(m.role, 1))
+                         || substr(m.role, 2) || ': ' || coalesce(m.content, '')), chr(10) || chr(10)) END"""
+
+
+def _copy(con, select: str, params: list, path: Path, fmt: str) -> int:
+    name = path.name.removesuffix(".gz")
+    if fmt == "parquet" or name.endswith(".parquet"):
+        options = "FORMAT parquet, COMPRESSION zstd"
+    elif name.endswith(".csv"):
+        options = "FORMAT csv, HEADER true"
+    else:
+        options = "FORMAT json"
+    target = f"${len(params) + 1}" if "$1" in select else "?"  # numbered and positional parameters do not mix
+    return con.execute(f"COPY ({select}) TO {target} ({options})", [*params, str(path)]).fetchall()[0][0]
+
+
+def _prompts_table(con, cfg: ExportConfig, dataset_id: int | None, wanted: str) -> None:
+    """x_prompts: the prompts in `wanted` (a SELECT of ids) with split side, and the renderings the format needs."""
+    threshold = int(round(cfg.test_fraction * SPLIT_BUCKETS))
+    columns = []
+    if cfg.format in ("trl", "parquet"):
+        columns.append(f"{TEXT_SQL} AS text")
+    if cfg.format != "trl":
+        columns.append(f"{MESSAGES_SQL} AS msgs")
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE x_prompts AS
+            SELECT p.id, d.name AS dataset, p.content_hash, p.source, p.external_id, p.assets, {", ".join(columns)},
+                   CASE WHEN md5_number_lower(p.content_hash || ':' || CAST(? AS VARCHAR)) % {SPLIT_BUCKETS} < ?
+                        THEN 'test' ELSE 'train' END AS split
+            FROM prompts p JOIN datasets d ON d.id = p.dataset_id
+            WHERE p.id IN ({wanted}) AND (CAST(? AS INTEGER) IS NULL OR p.dataset_id = ?)""",  # noqa: S608
+        [cfg.seed, threshold, dataset_id, dataset_id],
+    )
+
+
+def _pairs_table(con, cfg: ExportConfig, dataset_id: int | None, *, keep_ties: bool, provenance: bool) -> None:
+    sql, params = consensus_pairs_sql(dataset_id=dataset_id, source=cfg.source, provenance=provenance)
+    ties = "" if keep_ties else "AND NOT is_tie"
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE x_pairs AS SELECT * FROM ({sql}) "  # noqa: S608
+        f"WHERE n_votes >= ? AND agreement >= ? {ties}",
+        [*params, cfg.min_annotators, cfg.min_agreement],
+    )
+
+
+def _pair_select(cfg: ExportConfig, *, images: bool = False) -> str:
+    tie = ", c.is_tie" if cfg.ties == "keep" else ""
+    if images:  # LLaMA-Factory's multimodal column: the prompt's image paths ([] for text-only rows)
+        tie += """, coalesce(from_json(p.assets, '["VARCHAR"]'), []) AS images"""
+    if cfg.format == "trl":
+        cols = f"p.text AS prompt, gc.text AS chosen, gr.text AS rejected{tie}"
+    elif cfg.format == "trl-messages":
+        cols = (
+            f"p.msgs AS prompt, [{{'role': 'assistant', 'content': gc.text}}] AS chosen, "
+            f"[{{'role': 'assistant', 'content': gr.text}}] AS rejected{tie}"
+        )
+    elif cfg.format == "llamafactory" and cfg.layout == "alpaca":
+        # instruction = the last user turn; earlier turns become [user, assistant] history pairs
+        cols = (
+            "p.turns[-1].content AS instruction, '' AS input, gc.text AS chosen, gr.text AS rejected, "
+            "p.system, list_transform(range(1, len(p.turns), 2), "
+            "lambda i: [p.turns[i].content, p.turns[i + 1].content]) AS history" + tie
+        )
+    elif cfg.format == "llamafactory":
+        cols = (
+            "list_transform(p.turns, lambda m: {'from': CASE m.role WHEN 'user' THEN 'human' "
+            "WHEN 'assistant' THEN 'gpt' ELSE m.role END, 'value': m.content}) AS conversations, "
+            "{'from': 'gpt', 'value': gc.text} AS chosen, {'from': 'gpt', 'value': gr.text} AS rejected, "
+            "p.system" + tie
+        )
+    else:  # parquet: every provenance column
+        gen_cols = ", ".join(
+            f"g{x}.{col} AS {side}_{col}"
+            for x, side in (("c", "chosen"), ("r", "rejected"))
+            for col in ("kind", "model", "adapter", "engine", "seed", "created_at", "created_by")
+        )
+        cols = f"""c.prompt_id, p.dataset, p.content_hash AS prompt_hash, p.msgs AS prompt, p.text AS prompt_text,
+                   p.source AS prompt_source, p.external_id AS prompt_external_id,
+                   c.chosen_id, c.rejected_id, gc.text AS chosen, gr.text AS rejected, {gen_cols},
+                   CAST(gc.params AS VARCHAR) AS chosen_params, CAST(gr.params AS VARCHAR) AS rejected_params,
+                   c.is_tie, c.margin, c.votes_chosen, c.votes_rejected, c.votes_tie, c.n_votes, c.agreement,
+                   c.ranking_ids, c.annotators, c.sources, c.first_ranked_at, c.last_ranked_at, p.split"""
+    turns = ""
+    if cfg.format == "llamafactory":
+        turns = (
+            ", list_filter(msgs, lambda m: m.role <> 'system') AS turns, "
+            "coalesce(list_filter(msgs, lambda m: m.role = 'system')[1].content, '') AS system"
+        )
+    # The prompt-id range (params 2 and 3) is repeated on every table so each chunk's joins and sort stay small.
+    return f"""SELECT {cols}
+               FROM x_pairs c JOIN (SELECT *{turns} FROM x_prompts) p ON p.id = c.prompt_id
+               JOIN generations gc ON gc.id = c.chosen_id JOIN generations gr ON gr.id = c.rejected_id
+               WHERE p.split = $1 AND c.prompt_id >= $2 AND c.prompt_id < $3 AND p.id >= $2 AND p.id < $3
+                 AND gc.prompt_id >= $2 AND gc.prompt_id < $3 AND gr.prompt_id >= $2 AND gr.prompt_id < $3
+               ORDER BY c.prompt_id, c.chosen_id, c.rejected_id"""  # noqa: S608
+
+
+def _copy_pairs(con, select: str, side: str, path: Path, fmt: str, digests: dict[Path, str]) -> int:
+    """COPY the pairs of one split side, in prompt-id chunks of about CHUNK_PAIRS appended to one file.
+
+    Sorting millions of wide rows at once costs gigabytes; a chunk's sort and joins fit in a few hundred MB
+    and the rows still come out in one global order. Parquet is written in one piece (its files do not
+    concatenate).
+    """
+    lo, hi, n = con.execute("SELECT min(prompt_id), max(prompt_id) + 1, count(*) FROM x_pairs").fetchall()[0]
+    if n == 0 or n <= CHUNK_PAIRS or fmt == "parquet":
+        return _copy(con, select, [side, lo or 0, hi or 0], path, fmt)
+    chunks = -(-n // CHUNK_PAIRS)
+    fractions = ", ".join(f"{i / chunks:.6f}" for i in range(1, chunks))  # numbers we made, not user input
+    cuts = con.execute(f"SELECT approx_quantile(prompt_id, [{fractions}]) FROM x_pairs").fetchall()[0][0]
+    bounds = sorted({lo, *[int(c) for c in cuts], hi})
+    written = 0
+    part = path.with_name(f".part-{path.name}")
+    h = hashlib.sha256()  # the bytes pass through here anyway: hash them now rather than read 1 GB+ again
+    try:
+        with path.open("wb") as out:
+            for a, b in zip(bounds, bounds[1:], strict=False):
+                written += _copy(con, select, [side, a, b], part, fmt)
+                with part.open("rb") as f:
+                    for block in iter(lambda f=f: f.read(1 << 20), b""):
+                        h.update(block)
+                        out.write(block)
+    finally:
+        part.unlink(missing_ok=True)
+    digests[path] = h.hexdigest()
+    return written
+
+
+def write_export(store, cfg: ExportConfig, temps: dict[str, Path], digests: dict[Path, str]) -> dict:
+    """Write the export into `temps` ({split role: temporary path}) inside the caller's transaction; return counts.
+
+    Chunk-written files are hashed on the way and their sha256 stored in `digests`.
+    """
+    con = store.con
+    dataset_id = store.dataset_id(cfg.dataset) if cfg.dataset is not None else None
+    sides = {s: ("train" if s == "all" else s) for s in temps}
+    try:
+        if cfg.format in PAIR_FORMATS:
+            _pairs_table(con, cfg, dataset_id, keep_ties=cfg.ties == "keep", provenance=cfg.format == "parquet")
+            _prompts_table(con, cfg, dataset_id, "SELECT DISTINCT prompt_id FROM x_pairs")
+            images = (
+                cfg.format == "llamafactory"
+                and con.execute("SELECT count(*) FROM x_prompts WHERE assets IS NOT NULL").fetchall()[0][0] > 0
+            )
+            select = _pair_select(cfg, images=images)
+            rows = {s: _copy_pairs(con, select, side, temps[s], cfg.format, digests) for s, side in sides.items()}
+            stats = con.execute(
+                "SELECT count(DISTINCT c.prompt_id), count(*) FILTER (WHERE c.is_tie) "
+                "FROM x_pairs c JOIN x_prompts p ON p.id = c.prompt_id"
+            ).fetchall()[0]
+            return {
+                "pairs": sum(rows.values()),
+                **_by_split(rows),
+                "prompts": stats[0],
+                "ties": stats[1],
+                **({"images": True} if images else {}),
+            }
+        if cfg.format == "sft":
+            _pairs_table(con, cfg, dataset_id, keep_ties=True, provenance=False)
+            _sft_table(con, cfg, dataset_id)
+            _prompts_table(con, cfg, dataset_id, "SELECT prompt_id FROM x_sft")
+            select = """SELECT list_concat(p.msgs, [{'role': 'assistant', 'content': g.text}]) AS messages
+                        FROM x_sft s JOIN x_prompts p ON p.id = s.prompt_id
+                        JOIN generations g ON g.id = s.generation_id
+                        WHERE p.split = ? ORDER BY s.prompt_id"""
+            rows = {s: _copy(con, select, [side], temps[s], cfg.format) for s, side in sides.items()}
+            origin = dict(con.execute("SELECT origin, count(*) FROM x_sft GROUP BY origin").fetchall())
+            return {
+                "examples": sum(rows.values()),
+                **_by_split(rows),
+                "prompts": sum(rows.values()),
+                "ranked": origin.get("ranked", 0),
+                "reference": origin.get("reference", 0),
+            }
+        # classification: the labelled examples as they came, split by their content hash
+        threshold = int(round(cfg.test_fraction * SPLIT_BUCKETS))
+        select = f"""SELECT text, label FROM examples
+                     WHERE (CAST(? AS INTEGER) IS NULL OR dataset_id = ?)
+                       AND (CASE WHEN md5_number_lower(content_hash || ':' || CAST(? AS VARCHAR)) % {SPLIT_BUCKETS}
+                                 < ? THEN 'test' ELSE 'train' END) = ?
+                     ORDER BY id"""  # noqa: S608
+        rows = {
+            s: _copy(con, select, [dataset_id, dataset_id, cfg.seed, threshold, side], temps[s], cfg.format)
+            for s, side in sides.items()
+        }
+        return {"examples": sum(rows.values()), **_by_split(rows)}
+    finally:
+        for table in ("x_pairs", "x_prompts", "x_sft"):
+            try:
+                con.execute(f"DROP TABLE IF EXISTS {table}")
+            except duckdb.Error:  # the transaction failed: its rollback removes them, and the first error counts
+                break
+
+
+def _by_split(rows: dict[str, int]) -> dict[str, int]:
+    return {} if "all" in rows else {"train": rows["train"], "test": rows["test"]}
+
+
+def _sft_table(con, cfg: ExportConfig, dataset_id: int | None) -> None:
+    """x_sft(prompt_id, generation_id, origin): the answer to learn from for each prompt.
+
+    Ranked: the answer with the most consensus wins minus losses (Copeland; it is the ranked-pairs winner
+    whenever one answer beats every other), then the better mean rank, then the lower id. Prompts where half
+    or more of the submitted rankings say 'all answers are bad' have no ranked answer. Reference: the first
+    human-written reference answer. sft_prefer decides which comes first when a prompt has both.
+    """
+    ranked_first = cfg.sft_prefer == "ranked"
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE x_sft AS
+            WITH score AS (
+                SELECT prompt_id, g, sum(s) AS score FROM (
+                    SELECT prompt_id, chosen_id AS g, CASE WHEN is_tie THEN 0 ELSE 1 END AS s FROM x_pairs
+                    UNION ALL
+                    SELECT prompt_id, rejected_id, CASE WHEN is_tie THEN 0 ELSE -1 END FROM x_pairs)
+                GROUP BY prompt_id, g),
+            bad AS (SELECT prompt_id FROM rankings WHERE status = 'submitted'
+                    GROUP BY prompt_id HAVING avg(CAST(all_bad AS INTEGER)) >= 0.5),
+            mean_rank AS (SELECT i.generation_id AS g, avg(i.rank) AS mr
+                          FROM ranking_items i JOIN rankings r ON r.id = i.ranking_id AND r.status = 'submitted'
+                          WHERE i.generation_id IN (SELECT g FROM score) GROUP BY 1),
+            ranked AS (SELECT s.prompt_id, s.g FROM score s LEFT JOIN mean_rank m USING (g)
+                       WHERE s.prompt_id NOT IN (SELECT prompt_id FROM bad)
+                       QUALIFY row_number() OVER (PARTITION BY s.prompt_id ORDER BY s.score DESC, m.mr, s.g) = 1),
+            ref AS (SELECT g.prompt_id, min(g.id) AS g FROM generations g JOIN prompts p ON p.id = g.prompt_id
+                    WHERE g.kind = 'reference' AND (CAST(? AS INTEGER) IS NULL OR p.dataset_id = ?)
+                    GROUP BY g.prompt_id),
+            both_ AS (SELECT prompt_id, g, 'ranked' AS origin, {0 if ranked_first else 1} AS pref FROM ranked
+                      UNION ALL SELECT prompt_id, g, 'reference', {1 if ranked_first else 0} FROM ref)
+            SELECT prompt_id, g AS generation_id, origin FROM both_
+            QUALIFY row_number() OVER (PARTITION BY prompt_id ORDER BY pref) = 1""",  # noqa: S608
+        [dataset_id, dataset_id],
+    )
