@@ -15,10 +15,9 @@ Formats (one literal example of each in docs/formats.md):
 Pairs are the consensus pairs of db.consensus (one per answer pair of a prompt, majority direction, vote
 counts, agreement), filtered by min_annotators / min_agreement / ties / source. Everything is done by DuckDB
 (`COPY (SELECT ...) TO`, in db.export_sql), streaming and in order, so millions of pairs never become Python
-objects. Files are
-written under a temporary name and renamed when complete. The snapshot id is the sha256 of the written
-file (with a split: of the lines "ROLE SHA256" of its files), also stored in PATH.snapshot.json with the
-format, filters, counts and each file's sha256.
+objects. Files are written under a temporary name and renamed when complete. The snapshot id is the sha256
+of the written file (with a split: of the lines "ROLE SHA256" of its files), also stored in
+PATH.snapshot.json with the format, filters, counts and each file's sha256.
 
 Split (--split test=0.1 --seed 0): a prompt goes to test when md5(content_hash:seed) mod 10^6 < 0.1 * 10^6,
 so no prompt is on both sides, the same seed always gives the same split, and the same prompt lands on the
