@@ -37,6 +37,8 @@ SHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots"
 def app_url(tmp_path_factory):
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
         pytest.skip("chromium is not installed (make browser installs it)")
+    saved_home = os.environ.get("PREFLAB_HOME")
+    os.environ["PREFLAB_HOME"] = str(tmp_path_factory.mktemp("home"))  # no engines or state from elsewhere
     server = start_server(tmp_path_factory.mktemp("browser") / "ui.duckdb", k=2)
     port = free_port()
     log = open(tmp_path_factory.mktemp("browser-log") / "streamlit.log", "wb")  # noqa: SIM115
@@ -64,6 +66,10 @@ def app_url(tmp_path_factory):
             proc.kill()
         log.close()
         server.stop()
+        if saved_home is None:
+            os.environ.pop("PREFLAB_HOME", None)
+        else:
+            os.environ["PREFLAB_HOME"] = saved_home
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +119,7 @@ def test_annotator_ranks_with_a_tie_and_script_stays_text(app_url, browser):
     shot(page, "login")
     page.get_by_label("User name").fill("ann")
     page.get_by_label("Password", exact=True).fill(PASSWORDS["ann"])
-    page.get_by_role("button", name="Log in").click()
+    page.keyboard.press("Enter")  # the login form submits on Enter
     page.get_by_text("Rank answers").wait_for()
 
     # the first prompt holds the answer with <script> and raw HTML: shown as text, never run
@@ -158,6 +164,28 @@ def test_annotator_ranks_with_a_tie_and_script_stays_text(app_url, browser):
     assert mine[0]["time_on_task_ms"] > 0
     texts = {a["id"]: a["text"] for a in detail["answers"]}
     assert SCRIPT_ANSWER in texts.values()  # stored exactly as the model wrote it
+
+    # keyboard only on the next prompt: type the order, Enter applies it, Ctrl+Enter submits
+    second = server.store.query(
+        "SELECT a.prompt_id, CAST(a.answer_order AS VARCHAR) AS answer_order FROM assignments a "
+        "JOIN users u ON u.id = a.user_id WHERE u.name = 'ann' AND a.status = 'leased'"
+    )[0]
+    box = page.get_by_role("textbox", name="Type the order")
+    box.fill("4 > 1 = 3 > 2")
+    box.press("Enter")
+    page.get_by_text("Answer 4 > Answer 1 = Answer 3 > Answer 2").wait_for()
+    page.keyboard.press("Control+Enter")
+    page.get_by_text("Write a Python greeting function.").wait_for(state="detached")
+    order = json.loads(second["answer_order"])
+    ranks = {
+        row["g"]: row["r"]
+        for row in server.store.query(
+            "SELECT i.generation_id AS g, i.rank AS r FROM ranking_items i JOIN rankings r ON r.id = i.ranking_id "
+            "JOIN users u ON u.id = r.user_id WHERE u.name = 'ann' AND r.prompt_id = ?",
+            [second["prompt_id"]],
+        )
+    }
+    assert ranks == {order[3]: 1, order[0]: 2, order[2]: 2, order[1]: 3}
     page.close()
 
 
