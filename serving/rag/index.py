@@ -161,4 +161,24 @@ class CollectionIndex:
         k = max(1, min(k, index.ntotal)) if index.ntotal else 1
         if index.ntotal == 0:
             return np.zeros((len(queries), 0), dtype=np.float32), np.zeros((len(queries), 0), dtype=np.int64)
-        return index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        return search(index, queries, k)
+
+
+def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """index.search, single-threaded for a handful of queries: OpenMP workers for one query cost more than they
+    save, and spin badly when the machine is busy (bench/rag.py)."""
+    import faiss
+
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if len(queries) > 4:
+        return index.search(queries, k)
+    with _omp_lock:
+        before = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            return index.search(queries, k)
+        finally:
+            faiss.omp_set_num_threads(before)
+
+
+_omp_lock = threading.Lock()
