@@ -1,0 +1,158 @@
+"""Training (admin): start a run (stage, base or parent adapter, dataset + filters, main hyperparameters),
+watch it live (metric curves, log tail, status, cancel, resume), and browse past runs with their lineage
+snapshot -> run -> adapter. The server runs the job as a subprocess (serving/api_runs.py); this page only
+asks for it and watches.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from annotate import training_client as tc
+from annotate.app import require_role
+from annotate.client import ApiError, get_client
+
+# Main hyperparameters per stage and their defaults (alignment.config.default_values, repeated here so the
+# page does not import the training stack).
+COMMON = {"learning_rate": 1e-4, "num_train_epochs": 1.0, "max_steps": -1, "per_device_train_batch_size": 4,
+          "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "save_steps": 100, "logging_steps": 5}
+STAGE_DEFAULTS = {
+    "sft": {"learning_rate": 2e-4, "max_length": 1024},
+    "reward": {"learning_rate": 1e-4, "max_length": 1024, "eval_fraction": 0.1},
+    "dpo": {"learning_rate": 5e-5, "beta": 0.1, "max_length": 1024},
+    "ppo": {"learning_rate": 1e-5, "kl_coef": 0.05, "cliprange": 0.2, "max_completion_length": 64},
+    "rloo": {"learning_rate": 1e-5, "beta": 0.05, "num_generations": 4, "max_completion_length": 64},
+    "grpo": {"learning_rate": 1e-5, "beta": 0.0, "num_generations": 4, "max_completion_length": 64},
+}
+CHART_KEYS = {
+    "sft": ["loss", "mean_token_accuracy"],
+    "reward": ["loss", "accuracy", "margin", "eval_accuracy"],
+    "dpo": ["loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins"],
+    "ppo": ["reward", "kl", "value_loss", "clip_fraction", "entropy"],
+    "rloo": ["loss", "reward", "kl"],
+    "grpo": ["loss", "reward"],
+}
+
+require_role("admin")
+client = get_client()
+st.title("Training")
+
+try:
+    models = client.models()
+    datasets = [d["name"] for d in client.datasets()]
+except ApiError as e:
+    st.error(f"Could not reach the server: {e}")
+    st.stop()
+adapters = [m["name"] for m in models if m["kind"] == "adapter"]
+bases = [m["name"] for m in models if m["kind"] in ("base", "merged")]
+
+with st.expander("Start a run", expanded="train_run_id" not in st.session_state):
+    c1, c2, c3 = st.columns(3)
+    stage = c1.selectbox("Stage", list(STAGE_DEFAULTS), index=list(STAGE_DEFAULTS).index("dpo"), key="train_stage")
+    base = c2.text_input("Base model (folder or registered name)", value=bases[0] if bases else "models/tiny",
+                         key="train_base")
+    parent = c3.selectbox("Parent adapter", ["(none)", *adapters], key="train_parent",
+                          help="e.g. the SFT adapter under DPO/PPO; the reference is this model")
+    c4, c5, c6 = st.columns(3)
+    dataset = c4.selectbox("Dataset (exported to a snapshot now)", datasets, key="train_dataset")
+    min_annotators = c5.number_input("Min. annotators per pair", 1, 20, 1, key="train_min_annotators")
+    min_agreement = c6.slider("Min. agreement", 0.0, 1.0, 0.0, 0.05, key="train_min_agreement")
+    reward_model = None
+    if stage in ("ppo", "rloo", "grpo"):
+        rms = [m["name"] for m in models if m.get("stage") == "reward"]
+        reward_model = st.selectbox("Reward model", rms, key="train_reward_model",
+                                    help="train one with the reward stage first")
+    st.caption("Hyperparameters (defaults that suit LoRA on a small model; any other key of the stage's config "
+               "can go in the YAML box).")
+    defaults = {**COMMON, **STAGE_DEFAULTS[stage]}
+    cols = st.columns(4)
+    params = {}
+    for i, (key, value) in enumerate(defaults.items()):
+        col = cols[i % 4]
+        if isinstance(value, float):
+            params[key] = col.number_input(key, value=value, format="%g", key=f"train_p_{stage}_{key}")
+        else:
+            params[key] = int(col.number_input(key, value=value, step=1, key=f"train_p_{stage}_{key}"))
+    if stage == "dpo":
+        params["loss_type"] = st.selectbox("loss_type", ["sigmoid", "ipo", "hinge", "robust", "sppo_hard"],
+                                           key="train_loss_type")
+    extra = st.text_area("More config (YAML key: value)", value="", key="train_extra", height=80)
+    name = st.text_input("Model name for the adapter (optional)", key="train_name")
+    if st.button("Start training", type="primary", key="train_start", disabled=not datasets):
+        import yaml
+
+        try:
+            more = yaml.safe_load(extra) if extra.strip() else {}
+            if not isinstance(more, dict):
+                raise ValueError("the YAML box must hold key: value lines")
+            run = tc.start_run(
+                client, stage=stage, base=base, adapter=None if parent == "(none)" else parent, dataset=dataset,
+                filters={"min_annotators": int(min_annotators), "min_agreement": float(min_agreement)},
+                config={**params, **more}, name=name or None, reward_model=reward_model)
+            st.session_state.train_run_id = run["id"]
+            st.toast(f"run {run['id']} started", icon=":material/play_arrow:")
+        except (ApiError, ValueError, yaml.YAMLError) as e:
+            st.error(f"Could not start: {e}")
+
+try:
+    runs = tc.list_runs(client)
+except ApiError as e:
+    st.error(f"Could not load runs: {e}")
+    st.stop()
+if not runs:
+    st.info("No training run yet.")
+    st.stop()
+
+ids = [r["id"] for r in runs]
+current = st.session_state.get("train_run_id", ids[0])
+picked = st.selectbox("Run", ids, index=ids.index(current) if current in ids else 0, key="train_pick",
+                      format_func=lambda i: next(f"#{r['id']} {r['stage']} · {r['status']}" for r in runs
+                                                 if r["id"] == i))
+
+
+@st.fragment(run_every=2)
+def live(run_id: int) -> None:
+    """Status, curves and log of one run, refreshed every 2 s."""
+    try:
+        run = tc.get_run(client, run_id)
+        records = tc.run_metrics(client, run_id)["records"]
+        log_tail = tc.run_log(client, run_id, lines=40)
+    except ApiError as e:
+        st.error(str(e))
+        return
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Status", run["status"])
+    c2.metric("Stage", run["stage"])
+    c3.metric("Step", max((r.get("step") or 0 for r in records), default=0))
+    c4.metric("Snapshot", (run["snapshot_id"] or "")[:12])
+    b1, b2, _ = st.columns([1, 1, 4])
+    if run["status"] == "running" and b1.button("Cancel", key=f"train_cancel_{run_id}"):
+        tc.cancel_run(client, run_id)
+    if run["status"] in ("cancelled", "failed") and b2.button("Resume", key=f"train_resume_{run_id}"):
+        tc.resume_run(client, run_id)
+    if records:
+        frame = pd.DataFrame(records)
+        keys = [k for k in CHART_KEYS.get(run["stage"], ["loss"]) if k in frame]
+        if keys:
+            chart = frame.dropna(subset=keys, how="all").set_index("step")[keys]
+            st.line_chart(chart)
+        if "learning_rate" in frame:
+            st.line_chart(frame.dropna(subset=["learning_rate"]).set_index("step")[["learning_rate"]], height=150)
+    if run.get("error"):
+        st.error(run["error"][-2000:])
+    st.code(log_tail or "(no log yet)", language="text")
+    lineage = run.get("lineage") or {}
+    st.caption(f"Lineage: snapshot {(lineage.get('snapshot_id') or '')[:12]} → run #{run_id} → adapter "
+               f"{lineage.get('model') or '(not yet)'}; parent {lineage.get('parent') or 'none'}")
+
+
+live(picked)
+
+st.subheader("Past runs")
+table = pd.DataFrame([{
+    "id": r["id"], "stage": r["stage"], "status": r["status"], "base": r["base"], "parent": r["parent"],
+    "snapshot": (r["snapshot_id"] or "")[:12], "created": r["created_at"],
+    **{k: (r.get("metrics") or {}).get(k) for k in ("loss", "rewards/accuracies", "accuracy", "reward")},
+} for r in runs])
+st.dataframe(table, hide_index=True, key="train_runs_table")

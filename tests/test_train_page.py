@@ -1,0 +1,52 @@
+"""The admin Training page against a real server: past runs, live curves, log tail and lineage render."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.server_helpers import PASSWORD, add_user
+from tests.test_gateway import serve
+
+APP = str(Path(__file__).resolve().parents[1] / "annotate" / "entry" / "app.py")
+
+
+@pytest.mark.slow
+def test_training_page_shows_runs_curves_and_lineage(store, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from db import models_registry, runs
+    from serving.server import create_app
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    records = [{"step": s, "loss": 0.7 - s / 100, "learning_rate": 1e-4, "rewards/margins": s / 10,
+                "rewards/accuracies": 1.0} for s in range(1, 6)]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    (run_dir / "train.log").write_text("step 5: loss 0.65 ✅ 训练完成\n", encoding="utf-8")
+    run_id = runs.create_run(store, stage="dpo", run_dir=str(run_dir), base="models/tiny", parent=None,
+                             snapshot_id="ab" * 32, config={"beta": 0.1}, created_by="adm")
+    runs.mark_done(store, run_id, "finished", metrics=records[-1])
+    models_registry.register_model(store, name="dpo-page", kind="adapter", path=str(run_dir / "adapter"),
+                                   base="models/tiny", stage="dpo", run_id=run_id, snapshot_id="ab" * 32,
+                                   created_by="adm")
+    add_user(store, "adm", "admin")
+    server, thread, url = serve(create_app(store))
+    try:
+        monkeypatch.setenv("PREFLAB_URL", url)
+        at = AppTest.from_file(APP, default_timeout=60).run()
+        at.text_input(key="login_name").input("adm")
+        at.text_input(key="login_password").input(PASSWORD)
+        at.button(key="login_submit").click().run()
+        at.switch_page("../pages/training.py").run()
+        assert not at.exception, at.exception
+        assert any(m.value == "finished" for m in at.metric)
+        assert any("训练完成" in c.value for c in at.code)
+        assert any("dpo-page" in c.value for c in at.caption)
+        assert list(at.dataframe[0].value["id"]) == [run_id]
+        assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")  # the live curves
+    finally:
+        server.should_exit = True
+        thread.join(10)
