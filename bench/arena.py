@@ -77,12 +77,18 @@ def main() -> None:
 
     order_ok = [r["model"] for r in board.rows] == names[::-1]
     width = np.mean([r["ci_high"] - r["ci_low"] for r in board.rows])
-    print(f"votes {args.votes:,}  models {args.models}  bootstrap rounds {args.rounds}  cores {os.cpu_count()}  "
-          f"load {os.getloadavg()[0]:.1f}")
-    print(f"vectorised BT + bootstrap (incl. Elo, counts, win-rate matrix): {ours:.2f} s  "
-          f"(target <= 5 s: {'PASS' if ours <= 5 else 'FAIL'})")
-    print(f"baseline (resample votes + per-round MM fit): {per_round * 1000:.0f} ms/round x {args.rounds} = "
-          f"{baseline:.1f} s (measured on {args.baseline_rounds} rounds)")
+    print(
+        f"votes {args.votes:,}  models {args.models}  bootstrap rounds {args.rounds}  cores {os.cpu_count()}  "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"vectorised BT + bootstrap (incl. Elo, counts, win-rate matrix): {ours:.2f} s  "
+        f"(target <= 5 s: {'PASS' if ours <= 5 else 'FAIL'})"
+    )
+    print(
+        f"baseline (resample votes + per-round MM fit): {per_round * 1000:.0f} ms/round x {args.rounds} = "
+        f"{baseline:.1f} s (measured on {args.baseline_rounds} rounds)"
+    )
     print(f"speed-up vs baseline: {baseline / ours:.1f}x")
     print(f"true order recovered: {order_ok}; mean 95% CI width {width:.1f} rating points")
 

@@ -1,7 +1,7 @@
 """API keys for the /v1 gateway: created once (the key is shown then and never again), stored as sha256.
 
-    key = create_key(store, "ci-bot", created_by="admin")   # 'pl-...'
-    check_key(store, key)                                   # the key's name, or None
+key = create_key(store, "ci-bot", created_by="admin")   # 'pl-...'
+check_key(store, key)                                   # the key's name, or None
 """
 
 from __future__ import annotations

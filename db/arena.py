@@ -22,8 +22,16 @@ ARENA_DATASET = "arena"
 WINNERS = ("a", "b", "tie", "both_bad")
 
 
-def create_battle(store: Store, model_a: str, model_b: str, *, created_by: str, user_id: int | None = None,
-                  rag_collection: str | None = None, rag_k: int | None = None) -> int:
+def create_battle(
+    store: Store,
+    model_a: str,
+    model_b: str,
+    *,
+    created_by: str,
+    user_id: int | None = None,
+    rag_collection: str | None = None,
+    rag_k: int | None = None,
+) -> int:
     with store._lock:
         return store.con.execute(
             "INSERT INTO arena_battles (model_a, model_b, rag_collection, rag_k, turns, user_id, created_by) "
@@ -33,8 +41,7 @@ def create_battle(store: Store, model_a: str, model_b: str, *, created_by: str, 
 
 
 def get_battle(store: Store, battle_id: int) -> dict:
-    rows = store.query("SELECT *, CAST(created_at AS VARCHAR) AS created FROM arena_battles WHERE id = ?",
-                       [battle_id])
+    rows = store.query("SELECT *, CAST(created_at AS VARCHAR) AS created FROM arena_battles WHERE id = ?", [battle_id])
     if not rows:
         raise NotFoundError(f"no arena battle with id {battle_id}")
     b = rows[0]
@@ -65,29 +72,64 @@ def record_vote(store: Store, battle_id: int, winner: str, *, user: dict, commen
     pkey = prompt_hash(messages)
     ranks = {"a": (1, 2), "b": (2, 1), "tie": (1, 1), "both_bad": (1, 1)}[winner]
     ranking_key = f"arena-battle-{battle_id}"
-    meta = {"battle_id": battle_id, "turn": len(battle["turns"]), "rag_collection": battle["rag_collection"],
-            "question": turn["user"], "multi_turn": len(battle["turns"]) > 1}
+    meta = {
+        "battle_id": battle_id,
+        "turn": len(battle["turns"]),
+        "rag_collection": battle["rag_collection"],
+        "question": turn["user"],
+        "multi_turn": len(battle["turns"]) > 1,
+    }
     gens = []
     for side, text, model in (("a", text_a, battle["model_a"]), ("b", text_b, battle["model_b"])):
         ans = turn[side]
-        gens.append({"prompt_key": pkey, "gen_key": text_hash(text), "text": text, "kind": "arena",
-                     "model": model, "engine": ans.get("engine"), "adapter": ans.get("adapter"),
-                     "params": json.dumps(ans.get("params") or {}, ensure_ascii=False),
-                     "latency_ms": ans.get("latency_ms"), "finish_reason": ans.get("finish_reason"),
-                     "completion_tokens": ans.get("completion_tokens"),
-                     "metadata": json.dumps({"side": side, "citations": ans.get("citations") or []},
-                                            ensure_ascii=False)})
+        gens.append(
+            {
+                "prompt_key": pkey,
+                "gen_key": text_hash(text),
+                "text": text,
+                "kind": "arena",
+                "model": model,
+                "engine": ans.get("engine"),
+                "adapter": ans.get("adapter"),
+                "params": json.dumps(ans.get("params") or {}, ensure_ascii=False),
+                "latency_ms": ans.get("latency_ms"),
+                "finish_reason": ans.get("finish_reason"),
+                "completion_tokens": ans.get("completion_tokens"),
+                "metadata": json.dumps({"side": side, "citations": ans.get("citations") or []}, ensure_ascii=False),
+            }
+        )
     same_text = text_a == text_b  # identical answers collapse to one generation: nothing to prefer
     batch = Batch(
-        prompts=[{"key": pkey, "messages": json.dumps(messages, ensure_ascii=False), "source": "arena",
-                  "external_id": f"battle-{battle_id}", "metadata": json.dumps(meta, ensure_ascii=False)}],
+        prompts=[
+            {
+                "key": pkey,
+                "messages": json.dumps(messages, ensure_ascii=False),
+                "source": "arena",
+                "external_id": f"battle-{battle_id}",
+                "metadata": json.dumps(meta, ensure_ascii=False),
+            }
+        ],
         generations=gens,
-        rankings=[] if same_text else [{
-            "ranking_key": ranking_key, "prompt_key": pkey, "annotator": user["name"], "user_kind": "human",
-            "status": "submitted", "source": "arena", "all_bad": winner == "both_bad", "comment": comment}],
-        items=[] if same_text else [
+        rankings=[]
+        if same_text
+        else [
+            {
+                "ranking_key": ranking_key,
+                "prompt_key": pkey,
+                "annotator": user["name"],
+                "user_kind": "human",
+                "status": "submitted",
+                "source": "arena",
+                "all_bad": winner == "both_bad",
+                "comment": comment,
+            }
+        ],
+        items=[]
+        if same_text
+        else [
             {"ranking_key": ranking_key, "gen_key": text_hash(text_a), "rank": ranks[0], "position": 0},
-            {"ranking_key": ranking_key, "gen_key": text_hash(text_b), "rank": ranks[1], "position": 1}],
+            {"ranking_key": ranking_key, "gen_key": text_hash(text_b), "rank": ranks[1], "position": 1},
+        ],
     )
     tables = batch.tables()
     with store._lock:
@@ -95,31 +137,52 @@ def record_vote(store: Store, battle_id: int, winner: str, *, user: dict, commen
             store.con.register(name, table)
         try:
             with store.transaction():
-                dataset_id = store.ensure_dataset(ARENA_DATASET, created_by=user["name"],
-                                                  description="prompts and answers voted on in the arena")
+                dataset_id = store.ensure_dataset(
+                    ARENA_DATASET, created_by=user["name"], description="prompts and answers voted on in the arena"
+                )
                 counts = store.commit_staged(dataset_id, created_by=user["name"])
-                prompt_id = store._first("SELECT id FROM prompts WHERE dataset_id = ? AND content_hash = ?",
-                                         [dataset_id, pkey])[0]
-                gen_ids = {h: gid for gid, h in store.con.execute(
-                    "SELECT id, content_hash FROM generations WHERE prompt_id = ?", [prompt_id]).fetchall()}
+                prompt_id = store._first(
+                    "SELECT id FROM prompts WHERE dataset_id = ? AND content_hash = ?", [dataset_id, pkey]
+                )[0]
+                gen_ids = {
+                    h: gid
+                    for gid, h in store.con.execute(
+                        "SELECT id, content_hash FROM generations WHERE prompt_id = ?", [prompt_id]
+                    ).fetchall()
+                }
                 ranking = store._first(
                     "SELECT r.id FROM rankings r JOIN users u ON u.id = r.user_id "
-                    "WHERE r.prompt_id = ? AND u.name = ? AND r.source = 'arena'", [prompt_id, user["name"]])
+                    "WHERE r.prompt_id = ? AND u.name = ? AND r.source = 'arena'",
+                    [prompt_id, user["name"]],
+                )
                 vote_id = store.con.execute(
                     "INSERT INTO arena_votes (prompt_id, model_a, model_b, generation_a, generation_b, winner, "
                     "identity_leak, rag_collection, user_id, metadata, created_by) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                    [prompt_id, battle["model_a"], battle["model_b"], gen_ids[text_hash(text_a)],
-                     gen_ids[text_hash(text_b)], winner, battle["identity_leak"], battle["rag_collection"],
-                     user.get("id"), json.dumps({**meta, "ranking_added": counts.rankings > 0}, ensure_ascii=False),
-                     user["name"]],
+                    [
+                        prompt_id,
+                        battle["model_a"],
+                        battle["model_b"],
+                        gen_ids[text_hash(text_a)],
+                        gen_ids[text_hash(text_b)],
+                        winner,
+                        battle["identity_leak"],
+                        battle["rag_collection"],
+                        user.get("id"),
+                        json.dumps({**meta, "ranking_added": counts.rankings > 0}, ensure_ascii=False),
+                        user["name"],
+                    ],
                 ).fetchall()[0][0]
                 store.con.execute("UPDATE arena_battles SET voted = true WHERE id = ?", [battle_id])
         finally:
             for name in STAGE_SCHEMAS:
                 store.con.unregister(name)
-    return {"vote_id": vote_id, "ranking_id": ranking[0] if ranking and counts.rankings else None,
-            "pairs": counts.pairs, "prompt_id": prompt_id}
+    return {
+        "vote_id": vote_id,
+        "ranking_id": ranking[0] if ranking and counts.rankings else None,
+        "pairs": counts.pairs,
+        "prompt_id": prompt_id,
+    }
 
 
 def list_votes(store: Store, *, exclude_flagged: bool = False) -> list[dict]:

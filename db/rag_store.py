@@ -13,13 +13,15 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 def check_collection_name(name: str) -> str:
     if not NAME.match(name or ""):
-        raise InputError(f"bad collection name '{name}': use letters, digits, '_', '.', '-' (max 64, no '/')",
-                         field="collection")
+        raise InputError(
+            f"bad collection name '{name}': use letters, digits, '_', '.', '-' (max 64, no '/')", field="collection"
+        )
     return name
 
 
-def ensure_collection(store: Store, name: str, *, embedding_model: str, dim: int, chunk_size: int, overlap: int,
-                      created_by: str) -> dict:
+def ensure_collection(
+    store: Store, name: str, *, embedding_model: str, dim: int, chunk_size: int, overlap: int, created_by: str
+) -> dict:
     check_collection_name(name)
     with store._lock:
         if not store._first("SELECT 1 FROM rag_collections WHERE name = ?", [name]):
@@ -35,7 +37,8 @@ def get_collection(store: Store, name: str) -> dict:
     rows = store.query(
         "SELECT c.*, (SELECT count(*) FROM rag_documents d WHERE d.collection = c.name) AS documents, "
         "(SELECT count(*) FROM rag_chunks k WHERE k.collection = c.name) AS chunks "
-        "FROM rag_collections c WHERE c.name = ?", [name],
+        "FROM rag_collections c WHERE c.name = ?",
+        [name],
     )
     if not rows:
         known = ", ".join(r["name"] for r in list_collections(store)) or "none"
@@ -63,8 +66,17 @@ def document_hashes(store: Store, collection: str) -> dict[str, str]:
     return {r["source"]: r["content_hash"] for r in rows}
 
 
-def replace_document(store: Store, collection: str, *, source: str, title: str, content_hash: str, chunks: list[dict],
-                     metadata: dict | None, created_by: str) -> tuple[int, list[int], list[int]]:
+def replace_document(
+    store: Store,
+    collection: str,
+    *,
+    source: str,
+    title: str,
+    content_hash: str,
+    chunks: list[dict],
+    metadata: dict | None,
+    created_by: str,
+) -> tuple[int, list[int], list[int]]:
     """Store a document's chunks, replacing an older version of the same source. Call inside a transaction.
 
     `chunks`: dicts with ordinal, text, heading, start, end. Returns (document id, new chunk ids, removed
@@ -79,8 +91,10 @@ def replace_document(store: Store, collection: str, *, source: str, title: str, 
         removed = [r[0] for r in c.execute("SELECT id FROM rag_chunks WHERE document_id = ?", [doc_id]).fetchall()]
         c.execute("DELETE FROM rag_chunks WHERE document_id = ?", [doc_id])
         # UPDATE keeps the id (a DELETE + INSERT of one unique key inside a transaction trips DuckDB)
-        c.execute("UPDATE rag_documents SET title = ?, content_hash = ?, n_chunks = ?, metadata = ? WHERE id = ?",
-                  [title, content_hash, len(chunks), meta, doc_id])
+        c.execute(
+            "UPDATE rag_documents SET title = ?, content_hash = ?, n_chunks = ?, metadata = ? WHERE id = ?",
+            [title, content_hash, len(chunks), meta, doc_id],
+        )
     else:
         doc_id = c.execute(
             "INSERT INTO rag_documents (collection, source, title, content_hash, n_chunks, metadata, created_by) "
@@ -92,8 +106,10 @@ def replace_document(store: Store, collection: str, *, source: str, title: str, 
         c.executemany(
             "INSERT INTO rag_chunks (id, document_id, collection, ordinal, text, heading, start_char, end_char) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [[i, doc_id, collection, ch["ordinal"], ch["text"], ch["heading"], ch["start"], ch["end"]]
-             for i, ch in zip(ids, chunks, strict=True)],
+            [
+                [i, doc_id, collection, ch["ordinal"], ch["text"], ch["heading"], ch["start"], ch["end"]]
+                for i, ch in zip(ids, chunks, strict=True)
+            ],
         )
     return doc_id, ids, removed
 
@@ -114,20 +130,23 @@ def chunks_by_ids(store: Store, ids: list[int]) -> dict[int, dict]:
 def chunk_texts(store: Store, collection: str) -> tuple[list[int], list[str]]:
     """All (ids, texts) of a collection, for the BM25 side of hybrid search."""
     with store._lock:
-        rows = store.con.execute("SELECT id, text FROM rag_chunks WHERE collection = ? ORDER BY id",
-                                 [collection]).fetchall()
+        rows = store.con.execute(
+            "SELECT id, text FROM rag_chunks WHERE collection = ? ORDER BY id", [collection]
+        ).fetchall()
     return [r[0] for r in rows], [r[1] for r in rows]
 
 
 def collection_version(store: Store, collection: str) -> tuple[int, int]:
     """(chunk count, max chunk id): changes whenever chunks are added or replaced."""
-    row = store.query("SELECT count(*) AS n, coalesce(max(id), 0) AS m FROM rag_chunks WHERE collection = ?",
-                      [collection])[0]
+    row = store.query(
+        "SELECT count(*) AS n, coalesce(max(id), 0) AS m FROM rag_chunks WHERE collection = ?", [collection]
+    )[0]
     return int(row["n"]), int(row["m"])
 
 
 def list_documents(store: Store, collection: str) -> list[dict]:
     return store.query(
         "SELECT id, source, title, n_chunks, content_hash, CAST(created_at AS VARCHAR) AS created_at "
-        "FROM rag_documents WHERE collection = ? ORDER BY source", [collection],
+        "FROM rag_documents WHERE collection = ? ORDER BY source",
+        [collection],
     )

@@ -1,15 +1,15 @@
 """Arena routes: battles, turns (streamed or not), votes and the leaderboard. Any signed-in user may battle.
 
-    POST /api/arena/battles {"models": ["tiny", "sft1"] | null, "rag": {"collection": "docs", "k": 4} | null}
-         -> {"battle_id", "rag"}
-    POST /api/arena/battles/{id}/turn {"message": "...", "stream": false, "params": {"max_tokens": 128}}
-         -> {"turn", "user", "context", "identity_leak", "a": {"text", "citations", ...}, "b": {...}}
-         with "stream": true: text/event-stream of JSON events (see serving.arena.stream_turn)
-    POST /api/arena/votes {"battle_id", "winner": "a"|"b"|"tie"|"both_bad", "comment"}
-         -> {"vote_id", "ranking_id", "model_a", "model_b", ...}   (names revealed now)
-    GET  /api/arena/leaderboard?exclude_flagged=true&bootstrap_rounds=1000
-    GET  /api/arena/models  -> {"models": [...]} the names a battle can use
-    GET  /api/arena/collections -> {"collections": [{name, documents, chunks, ...}]} for the RAG toggle
+POST /api/arena/battles {"models": ["tiny", "sft1"] | null, "rag": {"collection": "docs", "k": 4} | null}
+     -> {"battle_id", "rag"}
+POST /api/arena/battles/{id}/turn {"message": "...", "stream": false, "params": {"max_tokens": 128}}
+     -> {"turn", "user", "context", "identity_leak", "a": {"text", "citations", ...}, "b": {...}}
+     with "stream": true: text/event-stream of JSON events (see serving.arena.stream_turn)
+POST /api/arena/votes {"battle_id", "winner": "a"|"b"|"tie"|"both_bad", "comment"}
+     -> {"vote_id", "ranking_id", "model_a", "model_b", ...}   (names revealed now)
+GET  /api/arena/leaderboard?exclude_flagged=true&bootstrap_rounds=1000
+GET  /api/arena/models  -> {"models": [...]} the names a battle can use
+GET  /api/arena/collections -> {"collections": [{name, documents, chunks, ...}]} for the RAG toggle
 """
 
 from __future__ import annotations
@@ -56,8 +56,9 @@ ALLOWED_PARAMS = {"temperature", "top_p", "max_tokens", "seed", "stop"}
 def _params(params: dict | None) -> dict:
     bad = set(params or {}) - ALLOWED_PARAMS
     if bad:
-        raise ApiError(400, f"unknown sampling parameter(s) {sorted(bad)}; allowed: {sorted(ALLOWED_PARAMS)}",
-                       field="params")
+        raise ApiError(
+            400, f"unknown sampling parameter(s) {sorted(bad)}; allowed: {sorted(ALLOWED_PARAMS)}", field="params"
+        )
     return params or {}
 
 
@@ -81,8 +82,9 @@ def create_battle(body: BattleIn, store: Store = Depends(get_store), user: dict 
 
 
 @router.post("/api/arena/battles/{battle_id}/turn")
-async def battle_turn(battle_id: int, body: TurnIn, store: Store = Depends(get_store),
-                      user: dict = Depends(current_user)):
+async def battle_turn(
+    battle_id: int, body: TurnIn, store: Store = Depends(get_store), user: dict = Depends(current_user)
+):
     params = _params(body.params)
     if not body.stream:
         return await arena.run_turn(store, battle_id, body.message, params=params)
@@ -103,8 +105,12 @@ def cast_vote(body: VoteIn, store: Store = Depends(get_store), user: dict = Depe
 
 
 @router.get("/api/arena/leaderboard")
-def get_leaderboard(exclude_flagged: bool = False, bootstrap_rounds: int = 1000, store: Store = Depends(get_store),
-                    user: dict = Depends(current_user)) -> dict:
+def get_leaderboard(
+    exclude_flagged: bool = False,
+    bootstrap_rounds: int = 1000,
+    store: Store = Depends(get_store),
+    user: dict = Depends(current_user),
+) -> dict:
     if not 0 <= bootstrap_rounds <= 10_000:
         raise ApiError(400, "bootstrap_rounds must be between 0 and 10000", field="bootstrap_rounds")
     return arena.leaderboard(store, exclude_flagged=exclude_flagged, bootstrap_rounds=bootstrap_rounds)

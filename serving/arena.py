@@ -29,12 +29,56 @@ from serving.rag.augment import augment, cited_indices
 
 log = logging.getLogger(__name__)
 
-KNOWN_FAMILIES = ("gpt", "chatgpt", "openai", "llama", "qwen", "tongyi", "claude", "anthropic", "mistral",
-                  "mixtral", "gemini", "gemma", "deepseek", "vicuna", "falcon", "grok", "ernie", "phi-3",
-                  "command-r", "cohere", "olmo", "smollm")
+KNOWN_FAMILIES = (
+    "gpt",
+    "chatgpt",
+    "openai",
+    "llama",
+    "qwen",
+    "tongyi",
+    "claude",
+    "anthropic",
+    "mistral",
+    "mixtral",
+    "gemini",
+    "gemma",
+    "deepseek",
+    "vicuna",
+    "falcon",
+    "grok",
+    "ernie",
+    "phi-3",
+    "command-r",
+    "cohere",
+    "olmo",
+    "smollm",
+)
 # name parts that say nothing about identity (a model called "tiny-sft" should not flag every "tiny")
-GENERIC_PARTS = {"tiny", "small", "base", "model", "chat", "instruct", "sft", "dpo", "ppo", "rloo", "grpo", "lora",
-                 "adapter", "merged", "reward", "the", "final", "best", "test", "demo", "new", "old", "run"}
+GENERIC_PARTS = {
+    "tiny",
+    "small",
+    "base",
+    "model",
+    "chat",
+    "instruct",
+    "sft",
+    "dpo",
+    "ppo",
+    "rloo",
+    "grpo",
+    "lora",
+    "adapter",
+    "merged",
+    "reward",
+    "the",
+    "final",
+    "best",
+    "test",
+    "demo",
+    "new",
+    "old",
+    "run",
+}
 DEFAULT_PARAMS = {"temperature": 0.7, "top_p": 0.95, "max_tokens": 256}
 
 
@@ -72,8 +116,14 @@ def available_models() -> list[str]:
     return sorted(set(names))
 
 
-def start_battle(store: Store, user: dict, *, models: list[str] | None = None, rag: dict | None = None,
-                 rng: random.Random | None = None) -> dict:
+def start_battle(
+    store: Store,
+    user: dict,
+    *,
+    models: list[str] | None = None,
+    rag: dict | None = None,
+    rng: random.Random | None = None,
+) -> dict:
     """Create a battle between two distinct models (drawn from the served ones when not given), in random
     A/B order. Returns {battle_id, rag}; the names stay in the database until the vote."""
     rng = rng or random.Random()
@@ -85,9 +135,11 @@ def start_battle(store: Store, user: dict, *, models: list[str] | None = None, r
     else:
         pool = available_models()
         if len(pool) < 2:
-            raise InputError(f"the arena needs two served models; running engines serve {pool or 'none'}. "
-                             "Start another engine or load an adapter (preflab engine start ... --lora).",
-                             field="models")
+            raise InputError(
+                f"the arena needs two served models; running engines serve {pool or 'none'}. "
+                "Start another engine or load an adapter (preflab engine start ... --lora).",
+                field="models",
+            )
         pair = rng.sample(pool, 2)
     collection, k = None, None
     if rag and rag.get("collection"):
@@ -95,8 +147,9 @@ def start_battle(store: Store, user: dict, *, models: list[str] | None = None, r
 
         collection = rag_store.get_collection(store, rag["collection"])["name"]
         k = int(rag.get("k") or 4)
-    battle_id = arena_db.create_battle(store, pair[0], pair[1], created_by=user["name"], user_id=user.get("id"),
-                                       rag_collection=collection, rag_k=k)
+    battle_id = arena_db.create_battle(
+        store, pair[0], pair[1], created_by=user["name"], user_id=user.get("id"), rag_collection=collection, rag_k=k
+    )
     return {"battle_id": battle_id, "rag": {"collection": collection, "k": k} if collection else None}
 
 
@@ -129,8 +182,9 @@ def _target(model: str) -> dict:
     return resolve_model(model)
 
 
-def _finish_turn(store: Store, battle: dict, message: str, msgs_a: list[dict], citations: list[dict],
-                 answers: dict[str, dict]) -> dict:
+def _finish_turn(
+    store: Store, battle: dict, message: str, msgs_a: list[dict], citations: list[dict], answers: dict[str, dict]
+) -> dict:
     names = [battle["model_a"], battle["model_b"]]
     leak = []
     for side in ("a", "b"):
@@ -139,8 +193,14 @@ def _finish_turn(store: Store, battle: dict, message: str, msgs_a: list[dict], c
         found = detect_identity_leak(ans["text"], names)
         ans["identity_leak"] = found
         leak += found
-    turn = {"user": message, "content": msgs_a[-1]["content"], "messages_a": msgs_a, "context": citations,
-            "a": answers["a"], "b": answers["b"]}
+    turn = {
+        "user": message,
+        "content": msgs_a[-1]["content"],
+        "messages_a": msgs_a,
+        "context": citations,
+        "a": answers["a"],
+        "b": answers["b"],
+    }
     turns = battle["turns"] + [turn]
     arena_db.save_turns(store, battle["id"], turns, bool(leak))
     return public_turn(turn, len(turns), bool(leak) or battle["identity_leak"])
@@ -149,25 +209,39 @@ def _finish_turn(store: Store, battle: dict, message: str, msgs_a: list[dict], c
 def public_turn(turn: dict, number: int, identity_leak: bool) -> dict:
     """What the page sees before the vote: answers, citations, the shared context; no model names."""
     strip = ("model", "engine", "adapter")
-    return {"turn": number, "user": turn["user"], "context": turn["context"], "identity_leak": identity_leak,
-            "a": {k: v for k, v in turn["a"].items() if k not in strip},
-            "b": {k: v for k, v in turn["b"].items() if k not in strip}}
+    return {
+        "turn": number,
+        "user": turn["user"],
+        "context": turn["context"],
+        "identity_leak": identity_leak,
+        "a": {k: v for k, v in turn["a"].items() if k not in strip},
+        "b": {k: v for k, v in turn["b"].items() if k not in strip},
+    }
 
 
 async def _complete(client: httpx.AsyncClient, model: str, messages: list[dict], params: dict) -> dict:
     target = _target(model)
     headers = {"Authorization": f"Bearer {target['api_key']}"} if target.get("api_key") else {}
     t0 = time.perf_counter()
-    r = await client.post(target["url"] + "/chat/completions", headers=headers,
-                          json={**params, "model": target["model"], "messages": messages})
+    r = await client.post(
+        target["url"] + "/chat/completions",
+        headers=headers,
+        json={**params, "model": target["model"], "messages": messages},
+    )
     if r.status_code >= 400:
         raise InputError(f"the engine for one side answered {r.status_code}: {r.text[:300]}", field="model")
     data = r.json()
     choice = data["choices"][0]
-    return {"text": choice["message"]["content"] or "", "finish_reason": choice.get("finish_reason"),
-            "latency_ms": round((time.perf_counter() - t0) * 1000, 1), "params": params,
-            "completion_tokens": (data.get("usage") or {}).get("completion_tokens"),
-            "model": model, "engine": target["engine"], "adapter": target.get("adapter")}
+    return {
+        "text": choice["message"]["content"] or "",
+        "finish_reason": choice.get("finish_reason"),
+        "latency_ms": round((time.perf_counter() - t0) * 1000, 1),
+        "params": params,
+        "completion_tokens": (data.get("usage") or {}).get("completion_tokens"),
+        "model": model,
+        "engine": target["engine"],
+        "adapter": target.get("adapter"),
+    }
 
 
 async def run_turn(store: Store, battle_id: int, message: str, *, params: dict | None = None) -> dict:
@@ -175,8 +249,9 @@ async def run_turn(store: Store, battle_id: int, message: str, *, params: dict |
     params = {**DEFAULT_PARAMS, **(params or {})}
     battle, msgs_a, msgs_b, citations = _prepare(store, battle_id, message)
     async with httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=5.0)) as client:
-        a, b = await asyncio.gather(_complete(client, battle["model_a"], msgs_a, params),
-                                    _complete(client, battle["model_b"], msgs_b, params))
+        a, b = await asyncio.gather(
+            _complete(client, battle["model_a"], msgs_a, params), _complete(client, battle["model_b"], msgs_b, params)
+        )
     return _finish_turn(store, battle, message, msgs_a, citations, {"a": a, "b": b})
 
 
@@ -208,17 +283,25 @@ async def stream_turn(store: Store, battle_id: int, message: str, *, params: dic
                             parts.append(delta)
                             await queue.put({"side": side, "delta": delta})
                         finish = ch.get("finish_reason") or finish
-            answers[side] = {"text": "".join(parts), "finish_reason": finish, "params": params,
-                             "latency_ms": round((time.perf_counter() - t0) * 1000, 1), "model": model,
-                             "engine": target["engine"], "adapter": target.get("adapter")}
+            answers[side] = {
+                "text": "".join(parts),
+                "finish_reason": finish,
+                "params": params,
+                "latency_ms": round((time.perf_counter() - t0) * 1000, 1),
+                "model": model,
+                "engine": target["engine"],
+                "adapter": target.get("adapter"),
+            }
         except Exception as e:  # reported to the page as an event; the turn is not stored
             await queue.put({"side": side, "error": str(e)})
         finally:
             await queue.put({"side": side, "end": True})
 
     async with httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=5.0)) as client:
-        tasks = [asyncio.create_task(pump(client, "a", battle["model_a"], msgs_a)),
-                 asyncio.create_task(pump(client, "b", battle["model_b"], msgs_b))]
+        tasks = [
+            asyncio.create_task(pump(client, "a", battle["model_a"], msgs_a)),
+            asyncio.create_task(pump(client, "b", battle["model_b"], msgs_b)),
+        ]
         ended = 0
         while ended < 2:
             event = await queue.get()
@@ -237,8 +320,14 @@ def vote(store: Store, battle_id: int, winner: str, *, user: dict, comment: str 
     """Record the vote and reveal the names."""
     result = arena_db.record_vote(store, battle_id, winner, user=user, comment=comment)
     battle = arena_db.get_battle(store, battle_id)
-    return {**result, "battle_id": battle_id, "winner": winner, "model_a": battle["model_a"],
-            "model_b": battle["model_b"], "identity_leak": battle["identity_leak"]}
+    return {
+        **result,
+        "battle_id": battle_id,
+        "winner": winner,
+        "model_a": battle["model_a"],
+        "model_b": battle["model_b"],
+        "identity_leak": battle["identity_leak"],
+    }
 
 
 def leaderboard(store: Store, *, exclude_flagged: bool = False, bootstrap_rounds: int = 1000) -> dict:

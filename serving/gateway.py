@@ -44,12 +44,18 @@ ENGINE_TIMEOUT = httpx.Timeout(600.0, connect=5.0)  # long generations on CPU; c
 MAX_EMBED_INPUTS = 2048
 
 
-def oai_error(status: int, message: str, *, param: str | None = None, code: str | None = None,
-              type_: str | None = None) -> JSONResponse:
-    kind = type_ or {400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
-                     429: "rate_limit_error"}.get(status, "api_error")
-    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}},
-                        status_code=status)
+def oai_error(
+    status: int, message: str, *, param: str | None = None, code: str | None = None, type_: str | None = None
+) -> JSONResponse:
+    kind = type_ or {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        404: "invalid_request_error",
+        429: "rate_limit_error",
+    }.get(status, "api_error")
+    return JSONResponse(
+        {"error": {"message": message, "type": kind, "param": param, "code": code}}, status_code=status
+    )
 
 
 class GatewayError(Exception):
@@ -72,8 +78,11 @@ def _check_key(request: Request) -> None:
     header = request.headers.get("authorization") or ""
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
-        raise GatewayError(401, "missing API key: send 'Authorization: Bearer <key>' (preflab apikey create NAME)",
-                           code="invalid_api_key")
+        raise GatewayError(
+            401,
+            "missing API key: send 'Authorization: Bearer <key>' (preflab apikey create NAME)",
+            code="invalid_api_key",
+        )
     if apikeys.check_key(store, key.strip()) is None:
         raise GatewayError(401, "incorrect or revoked API key", code="invalid_api_key")
 
@@ -105,12 +114,16 @@ def _rag_options(body: dict, model: str) -> tuple[str, dict | None]:
     if rag is None:
         return model, None
     if not isinstance(rag, dict) or not isinstance(rag.get("collection"), str):
-        raise GatewayError(400, "'rag' must be an object like {\"collection\": \"docs\", \"k\": 4}", param="rag")
+        raise GatewayError(400, '\'rag\' must be an object like {"collection": "docs", "k": 4}', param="rag")
     k = rag.get("k", 4)
     if not isinstance(k, int) or not 1 <= k <= 50:
         raise GatewayError(400, "'rag.k' must be an integer from 1 to 50", param="rag.k")
-    return model, {"collection": rag["collection"], "k": k, "hybrid": bool(rag.get("hybrid", False)),
-                   "template": rag.get("template")}
+    return model, {
+        "collection": rag["collection"],
+        "k": k,
+        "hybrid": bool(rag.get("hybrid", False)),
+        "template": rag.get("template"),
+    }
 
 
 async def _augment(store: Store, rag: dict, question: str) -> tuple[str, list[dict]]:
@@ -133,10 +146,20 @@ async def _resolve(model: str, store: Store) -> dict:
         return await asyncio.to_thread(resolve_model, model)
     except NotFoundError as e:
         registered = {r["name"] for r in _models_table(store)}
-        hint = (" It is registered as an adapter but no running engine has it loaded: "
-                f"preflab engine start --model BASE --lora {model}=PATH") if model in registered else ""
-        raise GatewayError(404, f"The model '{model}' does not exist or is not served. {e}{hint}",
-                           param="model", code="model_not_found") from e
+        hint = (
+            (
+                " It is registered as an adapter but no running engine has it loaded: "
+                f"preflab engine start --model BASE --lora {model}=PATH"
+            )
+            if model in registered
+            else ""
+        )
+        raise GatewayError(
+            404,
+            f"The model '{model}' does not exist or is not served. {e}{hint}",
+            param="model",
+            code="model_not_found",
+        ) from e
 
 
 def _engine_error(r_status: int, text: str) -> GatewayError:
@@ -157,14 +180,18 @@ async def _forward(request: Request, path: str, chat: bool) -> JSONResponse | St
     citations: list[dict] | None = None
     if chat:
         messages = body.get("messages")
-        if not isinstance(messages, list) or not messages or not all(
-                isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
+        if (
+            not isinstance(messages, list)
+            or not messages
+            or not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages)
+        ):
             raise GatewayError(400, "'messages' must be a non-empty list of {role, content}", param="messages")
         if rag:
             last = messages[-1]
             if last.get("role") != "user" or not isinstance(last.get("content"), str):
-                raise GatewayError(400, "with 'rag' the last message must be a user message with text content",
-                                   param="messages")
+                raise GatewayError(
+                    400, "with 'rag' the last message must be a user message with text content", param="messages"
+                )
             content, citations = await _augment(_store(request), rag, last["content"])
             body["messages"] = [*messages[:-1], {**last, "content": content}]
     elif rag:
@@ -184,14 +211,21 @@ async def _forward(request: Request, path: str, chat: bool) -> JSONResponse | St
                 await resp.aclose()
                 await client.aclose()
                 raise _engine_error(resp.status_code, text)
-            return StreamingResponse(_passthrough(resp, citations, model), media_type="text/event-stream",
-                                     background=BackgroundTask(_close, resp, client))
+            return StreamingResponse(
+                _passthrough(resp, citations, model),
+                media_type="text/event-stream",
+                background=BackgroundTask(_close, resp, client),
+            )
         resp = await client.post(url, json=body, headers=headers)
         await client.aclose()
     except httpx.HTTPError as e:
         await client.aclose()
-        raise GatewayError(502, f"the engine '{target['engine']}' at {target['url']} did not answer: "
-                           f"{type(e).__name__} {e}", param="model", code="engine_unavailable") from e
+        raise GatewayError(
+            502,
+            f"the engine '{target['engine']}' at {target['url']} did not answer: {type(e).__name__} {e}",
+            param="model",
+            code="engine_unavailable",
+        ) from e
     if resp.status_code >= 400:
         raise _engine_error(resp.status_code, resp.text)
     data = resp.json()
@@ -208,8 +242,14 @@ async def _forward(request: Request, path: str, chat: bool) -> JSONResponse | St
 
 async def _passthrough(resp: httpx.Response, citations: list[dict] | None, model: str):
     if citations is not None:
-        head = {"id": "rag-citations", "object": "chat.completion.chunk", "created": int(time.time()),
-                "model": model, "choices": [], "citations": citations}
+        head = {
+            "id": "rag-citations",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [],
+            "citations": citations,
+        }
         yield f"data: {json.dumps(head, ensure_ascii=False)}\n\n".encode()
     async for chunk in resp.aiter_raw():
         yield chunk
@@ -268,11 +308,24 @@ async def list_models(request: Request):
         for m in e["models"]:
             seen.setdefault(m, {"id": m, "object": "model", "created": now, "owned_by": f"engine:{e['name']}"})
     for row in _models_table(_store(request)):
-        seen.setdefault(row["name"], {"id": row["name"], "object": "model", "created": int(row["created"] or now),
-                                      "owned_by": "preflab", "root": row["base"], "kind": row["kind"],
-                                      "served": False})
-    seen[EMBEDDING_MODELS[0]] = {"id": EMBEDDING_MODELS[0], "object": "model", "created": now,
-                                 "owned_by": "preflab:embeddings"}
+        seen.setdefault(
+            row["name"],
+            {
+                "id": row["name"],
+                "object": "model",
+                "created": int(row["created"] or now),
+                "owned_by": "preflab",
+                "root": row["base"],
+                "kind": row["kind"],
+                "served": False,
+            },
+        )
+    seen[EMBEDDING_MODELS[0]] = {
+        "id": EMBEDDING_MODELS[0],
+        "object": "model",
+        "created": now,
+        "owned_by": "preflab:embeddings",
+    }
     return JSONResponse({"object": "list", "data": list(seen.values())})
 
 
@@ -283,14 +336,21 @@ async def embeddings(request: Request):
     body = await _body(request)
     model = _model_field(body)
     if model not in EMBEDDING_MODELS:
-        raise GatewayError(404, f"The model '{model}' does not exist for embeddings; use '{EMBEDDING_MODELS[0]}'",
-                           param="model", code="model_not_found")
+        raise GatewayError(
+            404,
+            f"The model '{model}' does not exist for embeddings; use '{EMBEDDING_MODELS[0]}'",
+            param="model",
+            code="model_not_found",
+        )
     inputs = body.get("input")
     if isinstance(inputs, str):
         inputs = [inputs]
     if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) for t in inputs):
-        raise GatewayError(400, "'input' must be a string or a non-empty list of strings (token arrays are not "
-                           "supported)", param="input")
+        raise GatewayError(
+            400,
+            "'input' must be a string or a non-empty list of strings (token arrays are not supported)",
+            param="input",
+        )
     if len(inputs) > MAX_EMBED_INPUTS:
         raise GatewayError(400, f"at most {MAX_EMBED_INPUTS} inputs per request", param="input")
     fmt = body.get("encoding_format") or "float"
@@ -304,5 +364,11 @@ async def embeddings(request: Request):
     for i, v in enumerate(vectors):
         value = base64.b64encode(v.astype("<f4").tobytes()).decode() if fmt == "base64" else v.tolist()
         data.append({"object": "embedding", "index": i, "embedding": value})
-    return JSONResponse({"object": "list", "data": data, "model": EMBEDDING_MODELS[0],
-                         "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": data,
+            "model": EMBEDDING_MODELS[0],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )

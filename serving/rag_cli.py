@@ -49,8 +49,12 @@ def _read_eval(path: str) -> list[dict]:
         if not isinstance(case, dict) or not isinstance(case.get("question"), str):
             raise InputError("each line needs a string 'question'", file=path, line=lineno, field="question")
         if not any(k in case for k in ("source", "chunk_ids", "contains")):
-            raise InputError("each line needs 'source', 'chunk_ids' or 'contains' (what the right hit is)",
-                             file=path, line=lineno, field="source")
+            raise InputError(
+                "each line needs 'source', 'chunk_ids' or 'contains' (what the right hit is)",
+                file=path,
+                line=lineno,
+                field="source",
+            )
         cases.append(case)
     if not cases:
         raise InputError("no questions", file=path)
@@ -65,12 +69,28 @@ def register(cli: click.Group) -> None:
     @rag_group.command("ingest")
     @click.argument("paths", nargs=-1, required=True, type=click.Path())
     @click.option("--collection", required=True, help="Collection name (one faiss index per collection).")
-    @click.option("--chunk-size", default=800, show_default=True, type=click.IntRange(50),
-                  help="Characters per chunk (split on headings and sentences).")
-    @click.option("--overlap", default=120, show_default=True, type=click.IntRange(0),
-                  help="Characters of trailing sentences repeated in the next chunk.")
-    @click.option("--index", "index_kind", type=click.Choice(["auto", "flat", "hnsw", "ivf"]), default="auto",
-                  show_default=True, help="auto: exact search up to --approx-above vectors, then HNSW.")
+    @click.option(
+        "--chunk-size",
+        default=800,
+        show_default=True,
+        type=click.IntRange(50),
+        help="Characters per chunk (split on headings and sentences).",
+    )
+    @click.option(
+        "--overlap",
+        default=120,
+        show_default=True,
+        type=click.IntRange(0),
+        help="Characters of trailing sentences repeated in the next chunk.",
+    )
+    @click.option(
+        "--index",
+        "index_kind",
+        type=click.Choice(["auto", "flat", "hnsw", "ivf"]),
+        default="auto",
+        show_default=True,
+        help="auto: exact search up to --approx-above vectors, then HNSW.",
+    )
     @click.option("--approx-above", default=50_000, show_default=True, type=click.IntRange(1))
     @click.pass_context
     def rag_ingest(ctx, paths, collection, chunk_size, overlap, index_kind, approx_above) -> None:
@@ -81,12 +101,15 @@ def register(cli: click.Group) -> None:
 
         if overlap >= chunk_size:
             raise click.BadParameter(f"--overlap {overlap} must be smaller than --chunk-size {chunk_size}")
-        cfg = RagConfig(chunk_size=chunk_size, overlap=overlap,
-                        index=IndexConfig(kind=index_kind, approx_above=approx_above))
+        cfg = RagConfig(
+            chunk_size=chunk_size, overlap=overlap, index=IndexConfig(kind=index_kind, approx_above=approx_above)
+        )
         report = ingest_paths(open_store(ctx), list(paths), collection=collection, config=cfg, progress=True)
-        click.echo(f"{collection}: {len(report.added)} added, {len(report.replaced)} replaced, "
-                   f"{len(report.unchanged)} unchanged, {len(report.failed)} skipped; {report.chunks} chunks "
-                   f"written; index {report.index_kind}")
+        click.echo(
+            f"{collection}: {len(report.added)} added, {len(report.replaced)} replaced, "
+            f"{len(report.unchanged)} unchanged, {len(report.failed)} skipped; {report.chunks} chunks "
+            f"written; index {report.index_kind}"
+        )
         for _path, reason in report.failed:
             click.echo(f"skipped {reason}", err=True)
         if report.failed:
@@ -132,8 +155,17 @@ def register(cli: click.Group) -> None:
             if rank:
                 hits_at += 1
                 rr += 1.0 / rank
-        click.echo(json.dumps({"questions": len(cases), "k": k, "hybrid": hybrid,
-                               "hit_rate": round(hits_at / len(cases), 4), "mrr": round(rr / len(cases), 4)}))
+        click.echo(
+            json.dumps(
+                {
+                    "questions": len(cases),
+                    "k": k,
+                    "hybrid": hybrid,
+                    "hit_rate": round(hits_at / len(cases), 4),
+                    "mrr": round(rr / len(cases), 4),
+                }
+            )
+        )
 
     @rag_group.command("list")
     @click.pass_context
@@ -181,8 +213,13 @@ def register(cli: click.Group) -> None:
 
     @arena_group.command("leaderboard")
     @click.option("--exclude-flagged", is_flag=True, help="Leave out battles where an answer named a model.")
-    @click.option("--rounds", default=1000, show_default=True, type=click.IntRange(0, 100_000),
-                  help="Bootstrap rounds for the 95% intervals.")
+    @click.option(
+        "--rounds",
+        default=1000,
+        show_default=True,
+        type=click.IntRange(0, 100_000),
+        help="Bootstrap rounds for the 95% intervals.",
+    )
     @click.option("--json", "as_json", is_flag=True)
     @click.pass_context
     def arena_leaderboard(ctx, exclude_flagged, rounds, as_json) -> None:
@@ -193,10 +230,11 @@ def register(cli: click.Group) -> None:
         if as_json:
             click.echo(json.dumps(board, ensure_ascii=False))
             return
-        click.echo(f"{board['n_votes']} votes ({board['flagged']} flagged"
-                   f"{', left out' if exclude_flagged else ''})")
+        click.echo(f"{board['n_votes']} votes ({board['flagged']} flagged{', left out' if exclude_flagged else ''})")
         click.echo(f"{'rank':>4}  {'model':<24} {'rating':>8} {'95% CI':>17} {'elo':>8} {'votes':>6}  W/L/T")
         for r in board["rows"]:
             ci = f"{r['ci_low']:.0f}..{r['ci_high']:.0f}" if r["ci_low"] is not None else "-"
-            click.echo(f"{r['rank']:>4}  {r['model']:<24} {r['rating']:>8.1f} {ci:>17} {r['elo']:>8.1f} "
-                       f"{r['votes']:>6}  {r['wins']}/{r['losses']}/{r['ties']}")
+            click.echo(
+                f"{r['rank']:>4}  {r['model']:<24} {r['rating']:>8.1f} {ci:>17} {r['elo']:>8.1f} "
+                f"{r['votes']:>6}  {r['wins']}/{r['losses']}/{r['ties']}"
+            )

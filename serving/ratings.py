@@ -51,8 +51,14 @@ class Leaderboard:
     config: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"models": self.models, "rows": self.rows, "winrate": self.winrate, "games": self.games,
-                "n_votes": self.n_votes, "config": self.config}
+        return {
+            "models": self.models,
+            "rows": self.rows,
+            "winrate": self.winrate,
+            "games": self.games,
+            "n_votes": self.n_votes,
+            "config": self.config,
+        }
 
 
 def encode_votes(votes: list[dict]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
@@ -92,8 +98,15 @@ def _wins_games(k: int, ids: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray
     return w.reshape(n_rounds, k, k), g.reshape(n_rounds, k, k)
 
 
-def fit_bradley_terry(wins: np.ndarray, games: np.ndarray, *, prior: float = 0.01, theta0: np.ndarray | None = None,
-                      max_iter: int = 100, tol: float = 1e-8) -> np.ndarray:
+def fit_bradley_terry(
+    wins: np.ndarray,
+    games: np.ndarray,
+    *,
+    prior: float = 0.01,
+    theta0: np.ndarray | None = None,
+    max_iter: int = 100,
+    tol: float = 1e-8,
+) -> np.ndarray:
     """Log-strengths maximising the penalised BT likelihood, for a batch of (K, K) win/game matrices.
 
     Newton's method on sum_ij W_ij log sigmoid(t_i - t_j) - prior/2 |t|^2, batched over the leading axis
@@ -136,8 +149,9 @@ def compute_leaderboard(votes: list[dict], config: RatingsConfig | None = None) 
     return leaderboard_from_arrays(models, a, b, s, config)
 
 
-def leaderboard_from_arrays(models: list[str], a: np.ndarray, b: np.ndarray, s: np.ndarray,
-                            config: RatingsConfig | None = None) -> Leaderboard:
+def leaderboard_from_arrays(
+    models: list[str], a: np.ndarray, b: np.ndarray, s: np.ndarray, config: RatingsConfig | None = None
+) -> Leaderboard:
     cfg = config or RatingsConfig()
     k = len(models)
     if k == 0:
@@ -151,8 +165,7 @@ def leaderboard_from_arrays(models: list[str], a: np.ndarray, b: np.ndarray, s: 
         rng = np.random.default_rng(cfg.seed)
         boot_counts = rng.multinomial(int(counts.sum()), counts / counts.sum(), size=cfg.bootstrap_rounds)
         bw, bg = _wins_games(k, ids, boot_counts)
-        boot = BASE + SCALE * fit_bradley_terry(bw, bg, prior=cfg.prior, theta0=theta, max_iter=cfg.max_iter,
-                                                tol=1e-6)
+        boot = BASE + SCALE * fit_bradley_terry(bw, bg, prior=cfg.prior, theta0=theta, max_iter=cfg.max_iter, tol=1e-6)
         tail = (1.0 - cfg.ci) / 2.0 * 100.0
         low, high = np.percentile(boot, [tail, 100.0 - tail], axis=0)
     elo = online_elo(k, a, b, s, k=cfg.elo_k)
@@ -169,18 +182,30 @@ def leaderboard_from_arrays(models: list[str], a: np.ndarray, b: np.ndarray, s: 
     np.add.at(ties_per, b[s == 0.5], 1)
     rows = []
     for i, m in enumerate(models):
-        rows.append({
-            "model": m, "rating": round(float(rating[i]), 2),
-            "ci_low": None if low is None else round(float(low[i]), 2),
-            "ci_high": None if high is None else round(float(high[i]), 2),
-            "votes": int(votes_per[i]), "wins": int(wins_per[i]), "losses": int(losses_per[i]),
-            "ties": int(ties_per[i]), "elo": round(float(elo[i]), 2),
-        })
+        rows.append(
+            {
+                "model": m,
+                "rating": round(float(rating[i]), 2),
+                "ci_low": None if low is None else round(float(low[i]), 2),
+                "ci_high": None if high is None else round(float(high[i]), 2),
+                "votes": int(votes_per[i]),
+                "wins": int(wins_per[i]),
+                "losses": int(losses_per[i]),
+                "ties": int(ties_per[i]),
+                "elo": round(float(elo[i]), 2),
+            }
+        )
     rows.sort(key=lambda r: -r["rating"])
     for rank, row in enumerate(rows, 1):
         row["rank"] = rank
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(g > 0, w / np.where(g > 0, g, 1), np.nan)
     winrate = [[None if np.isnan(x) else round(float(x), 4) for x in row] for row in rate]
-    return Leaderboard(models=models, rows=rows, winrate=winrate, games=g.astype(int).tolist(), n_votes=len(a),
-                       config=dict(cfg.__dict__))
+    return Leaderboard(
+        models=models,
+        rows=rows,
+        winrate=winrate,
+        games=g.astype(int).tolist(),
+        n_votes=len(a),
+        config=dict(cfg.__dict__),
+    )

@@ -55,8 +55,9 @@ def test_ties_count_half_and_a_winless_model_stays_finite():
     board = compute_leaderboard(votes, RatingsConfig(bootstrap_rounds=50))
     assert abs(board.rows[0]["rating"] - board.rows[1]["rating"]) < 1e-6
     assert board.rows[0]["ties"] == 10 and board.winrate[0][1] == 0.5
-    votes = [{"model_a": "x", "model_b": "y", "winner": "a"}] * 5 + [{"model_a": "z", "model_b": "y",
-                                                                       "winner": "b"}] * 5
+    votes = [{"model_a": "x", "model_b": "y", "winner": "a"}] * 5 + [
+        {"model_a": "z", "model_b": "y", "winner": "b"}
+    ] * 5
     board = compute_leaderboard(votes, RatingsConfig(bootstrap_rounds=50))
     ratings = {r["model"]: r["rating"] for r in board.rows}
     assert ratings["x"] > ratings["y"] > ratings["z"] and np.isfinite(list(ratings.values())).all()
@@ -87,8 +88,10 @@ def arena_env(tiny_model_dir, tmp_path_factory):
 
     home = tmp_path_factory.mktemp("arena-home")
     adapter = home / "adapter"
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
-                           LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+        LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
     torch.manual_seed(0)
     for name, p in model.named_parameters():  # a strong random adapter, so its answers differ from the base's
         if "lora_" in name:
@@ -96,8 +99,9 @@ def arena_env(tiny_model_dir, tmp_path_factory):
     model.save_pretrained(adapter)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PREFLAB_HOME", str(home))
-        start_engine(model=tiny_model_dir, name="tiny", backend="transformers", loras={"tiny-lora": str(adapter)},
-                     timeout=180)
+        start_engine(
+            model=tiny_model_dir, name="tiny", backend="transformers", loras={"tiny-lora": str(adapter)}, timeout=180
+        )
         store = Store.open(home / "arena.duckdb")
         server = None
         try:
@@ -124,8 +128,9 @@ def test_battle_vote_reveal_and_arena_pairs(arena_env, tmp_path, run_cli):
     from serving.rag import ingest_paths
 
     doc = tmp_path / "moon.md"
-    doc.write_text("# Moon\n\nThe Moon is about 384,400 km from Earth.\n\n# Mars\n\nMars has two moons.\n",
-                   encoding="utf-8")
+    doc.write_text(
+        "# Moon\n\nThe Moon is about 384,400 km from Earth.\n\n# Mars\n\nMars has two moons.\n", encoding="utf-8"
+    )
     ingest_paths(store, [doc], collection="space")
     assert client.get("/api/arena/models", headers=auth).json()["models"] == ["tiny", "tiny-lora"]
     assert client.post("/api/arena/battles", json={}).status_code == 401
@@ -134,8 +139,9 @@ def test_battle_vote_reveal_and_arena_pairs(arena_env, tmp_path, run_cli):
     battle = r.json()
     assert set(battle) == {"battle_id", "rag"}  # no model names before the vote
     bid = battle["battle_id"]
-    r = client.post(f"/api/arena/battles/{bid}/turn", json={"message": "How far is the Moon?", "params": PARAMS},
-                    headers=auth)
+    r = client.post(
+        f"/api/arena/battles/{bid}/turn", json={"message": "How far is the Moon?", "params": PARAMS}, headers=auth
+    )
     assert r.status_code == 200, r.text
     turn = r.json()
     assert "model" not in turn["a"] and "tiny" not in json.dumps(turn)
@@ -144,8 +150,12 @@ def test_battle_vote_reveal_and_arena_pairs(arena_env, tmp_path, run_cli):
     t1 = json.loads(stored)[0]
     assert "384,400" in t1["content"] and t1["content"].index("Background") < t1["content"].index("Question")
     # a second turn, streamed: tokens of both sides arrive, then the stored turn; same context for both sides
-    with client.stream("POST", f"/api/arena/battles/{bid}/turn", headers=auth,
-                       json={"message": "And Mars?", "stream": True, "params": PARAMS}) as resp:
+    with client.stream(
+        "POST",
+        f"/api/arena/battles/{bid}/turn",
+        headers=auth,
+        json={"message": "And Mars?", "stream": True, "params": PARAMS},
+    ) as resp:
         assert resp.status_code == 200
         events = [json.loads(line[5:]) for line in resp.iter_lines() if line.startswith("data:")]
     assert "Mars has two moons" in events[0]["context"][0]["text"]
@@ -158,27 +168,35 @@ def test_battle_vote_reveal_and_arena_pairs(arena_env, tmp_path, run_cli):
     assert {reveal["model_a"], reveal["model_b"]} == {"tiny", "tiny-lora"}
     assert reveal["ranking_id"], (reveal, last["a"]["text"], last["b"]["text"])
     assert client.post("/api/arena/votes", json={"battle_id": bid, "winner": "b"}, headers=auth).status_code == 409
-    pair = store.query("SELECT p.source, p.is_tie, c.model AS chosen, c.kind FROM pairs p "
-                       "JOIN generations c ON c.id = p.chosen_id WHERE p.ranking_id = ?", [reveal["ranking_id"]])
+    pair = store.query(
+        "SELECT p.source, p.is_tie, c.model AS chosen, c.kind FROM pairs p "
+        "JOIN generations c ON c.id = p.chosen_id WHERE p.ranking_id = ?",
+        [reveal["ranking_id"]],
+    )
     assert pair == [{"source": "arena", "is_tie": False, "chosen": reveal["model_a"], "kind": "arena"}]
     # tie and both-bad battles
     for winner in ("tie", "both_bad"):
         bid = client.post("/api/arena/battles", json={"models": ["tiny", "tiny-lora"]}, headers=auth).json()[
-            "battle_id"]
-        client.post(f"/api/arena/battles/{bid}/turn", json={"message": f"Say {winner} 你好", "params": PARAMS},
-                    headers=auth).raise_for_status()
+            "battle_id"
+        ]
+        client.post(
+            f"/api/arena/battles/{bid}/turn", json={"message": f"Say {winner} 你好", "params": PARAMS}, headers=auth
+        ).raise_for_status()
         client.post("/api/arena/votes", json={"battle_id": bid, "winner": winner}, headers=auth).raise_for_status()
-    rankings = store.query("SELECT all_bad, list(i.rank ORDER BY i.position) AS ranks FROM rankings r "
-                           "JOIN ranking_items i ON i.ranking_id = r.id WHERE r.source = 'arena' "
-                           "GROUP BY r.id, all_bad ORDER BY r.id")
+    rankings = store.query(
+        "SELECT all_bad, list(i.rank ORDER BY i.position) AS ranks FROM rankings r "
+        "JOIN ranking_items i ON i.ranking_id = r.id WHERE r.source = 'arena' "
+        "GROUP BY r.id, all_bad ORDER BY r.id"
+    )
     assert [r["ranks"] for r in rankings][-2:] == [[1, 1], [1, 1]] and rankings[-1]["all_bad"]
     assert store.scalar("SELECT count(*) FROM arena_votes") == 3
     board = client.get("/api/arena/leaderboard", params={"bootstrap_rounds": 50}, headers=auth).json()
     assert {r["model"] for r in board["rows"]} == {"tiny", "tiny-lora"} and board["n_votes"] == 3
     # a flagged battle is left out on request
     store.con.execute("UPDATE arena_votes SET identity_leak = true WHERE id = 1")
-    board = client.get("/api/arena/leaderboard", params={"exclude_flagged": True, "bootstrap_rounds": 0},
-                       headers=auth).json()
+    board = client.get(
+        "/api/arena/leaderboard", params={"exclude_flagged": True, "bootstrap_rounds": 0}, headers=auth
+    ).json()
     assert board["n_votes"] == 2 and board["flagged"] == 1
     # arena pairs export like annotation pairs
     n_pairs = store.scalar("SELECT count(*) FROM pairs WHERE source = 'arena' AND NOT is_tie")

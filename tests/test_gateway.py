@@ -59,8 +59,10 @@ def gw(tiny_model_dir, tmp_path_factory):
 
 
 def test_models_lists_engine_models_registered_adapters_and_embeddings(gw):
-    gw.store.con.execute("INSERT INTO models (name, kind, base, path, stage, created_by) "
-                         "VALUES ('sft-unloaded', 'adapter', 'tiny', '/nowhere', 'sft', 'test')")
+    gw.store.con.execute(
+        "INSERT INTO models (name, kind, base, path, stage, created_by) "
+        "VALUES ('sft-unloaded', 'adapter', 'tiny', '/nowhere', 'sft', 'test')"
+    )
     ids = {m.id for m in gw.client.models.list()}
     assert {"tiny", "sft-unloaded", "all-MiniLM-L6-v2"} <= ids
     # registered but not loaded in any engine: a 404 that says how to serve it
@@ -70,8 +72,16 @@ def test_models_lists_engine_models_registered_adapters_and_embeddings(gw):
 
 
 def test_chat_completion_with_sampling_parameters(gw):
-    kwargs = dict(model="tiny", messages=[{"role": "user", "content": "Hola, ¿qué tal? 你好 🙂"}], max_tokens=8,
-                  n=2, temperature=0.9, top_p=0.95, seed=7, stop=["\n\n"])
+    kwargs = dict(
+        model="tiny",
+        messages=[{"role": "user", "content": "Hola, ¿qué tal? 你好 🙂"}],
+        max_tokens=8,
+        n=2,
+        temperature=0.9,
+        top_p=0.95,
+        seed=7,
+        stop=["\n\n"],
+    )
     first = gw.client.chat.completions.create(**kwargs)
     assert first.model == "tiny" and len(first.choices) == 2
     assert first.usage.completion_tokens <= 16 and first.usage.prompt_tokens > 0
@@ -80,8 +90,14 @@ def test_chat_completion_with_sampling_parameters(gw):
 
 
 def test_chat_streaming_passes_chunks_through(gw):
-    stream = gw.client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Tell a story"}],
-                                               max_tokens=12, stream=True, seed=3, temperature=1.0)
+    stream = gw.client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": "Tell a story"}],
+        max_tokens=12,
+        stream=True,
+        seed=3,
+        temperature=1.0,
+    )
     chunks = list(stream)
     deltas = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
@@ -141,21 +157,29 @@ def test_rag_through_the_gateway_returns_citations(gw, tmp_path):
     from serving.rag import ingest_paths
 
     doc = tmp_path / "fjords.md"
-    doc.write_text("# Fjords\n\nThe Sognefjord in Norway is the longest fjord in the country, 205 km long.\n\n"
-                   "# Glaciers\n\nJostedalsbreen is the largest glacier in continental Europe.\n", encoding="utf-8")
+    doc.write_text(
+        "# Fjords\n\nThe Sognefjord in Norway is the longest fjord in the country, 205 km long.\n\n"
+        "# Glaciers\n\nJostedalsbreen is the largest glacier in continental Europe.\n",
+        encoding="utf-8",
+    )
     ingest_paths(gw.store, [doc], collection="geo")
     out = gw.client.chat.completions.create(
-        model="tiny", messages=[{"role": "user", "content": "How long is the Sognefjord?"}], max_tokens=4,
-        extra_body={"rag": {"collection": "geo", "k": 1}})
+        model="tiny",
+        messages=[{"role": "user", "content": "How long is the Sognefjord?"}],
+        max_tokens=4,
+        extra_body={"rag": {"collection": "geo", "k": 1}},
+    )
     cites = out.model_extra["citations"]
     assert len(cites) == 1 and cites[0]["index"] == 1
     assert cites[0]["source"] == str(doc.resolve()) and "205 km" in cites[0]["text"]
     # the same by model-name suffix, streamed: the citations arrive first
-    stream = gw.client.chat.completions.create(model="tiny+rag:geo", stream=True, max_tokens=4,
-                                               messages=[{"role": "user", "content": "largest glacier?"}])
+    stream = gw.client.chat.completions.create(
+        model="tiny+rag:geo", stream=True, max_tokens=4, messages=[{"role": "user", "content": "largest glacier?"}]
+    )
     first = next(iter(stream))
     assert first.model_extra["citations"][0]["title"] == "Fjords"
     assert "Jostedalsbreen" in first.model_extra["citations"][0]["text"]
     with pytest.raises(openai.NotFoundError):
-        gw.client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "x"}],
-                                          extra_body={"rag": {"collection": "nope"}})
+        gw.client.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "x"}], extra_body={"rag": {"collection": "nope"}}
+        )

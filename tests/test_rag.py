@@ -30,11 +30,14 @@ French baguettes are baked at a high temperature with steam to form a crisp crus
 def minimal_pdf(text: str) -> bytes:
     """A one-page PDF with `text` in Helvetica (ASCII), xref offsets computed."""
     stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
-    objs = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-            b"/Resources << /Font << /F1 5 0 R >> >> >>",
-            b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
-            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    objs = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
     out, offsets = bytearray(b"%PDF-1.4\n"), []
     for i, body in enumerate(objs, 1):
         offsets.append(len(out))
@@ -83,8 +86,10 @@ def test_loaders_read_each_format(docs):
     assert "# Volcanoes" in html.text and "## Lava" in html.text  # headings kept for the chunker
     assert load_path(docs / "bread.md")[0].title == "Baking bread"
     assert "Zephyr turbine" in load_path(docs / "report.pdf")[0].text
-    (docs / "faq.jsonl").write_text('{"id": "q1", "title": "Hours", "text": "Open 9-17."}\n'
-                                    '{"text": "Closed on Sunday.", "lang": "en"}\n', encoding="utf-8")
+    (docs / "faq.jsonl").write_text(
+        '{"id": "q1", "title": "Hours", "text": "Open 9-17."}\n{"text": "Closed on Sunday.", "lang": "en"}\n',
+        encoding="utf-8",
+    )
     rows = load_path(docs / "faq.jsonl")
     assert [r.source.rsplit("#", 1)[1] for r in rows] == ["q1", "2"] and rows[1].metadata == {"lang": "en"}
 
@@ -93,9 +98,12 @@ def test_ingest_then_retrieve_the_right_chunk_with_citations(store, home, docs):
     report = ingest_paths(store, [docs], collection="kb", config=None)
     assert len(report.added) == 4 and not report.failed and report.index_kind == "flat"
     assert (home / "rag" / "kb" / "index.faiss").exists()
-    cases = {"长城有多长？": ("china.txt", "两万多公里"), "How hot is lava?": ("volcano.html", "700 to 1200"),
-             "how often should I feed my sourdough starter": ("bread.md", "Feed the starter"),
-             "How much power does the Zephyr turbine produce?": ("report.pdf", "12 megawatts")}
+    cases = {
+        "长城有多长？": ("china.txt", "两万多公里"),
+        "How hot is lava?": ("volcano.html", "700 to 1200"),
+        "how often should I feed my sourdough starter": ("bread.md", "Feed the starter"),
+        "How much power does the Zephyr turbine produce?": ("report.pdf", "12 megawatts"),
+    }
     for question, (file, needle) in cases.items():
         hits = retrieve(store, "kb", question, k=2)
         assert hits[0].source == str((docs / file).resolve()) and needle in hits[0].text, (question, hits)
@@ -115,8 +123,9 @@ def test_ingest_then_retrieve_the_right_chunk_with_citations(store, home, docs):
 def test_reingest_replaces_changed_files_only(store, home, docs):
     ingest_paths(store, [docs], collection="kb")
     before = rag_store.get_collection(store, "kb")["chunks"]
-    (docs / "bread.md").write_text(MD.replace("every day", "twice a week").replace("French baguettes",
-                                   "Rye loaves"), encoding="utf-8")
+    (docs / "bread.md").write_text(
+        MD.replace("every day", "twice a week").replace("French baguettes", "Rye loaves"), encoding="utf-8"
+    )
     report = ingest_paths(store, [docs], collection="kb")
     assert report.replaced == [str((docs / "bread.md").resolve())] and len(report.unchanged) == 3
     texts = " ".join(rag_store.chunk_texts(store, "kb")[1])
@@ -167,11 +176,18 @@ def test_cli_ingest_query_eval(run_cli, home, docs, tmp_path):
     assert r.exit_code == 0, r.output
     assert r.output.startswith("[1] ") and "Volcano Guide / Lava" in r.output and "700 to 1200" in r.output
     qs = tmp_path / "qs.jsonl"
-    qs.write_text("\n".join(json.dumps(q, ensure_ascii=False) for q in [
-        {"question": "熊猫吃什么？", "source": "china.txt"},
-        {"question": "What temperature is lava?", "contains": "700 to 1200"},
-        {"question": "How are baguettes baked?", "source": "bread.md"},
-        {"question": "Zephyr turbine output", "source": "report.pdf"}]), encoding="utf-8")
+    qs.write_text(
+        "\n".join(
+            json.dumps(q, ensure_ascii=False)
+            for q in [
+                {"question": "熊猫吃什么？", "source": "china.txt"},
+                {"question": "What temperature is lava?", "contains": "700 to 1200"},
+                {"question": "How are baguettes baked?", "source": "bread.md"},
+                {"question": "Zephyr turbine output", "source": "report.pdf"},
+            ]
+        ),
+        encoding="utf-8",
+    )
     r = run_cli("rag", "eval", qs, "--collection", "kb", "-k", "3")
     assert r.exit_code == 0, r.output
     result = json.loads(r.output)

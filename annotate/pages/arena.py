@@ -33,8 +33,10 @@ def new_battle() -> None:
 
 
 st.title("Arena")
-st.caption("Two anonymous models answer the same question. Vote for the better answer; the names are revealed "
-           "after your vote.")
+st.caption(
+    "Two anonymous models answer the same question. Vote for the better answer; the names are revealed "
+    "after your vote."
+)
 
 try:
     models = client.get("/api/arena/models")["models"]
@@ -46,14 +48,17 @@ except ApiError as e:
 battle = st.session_state.arena_battle
 with st.expander("Battle settings", expanded=battle is None):
     locked = battle is not None  # settings apply to the next battle
-    pick = st.radio("Models", ["Draw two at random", "Choose two"], key="arena_pick", horizontal=True,
-                    disabled=locked)
+    pick = st.radio("Models", ["Draw two at random", "Choose two"], key="arena_pick", horizontal=True, disabled=locked)
     chosen = []
     if pick == "Choose two":
-        chosen = st.multiselect("Two models (their sides are shuffled)", models, max_selections=2,
-                                key="arena_models", disabled=locked)
-    rag_on = st.toggle("Retrieval (RAG): give both models the same retrieved passages", key="arena_rag",
-                       disabled=locked or not collections)
+        chosen = st.multiselect(
+            "Two models (their sides are shuffled)", models, max_selections=2, key="arena_models", disabled=locked
+        )
+    rag_on = st.toggle(
+        "Retrieval (RAG): give both models the same retrieved passages",
+        key="arena_rag",
+        disabled=locked or not collections,
+    )
     collection = k = None
     if rag_on:
         collection = st.selectbox("Collection", collections, key="arena_collection", disabled=locked)
@@ -69,8 +74,14 @@ if len(models) < 2:
 def show_citations(answer: dict) -> None:
     cites = answer.get("citations") or []
     if cites:
-        st.caption("Sources: " + "; ".join(f"[{c['index']}] {c['title']}" + (f" / {c['heading']}" if c.get(
-            "heading") and c["heading"] != c["title"] else "") for c in cites))
+        st.caption(
+            "Sources: "
+            + "; ".join(
+                f"[{c['index']}] {c['title']}"
+                + (f" / {c['heading']}" if c.get("heading") and c["heading"] != c["title"] else "")
+                for c in cites
+            )
+        )
 
 
 def show_turn(turn: dict) -> None:
@@ -85,8 +96,9 @@ def show_turn(turn: dict) -> None:
     if turn.get("context"):
         with st.expander(f"Retrieved passages ({len(turn['context'])}), the same for both"):
             for c in turn["context"]:
-                st.markdown(f"**[{c['index']}] {safe_markdown(c['title'])}** · score {c['score']:.3f} · "
-                            f"`{c['source']}`")
+                st.markdown(
+                    f"**[{c['index']}] {safe_markdown(c['title'])}** · score {c['score']:.3f} · `{c['source']}`"
+                )
                 st.markdown(safe_markdown(c["text"]))
 
 
@@ -138,8 +150,10 @@ if reveal is None:
     if message:
         try:
             if battle is None:
-                payload = {"models": chosen if len(chosen) == 2 else None,
-                           "rag": {"collection": collection, "k": k} if rag_on and collection else None}
+                payload = {
+                    "models": chosen if len(chosen) == 2 else None,
+                    "rag": {"collection": collection, "k": k} if rag_on and collection else None,
+                }
                 if pick == "Choose two" and len(chosen) != 2:
                     st.error("Choose two models, or let the arena draw them.")
                     st.stop()
@@ -160,15 +174,18 @@ if st.session_state.arena_turns and reveal is None:
         if col.button(label, key=f"arena_vote_{winner}", width="stretch"):
             try:
                 st.session_state.arena_reveal = client.post(
-                    "/api/arena/votes", {"battle_id": st.session_state.arena_battle, "winner": winner})
+                    "/api/arena/votes", {"battle_id": st.session_state.arena_battle, "winner": winner}
+                )
             except ApiError as e:
                 st.error(f"The vote was not recorded: {e}")
                 st.stop()
             st.rerun()
 
 if reveal is not None:
-    st.success(f"Model A was **{reveal['model_a']}**, model B was **{reveal['model_b']}**. "
-               f"You voted: {VOTES[reveal['winner']]}.")
+    st.success(
+        f"Model A was **{reveal['model_a']}**, model B was **{reveal['model_b']}**. "
+        f"You voted: {VOTES[reveal['winner']]}."
+    )
     if reveal.get("identity_leak"):
         st.warning("An answer named a model, so this battle is flagged; the leaderboard can leave it out.")
     st.button("New battle", key="arena_new", type="primary", on_click=new_battle)

@@ -30,30 +30,46 @@ if not board["rows"]:
     st.stop()
 
 table = pd.DataFrame(board["rows"])
-st.caption("Rating: Bradley-Terry maximum likelihood on the Elo scale (400 points = 10:1 odds; a tie counts "
-           "half). The interval is the 95% bootstrap interval over 1,000 resamples of the votes. Elo is the "
-           "online, order-dependent estimate, shown for comparison.")
+st.caption(
+    "Rating: Bradley-Terry maximum likelihood on the Elo scale (400 points = 10:1 odds; a tie counts "
+    "half). The interval is the 95% bootstrap interval over 1,000 resamples of the votes. Elo is the "
+    "online, order-dependent estimate, shown for comparison."
+)
 bars = alt.Chart(table).encode(y=alt.Y("model:N", sort="-x", title=None))
 chart = bars.mark_rule(strokeWidth=2).encode(
-    x=alt.X("ci_low:Q", title="rating (95% CI)", scale=alt.Scale(zero=False)), x2="ci_high:Q",
+    x=alt.X("ci_low:Q", title="rating (95% CI)", scale=alt.Scale(zero=False)),
+    x2="ci_high:Q",
 ) + bars.mark_point(filled=True, size=80).encode(
-    x="rating:Q", tooltip=["model", "rating", "ci_low", "ci_high", "votes", "wins", "losses", "ties", "elo"])
+    x="rating:Q", tooltip=["model", "rating", "ci_low", "ci_high", "votes", "wins", "losses", "ties", "elo"]
+)
 st.altair_chart(chart, width="stretch")
 st.dataframe(
     table[["rank", "model", "rating", "ci_low", "ci_high", "elo", "votes", "wins", "losses", "ties"]],
-    hide_index=True, width="stretch", key="lb_table",
+    hide_index=True,
+    width="stretch",
+    key="lb_table",
 )
 
 st.subheader("Win rate", divider="gray")
-st.caption("Row model's share of its games against the column model (ties count half); the label is the number "
-           "of votes between them.")
+st.caption(
+    "Row model's share of its games against the column model (ties count half); the label is the number "
+    "of votes between them."
+)
 models = board["models"]
-cells = [{"model": m, "opponent": o, "win_rate": board["winrate"][i][j], "games": board["games"][i][j]}
-         for i, m in enumerate(models) for j, o in enumerate(models) if board["winrate"][i][j] is not None]
+cells = [
+    {"model": m, "opponent": o, "win_rate": board["winrate"][i][j], "games": board["games"][i][j]}
+    for i, m in enumerate(models)
+    for j, o in enumerate(models)
+    if board["winrate"][i][j] is not None
+]
 if cells:
     heat = pd.DataFrame(cells)
     base = alt.Chart(heat).encode(x=alt.X("opponent:N", title="against"), y=alt.Y("model:N", title=None))
     st.altair_chart(
-        base.mark_rect().encode(color=alt.Color("win_rate:Q", scale=alt.Scale(domain=[0, 1], scheme="redblue")),
-                                tooltip=["model", "opponent", "win_rate", "games"])
-        + base.mark_text().encode(text="games:Q"), width="stretch")
+        base.mark_rect().encode(
+            color=alt.Color("win_rate:Q", scale=alt.Scale(domain=[0, 1], scheme="redblue")),
+            tooltip=["model", "opponent", "win_rate", "games"],
+        )
+        + base.mark_text().encode(text="games:Q"),
+        width="stretch",
+    )

@@ -16,6 +16,18 @@ from serving.rag.loaders import Document, LoadError, load_path
 from serving.rag.retrieve import Hit, retrieve
 
 __all__ = [
-    "DEFAULT_TEMPLATE", "Chunk", "ChunkConfig", "Document", "Hit", "IngestReport", "LoadError", "RagConfig",
-    "augment", "chunk_document", "cited_indices", "ingest_paths", "load_path", "retrieve",
+    "DEFAULT_TEMPLATE",
+    "Chunk",
+    "ChunkConfig",
+    "Document",
+    "Hit",
+    "IngestReport",
+    "LoadError",
+    "RagConfig",
+    "augment",
+    "chunk_document",
+    "cited_indices",
+    "ingest_paths",
+    "load_path",
+    "retrieve",
 ]

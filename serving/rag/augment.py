@@ -1,8 +1,8 @@
 """Put retrieved chunks into the prompt (background first, then the question) and map citations back.
 
-    prompt, citations = augment("Who founded X?", hits)
-    citations[0] == {"index": 1, "chunk_id": ..., "document_id": ..., "source": ..., "title": ..., ...}
-    cited_indices("X was founded by Y [1].") == [1]
+prompt, citations = augment("Who founded X?", hits)
+citations[0] == {"index": 1, "chunk_id": ..., "document_id": ..., "source": ..., "title": ..., ...}
+cited_indices("X was founded by Y [1].") == [1]
 """
 
 from __future__ import annotations
@@ -29,9 +29,18 @@ def augment(question: str, hits: list, *, template: str = DEFAULT_TEMPLATE) -> t
         d = h if isinstance(h, dict) else h.as_dict()
         label = d["title"] + (f" / {d['heading']}" if d.get("heading") and d["heading"] != d["title"] else "")
         passages.append(PASSAGE.format(index=i, title=label, text=d["text"].strip()))
-        citations.append({"index": i, "chunk_id": d["chunk_id"], "document_id": d["document_id"],
-                          "source": d["source"], "title": d["title"], "heading": d.get("heading"),
-                          "score": d["score"], "text": d["text"]})
+        citations.append(
+            {
+                "index": i,
+                "chunk_id": d["chunk_id"],
+                "document_id": d["document_id"],
+                "source": d["source"],
+                "title": d["title"],
+                "heading": d.get("heading"),
+                "score": d["score"],
+                "text": d["text"],
+            }
+        )
     prompt = template.replace("{context}", "\n\n".join(passages)).replace("{question}", question)
     return prompt, citations
 

@@ -47,7 +47,7 @@ def _sections(text: str) -> list[tuple[str | None, int, int]]:
         end = marks[i + 1][1] if i + 1 < len(marks) else len(text)
         spans.append((title, start, end))
     # a heading with no text under it (a title right above a subheading) makes no useful chunk
-    return [s for s in spans if HEADING.sub("", text[s[1]:s[2]]).strip()]
+    return [s for s in spans if HEADING.sub("", text[s[1] : s[2]]).strip()]
 
 
 def _sentences(text: str, start: int, end: int, limit: int) -> list[tuple[int, int]]:
@@ -95,8 +95,11 @@ def chunk_document(text: str, config: ChunkConfig | None = None) -> list[Chunk]:
             # step back over trailing sentences that fit in the overlap, but only as far as the next chunk
             # still has room for the next new sentence (else it would repeat the overlap and nothing else)
             back = j
-            while (back - 1 > i and end - sents[back - 1][0] <= cfg.overlap
-                   and sents[j][1] - sents[back - 1][0] <= cfg.chunk_size):
+            while (
+                back - 1 > i
+                and end - sents[back - 1][0] <= cfg.overlap
+                and sents[j][1] - sents[back - 1][0] <= cfg.chunk_size
+            ):
                 back -= 1
             i = back
     return chunks

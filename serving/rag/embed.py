@@ -53,9 +53,10 @@ def embed_texts(texts: list[str], *, batch_size: int = 64, progress: bool = Fals
     with _lock, torch.inference_mode():  # one model shared by server threads
         torch.set_num_threads(threads)
         for s in starts:
-            idx = order[s:s + batch_size]
-            enc = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=MAX_TOKENS,
-                      return_tensors="pt")
+            idx = order[s : s + batch_size]
+            enc = tok(
+                [texts[i] for i in idx], padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt"
+            )
             hidden = model(**enc).last_hidden_state
             mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)

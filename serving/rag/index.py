@@ -120,8 +120,9 @@ class CollectionIndex:
                 self._index = build_index(self.vectors, self.ids, "flat")
         return self._index
 
-    def update(self, remove_ids: list[int], new_ids: list[int], new_vectors: np.ndarray,
-               config: IndexConfig | None = None) -> str:
+    def update(
+        self, remove_ids: list[int], new_ids: list[int], new_vectors: np.ndarray, config: IndexConfig | None = None
+    ) -> str:
         """Drop `remove_ids`, add the new vectors, rebuild, write temp files. Returns the index kind used."""
         import faiss
 

@@ -52,8 +52,15 @@ def embedding_text(title: str, heading: str | None, text: str) -> str:
     return f"{heading or title}\n{text}"
 
 
-def ingest_paths(store: Store, paths: list[str | Path], *, collection: str, config: RagConfig | None = None,
-                 progress: bool = False, created_by: str = "cli") -> IngestReport:
+def ingest_paths(
+    store: Store,
+    paths: list[str | Path],
+    *,
+    collection: str,
+    config: RagConfig | None = None,
+    progress: bool = False,
+    created_by: str = "cli",
+) -> IngestReport:
     """Ingest files and folders into `collection` (created if missing). Returns what happened per file."""
     cfg = config or RagConfig()
     rag_store.check_collection_name(collection)
@@ -65,8 +72,15 @@ def ingest_paths(store: Store, paths: list[str | Path], *, collection: str, conf
         except LoadError as e:
             log.warning("skipped %s", e)
             report.failed.append((str(path), str(e)))
-    coll = rag_store.ensure_collection(store, collection, embedding_model=embed.MODEL_NAME, dim=embed.DIM,
-                                       chunk_size=cfg.chunk_size, overlap=cfg.overlap, created_by=created_by)
+    coll = rag_store.ensure_collection(
+        store,
+        collection,
+        embedding_model=embed.MODEL_NAME,
+        dim=embed.DIM,
+        chunk_size=cfg.chunk_size,
+        overlap=cfg.overlap,
+        created_by=created_by,
+    )
     stored = rag_store.document_hashes(store, collection)
     chunk_cfg = ChunkConfig(chunk_size=cfg.chunk_size, overlap=cfg.overlap)
     todo = []
@@ -89,8 +103,14 @@ def ingest_paths(store: Store, paths: list[str | Path], *, collection: str, conf
         with store.transaction():
             for doc, h, chunks in todo:
                 _, ids, gone = rag_store.replace_document(
-                    store, collection, source=doc.source, title=doc.title, content_hash=h,
-                    chunks=[c.__dict__ for c in chunks], metadata=doc.metadata, created_by=created_by,
+                    store,
+                    collection,
+                    source=doc.source,
+                    title=doc.title,
+                    content_hash=h,
+                    chunks=[c.__dict__ for c in chunks],
+                    metadata=doc.metadata,
+                    created_by=created_by,
                 )
                 new_ids.extend(ids)
                 removed.extend(gone)

@@ -13,8 +13,16 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
-SUFFIXES = {".txt": "txt", ".text": "txt", ".md": "md", ".markdown": "md", ".html": "html", ".htm": "html",
-            ".pdf": "pdf", ".jsonl": "jsonl"}
+SUFFIXES = {
+    ".txt": "txt",
+    ".text": "txt",
+    ".md": "md",
+    ".markdown": "md",
+    ".html": "html",
+    ".htm": "html",
+    ".pdf": "pdf",
+    ".jsonl": "jsonl",
+}
 
 
 class LoadError(Exception):
@@ -145,8 +153,15 @@ def _load_jsonl(path: Path, source: str) -> list[Document]:
             raise LoadError(f"{path}:{lineno}: field 'text': each line needs a non-empty string 'text'")
         doc_id = str(row.get("id", lineno))
         meta = {k: v for k, v in row.items() if k not in {"text", "title", "id"}}
-        docs.append(Document(source=f"{source}#{doc_id}", title=str(row.get("title") or f"{path.stem} #{doc_id}"),
-                             text=row["text"], format="jsonl", metadata=meta))
+        docs.append(
+            Document(
+                source=f"{source}#{doc_id}",
+                title=str(row.get("title") or f"{path.stem} #{doc_id}"),
+                text=row["text"],
+                format="jsonl",
+                metadata=meta,
+            )
+        )
     if not docs:
         raise LoadError(f"{path}: no documents (empty file)")
     return docs

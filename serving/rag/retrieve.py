@@ -92,8 +92,9 @@ def _bm25(store: Store, collection: str) -> tuple[list[int], BM25]:
         return ids, bm
 
 
-def retrieve(store: Store, collection: str, query: str, *, k: int = 4, hybrid: bool = False,
-             candidates: int = 50) -> list[Hit]:
+def retrieve(
+    store: Store, collection: str, query: str, *, k: int = 4, hybrid: bool = False, candidates: int = 50
+) -> list[Hit]:
     """The k best chunks for `query` in `collection`, best first, with their documents."""
     coll = rag_store.get_collection(store, collection)
     if k < 1:
@@ -118,6 +119,16 @@ def retrieve(store: Store, collection: str, query: str, *, k: int = 4, hybrid: b
         row = rows.get(cid)
         if row is None:  # index written but its transaction failed: ignore vectors without a chunk
             continue
-        hits.append(Hit(chunk_id=cid, document_id=row["document_id"], score=round(score, 6), text=row["text"],
-                        heading=row["heading"], source=row["source"], title=row["title"], ordinal=row["ordinal"]))
+        hits.append(
+            Hit(
+                chunk_id=cid,
+                document_id=row["document_id"],
+                score=round(score, 6),
+                text=row["text"],
+                heading=row["heading"],
+                source=row["source"],
+                title=row["title"],
+                ordinal=row["ordinal"],
+            )
+        )
     return hits
