@@ -5,6 +5,7 @@ The server (tests/ui_support.py) is the real FastAPI app under uvicorn on a free
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -389,3 +390,18 @@ def test_every_page_in_the_navigation_renders(server, name):
     for page in pages:
         at.switch_page(f"../pages/{page.name}").run()
         assert not at.exception, (page.name, at.exception)
+
+
+def test_data_page_exports_a_download_with_filters(server):
+    at = login("adm")
+    at.switch_page("../pages/data.py").run()
+    at.selectbox(key="export_format").set_value("trl")
+    at.selectbox(key="export_dataset").set_value(DATASET)
+    at.radio(key="export_ties").set_value("keep")
+    at.button(key="export_prepare").click().run()
+    assert not at.error, [e.value for e in at.error]
+    ready = at.session_state["export_file"]
+    lines = [json.loads(line) for line in ready["content"].decode("utf-8").splitlines()]
+    assert lines and {"prompt", "chosen", "rejected"} <= set(lines[0])
+    assert ready["snapshot"]  # the snapshot id travels with the download
+    assert at.get("download_button")

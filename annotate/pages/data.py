@@ -31,6 +31,7 @@ EXPORT_FORMATS = {  # format -> (file suffix, what it is)
     "llamafactory": ("zip", "LLaMA-Factory ranking data plus its dataset_info.json entry"),
     "sft": ("jsonl", "the best-ranked (or reference) answer per prompt, as messages"),
     "classification": ("jsonl", "labelled examples, as imported"),
+    "parquet": ("parquet", "preference pairs as Parquet (columnar, for Spark / Ray / pandas)"),
 }
 ALL = "(all datasets)"
 
@@ -145,7 +146,13 @@ with export_tab:
     )
     ties = f3.radio("Ties", ["drop", "keep"], horizontal=True, key="export_ties")
     g1, g2, g3 = st.columns(3)
-    source = g1.radio("Source", ["human", "arena", "all"], horizontal=True, key="export_source")
+    source = g1.radio(
+        "Source",
+        ["all", "human", "arena"],
+        horizontal=True,
+        key="export_source",
+        help="human: annotators, imports and adjudications; arena: blind A/B votes.",
+    )
     test_share = g2.slider(
         "Test split",
         0.0,
