@@ -93,6 +93,31 @@ def register(cli: click.Group) -> None:
         ctx, fmt, out, dataset, split, seed, min_annotators, min_agreement, ties, source, layout, sft_prefer
     ):
         """Export pairs, SFT data or examples as training files and print the snapshot id."""
+        from db.cli import server_url
+
+        url = server_url(ctx)
+        if url:  # a server holds the database: it exports, we receive the file(s) (serving/remote.py)
+            from serving import remote
+
+            r = remote.export(
+                url,
+                fmt,
+                out,
+                dataset=dataset,
+                split=split,
+                seed=seed,
+                min_annotators=min_annotators,
+                min_agreement=min_agreement,
+                ties=ties,
+                source=source,
+                layout=layout,
+                sft_prefer=sft_prefer,
+            )
+            click.echo(f"exported {fmt} via {url}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in r["counts"].items()))
+            for path in r["paths"]:
+                click.echo(f"  {path}")
+            click.echo(f"snapshot {r['snapshot_id']}")
+            return
         from db.export import export
 
         result = export(
@@ -131,8 +156,15 @@ def register(cli: click.Group) -> None:
     def stats_cmd(ctx, dataset, source, as_json):
         """Counts (prompts, answers, rankings, pairs, ties, annotators) and inter-annotator agreement."""
         from db.agreement import dataset_stats
+        from db.cli import server_url
 
-        stats = dataset_stats(open_store(ctx), dataset, source=source)
+        url = server_url(ctx)
+        if url:  # a server holds the database: ask it (serving/remote.py)
+            from serving import remote
+
+            stats = remote.stats(url, dataset=dataset, source=source)
+        else:
+            stats = dataset_stats(open_store(ctx), dataset, source=source)
         if as_json:
             click.echo(json.dumps(stats, ensure_ascii=False, indent=2))
             return

@@ -32,6 +32,27 @@ def _counts(d: dict[str, int]) -> str:
     return ", ".join(f"{v} {k}" for k, v in d.items() if k != "users")
 
 
+def _import_via_server(url: str, file: Path, fmt: str, dataset: str | None, dry_run: bool, skip_invalid: bool) -> None:
+    from serving import remote
+
+    r = remote.import_file(url, file, dataset=dataset, fmt=fmt, dry_run=dry_run, skip_invalid=skip_invalid)
+    if r["detected"]:
+        click.echo(f"detected format: {r['format']}")
+    for e in r["skipped"]:
+        where = ":".join(str(x) for x in (file, e["line"]) if x is not None)
+        click.echo(f"skipped {where}: {'field ' + repr(e['field']) + ': ' if e['field'] else ''}{e['message']}")
+    verb = "would add" if dry_run else "added"
+    click.echo(
+        f"{file}: {r['records']} records read ({r['format']}, engine {r['engine']}, via {url}); "
+        f"{verb}: {_counts({k: r['added'][k] for k in r['in_file']})}"
+    )
+    click.echo(f"already stored: {_counts(r['already_stored'])}")
+    if r["skipped"]:
+        click.echo(f"skipped {len(r['skipped'])} invalid records (listed above)")
+    if dry_run:
+        click.echo("dry run: nothing written")
+
+
 def register(cli: click.Group) -> None:
     @cli.command("import")
     @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
@@ -62,6 +83,12 @@ def register(cli: click.Group) -> None:
         Atomic (a bad file changes nothing; the error names file, line and field) and idempotent
         (importing the same file again adds nothing).
         """
+        from db.cli import server_url
+
+        url = server_url(ctx)
+        if url:  # a server holds the database: upload the file to it (serving/remote.py)
+            _import_via_server(url, file, fmt, dataset, dry_run, skip_invalid)
+            return
         from db.importers import import_file
 
         store = open_store(ctx)

@@ -139,8 +139,40 @@ def register(cli: click.Group) -> None:
         """Sample n answers per prompt and store them with provenance (resumable; rerun to continue)."""
         from tqdm import tqdm
 
-        from db.cli import open_store
+        from db.cli import open_store, server_url
 
+        url = None if offline else server_url(ctx)
+        if url:  # a server holds the database: run it as a sampling job there and follow it
+            from serving import remote
+
+            def show(job: dict) -> None:
+                click.echo(
+                    f"job {job['id']} {job['status']}: {job['prompts_done']}/{job['prompts_total']} prompts, "
+                    f"{job['answers_stored']} answers, {job['failures']} failed",
+                    err=True,
+                )
+
+            job = remote.sample(
+                url,
+                dataset=dataset,
+                model=model,
+                engine=engine_name,
+                n=n,
+                temperature=temperature,
+                top_p=top_p,
+                max_tokens=max_tokens,
+                seed=seed,
+                limit=limit,
+                concurrency=concurrency,
+                min_tokens=min_tokens,
+                ignore_eos=ignore_eos,
+                progress=show,
+            )
+            click.echo(
+                f"sampling job {job['id']} {job['status']} via {url}: {job['answers_stored']} answers stored "
+                f"for {job['prompts_done']} prompts"
+            )
+            return
         store = open_store(ctx)
         kw = dict(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, limit=limit,
                   min_tokens=min_tokens, ignore_eos=ignore_eos)  # fmt: skip

@@ -103,3 +103,22 @@ def test_server_url_from_env_or_a_live_state_file_for_the_same_db(tmp_path, monk
     assert server_url(ctx) is None  # stale file of a killed server
     monkeypatch.setenv("PREFLAB_URL", "http://example.invalid:1/")
     assert server_url(ctx) == "http://example.invalid:1"
+
+
+def test_cli_commands_go_through_the_running_server(live, run_cli, tmp_path, monkeypatch):
+    url, store = live
+    monkeypatch.setenv("PREFLAB_URL", url)
+    r = run_cli("import", DATA / "ranked.jsonl", "--dataset", "cli-remote")
+    assert r.exit_code == 0, r.output
+    assert f"via {url}" in r.output and "3 prompts" in r.output
+    r = run_cli("import", DATA / "bad" / "broken_json.jsonl", "--dataset", "cli-remote", "--format", "ranked")
+    assert r.exit_code == 1 and "broken_json.jsonl:" in r.output
+    r = run_cli("stats", "--dataset", "cli-remote", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["counts"]["prompts"] == 3
+    out = tmp_path / "cli-out.jsonl"
+    r = run_cli("export", "--format", "trl", "--out", out, "--dataset", "cli-remote")
+    assert r.exit_code == 0, r.output
+    assert f"via {url}" in r.output and out.read_text(encoding="utf-8").count("\n") >= 1
+    r = run_cli("sample", "--dataset", "cli-remote", "--model", "no-such-model")
+    assert r.exit_code == 1 and "no-such-model" in r.output
