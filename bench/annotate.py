@@ -92,8 +92,12 @@ def free_port() -> int:
 def serve(db: Path, home: Path, port: int) -> subprocess.Popen:
     preflab = str(Path(sys.executable).with_name("preflab"))
     env = {**os.environ, "PREFLAB_HOME": str(home)}
-    proc = subprocess.Popen([preflab, "--db", str(db), "server", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [preflab, "--db", str(db), "server", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(600):
         try:
             if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
@@ -117,8 +121,9 @@ def annotator(url: str, name: str, submits: int, out: list, errors: list, think_
             ranks = {str(a["id"]): i + 1 for i, a in enumerate(item["answers"])}
             if think_s:  # reading and ranking; people take far longer, this keeps the 20 overlapping
                 time.sleep(rng.uniform(0.5, 1.5) * think_s)
-            r = c.post("/api/rankings", json={"assignment_id": item["assignment_id"], "ranks": ranks,
-                                              "time_on_task_ms": 1000})
+            r = c.post(
+                "/api/rankings", json={"assignment_id": item["assignment_id"], "ranks": ranks, "time_on_task_ms": 1000}
+            )
             if r.status_code != 201:
                 errors.append(r.text)
                 break
@@ -131,8 +136,9 @@ def _pcts(times: list[float]) -> tuple[float, float]:
     return q[49], q[94]
 
 
-def measure(generations: int, *, annotators: int, submits: int, k: int, think_s: float, solo: int,
-            workdir: Path) -> dict:
+def measure(
+    generations: int, *, annotators: int, submits: int, k: int, think_s: float, solo: int, workdir: Path
+) -> dict:
     """Two phases on one server: one annotator alone (the cost of a request, no queueing), then all of them."""
     db, home = workdir / f"bench-{generations}.duckdb", workdir / f"home-{generations}"
     home.mkdir()
@@ -147,8 +153,10 @@ def measure(generations: int, *, annotators: int, submits: int, k: int, think_s:
         annotator(url, f"ann{annotators:02d}", 3, [], errors)  # warm-up: imports, first queue sync, caches
         annotator(url, f"ann{annotators:02d}", solo, solo_times, errors)
         t0 = time.perf_counter()
-        threads = [threading.Thread(target=annotator, args=(url, f"ann{i:02d}", submits, times, errors, think_s))
-                   for i in range(annotators)]
+        threads = [
+            threading.Thread(target=annotator, args=(url, f"ann{i:02d}", submits, times, errors, think_s))
+            for i in range(annotators)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -160,8 +168,16 @@ def measure(generations: int, *, annotators: int, submits: int, k: int, think_s:
     if errors:
         raise RuntimeError(f"{len(errors)} failed submits, first: {errors[0]}")
     (s50, s95), (p50, p95) = _pcts(solo_times), _pcts(times)
-    return {"generations": generations, "build_s": build_s, "solo_p50": s50, "solo_p95": s95, "requests": len(times),
-            "p50_ms": p50, "p95_ms": p95, "throughput_per_s": len(times) / wall}
+    return {
+        "generations": generations,
+        "build_s": build_s,
+        "solo_p50": s50,
+        "solo_p95": s95,
+        "requests": len(times),
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "throughput_per_s": len(times) / wall,
+    }
 
 
 def main() -> None:
@@ -172,24 +188,44 @@ def main() -> None:
     ap.add_argument("--submits", type=int, default=6, help="rankings per annotator (1k answers hold 500 at k=2)")
     ap.add_argument("--solo", type=int, default=40, help="rankings of the lone annotator (phase 1)")
     ap.add_argument("--k", type=int, default=2, help="annotators per prompt")
-    ap.add_argument("--think", type=float, default=5.0,
-                    help="mean seconds an annotator spends per item (people take 20-60; 0: a saturation test)")
+    ap.add_argument(
+        "--think",
+        type=float,
+        default=5.0,
+        help="mean seconds an annotator spends per item (people take 20-60; 0: a saturation test)",
+    )
     args = ap.parse_args()
     os.environ.setdefault("PREFLAB_KDF_MEMORY_KIB", "8192")  # signing 20 people in is not what we measure
     with tempfile.TemporaryDirectory(prefix="preflab-bench-") as tmp:
-        rows = [measure(n, annotators=args.annotators, submits=args.submits, k=args.k, think_s=args.think,
-                        solo=args.solo, workdir=Path(tmp)) for n in (args.small, args.big)]
+        rows = [
+            measure(
+                n,
+                annotators=args.annotators,
+                submits=args.submits,
+                k=args.k,
+                think_s=args.think,
+                solo=args.solo,
+                workdir=Path(tmp),
+            )
+            for n in (args.small, args.big)
+        ]
     print(f"server-side ms of POST /api/rankings (submit + next item), from X-Process-Time; k={args.k}")
-    print(f"{'generations':>12} {'build s':>8} | {'1 annotator':>11} {'p50':>6} {'p95':>6} | "
-          f"{args.annotators} annotators, think ~{args.think:g} s: {'n':>4} {'p50':>6} {'p95':>6} {'req/s':>6}")
+    print(
+        f"{'generations':>12} {'build s':>8} | {'1 annotator':>11} {'p50':>6} {'p95':>6} | "
+        f"{args.annotators} annotators, think ~{args.think:g} s: {'n':>4} {'p50':>6} {'p95':>6} {'req/s':>6}"
+    )
     for r in rows:
-        print(f"{r['generations']:>12,} {r['build_s']:>8.1f} | {args.solo:>11} {r['solo_p50']:>6.1f} "
-              f"{r['solo_p95']:>6.1f} | {'':>{len(str(args.annotators)) + 28}}{r['requests']:>4} {r['p50_ms']:>6.1f} "
-              f"{r['p95_ms']:>6.1f} {r['throughput_per_s']:>6.1f}")
+        print(
+            f"{r['generations']:>12,} {r['build_s']:>8.1f} | {args.solo:>11} {r['solo_p50']:>6.1f} "
+            f"{r['solo_p95']:>6.1f} | {'':>{len(str(args.annotators)) + 28}}{r['requests']:>4} {r['p50_ms']:>6.1f} "
+            f"{r['p95_ms']:>6.1f} {r['throughput_per_s']:>6.1f}"
+        )
     small, big = rows
-    print(f"growth {args.big:,} vs {args.small:,}: p95 alone {big['solo_p95'] / small['solo_p95']:.2f}x, "
-          f"p95 with {args.annotators} annotators {big['p95_ms'] / small['p95_ms']:.2f}x (target <= 2x); "
-          f"p95 at {args.big:,} with {args.annotators} annotators: {big['p95_ms']:.1f} ms (target <= 100 ms)")
+    print(
+        f"growth {args.big:,} vs {args.small:,}: p95 alone {big['solo_p95'] / small['solo_p95']:.2f}x, "
+        f"p95 with {args.annotators} annotators {big['p95_ms'] / small['p95_ms']:.2f}x (target <= 2x); "
+        f"p95 at {args.big:,} with {args.annotators} annotators: {big['p95_ms']:.1f} ms (target <= 100 ms)"
+    )
 
 
 if __name__ == "__main__":

@@ -58,7 +58,9 @@ def sync(store: Store, dataset_id: int) -> int:
     k, gmark, rmark, mk, gmax, rmax = store._first(
         "SELECT d.annotators_per_prompt, s.generation_mark, s.ranking_mark, s.k, "
         f"{_LAST_ID.format(seq='seq_generations')}, {_LAST_ID.format(seq='seq_rankings')} "
-        "FROM datasets d LEFT JOIN queue_sync s ON s.dataset_id = d.id WHERE d.id = ?", [dataset_id])
+        "FROM datasets d LEFT JOIN queue_sync s ON s.dataset_id = d.id WHERE d.id = ?",
+        [dataset_id],
+    )
     mark = None if mk is None else (gmark, rmark, mk)
     if mark is not None and mark[2] == k and mark[0] >= gmax and mark[1] >= rmax:
         return k
@@ -77,7 +79,7 @@ def _fold_in(store: Store, dataset_id: int, k: int, mark: tuple | None, gmax: in
                 FROM prompts p
                 JOIN (SELECT prompt_id FROM generations GROUP BY prompt_id HAVING count(*) >= 2) g
                      ON g.prompt_id = p.id
-                LEFT JOIN (SELECT prompt_id, count(*) AS n FROM rankings r WHERE {_counted_sql('r')}
+                LEFT JOIN (SELECT prompt_id, count(*) AS n FROM rankings r WHERE {_counted_sql("r")}
                            GROUP BY prompt_id) r ON r.prompt_id = p.id
                 WHERE p.dataset_id = ? AND coalesce(r.n, 0) < ?
                 ORDER BY p.id""",  # noqa: S608 (constant SQL)
@@ -96,7 +98,7 @@ def _fold_in(store: Store, dataset_id: int, k: int, mark: tuple | None, gmax: in
         c.execute(
             f"""INSERT INTO queue_open (prompt_id, dataset_id, done)
                 SELECT t.prompt_id, ?, (SELECT count(*) FROM rankings r
-                                        WHERE r.prompt_id = t.prompt_id AND {_counted_sql('r')}) AS n
+                                        WHERE r.prompt_id = t.prompt_id AND {_counted_sql("r")}) AS n
                 FROM queue_touched t
                 WHERE (SELECT count(*) FROM generations g WHERE g.prompt_id = t.prompt_id) >= 2
                   AND n < ?""",  # noqa: S608
@@ -126,8 +128,12 @@ def _own_live_lease(store: Store, dataset_id: int, user_id: int, now: datetime) 
     ).fetchall()
     for aid, prompt_id, order, expires_at in rows:
         if store._first("SELECT dataset_id FROM prompts WHERE id = ?", [prompt_id])[0] == dataset_id:
-            return {"assignment_id": aid, "prompt_id": prompt_id, "answer_order": json.loads(order),
-                    "expires_at": expires_at}
+            return {
+                "assignment_id": aid,
+                "prompt_id": prompt_id,
+                "answer_order": json.loads(order),
+                "expires_at": expires_at,
+            }
     return None
 
 
@@ -147,7 +153,12 @@ def _pick(store: Store, dataset_id: int, user_id: int, k: int, now: datetime, fr
 
 
 def next_assignment(
-    store: Store, dataset_id: int, user_id: int, *, lease_s: int = DEFAULT_LEASE_S, now: datetime | None = None,
+    store: Store,
+    dataset_id: int,
+    user_id: int,
+    *,
+    lease_s: int = DEFAULT_LEASE_S,
+    now: datetime | None = None,
     created_by: str = "server",
 ) -> dict | None:
     """The user's live lease in this dataset, or a new one on the next open prompt; None if nothing is left.
@@ -168,8 +179,11 @@ def next_assignment(
         if prompt_id is None:
             return None
         aid = store.con.execute("SELECT nextval('seq_assignments')").fetchall()[0][0]
-        texts = dict(store.con.execute(
-            "SELECT id, text FROM generations WHERE prompt_id = ? ORDER BY id", [prompt_id]).fetchall())
+        texts = dict(
+            store.con.execute(
+                "SELECT id, text FROM generations WHERE prompt_id = ? ORDER BY id", [prompt_id]
+            ).fetchall()
+        )
         order = sorted(texts)
         random.Random(aid).shuffle(order)  # per annotator, reproducible from the assignment id
         expires_at = now + timedelta(seconds=lease_s)
@@ -178,8 +192,13 @@ def next_assignment(
             " created_at) VALUES (?, ?, ?, 'leased', ?, ?, ?, ?, ?)",
             [aid, prompt_id, user_id, json.dumps(order), now, expires_at, created_by, now],
         )
-        return {"assignment_id": aid, "prompt_id": prompt_id, "answer_order": order, "expires_at": expires_at,
-                "texts": texts}
+        return {
+            "assignment_id": aid,
+            "prompt_id": prompt_id,
+            "answer_order": order,
+            "expires_at": expires_at,
+            "texts": texts,
+        }
 
 
 def release(store: Store, user_id: int, assignment_id: int) -> None:
@@ -239,17 +258,28 @@ def _validate(status: str, ranks: dict | None, order: list[int], skip_reason, fl
     if status == "submitted":
         missing = [g for g in order if g not in clean]
         if missing:
-            raise InputError(f"every answer needs a rank; missing {len(missing)} (answer {missing[0]})",
-                             field=f"ranks.{missing[0]}")
+            raise InputError(
+                f"every answer needs a rank; missing {len(missing)} (answer {missing[0]})", field=f"ranks.{missing[0]}"
+            )
     elif clean and len(clean) != len(order):
         clean = {}  # a partial ranking on a skip or flag carries no preference
     return dense_ranks(clean) if clean else {}
 
 
 def submit(
-    store: Store, user_id: int, assignment_id: int, *, status: str, ranks: dict | None = None, all_bad: bool = False,
-    skip_reason: str | None = None, flag_reason: str | None = None, comment: str | None = None,
-    time_on_task_ms: int | None = None, now: datetime | None = None, created_by: str = "server",
+    store: Store,
+    user_id: int,
+    assignment_id: int,
+    *,
+    status: str,
+    ranks: dict | None = None,
+    all_bad: bool = False,
+    skip_reason: str | None = None,
+    flag_reason: str | None = None,
+    comment: str | None = None,
+    time_on_task_ms: int | None = None,
+    now: datetime | None = None,
+    created_by: str = "server",
 ) -> int:
     """Store the ranking of a leased assignment with its items and pairs, in one transaction; its id.
 
@@ -258,8 +288,10 @@ def submit(
     """
     now = _now(now)
     with store.transaction():
-        row = store._first("SELECT prompt_id, status, expires_at, answer_order FROM assignments "
-                           "WHERE id = ? AND user_id = ?", [assignment_id, user_id])
+        row = store._first(
+            "SELECT prompt_id, status, expires_at, answer_order FROM assignments WHERE id = ? AND user_id = ?",
+            [assignment_id, user_id],
+        )
         if row is None:
             raise NotFoundError(f"no assignment {assignment_id} of yours")
         prompt_id, a_status, expires_at, order_json = row
@@ -270,28 +302,43 @@ def submit(
         # point lookups only (ART indexes): cost stays flat as the dataset grows
         dataset_id, k, version = store._first(
             "SELECT p.dataset_id, d.annotators_per_prompt, d.guideline_version FROM prompts p, datasets d "
-            "WHERE p.id = ? AND d.id = p.dataset_id", [prompt_id])
+            "WHERE p.id = ? AND d.id = p.dataset_id",
+            [prompt_id],
+        )
         if a_status != "leased" or expires_at <= now:  # the lease lapsed: accept only if the slot is still free
             taken = store._first(
-                f"""SELECT (SELECT count(*) FROM rankings r WHERE r.prompt_id = ? AND {_counted_sql('r')})
+                f"""SELECT (SELECT count(*) FROM rankings r WHERE r.prompt_id = ? AND {_counted_sql("r")})
                          + (SELECT count(*) FROM assignments a WHERE a.prompt_id = ? AND a.status = 'leased'
                             AND a.expires_at > ? AND a.id <> ?)""",  # noqa: S608
                 [prompt_id, prompt_id, now, assignment_id],
             )[0]
             if status == "submitted" and taken >= k:
-                raise ConflictError("your lease expired and the prompt has since been ranked by others; "
-                                    "ask for the next item")
+                raise ConflictError(
+                    "your lease expired and the prompt has since been ranked by others; ask for the next item"
+                )
         mark, rmax, done = store._first(
             "SELECT (SELECT ranking_mark FROM queue_sync WHERE dataset_id = ?), "
             f"{_LAST_ID.format(seq='seq_rankings')}, (SELECT done FROM queue_open WHERE prompt_id = ?)",
-            [dataset_id, prompt_id])
+            [dataset_id, prompt_id],
+        )
         try:
             ranking_id = store.con.execute(
                 "INSERT INTO rankings (prompt_id, user_id, status, source, all_bad, skip_reason, flag_reason, "
                 "comment, time_on_task_ms, guideline_version, created_by, created_at) "
                 "VALUES (?, ?, ?, 'human', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                [prompt_id, user_id, status, bool(all_bad), skip_reason, flag_reason, comment, time_on_task_ms,
-                 version, created_by, now],
+                [
+                    prompt_id,
+                    user_id,
+                    status,
+                    bool(all_bad),
+                    skip_reason,
+                    flag_reason,
+                    comment,
+                    time_on_task_ms,
+                    version,
+                    created_by,
+                    now,
+                ],
             ).fetchall()[0][0]
         except duckdb.ConstraintException:  # UNIQUE (prompt_id, user_id): one ranking per person per prompt
             raise ConflictError(f"you already ranked prompt {prompt_id}") from None
@@ -299,13 +346,17 @@ def submit(
             values = ", ".join(["(?, ?, ?, ?)"] * len(order))
             params = [v for i, gid in enumerate(order) for v in (ranking_id, gid, clean[gid], i)]
             store.con.execute(
-                f"INSERT INTO ranking_items (ranking_id, generation_id, rank, position) VALUES {values}", params)
+                f"INSERT INTO ranking_items (ranking_id, generation_id, rank, position) VALUES {values}", params
+            )
             pairs = ranking_pairs(clean)
             if pairs and status == "submitted":
                 values = ", ".join(["(?, ?, ?, ?, ?, ?, 'human')"] * len(pairs))
                 params = [v for c, r, m, t in pairs for v in (ranking_id, prompt_id, c, r, m, t)]
-                store.con.execute("INSERT INTO pairs (ranking_id, prompt_id, chosen_id, rejected_id, margin, is_tie, "
-                                  f"source) VALUES {values}", params)
+                store.con.execute(
+                    "INSERT INTO pairs (ranking_id, prompt_id, chosen_id, rejected_id, margin, is_tie, "
+                    f"source) VALUES {values}",
+                    params,
+                )
         store.con.execute("UPDATE assignments SET status = 'done' WHERE id = ?", [assignment_id])
         # keep queue_open in step directly instead of a sync; if nobody else wrote rankings since the last
         # sync, move the mark past ours so the next request has nothing to fold in
@@ -344,14 +395,23 @@ def progress(store: Store, dataset_id: int, user_id: int, *, now: datetime | Non
 def get_dataset(store: Store, name: str) -> dict:
     rows = store.query(
         "SELECT id, name, description, annotators_per_prompt, guidelines, guideline_version, created_by, "
-        "CAST(created_at AS VARCHAR) AS created_at FROM datasets WHERE name = ?", [name])
+        "CAST(created_at AS VARCHAR) AS created_at FROM datasets WHERE name = ?",
+        [name],
+    )
     if not rows:
         store.dataset_id(name)  # raises NotFoundError listing the known names
     return rows[0]
 
 
-def update_dataset(store: Store, name: str, *, k: int | None = None, guidelines: str | None = None,
-                   description: str | None = None, new: bool = False) -> dict:
+def update_dataset(
+    store: Store,
+    name: str,
+    *,
+    k: int | None = None,
+    guidelines: str | None = None,
+    description: str | None = None,
+    new: bool = False,
+) -> dict:
     """Set k, guidelines or description; new guideline text bumps guideline_version (stored on each ranking).
 
     `new=True` (a dataset being created) keeps version 1 for its first text.
@@ -365,8 +425,10 @@ def update_dataset(store: Store, name: str, *, k: int | None = None, guidelines:
             store.con.execute("DELETE FROM queue_sync WHERE dataset_id = ?", [current["id"]])  # rebuild with new k
         if guidelines is not None and guidelines != (current["guidelines"] or ""):
             bump = 0 if new else 1
-            store.con.execute("UPDATE datasets SET guidelines = ?, guideline_version = guideline_version + ? "
-                              "WHERE id = ?", [guidelines, bump, current["id"]])
+            store.con.execute(
+                "UPDATE datasets SET guidelines = ?, guideline_version = guideline_version + ? WHERE id = ?",
+                [guidelines, bump, current["id"]],
+            )
         if description is not None:
             store.con.execute("UPDATE datasets SET description = ? WHERE id = ?", [description, current["id"]])
     return get_dataset(store, name)

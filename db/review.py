@@ -64,37 +64,56 @@ def disagreements(store: Store, dataset_id: int | None, *, limit: int = 20) -> l
         return []
     ids = [p for _, p, _ in top]
     marks = ",".join("?" * len(ids))
-    info = {r["id"]: r for r in store.query(
-        f"""SELECT p.id, CAST(p.messages AS VARCHAR) AS messages,
+    info = {
+        r["id"]: r
+        for r in store.query(
+            f"""SELECT p.id, CAST(p.messages AS VARCHAR) AS messages,
                    EXISTS (SELECT 1 FROM rankings a WHERE a.prompt_id = p.id AND a.source = 'adjudication')
                        AS adjudicated
-            FROM prompts p WHERE p.id IN ({marks})""", ids)}  # noqa: S608
+            FROM prompts p WHERE p.id IN ({marks})""",
+            ids,
+        )
+    }  # noqa: S608
     out = []
     for w, prompt_id, n in top:
         messages = json.loads(info[prompt_id]["messages"])
         last_user = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
-        out.append({"prompt_id": prompt_id, "rankings": n, "kendall_w": round(w, 4), "preview": last_user[:200],
-                    "adjudicated": bool(info[prompt_id]["adjudicated"])})
+        out.append(
+            {
+                "prompt_id": prompt_id,
+                "rankings": n,
+                "kendall_w": round(w, 4),
+                "preview": last_user[:200],
+                "adjudicated": bool(info[prompt_id]["adjudicated"]),
+            }
+        )
     return out
 
 
 def prompt_rankings(store: Store, prompt_id: int) -> dict:
     """The prompt, its answers (with model names: reviewers see provenance) and every ranking of it."""
-    rows = store.query("SELECT p.id, CAST(p.messages AS VARCHAR) AS messages, CAST(p.assets AS VARCHAR) AS assets, "
-                       "d.name AS dataset FROM prompts p JOIN datasets d ON d.id = p.dataset_id WHERE p.id = ?",
-                       [prompt_id])
+    rows = store.query(
+        "SELECT p.id, CAST(p.messages AS VARCHAR) AS messages, CAST(p.assets AS VARCHAR) AS assets, "
+        "d.name AS dataset FROM prompts p JOIN datasets d ON d.id = p.dataset_id WHERE p.id = ?",
+        [prompt_id],
+    )
     if not rows:
         raise NotFoundError(f"no prompt with id {prompt_id}")
-    answers = store.query("SELECT id, text, kind, model, adapter FROM generations WHERE prompt_id = ? ORDER BY id",
-                          [prompt_id])
+    answers = store.query(
+        "SELECT id, text, kind, model, adapter FROM generations WHERE prompt_id = ? ORDER BY id", [prompt_id]
+    )
     rankings = store.query(
         "SELECT r.id AS ranking_id, u.name AS annotator, r.status, r.source, r.all_bad, r.skip_reason, "
         "r.flag_reason, r.comment, r.guideline_version, r.time_on_task_ms, r.created_by, "
         "CAST(r.created_at AS VARCHAR) AS created_at FROM rankings r JOIN users u ON u.id = r.user_id "
-        "WHERE r.prompt_id = ? ORDER BY r.source = 'adjudication', r.id", [prompt_id])
+        "WHERE r.prompt_id = ? ORDER BY r.source = 'adjudication', r.id",
+        [prompt_id],
+    )
     items = store.query(
         "SELECT i.ranking_id, i.generation_id, i.rank, i.position FROM ranking_items i "
-        "JOIN rankings r ON r.id = i.ranking_id WHERE r.prompt_id = ?", [prompt_id])
+        "JOIN rankings r ON r.id = i.ranking_id WHERE r.prompt_id = ?",
+        [prompt_id],
+    )
     by_ranking: dict[int, dict] = defaultdict(dict)
     positions: dict[int, dict] = defaultdict(dict)
     for it in items:
@@ -104,11 +123,18 @@ def prompt_rankings(store: Store, prompt_id: int) -> dict:
         r["ranks"] = by_ranking.get(r["ranking_id"], {})
         r["positions"] = positions.get(r["ranking_id"], {})
     p = rows[0]
-    multi = {r["ranking_id"]: {int(g): k for g, k in r["ranks"].items()} for r in rankings
-             if r["status"] == "submitted" and r["source"] != "adjudication" and r["ranks"]}
+    multi = {
+        r["ranking_id"]: {int(g): k for g, k in r["ranks"].items()}
+        for r in rankings
+        if r["status"] == "submitted" and r["source"] != "adjudication" and r["ranks"]
+    }
     return {
-        "prompt": {"id": p["id"], "dataset": p["dataset"], "messages": json.loads(p["messages"]),
-                   "assets": json.loads(p["assets"]) if p["assets"] else []},
+        "prompt": {
+            "id": p["id"],
+            "dataset": p["dataset"],
+            "messages": json.loads(p["messages"]),
+            "assets": json.loads(p["assets"]) if p["assets"] else [],
+        },
         "answers": answers,
         "rankings": rankings,
         "kendall_w": prompt_w(multi) if len(multi) >= 2 else None,
@@ -120,12 +146,18 @@ def adjudicate(store: Store, prompt_id: int, ranks: dict, *, reviewer: str, comm
     if comment is not None and len(comment) > MAX_TEXT:
         raise InputError(f"too long ({len(comment)} characters; at most {MAX_TEXT})", field="comment")
     with store.transaction():
-        row = store._first("SELECT d.guideline_version FROM prompts p JOIN datasets d ON d.id = p.dataset_id "
-                           "WHERE p.id = ?", [prompt_id])
+        row = store._first(
+            "SELECT d.guideline_version FROM prompts p JOIN datasets d ON d.id = p.dataset_id WHERE p.id = ?",
+            [prompt_id],
+        )
         if row is None:
             raise NotFoundError(f"no prompt with id {prompt_id}")
-        gens = [r[0] for r in store.con.execute("SELECT id FROM generations WHERE prompt_id = ? ORDER BY id",
-                                                [prompt_id]).fetchall()]
+        gens = [
+            r[0]
+            for r in store.con.execute(
+                "SELECT id FROM generations WHERE prompt_id = ? ORDER BY id", [prompt_id]
+            ).fetchall()
+        ]
         clean: dict[int, int] = {}
         for key, rank in ranks.items():
             try:
@@ -145,24 +177,32 @@ def adjudicate(store: Store, prompt_id: int, ranks: dict, *, reviewer: str, comm
         if user is None:
             user = store.con.execute(
                 "INSERT INTO users (name, role, kind, created_by) VALUES (?, 'annotator', 'consensus', ?) "
-                "RETURNING id", [ADJUDICATOR, reviewer]).fetchall()[0]
+                "RETURNING id",
+                [ADJUDICATOR, reviewer],
+            ).fetchall()[0]
         existing = store._first("SELECT id FROM rankings WHERE prompt_id = ? AND user_id = ?", [prompt_id, user[0]])
         if existing:
             ranking_id = existing[0]
-            store.con.execute("UPDATE rankings SET comment = ?, created_by = ?, guideline_version = ?, "
-                              "created_at = ? WHERE id = ?", [comment, reviewer, row[0], datetime.now(), ranking_id])
+            store.con.execute(
+                "UPDATE rankings SET comment = ?, created_by = ?, guideline_version = ?, created_at = ? WHERE id = ?",
+                [comment, reviewer, row[0], datetime.now(), ranking_id],
+            )
             store.con.execute("DELETE FROM pairs WHERE ranking_id = ?", [ranking_id])
             for gid, rank in clean.items():
-                store.con.execute("UPDATE ranking_items SET rank = ? WHERE ranking_id = ? AND generation_id = ?",
-                                  [rank, ranking_id, gid])
+                store.con.execute(
+                    "UPDATE ranking_items SET rank = ? WHERE ranking_id = ? AND generation_id = ?",
+                    [rank, ranking_id, gid],
+                )
         else:
             ranking_id = store.con.execute(
                 "INSERT INTO rankings (prompt_id, user_id, status, source, comment, guideline_version, created_by) "
                 "VALUES (?, ?, 'submitted', 'adjudication', ?, ?, ?) RETURNING id",
-                [prompt_id, user[0], comment, row[0], reviewer]).fetchall()[0][0]
+                [prompt_id, user[0], comment, row[0], reviewer],
+            ).fetchall()[0][0]
             store.con.executemany(
                 "INSERT INTO ranking_items (ranking_id, generation_id, rank) VALUES (?, ?, ?)",
-                [[ranking_id, gid, rank] for gid, rank in clean.items()])
+                [[ranking_id, gid, rank] for gid, rank in clean.items()],
+            )
         store._derive_pairs_for("?", [ranking_id])
         return ranking_id
 
@@ -178,7 +218,8 @@ def activity(store: Store, dataset: str | None, *, days: int = 90) -> dict:
         f"""SELECT CAST(CAST(r.created_at AS DATE) AS VARCHAR) AS day, count(*) AS rankings
             FROM rankings r JOIN prompts p ON p.id = r.prompt_id
             WHERE r.source = 'human' AND r.created_at >= ? {where} GROUP BY 1 ORDER BY 1""",  # noqa: S608
-        [since, *params])
+        [since, *params],
+    )
     per_annotator = store.query(
         f"""SELECT u.name AS annotator, count(*) AS rankings,
                    count(*) FILTER (WHERE r.status = 'skipped') AS skipped,
@@ -186,7 +227,8 @@ def activity(store: Store, dataset: str | None, *, days: int = 90) -> dict:
                    median(r.time_on_task_ms) AS median_time_ms
             FROM rankings r JOIN prompts p ON p.id = r.prompt_id JOIN users u ON u.id = r.user_id
             WHERE r.source <> 'adjudication' {where} GROUP BY 1 ORDER BY 2 DESC, 1""",  # noqa: S608
-        params)
+        params,
+    )
     bins = [0] * 10
     for rankings in _multi_ranked(store, dataset_id).values():
         w = prompt_w(rankings)
@@ -196,6 +238,7 @@ def activity(store: Store, dataset: str | None, *, days: int = 90) -> dict:
         "dataset": dataset,
         "per_day": per_day,
         "per_annotator": per_annotator,
-        "agreement_distribution": [{"kendall_w_from": i / 10, "kendall_w_to": (i + 1) / 10, "prompts": n}
-                                   for i, n in enumerate(bins)],
+        "agreement_distribution": [
+            {"kendall_w_from": i / 10, "kendall_w_to": (i + 1) / 10, "prompts": n} for i, n in enumerate(bins)
+        ],
     }

@@ -1,7 +1,7 @@
 """Users and API tokens (SQL only; hashing lives in serving.auth, which the db package may not import).
 
-    from db import users
-    users.add_user(store, "alice", role="annotator", password_hash=h, created_by="admin")
+from db import users
+users.add_user(store, "alice", role="annotator", password_hash=h, created_by="admin")
 """
 
 from __future__ import annotations
@@ -68,7 +68,11 @@ def add_user(store: Store, name: str, *, role: str, password_hash: str | None, c
 
 
 def update_user(
-    store: Store, name: str, *, role: str | None = None, disabled: bool | None = None,
+    store: Store,
+    name: str,
+    *,
+    role: str | None = None,
+    disabled: bool | None = None,
     password_hash: str | None = None,
 ) -> dict:
     """Change role, disabled flag or password; disabling or a new password ends the user's sessions."""

@@ -38,8 +38,9 @@ class UserPatch(BaseModel):
 def login(body: LoginIn, request: Request, store: Store = Depends(get_store)) -> dict:
     """Exchange name and password for a bearer token: {token, expires_at, user}. 401 on a wrong password."""
     try:
-        token, expires_at, user = auth.login(store, body.name, body.password,
-                                             ttl_s=request.app.state.config.token_ttl_s)
+        token, expires_at, user = auth.login(
+            store, body.name, body.password, ttl_s=request.app.state.config.token_ttl_s
+        )
     except auth.AuthError as e:
         raise ApiError(401, str(e), field="password") from None
     return {"token": token, "expires_at": expires_at.isoformat(timespec="seconds"), "user": user}
@@ -67,13 +68,15 @@ def list_users(store: Store = Depends(get_store), admin: dict = Depends(require_
 @router.post("/users", status_code=201)
 def add_user(body: UserIn, store: Store = Depends(get_store), admin: dict = Depends(require_role("admin"))) -> dict:
     """Create a user with a role and a password (409 if the name is taken)."""
-    return user_db.add_user(store, body.name, role=body.role, password_hash=auth.hash_password(body.password),
-                            created_by=admin["name"])
+    return user_db.add_user(
+        store, body.name, role=body.role, password_hash=auth.hash_password(body.password), created_by=admin["name"]
+    )
 
 
 @router.patch("/users/{name}")
-def update_user(name: str, body: UserPatch, store: Store = Depends(get_store),
-                admin: dict = Depends(require_role("admin"))) -> dict:
+def update_user(
+    name: str, body: UserPatch, store: Store = Depends(get_store), admin: dict = Depends(require_role("admin"))
+) -> dict:
     """Change role, disable/enable, or reset the password. Disabling or a new password ends their sessions."""
     if name == admin["name"] and (body.disabled or (body.role and body.role != "admin")):
         raise ApiError(400, "you cannot disable or demote yourself; ask another admin", field="name")

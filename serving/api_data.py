@@ -55,22 +55,24 @@ def get_dataset(name: str, store: Store = Depends(get_store), user: dict = Depen
 
 
 @router.post("/datasets", status_code=201)
-def create_dataset(body: DatasetIn, store: Store = Depends(get_store),
-                   admin: dict = Depends(require_role("admin"))) -> dict:
+def create_dataset(
+    body: DatasetIn, store: Store = Depends(get_store), admin: dict = Depends(require_role("admin"))
+) -> dict:
     """Create an empty dataset (imports create theirs on the fly too)."""
     if store.query("SELECT 1 FROM datasets WHERE name = ?", [body.name]):
         raise ConflictError(f"dataset '{body.name}' already exists; change it with PATCH /api/datasets/{body.name}")
     store.ensure_dataset(body.name, created_by=admin["name"], description=body.description)
-    return queue.update_dataset(store, body.name, k=body.annotators_per_prompt, guidelines=body.guidelines,
-                                new=True)
+    return queue.update_dataset(store, body.name, k=body.annotators_per_prompt, guidelines=body.guidelines, new=True)
 
 
 @router.patch("/datasets/{name}")
-def update_dataset(name: str, body: DatasetPatch, store: Store = Depends(get_store),
-                   admin: dict = Depends(require_role("admin"))) -> dict:
+def update_dataset(
+    name: str, body: DatasetPatch, store: Store = Depends(get_store), admin: dict = Depends(require_role("admin"))
+) -> dict:
     """Change k, guidelines (bumps guideline_version when the text changes) or the description."""
-    return queue.update_dataset(store, name, k=body.annotators_per_prompt, guidelines=body.guidelines,
-                                description=body.description)
+    return queue.update_dataset(
+        store, name, k=body.annotators_per_prompt, guidelines=body.guidelines, description=body.description
+    )
 
 
 # ---- import / export -------------------------------------------------------------------------------------
@@ -79,9 +81,15 @@ def update_dataset(name: str, body: DatasetPatch, store: Store = Depends(get_sto
 def import_report(report, name: str) -> dict:
     """db.importers.ImportReport as JSON, naming the uploaded file instead of the server's temp path."""
     return {
-        "file": name, "format": report.format, "detected": report.detected, "engine": report.engine,
-        "dry_run": report.dry_run, "records": report.records, "added": report.added.as_dict(),
-        "in_file": report.in_file, "already_stored": report.already_stored(),
+        "file": name,
+        "format": report.format,
+        "detected": report.detected,
+        "engine": report.engine,
+        "dry_run": report.dry_run,
+        "records": report.records,
+        "added": report.added.as_dict(),
+        "in_file": report.in_file,
+        "already_stored": report.already_stored(),
         "skipped": [{"message": e.reason, "file": name, "line": e.line, "field": e.field} for e in report.skipped],
     }
 
@@ -116,8 +124,9 @@ def import_upload(
                     raise ApiError(413, f"upload larger than {limit // 2**20} MiB", field="file")
                 out.write(chunk)
         try:
-            report = import_file(store, path, fmt=format, dataset=dataset or None, dry_run=dry_run,
-                                 skip_invalid=skip_invalid)
+            report = import_file(
+                store, path, fmt=format, dataset=dataset or None, dry_run=dry_run, skip_invalid=skip_invalid
+            )
         except InputError as e:  # name the upload, not the temp file
             raise InputError(e.reason, file=name if e.file else None, line=e.line, field=e.field) from None
     return {"ok": True, "report": import_report(report, name)}
@@ -125,8 +134,9 @@ def import_upload(
 
 @router.get("/export")
 def export_download(
-    format: str = Query(..., max_length=64, description="trl | trl-messages | llamafactory | sft | classification "
-                        "| parquet"),
+    format: str = Query(
+        ..., max_length=64, description="trl | trl-messages | llamafactory | sft | classification | parquet"
+    ),
     dataset: str | None = Query(None, max_length=256),
     split: str | None = Query(None, max_length=64, description="e.g. test=0.1 (a zip of train and test)"),
     seed: int = 0,
@@ -153,11 +163,24 @@ def export_download(
         name += ".jsonl"
     tmp = Path(tempfile.mkdtemp(prefix="preflab-export-"))
     try:
-        result = export(store, format, tmp / name, dataset=dataset, split=split, seed=seed,
-                        min_annotators=min_annotators, min_agreement=min_agreement, ties=ties, source=source,
-                        layout=layout, sft_prefer=sft_prefer)
-        headers = {"X-PrefLab-Snapshot": result.snapshot_id,
-                   "X-PrefLab-Counts": json.dumps(result.counts, ensure_ascii=True)}
+        result = export(
+            store,
+            format,
+            tmp / name,
+            dataset=dataset,
+            split=split,
+            seed=seed,
+            min_annotators=min_annotators,
+            min_agreement=min_agreement,
+            ties=ties,
+            source=source,
+            layout=layout,
+            sft_prefer=sft_prefer,
+        )
+        headers = {
+            "X-PrefLab-Snapshot": result.snapshot_id,
+            "X-PrefLab-Counts": json.dumps(result.counts, ensure_ascii=True),
+        }
         if result.path is not None and len(result.paths) == 1:
             path, media = result.path, "application/octet-stream"
         else:  # several files: one zip with them and the snapshot record
@@ -169,16 +192,25 @@ def export_download(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return FileResponse(path, filename=path.name, media_type=media, headers=headers,
-                        background=BackgroundTask(shutil.rmtree, tmp, True))
+    return FileResponse(
+        path,
+        filename=path.name,
+        media_type=media,
+        headers=headers,
+        background=BackgroundTask(shutil.rmtree, tmp, True),
+    )
 
 
 # ---- activity, engines, models ---------------------------------------------------------------------------
 
 
 @router.get("/stats/activity")
-def activity(dataset: str | None = Query(None, max_length=256), days: int = Query(90, ge=1, le=3650),
-             store: Store = Depends(get_store), user: dict = Depends(require_role("reviewer", "admin"))) -> dict:
+def activity(
+    dataset: str | None = Query(None, max_length=256),
+    days: int = Query(90, ge=1, le=3650),
+    store: Store = Depends(get_store),
+    user: dict = Depends(require_role("reviewer", "admin")),
+) -> dict:
     """Chart data: rankings per day, per annotator, and the distribution of per-prompt agreement (Kendall's W)."""
     return review.activity(store, dataset, days=days)
 
@@ -198,4 +230,3 @@ def models(store: Store = Depends(get_store), user: dict = Depends(require_role(
         "SELECT id, name, kind, base, path, stage, parent, run_id, snapshot_id, metrics, created_by, "
         "CAST(created_at AS VARCHAR) AS created_at FROM models ORDER BY id"
     )
-

@@ -45,18 +45,27 @@ class JobManager:
         self.cancels: dict[int, threading.Event] = {}
         try:  # jobs that were running when the server last stopped cannot still be running
             with store._lock:
-                store.con.execute("UPDATE sampling_jobs SET status = 'failed', error = 'server restarted' "
-                                  "WHERE status IN ('queued', 'running')")
+                store.con.execute(
+                    "UPDATE sampling_jobs SET status = 'failed', error = 'server restarted' "
+                    "WHERE status IN ('queued', 'running')"
+                )
         except Exception:  # noqa: BLE001 (no sampling_jobs table: the engines migration is absent)
             log.debug("no sampling_jobs table yet")
 
     def start(self, body: SamplingJobIn, created_by: str) -> int:
         params = body.model_dump(exclude={"dataset", "model", "engine"})
-        job_id = sampling.create_job(self.store, dataset=body.dataset, model=body.model, engine=body.engine,
-                                     params=params, created_by=created_by)
+        job_id = sampling.create_job(
+            self.store,
+            dataset=body.dataset,
+            model=body.model,
+            engine=body.engine,
+            params=params,
+            created_by=created_by,
+        )
         cancel = threading.Event()
-        thread = threading.Thread(target=self._run, args=(job_id, body, params, cancel, created_by),
-                                  name=f"sampling-{job_id}", daemon=True)
+        thread = threading.Thread(
+            target=self._run, args=(job_id, body, params, cancel, created_by), name=f"sampling-{job_id}", daemon=True
+        )
         self.cancels[job_id] = cancel
         self.threads[job_id] = thread
         thread.start()
@@ -68,22 +77,43 @@ class JobManager:
         sampling.update_job(self.store, job_id, status="running", started_at="now")
 
         def progress(p: dict) -> None:
-            sampling.update_job(self.store, job_id, prompts_total=p.get("prompts_total", 0),
-                                prompts_done=p.get("prompts_finished", 0),
-                                answers_stored=p.get("answers_stored", 0), failures=p.get("failures", 0))
+            sampling.update_job(
+                self.store,
+                job_id,
+                prompts_total=p.get("prompts_total", 0),
+                prompts_done=p.get("prompts_finished", 0),
+                answers_stored=p.get("answers_stored", 0),
+                failures=p.get("failures", 0),
+            )
 
         try:
-            report = run_sampling(self.store, body.dataset, body.model, engine=body.engine, progress=progress,
-                                  cancel=cancel, created_by=created_by, **params)
+            report = run_sampling(
+                self.store,
+                body.dataset,
+                body.model,
+                engine=body.engine,
+                progress=progress,
+                cancel=cancel,
+                created_by=created_by,
+                **params,
+            )
             data = report.as_dict()
             sampling.update_job(
-                self.store, job_id, status="cancelled" if cancel.is_set() else "finished", report=data,
-                prompts_total=data["prompts_total"], prompts_done=data["prompts_done"] + data["prompts_skipped"],
-                answers_stored=data["answers_stored"], failures=len(data["failures"]), finished_at="now")
+                self.store,
+                job_id,
+                status="cancelled" if cancel.is_set() else "finished",
+                report=data,
+                prompts_total=data["prompts_total"],
+                prompts_done=data["prompts_done"] + data["prompts_skipped"],
+                answers_stored=data["answers_stored"],
+                failures=len(data["failures"]),
+                finished_at="now",
+            )
         except Exception as e:  # noqa: BLE001 (the job records any failure; the server keeps running)
             log.exception("sampling job %s failed", job_id)
-            sampling.update_job(self.store, job_id, status="failed", error=f"{type(e).__name__}: {e}",
-                                finished_at="now")
+            sampling.update_job(
+                self.store, job_id, status="failed", error=f"{type(e).__name__}: {e}", finished_at="now"
+            )
         finally:
             self.cancels.pop(job_id, None)
 
@@ -102,8 +132,12 @@ class JobManager:
 
 
 @router.post("/sampling-jobs", status_code=201)
-def start_job(body: SamplingJobIn, request: Request, store: Store = Depends(get_store),
-              admin: dict = Depends(require_role("admin"))) -> dict:
+def start_job(
+    body: SamplingJobIn,
+    request: Request,
+    store: Store = Depends(get_store),
+    admin: dict = Depends(require_role("admin")),
+) -> dict:
     """Start sampling n answers per prompt of a dataset from a served model; returns the job row."""
     store.dataset_id(body.dataset)  # 404 before a thread starts
     job_id = request.app.state.jobs.start(body, admin["name"])
@@ -111,8 +145,11 @@ def start_job(body: SamplingJobIn, request: Request, store: Store = Depends(get_
 
 
 @router.get("/sampling-jobs")
-def list_jobs(dataset: str | None = Query(None, max_length=256), store: Store = Depends(get_store),
-              admin: dict = Depends(require_role("admin"))) -> list[dict]:
+def list_jobs(
+    dataset: str | None = Query(None, max_length=256),
+    store: Store = Depends(get_store),
+    admin: dict = Depends(require_role("admin")),
+) -> list[dict]:
     """Sampling jobs, newest first, with live progress (prompts_done of prompts_total)."""
     return sampling.list_jobs(store, dataset=dataset)
 
@@ -123,8 +160,9 @@ def get_job(job_id: int, store: Store = Depends(get_store), admin: dict = Depend
 
 
 @router.post("/sampling-jobs/{job_id}/cancel")
-def cancel_job(job_id: int, request: Request, store: Store = Depends(get_store),
-               admin: dict = Depends(require_role("admin"))) -> dict:
+def cancel_job(
+    job_id: int, request: Request, store: Store = Depends(get_store), admin: dict = Depends(require_role("admin"))
+) -> dict:
     """Stop a running job: no new requests are sent; answers already stored stay."""
     job = sampling.get_job(store, job_id)
     if not request.app.state.jobs.cancel(job_id):

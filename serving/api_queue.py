@@ -46,13 +46,17 @@ def item_view(store: Store, dataset: str, lease: dict) -> dict:
             "JOIN datasets d ON d.id = p.dataset_id WHERE p.id = ?",
             [lease["prompt_id"]],
         )
-        texts = lease.get("texts") or dict(store.con.execute(
-            "SELECT id, text FROM generations WHERE prompt_id = ?", [lease["prompt_id"]]).fetchall())
+        texts = lease.get("texts") or dict(
+            store.con.execute("SELECT id, text FROM generations WHERE prompt_id = ?", [lease["prompt_id"]]).fetchall()
+        )
     return {
         "assignment_id": lease["assignment_id"],
         "dataset": dataset,
-        "prompt": {"id": lease["prompt_id"], "messages": json.loads(messages),
-                   "assets": json.loads(assets) if assets else []},
+        "prompt": {
+            "id": lease["prompt_id"],
+            "messages": json.loads(messages),
+            "assets": json.loads(assets) if assets else [],
+        },
         "answers": [{"id": gid, "text": texts[gid]} for gid in lease["answer_order"] if gid in texts],
         "guidelines": guidelines or "",
         "guideline_version": version,
@@ -61,8 +65,9 @@ def item_view(store: Store, dataset: str, lease: dict) -> dict:
 
 
 def next_view(store: Store, request: Request, dataset: str, dataset_id: int, user: dict) -> dict:
-    lease = queue.next_assignment(store, dataset_id, user["id"], lease_s=request.app.state.config.lease_s,
-                                  created_by=user["name"])
+    lease = queue.next_assignment(
+        store, dataset_id, user["id"], lease_s=request.app.state.config.lease_s, created_by=user["name"]
+    )
     return {
         "item": item_view(store, dataset, lease) if lease else None,
         "progress": queue.progress(store, dataset_id, user["id"]),
@@ -70,32 +75,48 @@ def next_view(store: Store, request: Request, dataset: str, dataset_id: int, use
 
 
 @router.get("/queue/next")
-def queue_next(request: Request, dataset: str = Query(..., max_length=256), store: Store = Depends(get_store),
-               user: dict = Depends(require_role(*ANYONE))) -> dict:
+def queue_next(
+    request: Request,
+    dataset: str = Query(..., max_length=256),
+    store: Store = Depends(get_store),
+    user: dict = Depends(require_role(*ANYONE)),
+) -> dict:
     """The next prompt to rank in `dataset` (your live lease if you hold one): {item, progress}; item null if none."""
     return next_view(store, request, dataset, dataset_id_or_404(store, dataset), user)
 
 
 @router.post("/rankings", status_code=201)
-def submit_ranking(body: RankingIn, request: Request, store: Store = Depends(get_store),
-                   user: dict = Depends(require_role(*ANYONE))) -> dict:
+def submit_ranking(
+    body: RankingIn, request: Request, store: Store = Depends(get_store), user: dict = Depends(require_role(*ANYONE))
+) -> dict:
     """Store a ranking (or a skip / flag) for one of your assignments; returns {ranking_id, next}."""
-    row = store.query("SELECT d.name, d.id FROM prompts p, datasets d WHERE d.id = p.dataset_id AND p.id = "
-                      "(SELECT prompt_id FROM assignments WHERE id = ? AND user_id = ?)",
-                      [body.assignment_id, user["id"]])
+    row = store.query(
+        "SELECT d.name, d.id FROM prompts p, datasets d WHERE d.id = p.dataset_id AND p.id = "
+        "(SELECT prompt_id FROM assignments WHERE id = ? AND user_id = ?)",
+        [body.assignment_id, user["id"]],
+    )
     if not row:
         raise ApiError(404, f"no assignment {body.assignment_id} of yours", field="assignment_id")
     ranking_id = queue.submit(
-        store, user["id"], body.assignment_id, status=body.status, ranks=body.ranks, all_bad=body.all_bad,
-        skip_reason=body.skip_reason, flag_reason=body.flag_reason, comment=body.comment,
-        time_on_task_ms=body.time_on_task_ms, created_by=user["name"],
+        store,
+        user["id"],
+        body.assignment_id,
+        status=body.status,
+        ranks=body.ranks,
+        all_bad=body.all_bad,
+        skip_reason=body.skip_reason,
+        flag_reason=body.flag_reason,
+        comment=body.comment,
+        time_on_task_ms=body.time_on_task_ms,
+        created_by=user["name"],
     )
     return {"ranking_id": ranking_id, "next": next_view(store, request, row[0]["name"], row[0]["id"], user)}
 
 
 @router.get("/prompts/{prompt_id}/assets/{index}")
-def prompt_asset(prompt_id: int, index: int, store: Store = Depends(get_store),
-                 user: dict = Depends(require_role(*ANYONE))):
+def prompt_asset(
+    prompt_id: int, index: int, store: Store = Depends(get_store), user: dict = Depends(require_role(*ANYONE))
+):
     """The file of a prompt's asset (the image of a visual question), by its position in prompt.assets."""
     rows = store.query("SELECT CAST(assets AS VARCHAR) AS assets FROM prompts WHERE id = ?", [prompt_id])
     if not rows:
@@ -118,8 +139,12 @@ def release(assignment_id: int, store: Store = Depends(get_store), user: dict = 
 
 
 @router.get("/rankings/mine")
-def my_rankings(dataset: str | None = None, limit: int = Query(50, ge=1, le=1000), store: Store = Depends(get_store),
-                user: dict = Depends(require_role(*ANYONE))) -> list[dict]:
+def my_rankings(
+    dataset: str | None = None,
+    limit: int = Query(50, ge=1, le=1000),
+    store: Store = Depends(get_store),
+    user: dict = Depends(require_role(*ANYONE)),
+) -> list[dict]:
     """Your latest rankings (newest first)."""
     params: list = [user["id"]]
     where = ""

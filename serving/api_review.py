@@ -26,8 +26,12 @@ class AdjudicationIn(BaseModel):
 
 
 @router.get("/stats")
-def stats(dataset: str | None = Query(None, max_length=256), source: Literal["all", "human", "arena"] = "all",
-          store: Store = Depends(get_store), user: dict = Depends(require_role(*REVIEW))) -> dict:
+def stats(
+    dataset: str | None = Query(None, max_length=256),
+    source: Literal["all", "human", "arena"] = "all",
+    store: Store = Depends(get_store),
+    user: dict = Depends(require_role(*REVIEW)),
+) -> dict:
     """Counts and agreement (tau-b between annotators and vs consensus, Kendall's W, Krippendorff's alpha)."""
     from db.agreement import dataset_stats
 
@@ -37,23 +41,29 @@ def stats(dataset: str | None = Query(None, max_length=256), source: Literal["al
 
 
 @router.get("/review/disagreements")
-def disagreements(dataset: str | None = Query(None, max_length=256), limit: int = Query(20, ge=1, le=500),
-                  store: Store = Depends(get_store), user: dict = Depends(require_role(*REVIEW))) -> list[dict]:
+def disagreements(
+    dataset: str | None = Query(None, max_length=256),
+    limit: int = Query(20, ge=1, le=500),
+    store: Store = Depends(get_store),
+    user: dict = Depends(require_role(*REVIEW)),
+) -> list[dict]:
     """Prompts ranked by two or more annotators, least agreement (Kendall's W) first."""
     dataset_id = dataset_id_or_404(store, dataset) if dataset is not None else None
     return review.disagreements(store, dataset_id, limit=limit)
 
 
 @router.get("/prompts/{prompt_id}/rankings")
-def prompt_rankings(prompt_id: int, store: Store = Depends(get_store),
-                    user: dict = Depends(require_role(*REVIEW))) -> dict:
+def prompt_rankings(
+    prompt_id: int, store: Store = Depends(get_store), user: dict = Depends(require_role(*REVIEW))
+) -> dict:
     """The prompt, its answers with provenance and every annotator's ranking (ranks keyed by answer id)."""
     return review.prompt_rankings(store, prompt_id)
 
 
 @router.post("/adjudications", status_code=201)
-def adjudicate(body: AdjudicationIn, store: Store = Depends(get_store),
-               user: dict = Depends(require_role(*REVIEW))) -> dict:
+def adjudicate(
+    body: AdjudicationIn, store: Store = Depends(get_store), user: dict = Depends(require_role(*REVIEW))
+) -> dict:
     """Record the final ranking of a prompt (source 'adjudication'); a second one replaces the first."""
     ranking_id = review.adjudicate(store, body.prompt_id, body.ranks, reviewer=user["name"], comment=body.comment)
     return {"ranking_id": ranking_id, "prompt_id": body.prompt_id}

@@ -30,8 +30,10 @@ MIN_PASSWORD_LENGTH = 4
 
 # argon2id, 64 MiB, t=3: the library's RFC 9106 "low memory" profile. PREFLAB_KDF_MEMORY_KIB lowers the memory
 # for test suites only (hashes record their own parameters, so verifying works across settings).
-_hasher = PasswordHasher(memory_cost=int(os.environ.get("PREFLAB_KDF_MEMORY_KIB", "65536")),
-                         time_cost=3 if "PREFLAB_KDF_MEMORY_KIB" not in os.environ else 1)
+_hasher = PasswordHasher(
+    memory_cost=int(os.environ.get("PREFLAB_KDF_MEMORY_KIB", "65536")),
+    time_cost=3 if "PREFLAB_KDF_MEMORY_KIB" not in os.environ else 1,
+)
 _DUMMY_HASH = _hasher.hash("not a real password")
 
 

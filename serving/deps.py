@@ -69,12 +69,20 @@ def current_user(request: Request, store: Store = Depends(get_store)) -> dict:
 
     token = bearer_token(request)
     if token is None:
-        raise ApiError(401, "sign in first: send 'Authorization: Bearer <token>' (POST /api/auth/login gives one)",
-                       field="Authorization", headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "sign in first: send 'Authorization: Bearer <token>' (POST /api/auth/login gives one)",
+            field="Authorization",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     user = user_for_token(store, token)
     if user is None:
-        raise ApiError(401, "the token is unknown, expired or its user is disabled: sign in again",
-                       field="Authorization", headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "the token is unknown, expired or its user is disabled: sign in again",
+            field="Authorization",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     request.state.user = user
     return user
 

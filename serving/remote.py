@@ -122,8 +122,15 @@ def logout() -> None:
 # ---- the commands that work through a server ----------------------------------------------------------
 
 
-def import_file(base_url: str, path: str | Path, *, dataset: str | None = None, fmt: str = "auto",
-                dry_run: bool = False, skip_invalid: bool = False) -> dict:
+def import_file(
+    base_url: str,
+    path: str | Path,
+    *,
+    dataset: str | None = None,
+    fmt: str = "auto",
+    dry_run: bool = False,
+    skip_invalid: bool = False,
+) -> dict:
     """Upload `path` to POST /api/import; returns the server's report (see serving.api_data.import_report)."""
     path = Path(path)
     if not path.is_file():
@@ -141,8 +148,9 @@ def export(base_url: str, fmt: str, out: str | Path, **options) -> dict:
     would write them). Files appear only when complete. Returns {snapshot_id, counts, paths}."""
     out = Path(out)
     params = {"format": fmt, "out_name": out.name}
-    params.update({k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in options.items()
-                   if v is not None})
+    params.update(
+        {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in options.items() if v is not None}
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".part-{os.getpid()}-{out.name}")
     with Client(base_url) as c:
@@ -177,8 +185,16 @@ def stats(base_url: str, *, dataset: str | None = None, source: str = "all") -> 
         return c.get("/api/stats", params=params)
 
 
-def sample(base_url: str, *, dataset: str, model: str, engine: str | None = None,
-           progress: Callable[[dict], None] | None = None, poll_s: float = 1.0, **params) -> dict:
+def sample(
+    base_url: str,
+    *,
+    dataset: str,
+    model: str,
+    engine: str | None = None,
+    progress: Callable[[dict], None] | None = None,
+    poll_s: float = 1.0,
+    **params,
+) -> dict:
     """Start a sampling job on the server and follow it until it ends; Ctrl-C cancels it. The final job row."""
     body = {"dataset": dataset, "model": model, "engine": engine, **{k: v for k, v in params.items() if v is not None}}
     with Client(base_url) as c:

@@ -50,7 +50,8 @@ def create_app(store: Store, config: ServerConfig | None = None) -> FastAPI:
     from serving import api_auth, api_data, api_jobs, api_queue, api_review
 
     app = FastAPI(
-        title="PrefLab", version="0.1.0",
+        title="PrefLab",
+        version="0.1.0",
         description="Human preference data: datasets, the annotation queue, rankings, review, export. "
         "Sign in with POST /api/auth/login and send `Authorization: Bearer <token>`. See docs/api.md.",
     )
@@ -119,8 +120,9 @@ def run_server(db_path: str, *, host: str = "127.0.0.1", port: int = 8000, confi
         shown = f"[{host}]" if ":" in host else host
         url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else shown}:{port}"
         path = state_file()
-        path.write_text(json.dumps({"url": url, "pid": os.getpid(), "db": str(Path(db_path).resolve())}),
-                        encoding="utf-8")
+        path.write_text(
+            json.dumps({"url": url, "pid": os.getpid(), "db": str(Path(db_path).resolve())}), encoding="utf-8"
+        )
         try:
             uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
         finally:

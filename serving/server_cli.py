@@ -31,13 +31,29 @@ def _read_password(password_stdin: bool) -> str:
 
 def register(cli: click.Group) -> None:
     @cli.command("server")
-    @click.option("--host", default="127.0.0.1", show_default=True,
-                  help="Interface to listen on; anything beyond localhost needs real passwords.")
+    @click.option(
+        "--host",
+        default="127.0.0.1",
+        show_default=True,
+        help="Interface to listen on; anything beyond localhost needs real passwords.",
+    )
     @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-    @click.option("--token-ttl", "token_ttl_s", default=12 * 3600, show_default=True, type=click.IntRange(1),
-                  help="Seconds a sign-in lasts.")
-    @click.option("--lease", "lease_s", default=600, show_default=True, type=click.IntRange(1),
-                  help="Seconds an annotator holds a prompt before it returns to the queue.")
+    @click.option(
+        "--token-ttl",
+        "token_ttl_s",
+        default=12 * 3600,
+        show_default=True,
+        type=click.IntRange(1),
+        help="Seconds a sign-in lasts.",
+    )
+    @click.option(
+        "--lease",
+        "lease_s",
+        default=600,
+        show_default=True,
+        type=click.IntRange(1),
+        help="Seconds an annotator holds a prompt before it returns to the queue.",
+    )
     @click.pass_context
     def server(ctx: click.Context, host: str, port: int, token_ttl_s: int, lease_s: int) -> None:
         """Run the PrefLab server (data API under /api, docs at /docs). It owns the database file."""

@@ -15,8 +15,7 @@ from db.store import Batch, Store
 PASSWORD = "correct horse battery"
 
 
-def seed(store: Store, dataset: str = "d", *, prompts: int = 3, answers: int = 4, k: int = 1,
-         texts=None) -> list[int]:
+def seed(store: Store, dataset: str = "d", *, prompts: int = 3, answers: int = 4, k: int = 1, texts=None) -> list[int]:
     """`prompts` prompts with `answers` answers each (model names model-0..); returns the prompt ids."""
     b = Batch()
     for i in range(prompts):
@@ -25,13 +24,24 @@ def seed(store: Store, dataset: str = "d", *, prompts: int = 3, answers: int = 4
         b.prompts.append({"key": key, "messages": json.dumps(msgs, ensure_ascii=False)})
         for j in range(answers):
             text = texts[j] if texts else f"answer {j} to question {i}"
-            b.generations.append({"prompt_key": key, "gen_key": text_hash(text), "text": text,
-                                  "model": f"secret-model-{j}", "kind": "model"})
+            b.generations.append(
+                {
+                    "prompt_key": key,
+                    "gen_key": text_hash(text),
+                    "text": text,
+                    "model": f"secret-model-{j}",
+                    "kind": "model",
+                }
+            )
     store.write_batch(dataset, b, created_by="test")
     store.con.execute("UPDATE datasets SET annotators_per_prompt = ? WHERE name = ?", [k, dataset])
-    return [r[0] for r in store.con.execute(
-        "SELECT p.id FROM prompts p JOIN datasets d ON d.id = p.dataset_id WHERE d.name = ? ORDER BY p.id",
-        [dataset]).fetchall()]
+    return [
+        r[0]
+        for r in store.con.execute(
+            "SELECT p.id FROM prompts p JOIN datasets d ON d.id = p.dataset_id WHERE d.name = ? ORDER BY p.id",
+            [dataset],
+        ).fetchall()
+    ]
 
 
 def add_user(store: Store, name: str, role: str = "annotator", password: str | None = PASSWORD) -> int:

@@ -78,13 +78,26 @@ def test_expired_token_is_refused(app_store):
         assert r.status_code == 401 and "expired" in r.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("method,path", [
-    ("get", "/api/users"), ("post", "/api/users"), ("patch", "/api/users/ann"), ("get", "/api/export"),
-    ("post", "/api/import"), ("get", "/api/stats"), ("get", "/api/review/disagreements"),
-    ("get", "/api/prompts/1/rankings"), ("post", "/api/adjudications"), ("get", "/api/stats/activity"),
-    ("post", "/api/datasets"), ("patch", "/api/datasets/d"), ("get", "/api/sampling-jobs"),
-    ("post", "/api/sampling-jobs"), ("get", "/api/engines"),
-])
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("get", "/api/users"),
+        ("post", "/api/users"),
+        ("patch", "/api/users/ann"),
+        ("get", "/api/export"),
+        ("post", "/api/import"),
+        ("get", "/api/stats"),
+        ("get", "/api/review/disagreements"),
+        ("get", "/api/prompts/1/rankings"),
+        ("post", "/api/adjudications"),
+        ("get", "/api/stats/activity"),
+        ("post", "/api/datasets"),
+        ("patch", "/api/datasets/d"),
+        ("get", "/api/sampling-jobs"),
+        ("post", "/api/sampling-jobs"),
+        ("get", "/api/engines"),
+    ],
+)
 def test_annotator_cannot_reach_reviewer_or_admin_routes(annotator_client, method, path):
     r = getattr(annotator_client, method)(path, **({"json": {}} if method in ("post", "patch") else {}))
     assert r.status_code == 403, (path, r.text)

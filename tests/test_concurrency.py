@@ -35,8 +35,12 @@ def free_port() -> int:
 
 def start_server(db: Path, home: Path, port: int) -> subprocess.Popen:
     env = {**os.environ, "PREFLAB_HOME": str(home), "PREFLAB_DB": str(db)}
-    proc = subprocess.Popen([PREFLAB, "--db", str(db), "server", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=open(home / "server.log", "ab"))  # noqa: SIM115
+    proc = subprocess.Popen(
+        [PREFLAB, "--db", str(db), "server", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(home / "server.log", "ab"),
+    )  # noqa: SIM115
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -67,8 +71,9 @@ def annotate(url: str, name: str, stop: float, acked: list, errors: list) -> Non
         while time.monotonic() < stop and nxt["item"] is not None:
             item = nxt["item"]
             ranks = {str(a["id"]): 1 + (i % 3) for i, a in enumerate(item["answers"])}  # ties included
-            r = c.post("/api/rankings", json={"assignment_id": item["assignment_id"], "ranks": ranks,
-                                              "time_on_task_ms": 1})
+            r = c.post(
+                "/api/rankings", json={"assignment_id": item["assignment_id"], "ranks": ranks, "time_on_task_ms": 1}
+            )
             if r.status_code != 201:
                 errors.append((name, r.status_code, r.text))
                 nxt = next_item(c, name, errors)

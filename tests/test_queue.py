@@ -96,8 +96,11 @@ def test_answer_order_random_per_assignment_stored_and_positions_recorded(store)
         assert json.loads(stored) == lease["answer_order"]
         orders.append(lease["answer_order"])
         rid = queue.submit(store, uid, lease["assignment_id"], status="submitted", ranks=_ranks(lease), now=T0)
-        pos = dict(store.con.execute("SELECT generation_id, position FROM ranking_items WHERE ranking_id = ?",
-                                     [rid]).fetchall())
+        pos = dict(
+            store.con.execute(
+                "SELECT generation_id, position FROM ranking_items WHERE ranking_id = ?", [rid]
+            ).fetchall()
+        )
         assert pos == {g: i for i, g in enumerate(lease["answer_order"])}
     assert len(prompts) == 12
     assert any(o != sorted(o) for o in orders)  # not id order every time
@@ -112,11 +115,16 @@ def test_ranks_validated_and_normalised_to_dense(q):
         queue.submit(store, u["ann"], lease["assignment_id"], status="submitted", ranks={str(g[0]): 1}, now=T0)
     assert e.value.field.startswith("ranks.")
     with pytest.raises(InputError, match=">= 1"):
-        queue.submit(store, u["ann"], lease["assignment_id"], status="submitted",
-                     ranks={str(x): 0 for x in g}, now=T0)
+        queue.submit(store, u["ann"], lease["assignment_id"], status="submitted", ranks={str(x): 0 for x in g}, now=T0)
     with pytest.raises(InputError, match="not part"):
-        queue.submit(store, u["ann"], lease["assignment_id"], status="submitted",
-                     ranks={**{str(x): 1 for x in g}, "999999": 2}, now=T0)
+        queue.submit(
+            store,
+            u["ann"],
+            lease["assignment_id"],
+            status="submitted",
+            ranks={**{str(x): 1 for x in g}, "999999": 2},
+            now=T0,
+        )
     with pytest.raises(InputError) as e:
         queue.submit(store, u["ann"], lease["assignment_id"], status="skipped", now=T0)
     assert e.value.field == "skip_reason"
@@ -124,10 +132,17 @@ def test_ranks_validated_and_normalised_to_dense(q):
         queue.submit(store, u["ann"], lease["assignment_id"], status="flagged", flag_reason=" ", now=T0)
     assert e.value.field == "flag_reason"
     before = store.counts()
-    rid = queue.submit(store, u["ann"], lease["assignment_id"], status="submitted",
-                       ranks={str(g[0]): 2, str(g[1]): 5, str(g[2]): 5, str(g[3]): 9}, now=T0)
-    ranks = dict(store.con.execute("SELECT generation_id, rank FROM ranking_items WHERE ranking_id = ?",
-                                   [rid]).fetchall())
+    rid = queue.submit(
+        store,
+        u["ann"],
+        lease["assignment_id"],
+        status="submitted",
+        ranks={str(g[0]): 2, str(g[1]): 5, str(g[2]): 5, str(g[3]): 9},
+        now=T0,
+    )
+    ranks = dict(
+        store.con.execute("SELECT generation_id, rank FROM ranking_items WHERE ranking_id = ?", [rid]).fetchall()
+    )
     assert ranks == {g[0]: 1, g[1]: 2, g[2]: 2, g[3]: 3}
     assert store.scalar("SELECT count(*) FROM pairs WHERE ranking_id = ?", [rid]) == 6
     assert store.scalar("SELECT count(*) FROM pairs WHERE ranking_id = ? AND is_tie", [rid]) == 1
@@ -152,8 +167,10 @@ def test_prompts_with_one_answer_are_not_queued_until_a_second_arrives(store):
     from db.store import Batch
 
     msgs = [{"role": "user", "content": "question 0 ¿qué? 東京 🗼"}]
-    b = Batch(prompts=[{"key": prompt_hash(msgs), "messages": json.dumps(msgs, ensure_ascii=False)}],
-              generations=[{"prompt_key": prompt_hash(msgs), "gen_key": text_hash("late"), "text": "late"}])
+    b = Batch(
+        prompts=[{"key": prompt_hash(msgs), "messages": json.dumps(msgs, ensure_ascii=False)}],
+        generations=[{"prompt_key": prompt_hash(msgs), "gen_key": text_hash("late"), "text": "late"}],
+    )
     store.write_batch("d", b, created_by="sampler")  # written behind the queue's back, like the sampler does
     lease = queue.next_assignment(store, ds, uid, now=T0)
     assert lease is not None and len(lease["answer_order"]) == 2
@@ -187,9 +204,18 @@ def test_pairs_written_by_submit_match_the_store_derivation(q):
     store, ds, prompts, u = q
     lease = queue.next_assignment(store, ds, u["ann"], now=T0)
     g = lease["answer_order"]
-    rid = queue.submit(store, u["ann"], lease["assignment_id"], status="submitted",
-                       ranks={str(g[0]): 2, str(g[1]): 1, str(g[2]): 2, str(g[3]): 3}, now=T0)
-    sql = "SELECT prompt_id, chosen_id, rejected_id, margin, is_tie, source FROM pairs WHERE ranking_id = ? ORDER BY 2, 3"
+    rid = queue.submit(
+        store,
+        u["ann"],
+        lease["assignment_id"],
+        status="submitted",
+        ranks={str(g[0]): 2, str(g[1]): 1, str(g[2]): 2, str(g[3]): 3},
+        now=T0,
+    )
+    sql = (
+        "SELECT prompt_id, chosen_id, rejected_id, margin, is_tie, source FROM pairs WHERE ranking_id = ? "
+        "ORDER BY 2, 3"
+    )
     ours = store.query(sql, [rid])
     store.derive_pairs([rid])  # the Store's SQL rule, replacing ours
     assert store.query(sql, [rid]) == ours and len(ours) == 6

@@ -54,21 +54,37 @@ def test_next_item_shape_without_model_names_and_html_unchanged(env):
 def test_submit_stores_ranking_and_returns_next_item(env):
     c, store, prompts, h = env
     item = c.get("/api/queue/next", params={"dataset": "d"}, headers=h["ann"]).json()["item"]
-    r = c.post("/api/rankings", headers=h["ann"], json={
-        "assignment_id": item["assignment_id"], "status": "submitted", "ranks": _rank_all(item, first_tie=True),
-        "comment": "两个都好 👍", "time_on_task_ms": 4200})
+    r = c.post(
+        "/api/rankings",
+        headers=h["ann"],
+        json={
+            "assignment_id": item["assignment_id"],
+            "status": "submitted",
+            "ranks": _rank_all(item, first_tie=True),
+            "comment": "两个都好 👍",
+            "time_on_task_ms": 4200,
+        },
+    )
     assert r.status_code == 201, r.text
     out = r.json()
     assert out["next"]["item"]["prompt"]["id"] == prompts[1]
     assert out["next"]["progress"] == {"done_today": 1, "remaining": 3}
-    row = store.query("SELECT status, comment, time_on_task_ms, guideline_version, source FROM rankings "
-                      "WHERE id = ?", [out["ranking_id"]])[0]
-    assert row == {"status": "submitted", "comment": "两个都好 👍", "time_on_task_ms": 4200, "guideline_version": 1,
-                   "source": "human"}
+    row = store.query(
+        "SELECT status, comment, time_on_task_ms, guideline_version, source FROM rankings WHERE id = ?",
+        [out["ranking_id"]],
+    )[0]
+    assert row == {
+        "status": "submitted",
+        "comment": "两个都好 👍",
+        "time_on_task_ms": 4200,
+        "guideline_version": 1,
+        "source": "human",
+    }
     assert store.scalar("SELECT count(*) FROM pairs WHERE ranking_id = ?", [out["ranking_id"]]) == 6
     assert store.scalar("SELECT count(*) FROM pairs WHERE ranking_id = ? AND is_tie", [out["ranking_id"]]) == 1
-    dup = c.post("/api/rankings", headers=h["ann"], json={
-        "assignment_id": item["assignment_id"], "ranks": _rank_all(item)})
+    dup = c.post(
+        "/api/rankings", headers=h["ann"], json={"assignment_id": item["assignment_id"], "ranks": _rank_all(item)}
+    )
     assert dup.status_code == 409 and dup.json()["error"]["message"]
 
 
@@ -77,8 +93,11 @@ def test_skip_and_flag_need_reasons(env):
     item = c.get("/api/queue/next", params={"dataset": "d"}, headers=h["ann"]).json()["item"]
     r = c.post("/api/rankings", headers=h["ann"], json={"assignment_id": item["assignment_id"], "status": "skipped"})
     assert r.status_code == 400 and r.json()["error"]["field"] == "skip_reason"
-    r = c.post("/api/rankings", headers=h["ann"], json={"assignment_id": item["assignment_id"], "status": "flagged",
-                                                        "flag_reason": "harmful advice"})
+    r = c.post(
+        "/api/rankings",
+        headers=h["ann"],
+        json={"assignment_id": item["assignment_id"], "status": "flagged", "flag_reason": "harmful advice"},
+    )
     assert r.status_code == 201
     assert store.scalar("SELECT flag_reason FROM rankings WHERE id = ?", [r.json()["ranking_id"]]) == "harmful advice"
 
@@ -94,8 +113,12 @@ BAD_RANKINGS = [
     ([1, 2, 3], 422, None),
 ]
 BAD_QUERIES = [
-    "/api/stats?source=weird", "/api/export?format=nope", "/api/export?format=trl&split=x",
-    "/api/export?format=trl&dataset=ghost", "/api/prompts/abc/rankings", "/api/sampling-jobs/999",
+    "/api/stats?source=weird",
+    "/api/export?format=nope",
+    "/api/export?format=trl&split=x",
+    "/api/export?format=trl&dataset=ghost",
+    "/api/prompts/abc/rankings",
+    "/api/sampling-jobs/999",
     "/api/stats/activity?dataset=ghost",
 ]
 
@@ -122,8 +145,9 @@ def test_bad_requests_get_4xx_json_and_change_nothing(env):
 def test_bad_uploads_get_400_naming_the_file(env):
     c, store, prompts, h = env
     before = store.counts()
-    r = c.post("/api/import", headers=h["adm"], data={"dataset": "z"},
-               files={"file": ("mine.jsonl", b"\xff\xfe not utf-8")})
+    r = c.post(
+        "/api/import", headers=h["adm"], data={"dataset": "z"}, files={"file": ("mine.jsonl", b"\xff\xfe not utf-8")}
+    )
     assert r.status_code == 400 and r.json()["error"]["message"].startswith("mine.jsonl:1:")
     r = c.post("/api/import", headers=h["adm"], data={"dataset": "z"}, files={"file": ("empty.jsonl", b"")})
     assert r.status_code == 400 and "empty" in r.json()["error"]["message"]
@@ -134,8 +158,9 @@ def test_bad_uploads_get_400_naming_the_file(env):
 def test_cannot_submit_someone_elses_assignment(env):
     c, store, prompts, h = env
     item = c.get("/api/queue/next", params={"dataset": "d"}, headers=h["ann"]).json()["item"]
-    r = c.post("/api/rankings", headers=h["bob"], json={"assignment_id": item["assignment_id"],
-                                                        "ranks": _rank_all(item)})
+    r = c.post(
+        "/api/rankings", headers=h["bob"], json={"assignment_id": item["assignment_id"], "ranks": _rank_all(item)}
+    )
     assert r.status_code == 404
 
 
@@ -151,8 +176,11 @@ def test_unknown_dataset_and_empty_queue(env):
 
 def test_datasets_settings_and_guideline_version_on_rankings(env):
     c, store, prompts, h = env
-    r = c.post("/api/datasets", headers=h["adm"], json={"name": "new", "annotators_per_prompt": 3,
-                                                        "guidelines": "# Prefer honest answers"})
+    r = c.post(
+        "/api/datasets",
+        headers=h["adm"],
+        json={"name": "new", "annotators_per_prompt": 3, "guidelines": "# Prefer honest answers"},
+    )
     assert r.status_code == 201 and r.json()["annotators_per_prompt"] == 3 and r.json()["guideline_version"] == 1
     assert c.post("/api/datasets", headers=h["adm"], json={"name": "new"}).status_code == 409
     r = c.patch("/api/datasets/d", headers=h["adm"], json={"guidelines": "## v2: 中文 too"})
@@ -163,8 +191,9 @@ def test_datasets_settings_and_guideline_version_on_rankings(env):
     assert ds["d"]["guideline_version"] == 2
     item = c.get("/api/queue/next", params={"dataset": "d"}, headers=h["ann"]).json()["item"]
     assert item["guidelines"] == "## v2: 中文 too" and item["guideline_version"] == 2
-    rid = c.post("/api/rankings", headers=h["ann"], json={"assignment_id": item["assignment_id"],
-                                                          "ranks": _rank_all(item)}).json()["ranking_id"]
+    rid = c.post(
+        "/api/rankings", headers=h["ann"], json={"assignment_id": item["assignment_id"], "ranks": _rank_all(item)}
+    ).json()["ranking_id"]
     assert store.scalar("SELECT guideline_version FROM rankings WHERE id = ?", [rid]) == 2
 
 
@@ -175,16 +204,23 @@ def test_review_side_by_side_disagreement_and_adjudication(env):
         assert item["prompt"]["id"] == prompts[0]
         by_text = sorted(item["answers"], key=lambda a: a["text"], reverse=reverse)
         ranks = {str(a["id"]): i + 1 for i, a in enumerate(by_text)}
-        assert c.post("/api/rankings", headers=h[name], json={"assignment_id": item["assignment_id"],
-                                                              "ranks": ranks}).status_code == 201
+        assert (
+            c.post(
+                "/api/rankings", headers=h[name], json={"assignment_id": item["assignment_id"], "ranks": ranks}
+            ).status_code
+            == 201
+        )
     side = c.get(f"/api/prompts/{prompts[0]}/rankings", headers=h["rev"]).json()
     assert [r["annotator"] for r in side["rankings"]] == ["ann", "bob"]
     assert side["kendall_w"] == pytest.approx(0.0)
     dis = c.get("/api/review/disagreements", params={"dataset": "d"}, headers=h["rev"]).json()
     assert dis[0]["prompt_id"] == prompts[0] and dis[0]["rankings"] == 2 and not dis[0]["adjudicated"]
     final = {str(a["id"]): 1 if i < 2 else 2 for i, a in enumerate(side["answers"])}
-    r = c.post("/api/adjudications", headers=h["rev"], json={"prompt_id": prompts[0], "ranks": final,
-                                                              "comment": "the first two are equally good"})
+    r = c.post(
+        "/api/adjudications",
+        headers=h["rev"],
+        json={"prompt_id": prompts[0], "ranks": final, "comment": "the first two are equally good"},
+    )
     assert r.status_code == 201, r.text
     again = c.post("/api/adjudications", headers=h["rev"], json={"prompt_id": prompts[0], "ranks": final})
     assert again.json()["ranking_id"] == r.json()["ranking_id"]  # replaced, not duplicated
