@@ -179,6 +179,10 @@ class Client:
         }
         return self.post("/api/rankings", payload)
 
+    def release(self, assignment_id: int) -> dict:
+        """Give a lease back (the annotator moved to another dataset): the prompt returns to the queue now."""
+        return self.post(f"/api/assignments/{assignment_id}/release")
+
     def asset(self, prompt_id: int, index: int) -> bytes:
         """The bytes of a prompt's asset (the image of a visual question)."""
         return self.request("GET", f"/api/prompts/{prompt_id}/assets/{index}").content

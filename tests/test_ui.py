@@ -405,3 +405,31 @@ def test_data_page_exports_a_download_with_filters(server):
     assert lines and {"prompt", "chosen", "rejected"} <= set(lines[0])
     assert ready["snapshot"]  # the snapshot id travels with the download
     assert at.get("download_button")
+
+
+def test_switching_dataset_gives_the_held_prompt_back(server):
+    at = login("adm")
+    at.selectbox(key="rank_dataset").set_value(DATASET).run()
+    held = at.session_state["rank_queue"]["item"]["assignment_id"]
+    at.selectbox(key="rank_dataset").set_value(VISUAL_DATASET).run()
+    assert server.store.scalar("SELECT status FROM assignments WHERE id = ?", [held]) == "released"
+
+
+def test_admin_disables_a_user_and_resets_a_password(server):
+    with server.api("adm") as api:
+        assert api.post("/api/users", json={"name": "olga", "role": "annotator", "password": "olga-old-1"}).is_success
+    at = login("adm")
+    at.switch_page("../pages/admin.py").run()
+    at.selectbox(key="admin_edit_user").set_value("olga").run()
+    at.selectbox(key="admin_role_olga").set_value("reviewer")
+    at.text_input(key="admin_password_olga").input("olga-new-2")
+    at.button(key="admin_edit_submit").click().run()
+    assert not at.error, [e.value for e in at.error]
+    assert server.store.scalar("SELECT role FROM users WHERE name = 'olga'") == "reviewer"
+    new_login = login("olga", "olga-new-2")
+    assert new_login.session_state["auth"]["user"]["role"] == "reviewer"
+    at.toggle(key="admin_disabled_olga").set_value(True)
+    at.button(key="admin_edit_submit").click().run()
+    assert server.store.scalar("SELECT disabled FROM users WHERE name = 'olga'") is True
+    refused = login("olga", "olga-new-2")
+    assert "auth" not in refused.session_state

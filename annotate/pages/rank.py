@@ -71,6 +71,12 @@ dataset = ds_col.selectbox("Dataset", names, key="rank_dataset") if len(names) >
 
 queue = st.session_state.rank_queue
 if queue is None or queue.get("dataset") != dataset:
+    held = (queue or {}).get("item")
+    if held:  # switching datasets: hand the old prompt back instead of sitting on it until the lease ends
+        try:
+            client.release(held["assignment_id"])
+        except ApiError:
+            pass  # the lease still runs out on its own
     try:
         _load(dataset)
     except ApiError as e:
