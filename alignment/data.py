@@ -66,7 +66,8 @@ def read_rows(path: str | Path) -> list[dict]:
         if text.lstrip().startswith("["):
             rows = json.loads(text)
         else:
-            for n, line in enumerate(text.splitlines(), 1):
+            # split on "\n" only: str.splitlines() also breaks at U+0085/U+2028 inside JSON strings
+            for n, line in enumerate(text.split("\n"), 1):
                 if not line.strip():
                     continue
                 try:
