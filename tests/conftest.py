@@ -58,3 +58,32 @@ def tiny_reward_dir(tmp_path_factory):
     from serving.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-rm", reward=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_hf_engine(tiny_model_dir, tmp_path_factory):
+    """One transformers engine for the session serving `tiny` and a strong random LoRA adapter `tiny-lora`
+    (answers differ from the base's). Yields its registry record; a test that resolves models by name
+    registers it in its own PREFLAB_HOME with `serving.engines.registry.save_engine(record)`."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from serving.engines.launcher import start_engine, stop_engine
+
+    home = tmp_path_factory.mktemp("engine-home")
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                           LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    torch.manual_seed(0)
+    for name, p in model.named_parameters():
+        if "lora_" in name:
+            p.data.normal_(0.0, 1.0)
+    model.save_pretrained(home / "tiny-lora")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PREFLAB_HOME", str(home))
+        record = start_engine(model=tiny_model_dir, name="tiny", backend="transformers",
+                              loras={"tiny-lora": str(home / "tiny-lora")}, timeout=180)
+        try:
+            yield record
+        finally:
+            stop_engine("tiny")

@@ -75,33 +75,18 @@ def test_identity_leak_detection():
 
 
 @pytest.fixture(scope="module")
-def arena_env(tiny_model_dir, tmp_path_factory):
-    """A transformers engine serving the tiny model and a LoRA adapter of it, and a server app."""
-    import torch
+def arena_env(tiny_hf_engine, tmp_path_factory):
+    """The session's engine (tiny + tiny-lora) registered here, and the server app (in-process and on a port)."""
     from fastapi.testclient import TestClient
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
 
     from db.store import Store
-    from serving.engines.launcher import start_engine, stop_engine
+    from serving.engines.registry import save_engine
     from serving.server import create_app
 
     home = tmp_path_factory.mktemp("arena-home")
-    adapter = home / "adapter"
-    model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(tiny_model_dir),
-        LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
-    )
-    torch.manual_seed(0)
-    for name, p in model.named_parameters():  # a strong random adapter, so its answers differ from the base's
-        if "lora_" in name:
-            p.data.normal_(0.0, 1.0)
-    model.save_pretrained(adapter)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PREFLAB_HOME", str(home))
-        start_engine(
-            model=tiny_model_dir, name="tiny", backend="transformers", loras={"tiny-lora": str(adapter)}, timeout=180
-        )
+        save_engine(tiny_hf_engine)
         store = Store.open(home / "arena.duckdb")
         server = None
         try:
@@ -115,7 +100,6 @@ def arena_env(tiny_model_dir, tmp_path_factory):
             if server is not None:
                 server.should_exit = True
                 thread.join(10)
-            stop_engine("tiny")
             store.close()
 
 
@@ -223,6 +207,7 @@ def test_arena_and_leaderboard_pages(arena_env):
     at.button(key="login_submit").click().run()
     at.switch_page("../pages/arena.py").run()
     assert not at.exception, at.exception
+    at.slider(key="arena_max_tokens").set_value(16).run()  # short answers keep the test quick
     at.chat_input(key="arena_input").set_value("Name a color 🎨").run()
     assert not at.exception, at.exception
     shown = "\n".join(m.value for m in at.markdown)

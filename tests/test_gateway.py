@@ -36,14 +36,14 @@ def serve(app):
 
 
 @pytest.fixture(scope="module")
-def gw(tiny_model_dir, tmp_path_factory):
-    from serving.engines.launcher import start_engine, stop_engine
+def gw(tiny_hf_engine, tmp_path_factory):
+    from serving.engines.registry import save_engine
     from serving.server import create_app
 
     home = tmp_path_factory.mktemp("gateway-home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PREFLAB_HOME", str(home))
-        start_engine(model=tiny_model_dir, name="tiny", backend="transformers", timeout=180)
+        save_engine(tiny_hf_engine)  # the session's transformers engine: tiny + tiny-lora
         store = Store.open(home / "gw.duckdb")
         server = None
         try:
@@ -54,7 +54,6 @@ def gw(tiny_model_dir, tmp_path_factory):
             if server is not None:
                 server.should_exit = True
                 thread.join(10)
-            stop_engine("tiny")
             store.close()
 
 
@@ -64,7 +63,7 @@ def test_models_lists_engine_models_registered_adapters_and_embeddings(gw):
         "VALUES ('sft-unloaded', 'adapter', 'tiny', '/nowhere', 'sft', 'test')"
     )
     ids = {m.id for m in gw.client.models.list()}
-    assert {"tiny", "sft-unloaded", "all-MiniLM-L6-v2"} <= ids
+    assert {"tiny", "tiny-lora", "sft-unloaded", "all-MiniLM-L6-v2"} <= ids
     # registered but not loaded in any engine: a 404 that says how to serve it
     with pytest.raises(openai.NotFoundError) as e:
         gw.client.chat.completions.create(model="sft-unloaded", messages=[{"role": "user", "content": "hi"}])
@@ -87,6 +86,13 @@ def test_chat_completion_with_sampling_parameters(gw):
     assert first.usage.completion_tokens <= 16 and first.usage.prompt_tokens > 0
     again = gw.client.chat.completions.create(**kwargs)
     assert [c.message.content for c in again.choices] == [c.message.content for c in first.choices]  # same seed
+
+
+def test_adapter_names_route_to_the_adapter(gw):
+    kwargs = dict(messages=[{"role": "user", "content": "Hello"}], max_tokens=8, seed=5, temperature=0.0)
+    base = gw.client.chat.completions.create(model="tiny", **kwargs)
+    lora = gw.client.chat.completions.create(model="tiny-lora", **kwargs)
+    assert lora.model == "tiny-lora" and lora.choices[0].message.content != base.choices[0].message.content
 
 
 def test_chat_streaming_passes_chunks_through(gw):
