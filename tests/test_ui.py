@@ -434,3 +434,13 @@ def test_admin_disables_a_user_and_resets_a_password(server):
     assert server.store.scalar("SELECT disabled FROM users WHERE name = 'olga'") is True
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {r.json()['token']}"}) as api:
         assert api.get("/api/me").status_code == 401  # disabling ended the session
+
+
+def test_an_empty_queue_shows_all_done(server):
+    with server.api("adm") as api:
+        assert api.post("/api/datasets", json={"name": "zz-empty"}).is_success
+    at = login("ann")
+    at.selectbox(key="rank_dataset").set_value("zz-empty").run()
+    assert at.session_state["rank_queue"]["item"] is None
+    assert any("All done for now" in m.value for m in at.markdown)
+    assert at.button(key="rank_refresh") is not None
