@@ -314,7 +314,7 @@ class Loop:
 
         res = export(self.store, "trl", round_dir / "snapshot.jsonl", dataset=dataset)
         path = Path(res.path)
-        rows = sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+        rows = sum(1 for line in path.read_text(encoding="utf-8").split("\n") if line.strip())
         if rows == 0:
             raise PrefLabError(f"the snapshot of {dataset} has no pairs: every ranking was a tie?")
         return {"snapshot_id": res.snapshot_id, "path": str(path), "rows": rows, "counts": res.counts,

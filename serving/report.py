@@ -59,7 +59,7 @@ def read_metrics(path: str | Path) -> list[dict]:
     if not p.exists():
         return []
     rows = []
-    for line in p.read_text(encoding="utf-8").splitlines():
+    for line in p.read_text(encoding="utf-8").split("\n"):  # not splitlines(): U+2028 may sit in a string
         line = line.strip()
         if line:
             try:
