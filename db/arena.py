@@ -7,7 +7,10 @@ derived like any annotation pair and exported with `preflab export --source aren
 Mapping of a vote to a ranking: A better -> A rank 1, B rank 2; tie -> both rank 1; both bad -> both rank 1
 with all_bad = true. The ranking's prompt is what the models were sent for the voted turn (RAG context
 included), in the dataset 'arena'. One ranking per person per prompt is a schema rule: a second vote by the
-same person on an identical prompt is kept in arena_votes but adds no second ranking.
+same person on an identical prompt is kept in arena_votes but adds no second ranking. Two identical answers
+make no ranking either (there is nothing to prefer). In a multi-turn battle each side has its own history;
+the ranking's prompt is side A's conversation up to the voted turn (side B's earlier answers differ), so
+pairs from later turns are approximate; the vote's metadata says multi_turn = true so exports can drop them.
 """
 
 from __future__ import annotations
