@@ -297,6 +297,8 @@ def test_data_page_import_reports_counts_and_errors(server):
     assert not at.exception, at.exception
     report = at.session_state["data_report"]
     assert "error" not in report, report
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics.get("Records read") == "1" and metrics.get("Rankings added") == "1", metrics
     assert (
         server.store.scalar(
             "SELECT count(*) FROM prompts p JOIN datasets d ON d.id = p.dataset_id WHERE d.name = 'imported-ui'"

@@ -103,22 +103,30 @@ with import_tab:
             st.error(f"Nothing was imported from **{report['file']}**.\n\n{report['error']}", icon=":material/error:")
         else:
             body = report["result"].get("report", report["result"])
-            counts = {k: v for k, v in body.items() if isinstance(v, int) and not isinstance(v, bool)}
             added = body.get("added") if isinstance(body.get("added"), dict) else {}
-            counts.update({k: v for k, v in added.items() if isinstance(v, int)})
-            fmt_found = body.get("format") or body.get("detected_format")
-            verb = "would import" if report["dry_run"] else "imported"
-            st.success(
-                f"**{report['file']}**: {verb}" + (f" as `{fmt_found}`" if fmt_found else ""),
-                icon=":material/check_circle:",
+            counts = {"records read": body.get("records")} if isinstance(body.get("records"), int) else {}
+            counts.update(
+                {
+                    f"{k} {'to add' if report['dry_run'] else 'added'}": v
+                    for k, v in added.items()
+                    if isinstance(v, int)
+                }
             )
+            verb = "checked" if report["dry_run"] else "imported"
+            how = ""
+            if body.get("format"):
+                how = f" as `{body['format']}`" + (" (detected)" if body.get("detected") else "")
+            st.success(f"**{report['file']}**: {verb}{how}", icon=":material/check_circle:")
             if counts:
                 cols = st.columns(min(len(counts), 6))
                 for i, (name, value) in enumerate(counts.items()):
-                    cols[i % len(cols)].metric(name.replace("_", " ").capitalize(), f"{value:,}")
-            skipped = body.get("skipped") or body.get("errors") or body.get("invalid")
+                    cols[i % len(cols)].metric(name.capitalize(), f"{value:,}")
+            stored = {k: v for k, v in (body.get("already_stored") or {}).items() if v}
+            if stored:
+                st.caption("Already stored, not added again: " + ", ".join(f"{v:,} {k}" for k, v in stored.items()))
+            skipped = body.get("skipped")
             if isinstance(skipped, list) and skipped:
-                st.warning(f"{len(skipped)} invalid row(s) skipped:")
+                st.warning(f"{len(skipped)} invalid row(s) skipped; the rest was {verb}:")
                 st.dataframe(skipped, width="stretch", key="data_skipped")
             with st.expander("Full report"):
                 st.json(report["result"])
