@@ -15,6 +15,7 @@ import importlib
 import json
 import logging
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,10 @@ def check_public_bind(store: Store, host: str) -> None:
         )
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(0)
+
+
 def run_server(db_path: str, *, host: str = "127.0.0.1", port: int = 8000, config: ServerConfig | None = None) -> None:
     """Open the database, write the state file, serve until interrupted, then remove the state file."""
     import uvicorn
@@ -123,9 +128,13 @@ def run_server(db_path: str, *, host: str = "127.0.0.1", port: int = 8000, confi
         path.write_text(
             json.dumps({"url": url, "pid": os.getpid(), "db": str(Path(db_path).resolve())}), encoding="utf-8"
         )
+        # uvicorn re-raises SIGTERM after its graceful shutdown; with the default handler that kills the process
+        # before the cleanup below runs, so turn it into SystemExit like Ctrl-C's KeyboardInterrupt
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
             uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
         finally:
+            signal.signal(signal.SIGTERM, previous)
             app.state.jobs.shutdown()
             try:
                 if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
