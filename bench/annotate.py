@@ -110,7 +110,7 @@ def serve(db: Path, home: Path, port: int) -> subprocess.Popen:
 
 def annotator(url: str, name: str, submits: int, out: list, errors: list, think_s: float = 0.0) -> None:
     rng = random.Random(name)
-    with httpx.Client(base_url=url, timeout=60) as c:
+    with httpx.Client(base_url=url, timeout=300) as c:
         token = c.post("/api/auth/login", json={"name": name, "password": PASSWORD}).json()["token"]
         c.headers["Authorization"] = f"Bearer {token}"
         nxt = c.get("/api/queue/next", params={"dataset": "bench"}).json()
@@ -121,9 +121,14 @@ def annotator(url: str, name: str, submits: int, out: list, errors: list, think_
             ranks = {str(a["id"]): i + 1 for i, a in enumerate(item["answers"])}
             if think_s:  # reading and ranking; people take far longer, this keeps the 20 overlapping
                 time.sleep(rng.uniform(0.5, 1.5) * think_s)
-            r = c.post(
-                "/api/rankings", json={"assignment_id": item["assignment_id"], "ranks": ranks, "time_on_task_ms": 1000}
-            )
+            try:
+                r = c.post(
+                    "/api/rankings",
+                    json={"assignment_id": item["assignment_id"], "ranks": ranks, "time_on_task_ms": 1000},
+                )
+            except httpx.TransportError as e:  # counted, so a run on an overloaded machine says so
+                errors.append(f"{type(e).__name__}: {e}")
+                break
             if r.status_code != 201:
                 errors.append(r.text)
                 break
