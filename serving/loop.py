@@ -361,11 +361,19 @@ class Loop:
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(_PROJECT_ROOT),
                                     env=env)
             _mark_running(self.store, registered, proc.pid)
-            while proc.poll() is None:
-                if self.cancel.is_set():
-                    proc.terminate()
-                    proc.wait(timeout=60)
-                time.sleep(0.5)
+            try:
+                while proc.poll() is None:
+                    if self.cancel.is_set():
+                        break
+                    time.sleep(0.5)
+            finally:  # cancelled, Ctrl-C or an error here: the job must not outlive the loop
+                if proc.poll() is None:
+                    proc.terminate()  # the job saves a checkpoint on SIGTERM and exits with 3
+                    try:
+                        proc.wait(timeout=60)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
         result = read_result(run_dir) or {}
         _finish_run(self.store, registered, result)
         if proc.returncode != 0 or result.get("status") != "finished":

@@ -11,12 +11,11 @@ run it (POST /api/loop; sign in first with `preflab login`) and follows its prog
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 
 import click
-
-from db.cli import open_store, server_url
 
 
 def _loop_values(preset: str, overrides: dict) -> dict:
@@ -108,6 +107,8 @@ def register(cli: click.Group) -> None:
         report.json) gives the new adapter's win rate over its parent on held-out prompts with a 95% Wilson
         interval, the training curves, the annotators' agreement and the lineage.
         """
+        from db.cli import open_store, server_url  # here, not at the top: db.cli imports this module
+
         values = _loop_values(preset, options)
         url = server_url(ctx)
         if url:
@@ -121,7 +122,16 @@ def register(cli: click.Group) -> None:
         def progress(state) -> None:
             click.echo(f"[round {state.round}] {state.step}: {state.detail}", err=True)
 
-        summary = Loop(store, cfg, progress=progress).run()
+        def _sigterm(signum, frame):  # a plain SIGTERM would skip the clean-up (engine, training job)
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGTERM, _sigterm)
+        try:
+            summary = Loop(store, cfg, progress=progress).run()
+        except KeyboardInterrupt:
+            raise click.ClickException("interrupted: the engine and the training job were stopped") from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         if as_json:
             click.echo(json.dumps(summary, ensure_ascii=False, indent=2, default=str))
             return
