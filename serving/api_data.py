@@ -17,7 +17,7 @@ from starlette.background import BackgroundTask
 from db import queue, review
 from db.errors import ConflictError, InputError
 from db.store import Store
-from serving.deps import ApiError, get_store, require_role
+from serving.deps import ApiError, get_store, read_store, require_role
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["data"])
@@ -147,7 +147,7 @@ def export_download(
     layout: str = Query("alpaca", max_length=16),
     sft_prefer: str = Query("ranked", max_length=16),
     out_name: str | None = Query(None, max_length=200, description="file name to write (the CLI sends its --out)"),
-    store: Store = Depends(get_store),
+    store: Store = Depends(read_store),
     admin: dict = Depends(require_role("admin")),
 ):
     """Export as a download (one file, or a zip when there are several: a split, llamafactory's dataset_info).
@@ -208,7 +208,7 @@ def export_download(
 def activity(
     dataset: str | None = Query(None, max_length=256),
     days: int = Query(90, ge=1, le=3650),
-    store: Store = Depends(get_store),
+    store: Store = Depends(read_store),
     user: dict = Depends(require_role("reviewer", "admin")),
 ) -> dict:
     """Chart data: rankings per day, per annotator, and the distribution of per-prompt agreement (Kendall's W)."""

@@ -12,7 +12,7 @@ from db import review
 from db.queue import MAX_TEXT
 from db.store import Store
 from serving.api_queue import dataset_id_or_404
-from serving.deps import get_store, require_role
+from serving.deps import get_store, read_store, require_role
 
 router = APIRouter(prefix="/api", tags=["review"])
 
@@ -29,7 +29,7 @@ class AdjudicationIn(BaseModel):
 def stats(
     dataset: str | None = Query(None, max_length=256),
     source: Literal["all", "human", "arena"] = "all",
-    store: Store = Depends(get_store),
+    store: Store = Depends(read_store),
     user: dict = Depends(require_role(*REVIEW)),
 ) -> dict:
     """Counts and agreement (tau-b between annotators and vs consensus, Kendall's W, Krippendorff's alpha)."""
@@ -44,7 +44,7 @@ def stats(
 def disagreements(
     dataset: str | None = Query(None, max_length=256),
     limit: int = Query(20, ge=1, le=500),
-    store: Store = Depends(get_store),
+    store: Store = Depends(read_store),
     user: dict = Depends(require_role(*REVIEW)),
 ) -> list[dict]:
     """Prompts ranked by two or more annotators, least agreement (Kendall's W) first."""
@@ -54,7 +54,7 @@ def disagreements(
 
 @router.get("/prompts/{prompt_id}/rankings")
 def prompt_rankings(
-    prompt_id: int, store: Store = Depends(get_store), user: dict = Depends(require_role(*REVIEW))
+    prompt_id: int, store: Store = Depends(read_store), user: dict = Depends(require_role(*REVIEW))
 ) -> dict:
     """The prompt, its answers with provenance and every annotator's ranking (ranks keyed by answer id)."""
     return review.prompt_rankings(store, prompt_id)

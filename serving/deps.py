@@ -1,6 +1,6 @@
 """What every /api router shares: the Store, the signed-in user, role checks and the JSON error format.
 
-    from serving.deps import get_store, current_user, require_role, ApiError
+    from serving.deps import get_store, read_store, current_user, require_role, ApiError
 
     @router.get("/api/things")
     def things(store=Depends(get_store), user=Depends(require_role("reviewer", "admin"))):
@@ -16,6 +16,7 @@ never turns into a 500.
 from __future__ import annotations
 
 import logging
+import threading
 
 import duckdb
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -53,6 +54,21 @@ def error_response(status: int, message: str, field: str | None = None, headers:
 def get_store(request: Request) -> Store:
     """The one Store of this server process (set by serving.server.create_app on app.state.store)."""
     return request.app.state.store
+
+
+def read_store(request: Request):
+    """A Store on its own DuckDB cursor, for long reads (export, stats, review): they see a consistent snapshot
+    and do not hold the main connection's lock, so annotators keep submitting meanwhile. Closed after the
+    request. Writes belong on get_store."""
+    main = get_store(request)
+    with main._lock:  # creating a cursor touches the shared connection
+        cursor = main.con.cursor()
+    reader = object.__new__(Store)
+    reader.path, reader.con, reader._lock = main.path, cursor, threading.RLock()
+    try:
+        yield reader
+    finally:
+        cursor.close()
 
 
 def bearer_token(request: Request) -> str | None:
