@@ -62,6 +62,8 @@ class RunManager:
         self.cancelling: set[int] = set()
         self._lock = threading.Lock()
         for row in runs.active_runs(store):  # a restart lost those processes: say so
+            if row["pid"] and _alive(row["pid"]):  # started by `preflab train --background`: still going
+                continue
             runs.mark_done(
                 store,
                 row["id"],
@@ -164,6 +166,14 @@ class RunManager:
             created_by=row["created_by"],
         )
 
+    def reconcile(self) -> None:
+        """Runs this server did not start (`preflab train --background`) whose process has ended: record the end."""
+        from alignment.cli import _finish
+
+        for row in runs.active_runs(self.store):
+            if row["id"] not in self.procs and row["status"] == "running" and not (row["pid"] and _alive(row["pid"])):
+                _finish(self.store, row)
+
     def cancel(self, run_id: int) -> None:
         with self._lock:
             proc = self.procs.get(run_id)
@@ -178,6 +188,16 @@ class RunManager:
                 self.cancel(run_id)
             except ApiError:
                 pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def stop_process(proc, grace: float) -> None:
@@ -240,10 +260,12 @@ def create_run(
 
 @router.get("/runs")
 def list_runs(
+    request: Request,
     status: str | None = Query(None, max_length=20),
     store: Store = Depends(get_store),
     admin: dict = Depends(require_role("admin")),
 ) -> list[dict]:
+    _manager(request).reconcile()
     return runs.list_runs(store, status=status)
 
 
