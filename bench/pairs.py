@@ -125,7 +125,9 @@ def child(kind: str, src: Path, work: Path, memory_limit: str) -> dict:
         "--duckdb-memory",
         memory_limit,
     ]
-    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"the {kind} run failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -147,25 +149,29 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
-    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-        work = Path(tmp)
-        src = work / "rankings.jsonl"
-        t = time.perf_counter()
-        generate(src, args.n, args.k)
+    with tempfile.TemporaryDirectory() as tmp:
+        # --workdir keeps the generated file for the next run (generating 1,000,000 rankings takes minutes)
+        work = Path(args.workdir) if args.workdir else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "bench.duckdb").unlink(missing_ok=True)
+        (work / "bench.duckdb.wal").unlink(missing_ok=True)
+        src = work / f"rankings_n{args.n}_k{args.k}.jsonl"
+        if not src.exists():
+            t = time.perf_counter()
+            generate(src, args.n, args.k)
+            print(f"generated {args.n:,} rankings of K={args.k} in {time.perf_counter() - t:.1f}s", flush=True)
+        print(f"data: {src} ({src.stat().st_size / 2**20:,.0f} MiB)", flush=True)
+        pref = child("preflab", src, work, args.duckdb_memory)
         print(
-            f"generated {args.n:,} rankings of K={args.k} ({src.stat().st_size / 2**20:,.0f} MiB) "
-            f"in {time.perf_counter() - t:.1f}s"
+            f"PrefLab ({pref['engine']} import + trl export): {pref['seconds']:8.1f}s  peak "
+            f"{pref['peak_mib']:7.0f} MiB  (import {pref['import_s']:.1f}s, export {pref['export_s']:.1f}s)",
+            flush=True,
         )
         base = child("baseline", src, work, args.duckdb_memory)
-        pref = child("preflab", src, work, args.duckdb_memory)
+        print(f"baseline (json + itertools): {base['seconds']:8.1f}s  peak {base['peak_mib']:7.0f} MiB", flush=True)
         if base["pairs"] != pref["pairs"]:
             raise SystemExit(f"pair counts differ: baseline {base['pairs']}, PrefLab {pref['pairs']}")
         print(f"pairs: {pref['pairs']:,} (ties dropped; {pref['stored_pairs']:,} stored incl. ties)")
-        print(f"baseline (json + itertools): {base['seconds']:8.1f}s  peak {base['peak_mib']:7.0f} MiB")
-        print(
-            f"PrefLab ({pref['engine']} import + trl export): {pref['seconds']:8.1f}s  peak "
-            f"{pref['peak_mib']:7.0f} MiB  (import {pref['import_s']:.1f}s, export {pref['export_s']:.1f}s)"
-        )
         print(
             f"speed-up: {base['seconds'] / pref['seconds']:.2f}x (target >= 5x at N=1,000,000); "
             f"PrefLab peak memory {pref['peak_mib'] / 1024:.2f} GiB (target < 2 GiB)"
