@@ -50,7 +50,8 @@ TOPICS = ["rivers", "cities", "breakfast", "machines", "friendship", "the weathe
 STYLES = ["Tell me about {topic}.", "Write one sentence about {topic}.", "Describe {topic} briefly.",
           "What do you think of {topic}?"]
 
-# Tuned on the tiny model with the real pipeline (docs/loop.md has the measurements).
+# Chosen with the real pipeline on the tiny model for a round of minutes; docs/loop.md and docs/benchmarks.md
+# say what they reach (on the embedded tiny model: not the issue's win-rate target; the model is the limit).
 PRESETS: dict[str, dict] = {
     "demo": {"train_prompts": 160, "heldout_prompts": 64, "n": 4, "max_tokens": 24, "temperature": 1.0,
              "annotators": 3, "noise": 0.1, "learning_rate": 2e-3, "epochs": 2.0, "beta": 0.1, "lora_r": 16,
