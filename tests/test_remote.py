@@ -108,6 +108,12 @@ def test_server_url_from_env_or_a_live_state_file_for_the_same_db(tmp_path, monk
 def test_cli_commands_go_through_the_running_server(live, run_cli, tmp_path, monkeypatch):
     url, store = live
     monkeypatch.setenv("PREFLAB_URL", url)
+    assert run_cli("logout").exit_code == 0 and not remote.token_path().exists()
+    r = run_cli("login", "adm", "--password-stdin", input="wrong password\n")
+    assert r.exit_code == 1 and "wrong user name or password" in r.output
+    r = run_cli("login", "adm", "--password-stdin", input=PASSWORD + "\n")
+    assert r.exit_code == 0, r.output
+    assert remote.token_path().stat().st_mode & 0o077 == 0  # readable by this user only
     r = run_cli("import", DATA / "ranked.jsonl", "--dataset", "cli-remote")
     assert r.exit_code == 0, r.output
     assert f"via {url}" in r.output and "3 prompts" in r.output
