@@ -82,7 +82,7 @@ def tiny_hf_engine(tiny_model_dir, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PREFLAB_HOME", str(home))
         record = start_engine(model=tiny_model_dir, name="tiny", backend="transformers",
-                              loras={"tiny-lora": str(home / "tiny-lora")}, timeout=180)
+                              loras={"tiny-lora": str(home / "tiny-lora")}, timeout=420)
         try:
             yield record
         finally:
