@@ -15,7 +15,11 @@ def _ranked_batch(answers_by_rank, annotator="ann1"):
 
 
 def test_migrations_recorded(store):
-    assert [name for name, applied in store.migration_status() if applied] == ["0001_core"]
+    status = store.migration_status()
+    assert status[0][0] == "0001_core"
+    assert all(applied for _, applied in status)  # Store.open applied every migration, in name order
+    assert [name for name, _ in status] == sorted(name for name, _ in status)
+    assert store.scalar("SELECT count(*) FROM migrations") == len(status)
     assert store.migrate() == []  # idempotent
 
 
