@@ -87,7 +87,7 @@ def browser():
 def open_logged_in(browser, url: str, name: str):
     page = browser.new_page(viewport={"width": 1440, "height": 1100})
     page.set_default_timeout(60_000)  # generous: CI machines are often loaded
-    page.goto(url)
+    page.goto(url, wait_until="domcontentloaded", timeout=180_000)  # the first load compiles a big bundle
     page.get_by_label("User name").fill(name)
     page.get_by_label("Password", exact=True).fill(PASSWORDS[name])
     page.get_by_role("button", name="Log in").click()
@@ -114,7 +114,7 @@ def test_annotator_ranks_with_a_tie_and_script_stays_text(app_url, browser):
     url, server = app_url
     page = browser.new_page(viewport={"width": 1440, "height": 1500})  # tall: the whole ranking page in one shot
     page.set_default_timeout(60_000)  # generous: CI machines are often loaded
-    page.goto(url)
+    page.goto(url, wait_until="domcontentloaded", timeout=180_000)  # the first load compiles a big bundle
     page.get_by_label("User name").wait_for()
     shot(page, "login")
     page.get_by_label("User name").fill("ann")
@@ -207,7 +207,7 @@ def test_every_page_renders_for_its_role(app_url, browser):
     # a visitor typing a page's URL gets the login page: no page runs before the role check
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
     for path in ("admin", "review"):
-        page.goto(f"{url}/{path}")
+        page.goto(f"{url}/{path}", wait_until="domcontentloaded", timeout=180_000)
         page.get_by_label("User name").wait_for()
         settle(page)
         assert page.get_by_text("Add a user").count() == 0
