@@ -31,7 +31,8 @@ def wilson_interval(successes: float, n: int, z: float = 1.959964) -> tuple[floa
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # The exact interval always contains p (it is 1 at p = 1); rounding can land a hair inside, so clamp to p.
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
 def arena_tally(votes: list[dict], model: str) -> dict:

@@ -136,7 +136,8 @@ def test_wilson_interval_matches_known_values():
     assert low == pytest.approx(0.3968, abs=1e-3) and high == pytest.approx(0.8922, abs=1e-3)
     assert wilson_interval(0, 0) == (0.0, 1.0)
     low, high = wilson_interval(50, 50)
-    assert high == pytest.approx(1.0) and low > 0.9
+    assert high == 1.0 and low > 0.9  # exactly 1: the interval must contain a win rate of 1.0
+    assert wilson_interval(0, 50)[0] == 0.0
 
 
 def test_arena_tally_counts_from_the_models_side_and_excludes_ties_from_the_rate():
