@@ -161,7 +161,8 @@ def test_approximate_indexes_agree_with_exact_search():
     ids = np.arange(100, 3100, dtype=np.int64)
     queries = vecs[:50] + 0.05 * rng.standard_normal((50, 32)).astype(np.float32)
     exact = build_index(vecs, ids, "flat").search(queries, 5)[1]
-    assert IndexConfig(kind="auto", approx_above=1000).resolve(3000) == "hnsw"
+    assert IndexConfig(kind="auto", approx_above=1000).resolve(3000) == "ivf"
+    assert IndexConfig(kind="auto", approx_above=1000).resolve(1000) == "flat"
     for kind in ("hnsw", "ivf"):
         approx = build_index(vecs, ids, kind, IndexConfig()).search(queries, 5)[1]
         recall = np.mean([len(set(a) & set(e)) / 5 for a, e in zip(approx, exact, strict=True)])
