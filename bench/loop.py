@@ -54,11 +54,19 @@ def main() -> int:
     results, ok = {}, True
     for method in args.methods.split(","):
         store = Store.open(out / f"{method}.duckdb")
-        values = {**PRESETS[args.preset], **overrides, "method": method, "name": f"bench-{method}",
-                  "out_dir": str(out / f"report-{method}")}
+        values = {
+            **PRESETS[args.preset],
+            **overrides,
+            "method": method,
+            "name": f"bench-{method}",
+            "out_dir": str(out / f"report-{method}"),
+        }
         t0 = time.perf_counter()
-        summary = Loop(store, LoopConfig(base_model=base, **values),
-                       progress=lambda s, m=method: print(f"  [{m}] {s.step}: {s.detail}", file=sys.stderr)).run()
+        summary = Loop(
+            store,
+            LoopConfig(base_model=base, **values),
+            progress=lambda s, m=method: print(f"  [{m}] {s.step}: {s.detail}", file=sys.stderr),
+        ).run()
         seconds = time.perf_counter() - t0
         store.close()
         rnd = summary["rounds"][-1]
@@ -69,17 +77,25 @@ def main() -> int:
             passed = m["child"] > m["parent"]
         passed = passed and seconds < 600
         ok = ok and passed
-        results[method] = {"seconds": seconds, "tally": t, "mean_reward": m, "passed": passed,
-                           "train_seconds": rnd["training"]["seconds"], "sampling_seconds": rnd["sampling"]["seconds"],
-                           "snapshot_rows": rnd["snapshot"]["rows"],
-                           "report": str(out / f"report-{method}" / "report.md")}
+        results[method] = {
+            "seconds": seconds,
+            "tally": t,
+            "mean_reward": m,
+            "passed": passed,
+            "train_seconds": rnd["training"]["seconds"],
+            "sampling_seconds": rnd["sampling"]["seconds"],
+            "snapshot_rows": rnd["snapshot"]["rows"],
+            "report": str(out / f"report-{method}" / "report.md"),
+        }
         wr = "n/a" if t["win_rate"] is None else f"{t['win_rate']:.3f}"
-        print(f"{method}: win rate {wr} vs parent (95% CI {t['ci_low']:.3f}-{t['ci_high']:.3f}; "
-              f"{t['wins']}W/{t['losses']}L/{t['ties']}T), mean rule reward parent {m['parent']:.3f} -> "
-              f"{m['child']:.3f} (delta {m['delta']:+.3f}), mean length {m['mean_length']['parent']:.1f} -> "
-              f"{m['mean_length']['child']:.1f} chars; {seconds:.0f}s total (sampling "
-              f"{rnd['sampling']['seconds']:.0f}s, training {rnd['training']['seconds']:.0f}s) "
-              f"{'PASS' if passed else 'FAIL'}")
+        print(
+            f"{method}: win rate {wr} vs parent (95% CI {t['ci_low']:.3f}-{t['ci_high']:.3f}; "
+            f"{t['wins']}W/{t['losses']}L/{t['ties']}T), mean rule reward parent {m['parent']:.3f} -> "
+            f"{m['child']:.3f} (delta {m['delta']:+.3f}), mean length {m['mean_length']['parent']:.1f} -> "
+            f"{m['mean_length']['child']:.1f} chars; {seconds:.0f}s total (sampling "
+            f"{rnd['sampling']['seconds']:.0f}s, training {rnd['training']['seconds']:.0f}s) "
+            f"{'PASS' if passed else 'FAIL'}"
+        )
     (out / "bench-loop.json").write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
     print(f"details: {out / 'bench-loop.json'}")
     return 0 if ok else 1

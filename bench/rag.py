@@ -31,9 +31,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-WORDS = ("system data model user file network server memory process signal river mountain city forest energy "
-         "market policy protein cell climate ocean engine battery sensor library language history music theory "
-         "budget contract garden recipe flour yeast planet orbit telescope vaccine patient school teacher").split()
+WORDS = (
+    "system data model user file network server memory process signal river mountain city forest energy "
+    "market policy protein cell climate ocean engine battery sensor library language history music theory "
+    "budget contract garden recipe flour yeast planet orbit telescope vaccine patient school teacher"
+).split()
 
 
 def sentence(rng: random.Random) -> str:
@@ -91,9 +93,11 @@ def main() -> None:
     real = embed.embed_texts(emb_in)
     embed_s = time.perf_counter() - t0
     n = report.chunks
-    print(f"\ningest: {n} chunks ({np.mean([len(t) for t in texts]):.0f} chars avg) in {ingest_s:.1f} s = "
-          f"{n / ingest_s:.1f} chunks/s; embedding alone {n / embed_s:.1f} chunks/s; "
-          f"ingest/embedding time ratio {ingest_s / embed_s:.2f}")
+    print(
+        f"\ningest: {n} chunks ({np.mean([len(t) for t in texts]):.0f} chars avg) in {ingest_s:.1f} s = "
+        f"{n / ingest_s:.1f} chunks/s; embedding alone {n / embed_s:.1f} chunks/s; "
+        f"ingest/embedding time ratio {ingest_s / embed_s:.2f}"
+    )
 
     # ---- 2. + 3. search -----------------------------------------------------------------------------
     questions = [sentence(rng).rstrip(".?!") + "?" for _ in range(args.queries)]
@@ -127,16 +131,20 @@ def main() -> None:
                 exact_ids = found
             recall = np.mean([len(set(f) & set(e)) / 5 for f, e in zip(found, exact_ids, strict=True)])
             results[kind] = (pct(lat, 95), pct(cpu, 95))
-            print(f"  {kind:5s} build {build_s:6.1f} s | embed+search wall p50 {pct(lat, 50):6.1f} ms  "
-                  f"p95 {pct(lat, 95):6.1f} ms, CPU p50 {pct(cpu, 50):5.1f} ms p95 {pct(cpu, 95):5.1f} ms | "
-                  f"search only wall p50 {pct(search_only, 50):6.2f} ms p95 {pct(search_only, 95):6.2f} ms | "
-                  f"recall@5 vs exact {recall:.3f}")
+            print(
+                f"  {kind:5s} build {build_s:6.1f} s | embed+search wall p50 {pct(lat, 50):6.1f} ms  "
+                f"p95 {pct(lat, 95):6.1f} ms, CPU p50 {pct(cpu, 50):5.1f} ms p95 {pct(cpu, 95):5.1f} ms | "
+                f"search only wall p50 {pct(search_only, 50):6.2f} ms p95 {pct(search_only, 95):6.2f} ms | "
+                f"recall@5 vs exact {recall:.3f}"
+            )
         default = IndexConfig().resolve(size)
         wall, cpu = results[default]
-        print(f"  default index at this size: {default}; p95 wall {wall:.1f} ms "
-              f"({'PASS' if wall <= 30 else 'FAIL'} <= 30 ms), p95 CPU time {cpu:.1f} ms "
-              f"({'PASS' if cpu <= 30 else 'FAIL'}; = wall time on an idle core, the work is single-threaded); "
-              f"{default}/flat p95 wall {results[default][0] / results['flat'][0]:.2f}")
+        print(
+            f"  default index at this size: {default}; p95 wall {wall:.1f} ms "
+            f"({'PASS' if wall <= 30 else 'FAIL'} <= 30 ms), p95 CPU time {cpu:.1f} ms "
+            f"({'PASS' if cpu <= 30 else 'FAIL'}; = wall time on an idle core, the work is single-threaded); "
+            f"{default}/flat p95 wall {results[default][0] / results['flat'][0]:.2f}"
+        )
     store.close()
 
 

@@ -23,8 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-WORDS = ("the model answers each question with care and a short explanation of why the answer holds "
-         "en español también y en 中文 以及 emoji 🙂 ").split()
+WORDS = (
+    "the model answers each question with care and a short explanation of why the answer holds "
+    "en español también y en 中文 以及 emoji 🙂 "
+).split()
 
 
 def make_data(workdir: Path, n: int = 32) -> dict[str, Path]:
@@ -36,8 +38,13 @@ def make_data(workdir: Path, n: int = 32) -> dict[str, Path]:
         prompt = [{"role": "user", "content": f"Question {i}: " + " ".join(rng.choices(WORDS, k=20))}]
         good = " ".join(rng.choices(WORDS, k=60))
         bad = " ".join(rng.choices(WORDS, k=60))
-        pairs.append({"prompt": prompt, "chosen": [{"role": "assistant", "content": good}],
-                      "rejected": [{"role": "assistant", "content": bad}]})
+        pairs.append(
+            {
+                "prompt": prompt,
+                "chosen": [{"role": "assistant", "content": good}],
+                "rejected": [{"role": "assistant", "content": bad}],
+            }
+        )
         sft.append({"messages": [*prompt, {"role": "assistant", "content": good}]})
     out = {}
     for name, rows in (("pairs", pairs), ("sft", sft)):
@@ -47,9 +54,19 @@ def make_data(workdir: Path, n: int = 32) -> dict[str, Path]:
     return out
 
 
-SETTINGS = {"max_steps": 6, "per_device_train_batch_size": 2, "max_length": 256, "learning_rate": 1e-4,
-            "gradient_checkpointing": False, "logging_steps": 1, "save_strategy": "no", "seed": 0,
-            "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05}
+SETTINGS = {
+    "max_steps": 6,
+    "per_device_train_batch_size": 2,
+    "max_length": 256,
+    "learning_rate": 1e-4,
+    "gradient_checkpointing": False,
+    "logging_steps": 1,
+    "save_strategy": "no",
+    "seed": 0,
+    "lora_r": 16,
+    "lora_alpha": 32,
+    "lora_dropout": 0.05,
+}
 
 
 def worker(mode: str, stage: str, model: str, data: str, out: str, steps: int) -> dict:
@@ -72,16 +89,24 @@ def worker(mode: str, stage: str, model: str, data: str, out: str, steps: int) -
         targets = ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
         tok = AutoTokenizer.from_pretrained(model)
         ds = load_dataset("json", data_files=data, split="train")
-        cls = {"sft": (trl.SFTConfig, trl.SFTTrainer), "dpo": (trl.DPOConfig, trl.DPOTrainer),
-               "reward": (trl.RewardConfig, trl.RewardTrainer)}[stage]
+        cls = {
+            "sft": (trl.SFTConfig, trl.SFTTrainer),
+            "dpo": (trl.DPOConfig, trl.DPOTrainer),
+            "reward": (trl.RewardConfig, trl.RewardTrainer),
+        }[stage]
         args = cls[0](output_dir=out, use_cpu=True, bf16=False, report_to=[], **settings)
         if stage == "reward":
             m = AutoModelForSequenceClassification.from_pretrained(model, num_labels=1)
             m.config.pad_token_id = tok.pad_token_id
         else:
             m = AutoModelForCausalLM.from_pretrained(model)
-        peft = LoraConfig(r=lora["lora_r"], lora_alpha=lora["lora_alpha"], lora_dropout=lora["lora_dropout"],
-                          target_modules=targets, task_type="SEQ_CLS" if stage == "reward" else "CAUSAL_LM")
+        peft = LoraConfig(
+            r=lora["lora_r"],
+            lora_alpha=lora["lora_alpha"],
+            lora_dropout=lora["lora_dropout"],
+            target_modules=targets,
+            task_type="SEQ_CLS" if stage == "reward" else "CAUSAL_LM",
+        )
         trainer = cls[1](model=m, args=args, train_dataset=ds, processing_class=tok, peft_config=peft)
         sps = trainer.train().metrics["train_steps_per_second"]
     return {"steps_per_s": sps, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -90,11 +115,21 @@ def worker(mode: str, stage: str, model: str, data: str, out: str, steps: int) -
 def run_one(mode: str, stage: str, model: Path, data: Path, workdir: Path, steps: int, threads: int) -> dict:
     out = workdir / f"{mode}-{stage}"
     result = workdir / f"{mode}-{stage}.json"
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+    }
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, __file__, "--worker", mode, stage, str(model), str(data), str(out), str(steps),
-                    str(result)], check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, __file__, "--worker", mode, stage, str(model), str(data), str(out), str(steps), str(result)],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     r = json.loads(result.read_text())
     r["wall_s"] = time.perf_counter() - t0
     return r
@@ -121,11 +156,13 @@ def main() -> None:
     data = make_data(workdir)
     rows = {}
     for mode, stage in (("ours", "sft"), ("bare", "sft"), ("ours", "dpo"), ("bare", "dpo"), ("ours", "reward")):
-        r = run_one(mode, stage, model, data["sft" if stage == "sft" else "pairs"], workdir, args.steps,
-                    args.threads)
+        r = run_one(mode, stage, model, data["sft" if stage == "sft" else "pairs"], workdir, args.steps, args.threads)
         rows[(mode, stage)] = r
-        print(f"{mode:5s} {stage:7s} {r['steps_per_s']:.3f} steps/s  peak RSS {r['peak_rss_mb']:.0f} MiB  "
-              f"(wall {r['wall_s']:.0f} s)", flush=True)
+        print(
+            f"{mode:5s} {stage:7s} {r['steps_per_s']:.3f} steps/s  peak RSS {r['peak_rss_mb']:.0f} MiB  "
+            f"(wall {r['wall_s']:.0f} s)",
+            flush=True,
+        )
     sft, dpo = rows[("ours", "sft")], rows[("ours", "dpo")]
     print(f"\nDPO peak memory / SFT peak memory: {dpo['peak_rss_mb'] / sft['peak_rss_mb']:.2f}x (target <= 1.2)")
     for stage in ("sft", "dpo"):

@@ -43,7 +43,11 @@ class PrefLabGroup(click.Group):
 
 @click.group(cls=PrefLabGroup)
 @click.option(
-    "--db", "db_path", envvar="PREFLAB_DB", default=DEFAULT_DB, show_default=True,
+    "--db",
+    "db_path",
+    envvar="PREFLAB_DB",
+    default=DEFAULT_DB,
+    show_default=True,
     help="DuckDB file (or set PREFLAB_DB).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
@@ -51,7 +55,8 @@ class PrefLabGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, db_path: str, verbose: bool) -> None:
     """PrefLab: human preference data and alignment."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     ctx.ensure_object(dict)
     ctx.obj["db_path"] = db_path
 

@@ -31,27 +31,60 @@ DEFAULT_DB = "preflab.duckdb"
 
 STAGE_SCHEMAS: dict[str, pa.Schema] = {
     "stage_prompts": pa.schema(
-        [("key", pa.string()), ("messages", pa.string()), ("source", pa.string()), ("external_id", pa.string()),
-         ("metadata", pa.string()), ("assets", pa.string())]
+        [
+            ("key", pa.string()),
+            ("messages", pa.string()),
+            ("source", pa.string()),
+            ("external_id", pa.string()),
+            ("metadata", pa.string()),
+            ("assets", pa.string()),
+        ]
     ),
     "stage_generations": pa.schema(
-        [("prompt_key", pa.string()), ("gen_key", pa.string()), ("text", pa.string()), ("kind", pa.string()),
-         ("model", pa.string()), ("adapter", pa.string()), ("engine", pa.string()), ("params", pa.string()),
-         ("seed", pa.int64()), ("prompt_tokens", pa.int32()), ("completion_tokens", pa.int32()),
-         ("latency_ms", pa.float64()), ("finish_reason", pa.string()), ("metadata", pa.string())]
+        [
+            ("prompt_key", pa.string()),
+            ("gen_key", pa.string()),
+            ("text", pa.string()),
+            ("kind", pa.string()),
+            ("model", pa.string()),
+            ("adapter", pa.string()),
+            ("engine", pa.string()),
+            ("params", pa.string()),
+            ("seed", pa.int64()),
+            ("prompt_tokens", pa.int32()),
+            ("completion_tokens", pa.int32()),
+            ("latency_ms", pa.float64()),
+            ("finish_reason", pa.string()),
+            ("metadata", pa.string()),
+        ]
     ),
     "stage_rankings": pa.schema(
-        [("ranking_key", pa.string()), ("prompt_key", pa.string()), ("annotator", pa.string()),
-         ("user_kind", pa.string()), ("status", pa.string()), ("source", pa.string()), ("all_bad", pa.bool_()),
-         ("skip_reason", pa.string()), ("flag_reason", pa.string()), ("comment", pa.string()),
-         ("time_on_task_ms", pa.int64()), ("guideline_version", pa.int32())]
+        [
+            ("ranking_key", pa.string()),
+            ("prompt_key", pa.string()),
+            ("annotator", pa.string()),
+            ("user_kind", pa.string()),
+            ("status", pa.string()),
+            ("source", pa.string()),
+            ("all_bad", pa.bool_()),
+            ("skip_reason", pa.string()),
+            ("flag_reason", pa.string()),
+            ("comment", pa.string()),
+            ("time_on_task_ms", pa.int64()),
+            ("guideline_version", pa.int32()),
+        ]
     ),
     "stage_items": pa.schema(
         [("ranking_key", pa.string()), ("gen_key", pa.string()), ("rank", pa.int32()), ("position", pa.int32())]
     ),
     "stage_examples": pa.schema(
-        [("key", pa.string()), ("text", pa.string()), ("label", pa.string()), ("metadata", pa.string()),
-         ("source", pa.string())]
+        [
+            ("key", pa.string()),
+            ("text", pa.string()),
+            ("label", pa.string()),
+            ("metadata", pa.string()),
+            ("source", pa.string()),
+        ]
     ),
 }
 
@@ -71,8 +104,13 @@ class Batch:
     examples: list[dict] = field(default_factory=list)
 
     def tables(self) -> dict[str, pa.Table]:
-        rows = {"stage_prompts": self.prompts, "stage_generations": self.generations,
-                "stage_rankings": self.rankings, "stage_items": self.items, "stage_examples": self.examples}
+        rows = {
+            "stage_prompts": self.prompts,
+            "stage_generations": self.generations,
+            "stage_rankings": self.rankings,
+            "stage_items": self.items,
+            "stage_examples": self.examples,
+        }
         return {name: pa.Table.from_pylist(rows[name], schema=schema) for name, schema in STAGE_SCHEMAS.items()}
 
 
@@ -172,7 +210,7 @@ class Store:
         with self._lock:
             cur = self.con.execute(sql, params or [])
             cols = [d[0] for d in cur.description]
-            return [dict(zip(cols, row)) for row in cur.fetchall()]
+            return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
     def scalar(self, sql: str, params: list | tuple | None = None):
         with self._lock:
@@ -181,8 +219,20 @@ class Store:
 
     def counts(self) -> dict[str, int]:
         """Row counts of the main tables (also what atomicity tests compare before and after)."""
-        tables = ["datasets", "prompts", "generations", "users", "rankings", "ranking_items", "pairs",
-                  "examples", "assignments", "arena_votes", "runs", "models"]
+        tables = [
+            "datasets",
+            "prompts",
+            "generations",
+            "users",
+            "rankings",
+            "ranking_items",
+            "pairs",
+            "examples",
+            "assignments",
+            "arena_votes",
+            "runs",
+            "models",
+        ]
         with self._lock:
             return {t: self.con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in tables}  # noqa: S608
 

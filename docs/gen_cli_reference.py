@@ -1,7 +1,7 @@
 """Regenerate the README's command reference from `preflab --help`, so it cannot drift.
 
-    .venv/bin/python docs/gen_cli_reference.py          # rewrite README.md between the markers
-    .venv/bin/python docs/gen_cli_reference.py --check  # exit 1 if README.md is stale (tests/test_docs.py)
+.venv/bin/python docs/gen_cli_reference.py          # rewrite README.md between the markers
+.venv/bin/python docs/gen_cli_reference.py --check  # exit 1 if README.md is stale (tests/test_docs.py)
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def main() -> int:
     new = f"{head}{BEGIN}\n{render()}\n{END}{tail}"
     if "--check" in sys.argv:
         if new != text:
-            print("README.md's command reference is stale: run .venv/bin/python docs/gen_cli_reference.py")
+            print("README.md's command reference is stale: run .venv/bin/python docs/gen_cli_reference.py")  # noqa: T201 (a script: its output is the message)
             return 1
         return 0
     README.write_text(new, encoding="utf-8")

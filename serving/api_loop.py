@@ -78,8 +78,15 @@ class LoopManager:
                 raise ApiError(400, str(e), field=None) from e
             cancel = threading.Event()
             loop = Loop(store, cfg, cancel=cancel)
-            entry = {"id": loop_id, "status": "running", "by": user, "loop": loop, "cancel": cancel,
-                     "summary": None, "error": None}
+            entry = {
+                "id": loop_id,
+                "status": "running",
+                "by": user,
+                "loop": loop,
+                "cancel": cancel,
+                "summary": None,
+                "error": None,
+            }
             self.loops[loop_id] = entry
         threading.Thread(target=self._run, args=(entry,), name=f"loop-{loop_id}", daemon=True).start()
         return self.view(entry)
@@ -102,14 +109,29 @@ class LoopManager:
     def view(entry: dict) -> dict:
         loop = entry["loop"]
         state = asdict(loop.state)
-        out = {"id": entry["id"], "status": entry["status"], "by": entry["by"], "error": entry["error"],
-               "step": state["step"], "round": state["round"], "detail": state["detail"],
-               "history": state["history"], "out_dir": str(loop.out), "config": asdict(loop.cfg),
-               "report": str(loop.out / "report.md") if (loop.out / "report.md").exists() else None}
+        out = {
+            "id": entry["id"],
+            "status": entry["status"],
+            "by": entry["by"],
+            "error": entry["error"],
+            "step": state["step"],
+            "round": state["round"],
+            "detail": state["detail"],
+            "history": state["history"],
+            "out_dir": str(loop.out),
+            "config": asdict(loop.cfg),
+            "report": str(loop.out / "report.md") if (loop.out / "report.md").exists() else None,
+        }
         if entry["summary"]:
-            out["results"] = [{"round": r["round"], "tally": r["arena"]["tally"],
-                               "mean_reward": r["arena"]["mean_reward"], "lineage": r["lineage"]}
-                              for r in entry["summary"]["rounds"]]
+            out["results"] = [
+                {
+                    "round": r["round"],
+                    "tally": r["arena"]["tally"],
+                    "mean_reward": r["arena"]["mean_reward"],
+                    "lineage": r["lineage"],
+                }
+                for r in entry["summary"]["rounds"]
+            ]
         return out
 
 
@@ -160,4 +182,3 @@ def cancel_loop(loop_id: int, request: Request, user=Depends(require_role("admin
     entry = m.get(loop_id)
     entry["cancel"].set()
     return m.view(entry)
-

@@ -44,22 +44,72 @@ _PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # Single tokens of the tiny model's tokenizer (" water" is one token), so a random-weight model can emit
 # them by chance and DPO has examples to learn from.
 KEYWORDS = ["water", "food", "health", "robot", "people", "climate", "farm", "diet", "logic", "chord", "acid", "text"]
-TOPICS = ["rivers", "cities", "breakfast", "machines", "friendship", "the weather", "gardens", "music", "travel",
-          "old books", "the ocean", "mountains", "a small village", "winter", "markets", "bicycles", "the moon",
-          "a library", "school", "trains"]
-STYLES = ["Tell me about {topic}.", "Write one sentence about {topic}.", "Describe {topic} briefly.",
-          "What do you think of {topic}?"]
+TOPICS = [
+    "rivers",
+    "cities",
+    "breakfast",
+    "machines",
+    "friendship",
+    "the weather",
+    "gardens",
+    "music",
+    "travel",
+    "old books",
+    "the ocean",
+    "mountains",
+    "a small village",
+    "winter",
+    "markets",
+    "bicycles",
+    "the moon",
+    "a library",
+    "school",
+    "trains",
+]
+STYLES = [
+    "Tell me about {topic}.",
+    "Write one sentence about {topic}.",
+    "Describe {topic} briefly.",
+    "What do you think of {topic}?",
+]
 
 # Chosen with the real pipeline on the tiny model for a round of minutes; docs/loop.md and docs/benchmarks.md
 # say what they reach (on the embedded tiny model: not the issue's win-rate target; the model is the limit).
 PRESETS: dict[str, dict] = {
-    "demo": {"train_prompts": 160, "heldout_prompts": 64, "n": 4, "max_tokens": 24, "temperature": 1.0,
-             "annotators": 3, "noise": 0.1, "learning_rate": 2e-3, "epochs": 2.0, "beta": 0.1, "lora_r": 16,
-             "batch_size": 16, "arena_turns": 2},
+    "demo": {
+        "train_prompts": 160,
+        "heldout_prompts": 64,
+        "n": 4,
+        "max_tokens": 24,
+        "temperature": 1.0,
+        "annotators": 3,
+        "noise": 0.1,
+        "learning_rate": 2e-3,
+        "epochs": 2.0,
+        "beta": 0.1,
+        "lora_r": 16,
+        "batch_size": 16,
+        "arena_turns": 2,
+    },
     # CI-sized: seconds of training, just enough to check the plumbing and the report's arithmetic
-    "test": {"train_prompts": 6, "heldout_prompts": 4, "n": 3, "max_tokens": 8, "temperature": 1.0,
-             "annotators": 2, "noise": 0.2, "learning_rate": 1e-3, "epochs": 1.0, "max_steps": 2, "beta": 0.1,
-             "lora_r": 4, "batch_size": 4, "arena_turns": 1, "rm_max_steps": 2, "ppo_max_steps": 2},
+    "test": {
+        "train_prompts": 6,
+        "heldout_prompts": 4,
+        "n": 3,
+        "max_tokens": 8,
+        "temperature": 1.0,
+        "annotators": 2,
+        "noise": 0.2,
+        "learning_rate": 1e-3,
+        "epochs": 1.0,
+        "max_steps": 2,
+        "beta": 0.1,
+        "lora_r": 4,
+        "batch_size": 4,
+        "arena_turns": 1,
+        "rm_max_steps": 2,
+        "ppo_max_steps": 2,
+    },
 }
 
 
@@ -110,8 +160,10 @@ class LoopConfig:
         if total > len(KEYWORDS) * len(TOPICS) * len(STYLES) * 10:
             raise PrefLabError(f"{total} prompts requested; at most {len(KEYWORDS) * len(TOPICS) * len(STYLES) * 10}")
         if not (Path(self.base_model) / "config.json").exists():
-            raise PrefLabError(f"--base {self.base_model}: not a model folder (no config.json); build one with "
-                               "`preflab tiny-model models/tiny`")
+            raise PrefLabError(
+                f"--base {self.base_model}: not a model folder (no config.json); build one with "
+                "`preflab tiny-model models/tiny`"
+            )
         if self.parent_adapter and not (Path(self.parent_adapter) / "adapter_config.json").exists():
             raise PrefLabError(f"--parent {self.parent_adapter}: not a LoRA adapter folder (no adapter_config.json)")
 
@@ -143,16 +195,27 @@ def _add_prompts(store: Store, dataset: str, texts: list[str]) -> None:
     batch = Batch()
     for text in texts:
         messages = [{"role": "user", "content": text}]
-        batch.prompts.append({"key": prompt_hash(messages), "messages": json.dumps(messages, ensure_ascii=False),
-                              "source": "preflab loop"})
+        batch.prompts.append(
+            {
+                "key": prompt_hash(messages),
+                "messages": json.dumps(messages, ensure_ascii=False),
+                "source": "preflab loop",
+            }
+        )
     store.write_batch(dataset, batch, created_by="preflab-loop")
 
 
 class Loop:
     """One loop run. Kept as an object so the CLI and the server can watch `state` while it runs."""
 
-    def __init__(self, store: Store, cfg: LoopConfig, *, progress: Callable[[LoopState], None] | None = None,
-                 cancel: threading.Event | None = None):
+    def __init__(
+        self,
+        store: Store,
+        cfg: LoopConfig,
+        *,
+        progress: Callable[[LoopState], None] | None = None,
+        cancel: threading.Event | None = None,
+    ):
         self.store, self.cfg = store, cfg
         self.progress, self.cancel = progress, cancel or threading.Event()
         self.state = LoopState()
@@ -168,8 +231,14 @@ class Loop:
         if self.cancel.is_set():
             raise PrefLabError("the loop was cancelled")
         self.state.step, self.state.detail = step, detail
-        self.state.history.append({"round": self.state.round, "step": step, "detail": detail,
-                                   "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
+        self.state.history.append(
+            {
+                "round": self.state.round,
+                "step": step,
+                "detail": detail,
+                "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            }
+        )
         log.info("loop round %d: %s %s", self.state.round, step, detail)
         if self.progress:
             self.progress(self.state)
@@ -185,8 +254,9 @@ class Loop:
         saved = os.environ.get("OMP_NUM_THREADS")
         os.environ["OMP_NUM_THREADS"] = str(self.cfg.threads)
         try:
-            self.engine = start_engine(model=self.cfg.base_model, name=self.engine_name, backend=self.cfg.backend,
-                                       loras=loras)
+            self.engine = start_engine(
+                model=self.cfg.base_model, name=self.engine_name, backend=self.cfg.backend, loras=loras
+            )
         finally:
             if saved is None:
                 os.environ.pop("OMP_NUM_THREADS", None)
@@ -217,13 +287,16 @@ class Loop:
         heldout_ds = f"{cfg.name}-heldout"
         _add_prompts(self.store, heldout_ds, heldout)
         # the policy: (served name, adapter folder or None for the base model)
-        policy = (Path(cfg.parent_adapter).name, str(Path(cfg.parent_adapter).resolve())) if cfg.parent_adapter \
+        policy = (
+            (Path(cfg.parent_adapter).name, str(Path(cfg.parent_adapter).resolve()))
+            if cfg.parent_adapter
             else (self.engine_name, None)
+        )
         try:
             for r in range(1, cfg.rounds + 1):
                 self.state.round = r
                 start = cfg.heldout_prompts + (r - 1) * cfg.train_prompts
-                result = self._round(r, all_prompts[start: start + cfg.train_prompts], heldout, heldout_ds, policy)
+                result = self._round(r, all_prompts[start : start + cfg.train_prompts], heldout, heldout_ds, policy)
                 summary["rounds"].append(result)
                 policy = (result["lineage"]["adapter"], result["lineage"]["adapter_path"])
                 summary["seconds"] = time.perf_counter() - t0
@@ -243,8 +316,9 @@ class Loop:
 
         return write_report(summary, self.out)
 
-    def _round(self, r: int, prompts: list[str], heldout: list[str], heldout_ds: str,
-               policy: tuple[str, str | None]) -> dict:
+    def _round(
+        self, r: int, prompts: list[str], heldout: list[str], heldout_ds: str, policy: tuple[str, str | None]
+    ) -> dict:
         cfg = self.cfg
         dataset = f"{cfg.name}-r{r}"
         round_dir = self.out / f"round-{r}"
@@ -278,9 +352,16 @@ class Loop:
         self._start_engine({**loras, child: training["adapter"]})
         result["arena"] = self._arena(heldout, parent_name, child)
         self._stop_engine()
-        result["lineage"] = {"dataset": dataset, "snapshot_id": snap["snapshot_id"], "run_id": training.get("run_id"),
-                             "run_dir": training["run_dir"], "adapter": child, "adapter_path": training["adapter"],
-                             "parent": parent_name, "parent_path": parent_path}
+        result["lineage"] = {
+            "dataset": dataset,
+            "snapshot_id": snap["snapshot_id"],
+            "run_id": training.get("run_id"),
+            "run_dir": training["run_dir"],
+            "adapter": child,
+            "adapter_path": training["adapter"],
+            "parent": parent_name,
+            "parent_path": parent_path,
+        }
         return result
 
     # ---- steps -----------------------------------------------------------------------------------------
@@ -289,14 +370,31 @@ class Loop:
         from serving.sampler import run_sampling
 
         cfg, t0 = self.cfg, time.perf_counter()
-        report = run_sampling(self.store, dataset, model, engine=self.engine_name, n=cfg.n,
-                              temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens,
-                              concurrency=32, cancel=self.cancel, created_by="preflab-loop")
+        report = run_sampling(
+            self.store,
+            dataset,
+            model,
+            engine=self.engine_name,
+            n=cfg.n,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            max_tokens=cfg.max_tokens,
+            concurrency=32,
+            cancel=self.cancel,
+            created_by="preflab-loop",
+        )
         if report.failures:
             raise PrefLabError(f"sampling failed for {len(report.failures)} prompts: {report.failures[0]}")
-        return {"model": model, "engine": cfg.backend, "n": cfg.n, "prompts": report.prompts_total,
-                "generations": report.answers_stored, "duplicates_dropped": report.duplicates_dropped,
-                "empty_dropped": report.empty_dropped, "seconds": time.perf_counter() - t0}
+        return {
+            "model": model,
+            "engine": cfg.backend,
+            "n": cfg.n,
+            "prompts": report.prompts_total,
+            "generations": report.answers_stored,
+            "duplicates_dropped": report.duplicates_dropped,
+            "empty_dropped": report.empty_dropped,
+            "seconds": time.perf_counter() - t0,
+        }
 
     def _agreement(self, dataset: str) -> dict:
         """The numeric agreement figures of db.agreement (tau-b, Kendall's W, alpha, pair agreement)."""
@@ -306,8 +404,9 @@ class Loop:
         a = stats.get("agreement") or {}
         out = {k: v for k, v in a.items() if isinstance(v, int | float) and not isinstance(v, bool)}
         out["consensus_pairs"] = stats.get("counts", {}).get("consensus_pairs")
-        out["tau_b_vs_consensus"] = {r["annotator"]: r.get("tau_b_vs_consensus")
-                                     for r in a.get("per_annotator", a.get("annotators", []))}
+        out["tau_b_vs_consensus"] = {
+            r["annotator"]: r.get("tau_b_vs_consensus") for r in a.get("per_annotator", a.get("annotators", []))
+        }
         return out
 
     def _snapshot(self, dataset: str, round_dir: Path) -> dict:
@@ -318,30 +417,73 @@ class Loop:
         rows = sum(1 for line in path.read_text(encoding="utf-8").split("\n") if line.strip())
         if rows == 0:
             raise PrefLabError(f"the snapshot of {dataset} has no pairs: every ranking was a tie?")
-        return {"snapshot_id": res.snapshot_id, "path": str(path), "rows": rows, "counts": res.counts,
-                "dataset": dataset}
+        return {
+            "snapshot_id": res.snapshot_id,
+            "path": str(path),
+            "rows": rows,
+            "counts": res.counts,
+            "dataset": dataset,
+        }
 
     def _train(self, snap: dict, parent_path: str | None, round_dir: Path, child: str) -> dict:
         """DPO from the policy; or a reward model, then PPO with it. Training runs as `python -m alignment`."""
         cfg, t0 = self.cfg, time.perf_counter()
-        common = {"base": str(Path(cfg.base_model).resolve()), "data": snap["path"],
-                  "snapshot_id": snap["snapshot_id"],
-                  "snapshot_origin": {"dataset": snap.get("dataset"), "format": "trl", "loop": cfg.name},
-                  "per_device_train_batch_size": cfg.batch_size, "lora_r": cfg.lora_r, "lora_alpha": 2 * cfg.lora_r,
-                  "logging_steps": 1, "save_strategy": "no", "seed": cfg.seed, "report_to": [],
-                  "activation_checkpointing": False}  # recomputation only costs time on models this small
+        common = {
+            "base": str(Path(cfg.base_model).resolve()),
+            "data": snap["path"],
+            "snapshot_id": snap["snapshot_id"],
+            "snapshot_origin": {"dataset": snap.get("dataset"), "format": "trl", "loop": cfg.name},
+            "per_device_train_batch_size": cfg.batch_size,
+            "lora_r": cfg.lora_r,
+            "lora_alpha": 2 * cfg.lora_r,
+            "logging_steps": 1,
+            "save_strategy": "no",
+            "seed": cfg.seed,
+            "report_to": [],
+            "activation_checkpointing": False,
+        }  # recomputation only costs time on models this small
         if cfg.method == "dpo":
-            run = self._train_stage("dpo", round_dir / "dpo", {
-                **common, "adapter": parent_path, "learning_rate": cfg.learning_rate, "num_train_epochs": cfg.epochs,
-                "max_steps": cfg.max_steps, "beta": cfg.beta, "max_length": 256}, child)
+            run = self._train_stage(
+                "dpo",
+                round_dir / "dpo",
+                {
+                    **common,
+                    "adapter": parent_path,
+                    "learning_rate": cfg.learning_rate,
+                    "num_train_epochs": cfg.epochs,
+                    "max_steps": cfg.max_steps,
+                    "beta": cfg.beta,
+                    "max_length": 256,
+                },
+                child,
+            )
             return {**run, "seconds": time.perf_counter() - t0}
-        rm = self._train_stage("reward", round_dir / "reward", {
-            **common, "learning_rate": cfg.rm_learning_rate, "num_train_epochs": cfg.rm_epochs,
-            "max_steps": cfg.rm_max_steps, "max_length": 256}, f"{child}-rm")
-        run = self._train_stage("ppo", round_dir / "ppo", {
-            **common, "adapter": parent_path, "reward_model": rm["adapter"], "learning_rate": cfg.ppo_learning_rate,
-            "max_steps": cfg.ppo_max_steps, "max_completion_length": cfg.max_tokens,
-            "temperature": cfg.temperature}, child)
+        rm = self._train_stage(
+            "reward",
+            round_dir / "reward",
+            {
+                **common,
+                "learning_rate": cfg.rm_learning_rate,
+                "num_train_epochs": cfg.rm_epochs,
+                "max_steps": cfg.rm_max_steps,
+                "max_length": 256,
+            },
+            f"{child}-rm",
+        )
+        run = self._train_stage(
+            "ppo",
+            round_dir / "ppo",
+            {
+                **common,
+                "adapter": parent_path,
+                "reward_model": rm["adapter"],
+                "learning_rate": cfg.ppo_learning_rate,
+                "max_steps": cfg.ppo_max_steps,
+                "max_completion_length": cfg.max_tokens,
+                "temperature": cfg.temperature,
+            },
+            child,
+        )
         return {**run, "reward_model": rm, "seconds": time.perf_counter() - t0}
 
     def _train_stage(self, stage: str, run_dir: Path, values: dict, model_name: str) -> dict:
@@ -355,12 +497,21 @@ class Loop:
         prepare_run(stage, run_dir, values=values)
         registered = _register_run(self.store, stage, run_dir, values)
         self._step("train", f"{stage} in {run_dir}")
-        env = {**os.environ, "OMP_NUM_THREADS": str(self.cfg.threads), "MKL_NUM_THREADS": str(self.cfg.threads),
-               "TOKENIZERS_PARALLELISM": "false"}
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": str(self.cfg.threads),
+            "MKL_NUM_THREADS": str(self.cfg.threads),
+            "TOKENIZERS_PARALLELISM": "false",
+        }
         with open(run_dir / "loop-subprocess.log", "ab") as logf:
-            proc = subprocess.Popen([sys.executable, "-m", "alignment", stage, str(run_dir)], stdout=logf,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(_PROJECT_ROOT),
-                                    env=env)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "alignment", stage, str(run_dir)],
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=str(_PROJECT_ROOT),
+                env=env,
+            )
             _mark_running(self.store, registered, proc.pid)
             try:
                 while proc.poll() is None:
@@ -380,13 +531,28 @@ class Loop:
         if proc.returncode != 0 or result.get("status") != "finished":
             from alignment.runs import tail_log
 
-            raise PrefLabError(f"{stage} training failed (exit {proc.returncode}); log {run_dir / LOG}:\n"
-                               f"{tail_log(run_dir, lines=20)}")
+            raise PrefLabError(
+                f"{stage} training failed (exit {proc.returncode}); log {run_dir / LOG}:\n"
+                f"{tail_log(run_dir, lines=20)}"
+            )
         adapter = result["adapter"]
-        _register_model(self.store, _unique_model_name(self.store, model_name), stage, adapter, values, registered,
-                        result.get("metrics"))
-        return {"stage": stage, "run_id": registered, "run_dir": str(run_dir), "adapter": adapter,
-                "metrics": str(run_dir / METRICS), "final": result.get("metrics", {})}
+        _register_model(
+            self.store,
+            _unique_model_name(self.store, model_name),
+            stage,
+            adapter,
+            values,
+            registered,
+            result.get("metrics"),
+        )
+        return {
+            "stage": stage,
+            "run_id": registered,
+            "run_dir": str(run_dir),
+            "adapter": adapter,
+            "metrics": str(run_dir / METRICS),
+            "final": result.get("metrics", {}),
+        }
 
     def _arena(self, heldout: list[str], parent: str, child: str) -> dict:
         """Blind A/B on held-out prompts: each side answers, the order is a coin flip, the rule judges."""
@@ -404,8 +570,16 @@ class Loop:
                     rewards[m].append(rule_reward(prompt, text))
                     lengths[m].append(len(text))
                 a, b, text_a, text_b = (parent, child, pa, ch) if rng.random() < 0.5 else (child, parent, ch, pa)
-                votes.append({"prompt": prompt, "model_a": a, "model_b": b, "text_a": text_a, "text_b": text_b,
-                              "winner": judge(prompt, text_a, text_b)})
+                votes.append(
+                    {
+                        "prompt": prompt,
+                        "model_a": a,
+                        "model_b": b,
+                        "text_a": text_a,
+                        "text_b": text_b,
+                        "winner": judge(prompt, text_a, text_b),
+                    }
+                )
         stored = _store_votes(self.store, votes, engine=self.engine_name, dataset=f"{cfg.name}-heldout")
         board = compute_leaderboard(votes, RatingsConfig(bootstrap_rounds=500, seed=cfg.seed))
 
@@ -413,10 +587,20 @@ class Loop:
             return sum(xs) / len(xs) if xs else None
 
         mp, mc = mean(rewards[parent]), mean(rewards[child])
-        return {"prompts": len(heldout), "turns": cfg.arena_turns, "tally": arena_tally(votes, child),
-                "stored_votes": stored, "leaderboard": board.rows,
-                "mean_reward": {"parent": mp, "child": mc, "delta": mc - mp,
-                                "mean_length": {"parent": mean(lengths[parent]), "child": mean(lengths[child])}}}
+        return {
+            "prompts": len(heldout),
+            "turns": cfg.arena_turns,
+            "tally": arena_tally(votes, child),
+            "stored_votes": stored,
+            "leaderboard": board.rows,
+            "mean_reward": {
+                "parent": mp,
+                "child": mc,
+                "delta": mc - mp,
+                "mean_length": {"parent": mean(lengths[parent]), "child": mean(lengths[child])},
+            },
+        }
+
 
 async def _collect_answers(url: str, prompts: list[str], models: list[str], cfg: LoopConfig) -> dict[str, list]:
     """{model: [[turns answers] per prompt]} from an OpenAI-compatible engine; unseeded so the engine batches."""
@@ -427,8 +611,14 @@ async def _collect_answers(url: str, prompts: list[str], models: list[str], cfg:
     async with httpx.AsyncClient(base_url=url, timeout=600.0) as client:
 
         async def one(model: str, i: int) -> None:
-            body = {"model": model, "messages": [{"role": "user", "content": prompts[i]}], "n": cfg.arena_turns,
-                    "max_tokens": cfg.max_tokens, "temperature": cfg.temperature, "top_p": cfg.top_p}
+            body = {
+                "model": model,
+                "messages": [{"role": "user", "content": prompts[i]}],
+                "n": cfg.arena_turns,
+                "max_tokens": cfg.max_tokens,
+                "temperature": cfg.temperature,
+                "top_p": cfg.top_p,
+            }
             async with sem:
                 r = await client.post("/chat/completions", json=body)
             if r.status_code != 200:
@@ -448,10 +638,17 @@ def _store_votes(store: Store, votes: list[dict], *, engine: str, dataset: str) 
     judge_user = _synthetic_user(store, "synthetic-judge", dataset)
     for v in votes:
         messages = [{"role": "user", "content": v["prompt"]}]
-        battle = arena.create_battle(store, v["model_a"], v["model_b"], created_by="preflab-loop",
-                                     user_id=judge_user["id"])
-        turn = {"user": v["prompt"], "messages_a": messages, "messages_b": messages, "context": [],
-                "a": {"text": v["text_a"], "engine": engine}, "b": {"text": v["text_b"], "engine": engine}}
+        battle = arena.create_battle(
+            store, v["model_a"], v["model_b"], created_by="preflab-loop", user_id=judge_user["id"]
+        )
+        turn = {
+            "user": v["prompt"],
+            "messages_a": messages,
+            "messages_b": messages,
+            "context": [],
+            "a": {"text": v["text_a"], "engine": engine},
+            "b": {"text": v["text_b"], "engine": engine},
+        }
         arena.save_turns(store, battle, [turn], False)
         arena.record_vote(store, battle, v["winner"], user=judge_user, comment="rule-based judge (preflab loop)")
     return len(votes)
@@ -465,9 +662,13 @@ def _synthetic_user(store: Store, name: str, dataset: str) -> dict:
     if user is None:
         # A staged ranking that matches no prompt adds only its annotator: Store.commit_staged creates users
         # from stage_rankings with the given kind, and that is the one place the kind can be set.
-        store.write_batch(dataset, Batch(rankings=[{"ranking_key": "none", "prompt_key": "none",
-                                                              "annotator": name, "user_kind": "synthetic"}]),
-                          created_by="preflab-loop")
+        store.write_batch(
+            dataset,
+            Batch(
+                rankings=[{"ranking_key": "none", "prompt_key": "none", "annotator": name, "user_kind": "synthetic"}]
+            ),
+            created_by="preflab-loop",
+        )
         user = get_user(store, name)
     return user
 
@@ -478,9 +679,16 @@ def _register_run(store: Store, stage: str, run_dir: Path, values: dict) -> int 
         from db import runs
     except ImportError:
         return None
-    return runs.create_run(store, stage=stage, run_dir=str(run_dir), base=values.get("base"),
-                           parent=values.get("adapter"), snapshot_id=values.get("snapshot_id"), config=values,
-                           created_by="preflab-loop")
+    return runs.create_run(
+        store,
+        stage=stage,
+        run_dir=str(run_dir),
+        base=values.get("base"),
+        parent=values.get("adapter"),
+        snapshot_id=values.get("snapshot_id"),
+        config=values,
+        created_by="preflab-loop",
+    )
 
 
 def _mark_running(store: Store, run_id: int | None, pid: int) -> None:
@@ -503,23 +711,44 @@ def _finish_run(store: Store, run_id: int | None, result: dict) -> None:
         return
     from db import runs
 
-    runs.finish_run(store, run_id, status=result.get("status") or "failed", metrics=result.get("metrics"),
-                    error=result.get("error"))
+    runs.finish_run(
+        store,
+        run_id,
+        status=result.get("status") or "failed",
+        metrics=result.get("metrics"),
+        error=result.get("error"),
+    )
 
 
-def _register_model(store: Store, name: str, stage: str, adapter: str, values: dict, run_id: int | None,
-                    metrics: dict | None) -> None:
+def _register_model(
+    store: Store, name: str, stage: str, adapter: str, values: dict, run_id: int | None, metrics: dict | None
+) -> None:
     """The adapter as a model (db.models_registry), with its lineage: parent, run, snapshot."""
     try:
         from db import models_registry
     except ImportError:
         return
-    models_registry.register_model(store, name=name, kind="adapter", base=values.get("base"), path=adapter,
-                                   stage=stage, parent=values.get("adapter"), run_id=run_id,
-                                   snapshot_id=values.get("snapshot_id"), metrics=metrics, created_by="preflab-loop")
+    models_registry.register_model(
+        store,
+        name=name,
+        kind="adapter",
+        base=values.get("base"),
+        path=adapter,
+        stage=stage,
+        parent=values.get("adapter"),
+        run_id=run_id,
+        snapshot_id=values.get("snapshot_id"),
+        metrics=metrics,
+        created_by="preflab-loop",
+    )
 
 
-def run_loop(store: Store, cfg: LoopConfig, *, progress: Callable[[LoopState], None] | None = None,
-             cancel: threading.Event | None = None) -> dict:
+def run_loop(
+    store: Store,
+    cfg: LoopConfig,
+    *,
+    progress: Callable[[LoopState], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> dict:
     """Run the loop (see the module docstring); returns the summary written to report.json."""
     return Loop(store, cfg, progress=progress, cancel=cancel).run()

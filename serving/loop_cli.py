@@ -31,9 +31,11 @@ def _headline(summary_rounds: list[dict]) -> list[str]:
     for r in summary_rounds:
         t, m = r["tally"] if "tally" in r else r["arena"]["tally"], r.get("mean_reward") or r["arena"]["mean_reward"]
         wr = "n/a" if t["win_rate"] is None else f"{t['win_rate']:.3f}"
-        lines.append(f"round {r['round']}: {r['lineage']['adapter']} vs {r['lineage']['parent']}: win rate {wr} "
-                     f"(95% CI {t['ci_low']:.3f}-{t['ci_high']:.3f}; {t['wins']}W {t['losses']}L {t['ties']}T); "
-                     f"mean rule reward {m['parent']:.3f} -> {m['child']:.3f}")
+        lines.append(
+            f"round {r['round']}: {r['lineage']['adapter']} vs {r['lineage']['parent']}: win rate {wr} "
+            f"(95% CI {t['ci_low']:.3f}-{t['ci_high']:.3f}; {t['wins']}W {t['losses']}L {t['ties']}T); "
+            f"mean rule reward {m['parent']:.3f} -> {m['child']:.3f}"
+        )
     return lines
 
 
@@ -71,10 +73,20 @@ def _remote_loop(url: str, values: dict, as_json: bool) -> None:
 def register(cli: click.Group) -> None:
     @cli.command("loop")
     @click.option("--base", "base_model", default="models/tiny", show_default=True, help="Base model folder.")
-    @click.option("--preset", type=click.Choice(["demo", "test", "none"]), default="demo", show_default=True,
-                  help="Tuned defaults (docs/loop.md); the options below override them.")
-    @click.option("--method", type=click.Choice(["dpo", "ppo"]), default="dpo", show_default=True,
-                  help="dpo, or ppo: a reward model, then PPO with it.")
+    @click.option(
+        "--preset",
+        type=click.Choice(["demo", "test", "none"]),
+        default="demo",
+        show_default=True,
+        help="Tuned defaults (docs/loop.md); the options below override them.",
+    )
+    @click.option(
+        "--method",
+        type=click.Choice(["dpo", "ppo"]),
+        default="dpo",
+        show_default=True,
+        help="dpo, or ppo: a reward model, then PPO with it.",
+    )
     @click.option("--rounds", type=click.IntRange(1), default=None, help="Rounds (each trains on the last).")
     @click.option("--parent", "parent_adapter", default=None, help="Adapter folder of the current policy.")
     @click.option("--train-prompts", type=click.IntRange(1), default=None, help="Training prompts per round.")
@@ -82,18 +94,31 @@ def register(cli: click.Group) -> None:
     @click.option("--n", type=click.IntRange(2, 16), default=None, help="Answers sampled per prompt.")
     @click.option("--max-tokens", type=click.IntRange(1), default=None, help="Tokens per sampled answer.")
     @click.option("--annotators", type=click.IntRange(1), default=None, help="Synthetic annotators per prompt.")
-    @click.option("--noise", type=click.FloatRange(0, 1), default=None,
-                  help="Probability an annotator swaps two neighbouring ranks.")
+    @click.option(
+        "--noise",
+        type=click.FloatRange(0, 1),
+        default=None,
+        help="Probability an annotator swaps two neighbouring ranks.",
+    )
     @click.option("--lr", "learning_rate", type=float, default=None, help="Learning rate (DPO).")
     @click.option("--epochs", type=float, default=None, help="Epochs over the snapshot (DPO, reward model).")
     @click.option("--max-steps", type=int, default=None, help="Stop training after this many steps (-1: epochs).")
     @click.option("--beta", type=float, default=None, help="DPO beta.")
     @click.option("--lora-r", type=click.IntRange(1), default=None, help="LoRA rank.")
     @click.option("--batch-size", type=click.IntRange(1), default=None, help="Training batch size.")
-    @click.option("--arena-turns", type=click.IntRange(1), default=None,
-                  help="Answers per model per held-out prompt (votes = held-out prompts x turns).")
-    @click.option("--engine", "backend", type=click.Choice(["transformers", "vllm"]), default=None,
-                  help="Engine for sampling and the arena (default transformers: it serves LoRA on CPU).")
+    @click.option(
+        "--arena-turns",
+        type=click.IntRange(1),
+        default=None,
+        help="Answers per model per held-out prompt (votes = held-out prompts x turns).",
+    )
+    @click.option(
+        "--engine",
+        "backend",
+        type=click.Choice(["transformers", "vllm"]),
+        default=None,
+        help="Engine for sampling and the arena (default transformers: it serves LoRA on CPU).",
+    )
     @click.option("--name", default=None, help="Name prefix of the datasets and adapters (default: loop).")
     @click.option("--out", "out_dir", default=None, help="Report folder (default: PREFLAB_HOME/loops/NAME-TIME).")
     @click.option("--seed", type=int, default=None)
@@ -140,22 +165,38 @@ def register(cli: click.Group) -> None:
         click.echo(f"report: {summary['out_dir']}/report.md")
 
     @cli.command("up")
-    @click.option("--demo", is_flag=True, help="Also prepare the demo: tiny model, OpenAssistant sample, users, "
-                  "a sampling job.")
+    @click.option(
+        "--demo", is_flag=True, help="Also prepare the demo: tiny model, OpenAssistant sample, users, a sampling job."
+    )
     @click.option("--host", default="127.0.0.1", show_default=True, help="Address of the server and the UI.")
     @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Server port.")
     @click.option("--ui-port", default=8501, show_default=True, type=click.IntRange(1, 65535), help="UI port.")
-    @click.option("--engine", "backend", type=click.Choice(["auto", "vllm", "transformers", "none"]),
-                  default="auto", show_default=True, help="auto: vLLM when .venv-vllm exists, else transformers.")
+    @click.option(
+        "--engine",
+        "backend",
+        type=click.Choice(["auto", "vllm", "transformers", "none"]),
+        default="auto",
+        show_default=True,
+        help="auto: vLLM when .venv-vllm exists, else transformers.",
+    )
     @click.option("--model", default="models/tiny", show_default=True, help="Model folder the engine serves.")
     @click.option("--engine-port", default=8001, show_default=True, type=click.IntRange(1, 65535))
     @click.pass_context
-    def up(ctx: click.Context, demo: bool, host: str, port: int, ui_port: int, backend: str, model: str,
-           engine_port: int) -> None:
+    def up(
+        ctx: click.Context, demo: bool, host: str, port: int, ui_port: int, backend: str, model: str, engine_port: int
+    ) -> None:
         """Start the server, the UI and a default engine; print the URLs; Ctrl-C stops everything."""
         from serving.up import UpConfig, run_up
 
         db_path = ctx.find_root().obj["db_path"]
-        cfg = UpConfig(db_path=db_path, demo=demo, host=host, port=port, ui_port=ui_port, backend=backend,
-                       model=model, engine_port=engine_port)
+        cfg = UpConfig(
+            db_path=db_path,
+            demo=demo,
+            host=host,
+            port=port,
+            ui_port=ui_port,
+            backend=backend,
+            model=model,
+            engine_port=engine_port,
+        )
         sys.exit(run_up(cfg, echo=lambda msg: click.echo(msg, err=False)))

@@ -16,8 +16,16 @@ from pathlib import Path
 
 # Metric names TRL logs, in the order we prefer to plot them (the first few present are drawn).
 CURVE_KEYS = {
-    "reward": ["rewards/chosen", "rewards/rejected", "rewards/margins", "reward", "rewards/mean", "objective/scores",
-               "eval_accuracy", "accuracy"],
+    "reward": [
+        "rewards/chosen",
+        "rewards/rejected",
+        "rewards/margins",
+        "reward",
+        "rewards/mean",
+        "objective/scores",
+        "eval_accuracy",
+        "accuracy",
+    ],
     "loss": ["loss", "train_loss", "rewards/accuracies", "kl", "objective/kl"],
 }
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
@@ -50,8 +58,16 @@ def arena_tally(votes: list[dict], model: str) -> dict:
             losses += 1
     decided = wins + losses
     low, high = wilson_interval(wins, decided)
-    return {"votes": wins + losses + ties, "wins": wins, "losses": losses, "ties": ties, "decided": decided,
-            "win_rate": wins / decided if decided else None, "ci_low": low, "ci_high": high}
+    return {
+        "votes": wins + losses + ties,
+        "wins": wins,
+        "losses": losses,
+        "ties": ties,
+        "decided": decided,
+        "win_rate": wins / decided if decided else None,
+        "ci_low": low,
+        "ci_high": high,
+    }
 
 
 def read_metrics(path: str | Path) -> list[dict]:
@@ -74,8 +90,11 @@ def curves(metrics: list[dict], keys: list[str], limit: int = 4) -> dict[str, li
     """{metric: [(step, value), ...]} for the first `limit` keys of `keys` present in the rows."""
     out: dict[str, list[tuple[float, float]]] = {}
     for key in keys:
-        points = [(float(r.get("step", i)), float(r[key])) for i, r in enumerate(metrics)
-                  if isinstance(r.get(key), int | float) and math.isfinite(r[key])]
+        points = [
+            (float(r.get("step", i)), float(r[key]))
+            for i, r in enumerate(metrics)
+            if isinstance(r.get(key), int | float) and math.isfinite(r[key])
+        ]
         if points:
             out[key] = points
         if len(out) >= limit:
@@ -88,8 +107,10 @@ def svg_plot(series: dict[str, list[tuple[float, float]]], title: str, *, width:
     left, right, top, bottom = 60, 150, 30, 40
     pts = [p for s in series.values() for p in s]
     if not pts:
-        return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="60"><text x="10" y="30">'
-                f"{escape(title)}: no data</text></svg>")
+        return (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="60"><text x="10" y="30">'
+            f"{escape(title)}: no data</text></svg>"
+        )
     x0, x1 = min(p[0] for p in pts), max(p[0] for p in pts)
     y0, y1 = min(p[1] for p in pts), max(p[1] for p in pts)
     if x1 == x0:
@@ -104,26 +125,33 @@ def svg_plot(series: dict[str, list[tuple[float, float]]], title: str, *, width:
     def sy(y):
         return top + (1 - (y - y0) / (y1 - y0)) * ph
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-             'font-size="11">', '<rect width="100%" height="100%" fill="white"/>',
-             f'<text x="{left}" y="18" font-size="13">{escape(title)}</text>',
-             f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" stroke="black"/>',
-             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + ph}" stroke="black"/>',
-             f'<text x="{left - 5}" y="{top + 4}" text-anchor="end">{y1:.3g}</text>',
-             f'<text x="{left - 5}" y="{top + ph}" text-anchor="end">{y0:.3g}</text>',
-             f'<text x="{left}" y="{top + ph + 15}" text-anchor="middle">{x0:.0f}</text>',
-             f'<text x="{left + pw}" y="{top + ph + 15}" text-anchor="middle">{x1:.0f}</text>',
-             f'<text x="{left + pw / 2}" y="{top + ph + 30}" text-anchor="middle">step</text>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+        'font-size="11">',
+        '<rect width="100%" height="100%" fill="white"/>',
+        f'<text x="{left}" y="18" font-size="13">{escape(title)}</text>',
+        f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" stroke="black"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + ph}" stroke="black"/>',
+        f'<text x="{left - 5}" y="{top + 4}" text-anchor="end">{y1:.3g}</text>',
+        f'<text x="{left - 5}" y="{top + ph}" text-anchor="end">{y0:.3g}</text>',
+        f'<text x="{left}" y="{top + ph + 15}" text-anchor="middle">{x0:.0f}</text>',
+        f'<text x="{left + pw}" y="{top + ph + 15}" text-anchor="middle">{x1:.0f}</text>',
+        f'<text x="{left + pw / 2}" y="{top + ph + 30}" text-anchor="middle">step</text>',
+    ]
     if y0 < 0 < y1:
-        parts.append(f'<line x1="{left}" y1="{sy(0):.1f}" x2="{left + pw}" y2="{sy(0):.1f}" stroke="#bbb" '
-                     'stroke-dasharray="4 3"/>')
+        parts.append(
+            f'<line x1="{left}" y1="{sy(0):.1f}" x2="{left + pw}" y2="{sy(0):.1f}" stroke="#bbb" '
+            'stroke-dasharray="4 3"/>'
+        )
     for i, (name, points) in enumerate(series.items()):
         colour = COLOURS[i % len(COLOURS)]
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in points)
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{path}"/>')
         ly = top + 12 + 16 * i
-        parts.append(f'<line x1="{left + pw + 10}" y1="{ly - 4}" x2="{left + pw + 28}" y2="{ly - 4}" '
-                     f'stroke="{colour}" stroke-width="2"/>')
+        parts.append(
+            f'<line x1="{left + pw + 10}" y1="{ly - 4}" x2="{left + pw + 28}" y2="{ly - 4}" '
+            f'stroke="{colour}" stroke-width="2"/>'
+        )
         parts.append(f'<text x="{left + pw + 32}" y="{ly}">{escape(name)}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
@@ -144,46 +172,73 @@ def _round_markdown(r: dict, out: Path) -> list[str]:
     lines = [f"## Round {n} ({r.get('method', 'dpo')})", ""]
     if tally:
         ci = f"[{_fmt(tally.get('ci_low'))}, {_fmt(tally.get('ci_high'))}]"
-        lines += [f"**Arena on {arena.get('prompts', '?')} held-out prompts**: `{lin.get('adapter')}` vs its "
-                  f"parent `{lin.get('parent')}`: win rate **{_fmt(tally.get('win_rate'))}** (95% Wilson CI {ci}); "
-                  f"{tally.get('wins')} wins, {tally.get('losses')} losses, {tally.get('ties')} ties "
-                  f"out of {tally.get('votes')} votes.", ""]
+        lines += [
+            f"**Arena on {arena.get('prompts', '?')} held-out prompts**: `{lin.get('adapter')}` vs its "
+            f"parent `{lin.get('parent')}`: win rate **{_fmt(tally.get('win_rate'))}** (95% Wilson CI {ci}); "
+            f"{tally.get('wins')} wins, {tally.get('losses')} losses, {tally.get('ties')} ties "
+            f"out of {tally.get('votes')} votes.",
+            "",
+        ]
     rewards = arena.get("mean_reward", {})
     if rewards:
-        lines += ["| held-out mean rule reward | parent | new adapter | change |", "|---|---|---|---|",
-                  f"| per answer | {_fmt(rewards.get('parent'))} | {_fmt(rewards.get('child'))} | "
-                  f"{_fmt(rewards.get('delta'))} |", ""]
+        lines += [
+            "| held-out mean rule reward | parent | new adapter | change |",
+            "|---|---|---|---|",
+            f"| per answer | {_fmt(rewards.get('parent'))} | {_fmt(rewards.get('child'))} | "
+            f"{_fmt(rewards.get('delta'))} |",
+            "",
+        ]
         if rewards.get("mean_length"):
             ml = rewards["mean_length"]
-            lines += [f"Mean answer length (characters): parent {_fmt(ml.get('parent'), 1)}, "
-                      f"new {_fmt(ml.get('child'), 1)}.", ""]
+            lines += [
+                f"Mean answer length (characters): parent {_fmt(ml.get('parent'), 1)}, "
+                f"new {_fmt(ml.get('child'), 1)}.",
+                "",
+            ]
     if arena.get("leaderboard"):
         lines += ["| model | Bradley-Terry rating | 95% CI | votes |", "|---|---|---|---|"]
         for row in arena["leaderboard"]:
-            lines.append(f"| {row['model']} | {_fmt(row.get('rating'), 1)} | [{_fmt(row.get('ci_low'), 1)}, "
-                         f"{_fmt(row.get('ci_high'), 1)}] | {row.get('votes')} |")
+            lines.append(
+                f"| {row['model']} | {_fmt(row.get('rating'), 1)} | [{_fmt(row.get('ci_low'), 1)}, "
+                f"{_fmt(row.get('ci_high'), 1)}] | {row.get('votes')} |"
+            )
         lines.append("")
     s = r.get("sampling", {})
-    lines += ["| step | figures |", "|---|---|",
-              f"| sample | {s.get('prompts')} prompts x n={s.get('n')} from `{s.get('model')}` ({s.get('engine')}): "
-              f"{s.get('generations')} answers, {s.get('seconds', 0):.1f}s |",
-              f"| rank | {a.get('rankings')} rankings by {len(a.get('annotators', []))} synthetic annotators "
-              f"(noise {r.get('noise')}) on {a.get('prompts')} prompts |",
-              f"| pairs | {a.get('pairs')} pairs + {a.get('ties')} ties = {a.get('expected_pairs')} "
-              f"(sum of C(K,2) over rankings) |",
-              f"| snapshot | `{lin.get('snapshot_id')}`: {r.get('snapshot', {}).get('rows')} rows |",
-              f"| train | run {lin.get('run_id')} ({r.get('training', {}).get('seconds', 0):.1f}s) -> adapter "
-              f"`{lin.get('adapter')}` |", ""]
+    lines += [
+        "| step | figures |",
+        "|---|---|",
+        f"| sample | {s.get('prompts')} prompts x n={s.get('n')} from `{s.get('model')}` ({s.get('engine')}): "
+        f"{s.get('generations')} answers, {s.get('seconds', 0):.1f}s |",
+        f"| rank | {a.get('rankings')} rankings by {len(a.get('annotators', []))} synthetic annotators "
+        f"(noise {r.get('noise')}) on {a.get('prompts')} prompts |",
+        f"| pairs | {a.get('pairs')} pairs + {a.get('ties')} ties = {a.get('expected_pairs')} "
+        f"(sum of C(K,2) over rankings) |",
+        f"| snapshot | `{lin.get('snapshot_id')}`: {r.get('snapshot', {}).get('rows')} rows |",
+        f"| train | run {lin.get('run_id')} ({r.get('training', {}).get('seconds', 0):.1f}s) -> adapter "
+        f"`{lin.get('adapter')}` |",
+        "",
+    ]
     agreement = r.get("agreement") or {}
     if agreement:
-        lines += ["Agreement between the synthetic annotators: " + ", ".join(
-            f"{k} {_fmt(v)}" for k, v in agreement.items() if isinstance(v, int | float)) + ".", ""]
+        lines += [
+            "Agreement between the synthetic annotators: "
+            + ", ".join(f"{k} {_fmt(v)}" for k, v in agreement.items() if isinstance(v, int | float))
+            + ".",
+            "",
+        ]
         per = agreement.get("tau_b_vs_consensus") or {}
         if per:
-            lines += ["Kendall tau-b of each annotator with the consensus: " + ", ".join(
-                f"{k} {_fmt(v)}" for k, v in per.items()) + ".", ""]
-    lines += [f"Lineage: snapshot `{lin.get('snapshot_id')}` -> run {lin.get('run_id')} (`{lin.get('run_dir')}`) "
-              f"-> adapter `{lin.get('adapter')}` (parent `{lin.get('parent')}`).", ""]
+            lines += [
+                "Kendall tau-b of each annotator with the consensus: "
+                + ", ".join(f"{k} {_fmt(v)}" for k, v in per.items())
+                + ".",
+                "",
+            ]
+    lines += [
+        f"Lineage: snapshot `{lin.get('snapshot_id')}` -> run {lin.get('run_id')} (`{lin.get('run_dir')}`) "
+        f"-> adapter `{lin.get('adapter')}` (parent `{lin.get('parent')}`).",
+        "",
+    ]
     for kind, keys in CURVE_KEYS.items():
         series = curves(read_metrics(r.get("training", {}).get("metrics", "")), keys)
         if series:
@@ -199,12 +254,17 @@ def write_report(summary: dict, out_dir: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
     p = summary.get("config", {})
-    lines = ["# PrefLab loop report", "",
-             f"Base model `{p.get('base_model')}`, method {p.get('method')}, {p.get('rounds')} round(s); "
-             f"{p.get('train_prompts')} training prompts and {p.get('heldout_prompts')} held-out prompts; "
-             f"total {summary.get('seconds', 0):.0f}s.", "",
-             "The synthetic annotators and the arena judge apply the same rule (serving/synthetic.py): an answer "
-             "that contains the keyword the prompt asks for wins, earlier is better; then shorter wins.", ""]
+    lines = [
+        "# PrefLab loop report",
+        "",
+        f"Base model `{p.get('base_model')}`, method {p.get('method')}, {p.get('rounds')} round(s); "
+        f"{p.get('train_prompts')} training prompts and {p.get('heldout_prompts')} held-out prompts; "
+        f"total {summary.get('seconds', 0):.0f}s.",
+        "",
+        "The synthetic annotators and the arena judge apply the same rule (serving/synthetic.py): an answer "
+        "that contains the keyword the prompt asks for wins, earlier is better; then shorter wins.",
+        "",
+    ]
     for r in summary.get("rounds", []):
         lines += _round_markdown(r, out)
     lines += ["## Parameters", "", "```json", json.dumps(p, ensure_ascii=False, indent=2), "```", ""]

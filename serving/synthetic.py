@@ -142,8 +142,9 @@ def annotate_dataset(store: Store, dataset: str, config: SyntheticConfig, *, min
     )
     by_prompt: dict[int, dict] = {}
     for r in rows:
-        entry = by_prompt.setdefault(r["prompt_id"], {"key": r["prompt_key"], "messages": r["messages"],
-                                                      "answers": []})
+        entry = by_prompt.setdefault(
+            r["prompt_id"], {"key": r["prompt_key"], "messages": r["messages"], "answers": []}
+        )
         entry["answers"].append((r["gen_key"], r["text"]))
     batch = Batch()
     result = AnnotationResult(annotators=config.annotator_names())
@@ -160,13 +161,21 @@ def annotate_dataset(store: Store, dataset: str, config: SyntheticConfig, *, min
             order = list(range(len(answers)))
             rng.shuffle(order)  # the order the "annotator saw" the answers in: position-bias columns get data
             ranking_key = f"{name}:{entry['key']}"
-            batch.rankings.append({
-                "ranking_key": ranking_key, "prompt_key": entry["key"], "annotator": name, "user_kind": "synthetic",
-                "status": "submitted", "source": "synthetic", "comment": f"rule-based, noise={config.noise}",
-            })
+            batch.rankings.append(
+                {
+                    "ranking_key": ranking_key,
+                    "prompt_key": entry["key"],
+                    "annotator": name,
+                    "user_kind": "synthetic",
+                    "status": "submitted",
+                    "source": "synthetic",
+                    "comment": f"rule-based, noise={config.noise}",
+                }
+            )
             for position, i in enumerate(order):
-                batch.items.append({"ranking_key": ranking_key, "gen_key": answers[i][0], "rank": ranks[i],
-                                    "position": position})
+                batch.items.append(
+                    {"ranking_key": ranking_key, "gen_key": answers[i][0], "rank": ranks[i], "position": position}
+                )
     if not batch.rankings:
         return result
     before_pairs = store.scalar("SELECT max(id) FROM pairs") or 0
@@ -188,4 +197,3 @@ def annotate_dataset(store: Store, dataset: str, config: SyntheticConfig, *, min
     result.expected_pairs = int(k)
     log.info("synthetic annotation of %s: %s", dataset, result.as_dict())
     return result
-

@@ -47,11 +47,23 @@ class TinyModelConfig:
 
 SIZES = {
     # well under 1M parameters: seconds to build, milliseconds per token on a CPU
-    "tiny": TinyModelConfig(vocab_size=1024, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                            num_key_value_heads=1, intermediate_size=128),
+    "tiny": TinyModelConfig(
+        vocab_size=1024,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        intermediate_size=128,
+    ),
     # about 90M parameters: big enough that batching and KV caches matter in benchmarks
-    "small": TinyModelConfig(vocab_size=8192, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                             num_key_value_heads=4, intermediate_size=2048),
+    "small": TinyModelConfig(
+        vocab_size=8192,
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        num_key_value_heads=4,
+        intermediate_size=2048,
+    ),
 }
 
 
@@ -65,13 +77,19 @@ def train_tokenizer(vocab_size: int):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(corpus.split("\n\n"), trainer=trainer)
     wrapped = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None,
-        unk_token=None, additional_special_tokens=["<|im_start|>"],
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        bos_token=None,
+        unk_token=None,
+        additional_special_tokens=["<|im_start|>"],
     )
     wrapped.chat_template = CHAT_TEMPLATE
     wrapped.padding_side = "left"  # decoder-only generation pads on the left
@@ -94,11 +112,18 @@ def build_tiny_model(out_dir: str | Path, size: str = "tiny", *, reward: bool = 
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tokenizer(spec.vocab_size)
     config = Qwen2Config(
-        vocab_size=len(tokenizer), hidden_size=spec.hidden_size, num_hidden_layers=spec.num_hidden_layers,
-        num_attention_heads=spec.num_attention_heads, num_key_value_heads=spec.num_key_value_heads,
-        intermediate_size=spec.intermediate_size, max_position_embeddings=spec.max_position_embeddings,
-        tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"), torch_dtype="float32",
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden_size,
+        num_hidden_layers=spec.num_hidden_layers,
+        num_attention_heads=spec.num_attention_heads,
+        num_key_value_heads=spec.num_key_value_heads,
+        intermediate_size=spec.intermediate_size,
+        max_position_embeddings=spec.max_position_embeddings,
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        torch_dtype="float32",
     )
     torch.manual_seed(seed)
     if reward:
@@ -116,11 +141,13 @@ def build_tiny_model(out_dir: str | Path, size: str = "tiny", *, reward: bool = 
     tok_cfg_path = out / "tokenizer_config.json"
     tok_cfg = json.loads(tok_cfg_path.read_text(encoding="utf-8"))
     tok_cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
-    tok_cfg["additional_special_tokens"] = tok_cfg.pop("extra_special_tokens", ["<|im_start|>"])  # 4.x reads a list here
+    # transformers 4.x reads a list under this key
+    tok_cfg["additional_special_tokens"] = tok_cfg.pop("extra_special_tokens", ["<|im_start|>"])
     tok_cfg["model_max_length"] = spec.max_position_embeddings
     tok_cfg.setdefault("chat_template", CHAT_TEMPLATE)
     tok_cfg_path.write_text(json.dumps(tok_cfg, ensure_ascii=False, indent=2), encoding="utf-8")
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("built %s model (%s, %.2fM parameters) in %s", size, "reward" if reward else "causal-lm",
-             n_params / 1e6, out)
+    log.info(
+        "built %s model (%s, %.2fM parameters) in %s", size, "reward" if reward else "causal-lm", n_params / 1e6, out
+    )
     return out

@@ -101,8 +101,9 @@ def prepare_demo(store: Store, cfg: UpConfig, echo: Callable[[str], None]) -> No
 def _start(cmd: list[str], log_path: Path, env: dict | None = None) -> subprocess.Popen:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as logf:
-        return subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True)
+        return subprocess.Popen(
+            cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+        )
 
 
 def _wait_http(url: str, proc: subprocess.Popen, timeout: float, what: str, log_path: Path) -> None:
@@ -143,8 +144,17 @@ def _demo_sampling(server: str, model: str, engine: str, cfg: UpConfig, echo: Ca
     with httpx.Client(base_url=server, timeout=30.0) as client:
         token = client.post("/api/auth/login", json={"name": name, "password": password}).json()["token"]
         client.headers["Authorization"] = f"Bearer {token}"
-        r = client.post("/api/sampling-jobs", json={"dataset": DEMO_PROMPTS, "model": model, "engine": engine,
-                                                    "n": cfg.demo_samples, "max_tokens": 24, "temperature": 1.0})
+        r = client.post(
+            "/api/sampling-jobs",
+            json={
+                "dataset": DEMO_PROMPTS,
+                "model": model,
+                "engine": engine,
+                "n": cfg.demo_samples,
+                "max_tokens": 24,
+                "temperature": 1.0,
+            },
+        )
         if r.status_code >= 400:
             echo(f"warning: the demo sampling job did not start: {r.text[:300]}")
             return
@@ -152,8 +162,10 @@ def _demo_sampling(server: str, model: str, engine: str, cfg: UpConfig, echo: Ca
         while job.get("status") in ("queued", "running"):
             time.sleep(1.0)
             job = client.get(f"/api/sampling-jobs/{job['id']}").json()
-        echo(f"sampling job {job['id']} ({engine}): {job.get('status')}, {job.get('answers_stored')} new answers "
-             f"for {DEMO_PROMPTS}")
+        echo(
+            f"sampling job {job['id']} ({engine}): {job.get('status')}, {job.get('answers_stored')} new answers "
+            f"for {DEMO_PROMPTS}"
+        )
 
 
 def run_up(cfg: UpConfig, echo: Callable[[str], None]) -> int:
@@ -187,8 +199,21 @@ def run_up(cfg: UpConfig, echo: Callable[[str], None]) -> int:
         server_url = f"http://{cfg.host}:{cfg.port}"
         server_log = logs / "server.log"
         db_path = str(Path(cfg.db_path).resolve())
-        server = _start([sys.executable, "-c", "from db.cli import main; main()", "--db", db_path, "server",
-                         "--host", cfg.host, "--port", str(cfg.port)], server_log)
+        server = _start(
+            [
+                sys.executable,
+                "-c",
+                "from db.cli import main; main()",
+                "--db",
+                db_path,
+                "server",
+                "--host",
+                cfg.host,
+                "--port",
+                str(cfg.port),
+            ],
+            server_log,
+        )
         procs.append(("server", server))
         _wait_http(f"{server_url}/api/health", server, 60, "the server", server_log)
         if cfg.demo and backend:
@@ -196,8 +221,9 @@ def run_up(cfg: UpConfig, echo: Callable[[str], None]) -> int:
         from annotate.cli import streamlit_command
 
         ui_log = logs / "ui.log"
-        ui = _start(streamlit_command(cfg.ui_port, host=cfg.host), ui_log,
-                    env={**os.environ, "PREFLAB_URL": server_url})
+        ui = _start(
+            streamlit_command(cfg.ui_port, host=cfg.host), ui_log, env={**os.environ, "PREFLAB_URL": server_url}
+        )
         procs.append(("ui", ui))
         _wait_http(f"http://{cfg.host}:{cfg.ui_port}/_stcore/health", ui, 120, "the UI", ui_log)
         engine = registry.get_engine(engine_name)["url"] if backend else "none"
@@ -206,8 +232,11 @@ def run_up(cfg: UpConfig, echo: Callable[[str], None]) -> int:
         echo(f"  server  {server_url}   (API docs {server_url}/docs)")
         echo(f"  engine  {engine}   ({backend or 'no engine'}; model {engine_name})")
         if cfg.demo:
-            echo("  logins  " + ", ".join(f"{n} / {p} ({r})" for n, r, p in DEMO_USERS)
-                 + "   (demo passwords: localhost only)")
+            echo(
+                "  logins  "
+                + ", ".join(f"{n} / {p} ({r})" for n, r, p in DEMO_USERS)
+                + "   (demo passwords: localhost only)"
+            )
         echo(f"  logs    {logs}")
         echo("Ctrl-C stops everything.")
         while not stop.is_set():

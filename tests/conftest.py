@@ -72,8 +72,10 @@ def tiny_hf_engine(tiny_model_dir, tmp_path_factory):
     from serving.engines.launcher import start_engine, stop_engine
 
     home = tmp_path_factory.mktemp("engine-home")
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
-                           LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+        LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
     torch.manual_seed(0)
     for name, p in model.named_parameters():
         if "lora_" in name:
@@ -81,8 +83,13 @@ def tiny_hf_engine(tiny_model_dir, tmp_path_factory):
     model.save_pretrained(home / "tiny-lora")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PREFLAB_HOME", str(home))
-        record = start_engine(model=tiny_model_dir, name="tiny", backend="transformers",
-                              loras={"tiny-lora": str(home / "tiny-lora")}, timeout=420)
+        record = start_engine(
+            model=tiny_model_dir,
+            name="tiny",
+            backend="transformers",
+            loras={"tiny-lora": str(home / "tiny-lora")},
+            timeout=420,
+        )
         try:
             yield record
         finally:

@@ -3,8 +3,19 @@
 import subprocess
 import sys
 
-HEAVY = ["torch", "transformers", "trl", "peft", "vllm", "faiss", "streamlit", "sentence_transformers", "fastapi",
-         "uvicorn", "datasets"]
+HEAVY = [
+    "torch",
+    "transformers",
+    "trl",
+    "peft",
+    "vllm",
+    "faiss",
+    "streamlit",
+    "sentence_transformers",
+    "fastapi",
+    "uvicorn",
+    "datasets",
+]
 
 
 def test_help_starts_without_heavy_imports():

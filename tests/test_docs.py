@@ -8,8 +8,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_readme_command_reference_is_current():
-    r = subprocess.run([sys.executable, "docs/gen_cli_reference.py", "--check"], cwd=ROOT, capture_output=True,
-                       text=True)
+    r = subprocess.run(
+        [sys.executable, "docs/gen_cli_reference.py", "--check"], cwd=ROOT, capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 

@@ -69,8 +69,9 @@ def _seed_dataset(store, n_prompts=6, answers=("water", "abc", "xyz", "a much lo
         key = prompt_hash(messages)
         batch.prompts.append({"key": key, "messages": json.dumps(messages, ensure_ascii=False), "source": "test"})
         for text in answers:
-            batch.generations.append({"prompt_key": key, "gen_key": text_hash(text), "text": text, "kind": "model",
-                                      "model": "tiny"})
+            batch.generations.append(
+                {"prompt_key": key, "gen_key": text_hash(text), "text": text, "kind": "model", "model": "tiny"}
+            )
     store.write_batch("synth", batch, created_by="test")
 
 
@@ -143,8 +144,10 @@ def test_wilson_interval_matches_known_values():
 def test_arena_tally_counts_from_the_models_side_and_excludes_ties_from_the_rate():
     from serving.report import arena_tally
 
-    votes = [{"model_a": a, "model_b": b, "winner": w}
-             for a, b, w in (("new", "old", "a"), ("old", "new", "b"), ("old", "new", "a"), ("new", "old", "tie"))]
+    votes = [
+        {"model_a": a, "model_b": b, "winner": w}
+        for a, b, w in (("new", "old", "a"), ("old", "new", "b"), ("old", "new", "a"), ("new", "old", "tie"))
+    ]
     t = arena_tally(votes, "new")
     assert (t["wins"], t["losses"], t["ties"], t["decided"], t["votes"]) == (2, 1, 1, 3, 4)
     assert t["win_rate"] == pytest.approx(2 / 3) and t["ci_low"] < 2 / 3 < t["ci_high"]
@@ -165,8 +168,7 @@ def test_svg_plot_is_well_formed_xml():
 
 
 @pytest.mark.slow
-def test_short_loop_end_to_end_report_numbers_are_consistent(run_cli, db_path, tiny_model_dir, tmp_path,
-                                                              monkeypatch):
+def test_short_loop_end_to_end_report_numbers_are_consistent(run_cli, db_path, tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("PREFLAB_HOME", str(tmp_path / "home"))  # engine registry and run folders of this test
     out = tmp_path / "report"
     r = run_cli("loop", "--base", tiny_model_dir, "--preset", "test", "--name", "t", "--out", out)
@@ -186,16 +188,19 @@ def test_short_loop_end_to_end_report_numbers_are_consistent(run_cli, db_path, t
         ks = store.query(
             "SELECT count(*) AS k FROM rankings r JOIN ranking_items i ON i.ranking_id = r.id "
             "JOIN prompts p ON p.id = r.prompt_id JOIN datasets d ON d.id = p.dataset_id "
-            "WHERE d.name = 't-r1' AND r.source = 'synthetic' GROUP BY r.id")
+            "WHERE d.name = 't-r1' AND r.source = 'synthetic' GROUP BY r.id"
+        )
         assert len(ks) == ann["rankings"] == ann["prompts"] * cfg["annotators"]
         assert ann["expected_pairs"] == sum(math.comb(row["k"], 2) for row in ks)
         assert ann["pairs"] + ann["ties"] == ann["expected_pairs"]
         stored = store.query(
             "SELECT count(*) FILTER (WHERE NOT is_tie) AS pairs, count(*) FILTER (WHERE is_tie) AS ties "
-            "FROM pairs WHERE source = 'synthetic'")[0]
+            "FROM pairs WHERE source = 'synthetic'"
+        )[0]
         assert (stored["pairs"], stored["ties"]) == (ann["pairs"], ann["ties"])
-        users = store.query("SELECT DISTINCT u.kind FROM rankings r JOIN users u ON u.id = r.user_id "
-                            "WHERE r.source = 'synthetic'")
+        users = store.query(
+            "SELECT DISTINCT u.kind FROM rankings r JOIN users u ON u.id = r.user_id WHERE r.source = 'synthetic'"
+        )
         assert users == [{"kind": "synthetic"}]
         # votes = held-out prompts x turns, stored as arena votes; win rate = wins / decided
         arena = rnd["arena"]

@@ -33,7 +33,12 @@ def test_write_batch_derives_all_pairs_and_is_idempotent(store):
         "JOIN generations c ON c.id = chosen_id JOIN generations r ON r.id = rejected_id ORDER BY 1, 2"
     )
     assert [(r["chosen"], r["rejected"]) for r in rows] == [
-        ("A", "C"), ("A", "D"), ("B", "A"), ("B", "C"), ("B", "D"), ("C", "D")
+        ("A", "C"),
+        ("A", "D"),
+        ("B", "A"),
+        ("B", "C"),
+        ("B", "D"),
+        ("C", "D"),
     ]
     assert {r["margin"] for r in rows if (r["chosen"], r["rejected"]) == ("B", "D")} == {3}
     before = store.counts()

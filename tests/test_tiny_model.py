@@ -47,5 +47,11 @@ def test_head_dim_16_is_refused():
     from serving.tiny_model import TinyModelConfig
 
     with pytest.raises(ValueError, match="head_dim"):
-        TinyModelConfig(vocab_size=10, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        num_key_value_heads=1, intermediate_size=8)
+        TinyModelConfig(
+            vocab_size=10,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            intermediate_size=8,
+        )

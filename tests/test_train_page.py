@@ -22,16 +22,34 @@ def test_training_page_shows_runs_curves_and_lineage(store, tmp_path, monkeypatc
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    records = [{"step": s, "loss": 0.7 - s / 100, "learning_rate": 1e-4, "rewards/margins": s / 10,
-                "rewards/accuracies": 1.0} for s in range(1, 6)]
+    records = [
+        {"step": s, "loss": 0.7 - s / 100, "learning_rate": 1e-4, "rewards/margins": s / 10, "rewards/accuracies": 1.0}
+        for s in range(1, 6)
+    ]
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     (run_dir / "train.log").write_text("step 5: loss 0.65 ✅ 训练完成\n", encoding="utf-8")
-    run_id = runs.create_run(store, stage="dpo", run_dir=str(run_dir), base="models/tiny", parent=None,
-                             snapshot_id="ab" * 32, config={"beta": 0.1}, created_by="adm")
+    run_id = runs.create_run(
+        store,
+        stage="dpo",
+        run_dir=str(run_dir),
+        base="models/tiny",
+        parent=None,
+        snapshot_id="ab" * 32,
+        config={"beta": 0.1},
+        created_by="adm",
+    )
     runs.mark_done(store, run_id, "finished", metrics=records[-1])
-    models_registry.register_model(store, name="dpo-page", kind="adapter", path=str(run_dir / "adapter"),
-                                   base="models/tiny", stage="dpo", run_id=run_id, snapshot_id="ab" * 32,
-                                   created_by="adm")
+    models_registry.register_model(
+        store,
+        name="dpo-page",
+        kind="adapter",
+        path=str(run_dir / "adapter"),
+        base="models/tiny",
+        stage="dpo",
+        run_id=run_id,
+        snapshot_id="ab" * 32,
+        created_by="adm",
+    )
     add_user(store, "adm", "admin")
     server, thread, url = serve(create_app(store))
     try:

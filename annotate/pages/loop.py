@@ -16,28 +16,49 @@ from annotate.client import ApiError, get_client
 require_role("admin")
 client = get_client()
 st.title("Run the loop")
-st.caption("Sample answers from the current policy, rank them with synthetic annotators (keyword first, then "
-           "shorter), train over LoRA, and compare the new adapter with its parent in a blind arena on held-out "
-           "prompts. On the tiny model and a laptop CPU the demo preset takes a few minutes.")
+st.caption(
+    "Sample answers from the current policy, rank them with synthetic annotators (keyword first, then "
+    "shorter), train over LoRA, and compare the new adapter with its parent in a blind arena on held-out "
+    "prompts. On the tiny model and a laptop CPU the demo preset takes a few minutes."
+)
 
 with st.form("loop_form"):
     c1, c2, c3 = st.columns(3)
     base = c1.text_input("Base model folder", value="models/tiny", key="loop_base")
-    preset = c2.selectbox("Preset", ["demo", "test"], key="loop_preset",
-                          help="demo: tuned for the tiny model; test: a few prompts, two training steps")
+    preset = c2.selectbox(
+        "Preset",
+        ["demo", "test"],
+        key="loop_preset",
+        help="demo: tuned for the tiny model; test: a few prompts, two training steps",
+    )
     method = c3.selectbox("Method", ["dpo", "ppo"], key="loop_method", help="ppo: a reward model, then PPO")
     c4, c5, c6 = st.columns(3)
     rounds = c4.number_input("Rounds", min_value=1, max_value=10, value=1, key="loop_rounds")
     annotators = c5.number_input("Synthetic annotators", min_value=1, max_value=10, value=3, key="loop_annotators")
-    noise = c6.slider("Annotator noise", 0.0, 0.5, 0.1, 0.05, key="loop_noise",
-                      help="probability an annotator swaps two neighbouring ranks")
+    noise = c6.slider(
+        "Annotator noise",
+        0.0,
+        0.5,
+        0.1,
+        0.05,
+        key="loop_noise",
+        help="probability an annotator swaps two neighbouring ranks",
+    )
     start = st.form_submit_button("Start the loop", type="primary", key="loop_start")
 
 if start:
     try:
-        started = client.post("/api/loop", {"base_model": base, "preset": preset, "method": method,
-                                            "rounds": int(rounds), "annotators": int(annotators),
-                                            "noise": float(noise)})
+        started = client.post(
+            "/api/loop",
+            {
+                "base_model": base,
+                "preset": preset,
+                "method": method,
+                "rounds": int(rounds),
+                "annotators": int(annotators),
+                "noise": float(noise),
+            },
+        )
         st.session_state.loop_id = started["id"]
         st.toast(f"loop {started['id']} started", icon=":material/play_arrow:")
     except ApiError as e:
@@ -54,18 +75,25 @@ if not loops:
     st.stop()
 
 ids = [lp["id"] for lp in loops]
-chosen = st.selectbox("Loop", ids, index=ids.index(st.session_state.get("loop_id", ids[0]))
-                      if st.session_state.get("loop_id") in ids else 0, key="loop_pick",
-                      format_func=lambda i: next(f"#{lp['id']} {lp['status']} ({lp['config']['method']})"
-                                                 for lp in loops if lp["id"] == i))
+chosen = st.selectbox(
+    "Loop",
+    ids,
+    index=ids.index(st.session_state.get("loop_id", ids[0])) if st.session_state.get("loop_id") in ids else 0,
+    key="loop_pick",
+    format_func=lambda i: next(
+        f"#{lp['id']} {lp['status']} ({lp['config']['method']})" for lp in loops if lp["id"] == i
+    ),
+)
 view = next(lp for lp in loops if lp["id"] == chosen)
 
 steps = ["engine", "sample", "rank", "snapshot", "train", "arena", "done"]
 rounds_total = view["config"]["rounds"]
 within = steps.index(view["step"]) / (len(steps) - 1) if view["step"] in steps else 0.0
 done_rounds = max(view["round"] - 1, 0) + within
-st.progress(min(done_rounds / rounds_total, 1.0) if view["status"] == "running" else 1.0,
-            text=f"{view['status']}: round {view['round']} of {rounds_total}, {view['step']} {view['detail']}")
+st.progress(
+    min(done_rounds / rounds_total, 1.0) if view["status"] == "running" else 1.0,
+    text=f"{view['status']}: round {view['round']} of {rounds_total}, {view['step']} {view['detail']}",
+)
 if view["error"]:
     st.error(view["error"])
 if view["status"] == "running":
@@ -76,12 +104,17 @@ if view["status"] == "running":
 for r in view.get("results", []):
     t, m = r["tally"], r["mean_reward"]
     c1, c2, c3 = st.columns(3)
-    c1.metric(f"Round {r['round']} win rate", "n/a" if t["win_rate"] is None else f"{t['win_rate']:.0%}",
-              help=f"{t['wins']} wins, {t['losses']} losses, {t['ties']} ties")
+    c1.metric(
+        f"Round {r['round']} win rate",
+        "n/a" if t["win_rate"] is None else f"{t['win_rate']:.0%}",
+        help=f"{t['wins']} wins, {t['losses']} losses, {t['ties']} ties",
+    )
     c2.metric("95% CI", f"{t['ci_low']:.0%} - {t['ci_high']:.0%}")
     c3.metric("Mean rule reward", f"{m['child']:.3f}", delta=f"{m['delta']:.3f}")
-    st.caption(f"adapter `{r['lineage']['adapter']}` from `{r['lineage']['parent']}`, snapshot "
-               f"`{r['lineage']['snapshot_id'][:12]}`, run {r['lineage']['run_id']}")
+    st.caption(
+        f"adapter `{r['lineage']['adapter']}` from `{r['lineage']['parent']}`, snapshot "
+        f"`{r['lineage']['snapshot_id'][:12]}`, run {r['lineage']['run_id']}"
+    )
 
 if view.get("report"):
     st.caption(f"Report: `{view['report']}`")
@@ -96,7 +129,7 @@ if view.get("report"):
             if line.startswith("![") and line.endswith(".svg)"):  # a plot: fetch the SVG through the API
                 st.markdown("\n".join(block))
                 block = []
-                name = line[line.rindex("(") + 1: -1]
+                name = line[line.rindex("(") + 1 : -1]
                 try:
                     st.image(client.request("GET", f"/api/loop/{chosen}/files/{name}").text)
                 except ApiError:

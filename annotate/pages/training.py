@@ -15,8 +15,17 @@ from annotate.client import ApiError, get_client
 
 # Main hyperparameters per stage and their defaults (alignment.config.default_values, repeated here so the
 # page does not import the training stack).
-COMMON = {"learning_rate": 1e-4, "num_train_epochs": 1.0, "max_steps": -1, "per_device_train_batch_size": 4,
-          "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "save_steps": 100, "logging_steps": 5}
+COMMON = {
+    "learning_rate": 1e-4,
+    "num_train_epochs": 1.0,
+    "max_steps": -1,
+    "per_device_train_batch_size": 4,
+    "lora_r": 16,
+    "lora_alpha": 32,
+    "lora_dropout": 0.05,
+    "save_steps": 100,
+    "logging_steps": 5,
+}
 STAGE_DEFAULTS = {
     "sft": {"learning_rate": 2e-4, "max_length": 1024},
     "reward": {"learning_rate": 1e-4, "max_length": 1024, "eval_fraction": 0.1},
@@ -50,10 +59,15 @@ bases = [m["name"] for m in models if m["kind"] in ("base", "merged")]
 with st.expander("Start a run", expanded="train_run_id" not in st.session_state):
     c1, c2, c3 = st.columns(3)
     stage = c1.selectbox("Stage", list(STAGE_DEFAULTS), index=list(STAGE_DEFAULTS).index("dpo"), key="train_stage")
-    base = c2.text_input("Base model (folder or registered name)", value=bases[0] if bases else "models/tiny",
-                         key="train_base")
-    parent = c3.selectbox("Parent adapter", ["(none)", *adapters], key="train_parent",
-                          help="e.g. the SFT adapter under DPO/PPO; the reference is this model")
+    base = c2.text_input(
+        "Base model (folder or registered name)", value=bases[0] if bases else "models/tiny", key="train_base"
+    )
+    parent = c3.selectbox(
+        "Parent adapter",
+        ["(none)", *adapters],
+        key="train_parent",
+        help="e.g. the SFT adapter under DPO/PPO; the reference is this model",
+    )
     c4, c5, c6 = st.columns(3)
     dataset = c4.selectbox("Dataset (exported to a snapshot now)", datasets, key="train_dataset")
     min_annotators = c5.number_input("Min. annotators per pair", 1, 20, 1, key="train_min_annotators")
@@ -61,10 +75,13 @@ with st.expander("Start a run", expanded="train_run_id" not in st.session_state)
     reward_model = None
     if stage in ("ppo", "rloo", "grpo"):
         rms = [m["name"] for m in models if m.get("stage") == "reward"]
-        reward_model = st.selectbox("Reward model", rms, key="train_reward_model",
-                                    help="train one with the reward stage first")
-    st.caption("Hyperparameters (defaults that suit LoRA on a small model; any other key of the stage's config "
-               "can go in the YAML box).")
+        reward_model = st.selectbox(
+            "Reward model", rms, key="train_reward_model", help="train one with the reward stage first"
+        )
+    st.caption(
+        "Hyperparameters (defaults that suit LoRA on a small model; any other key of the stage's config "
+        "can go in the YAML box)."
+    )
     defaults = {**COMMON, **STAGE_DEFAULTS[stage]}
     cols = st.columns(4)
     params = {}
@@ -75,8 +92,9 @@ with st.expander("Start a run", expanded="train_run_id" not in st.session_state)
         else:
             params[key] = int(col.number_input(key, value=value, step=1, key=f"train_p_{stage}_{key}"))
     if stage == "dpo":
-        params["loss_type"] = st.selectbox("loss_type", ["sigmoid", "ipo", "hinge", "robust", "sppo_hard"],
-                                           key="train_loss_type")
+        params["loss_type"] = st.selectbox(
+            "loss_type", ["sigmoid", "ipo", "hinge", "robust", "sppo_hard"], key="train_loss_type"
+        )
     extra = st.text_area("More config (YAML key: value)", value="", key="train_extra", height=80)
     name = st.text_input("Model name for the adapter (optional)", key="train_name")
     if st.button("Start training", type="primary", key="train_start", disabled=not datasets):
@@ -87,9 +105,16 @@ with st.expander("Start a run", expanded="train_run_id" not in st.session_state)
             if not isinstance(more, dict):
                 raise ValueError("the YAML box must hold key: value lines")
             run = tc.start_run(
-                client, stage=stage, base=base, adapter=None if parent == "(none)" else parent, dataset=dataset,
+                client,
+                stage=stage,
+                base=base,
+                adapter=None if parent == "(none)" else parent,
+                dataset=dataset,
                 filters={"min_annotators": int(min_annotators), "min_agreement": float(min_agreement)},
-                config={**params, **more}, name=name or None, reward_model=reward_model)
+                config={**params, **more},
+                name=name or None,
+                reward_model=reward_model,
+            )
             st.session_state.train_run_id = run["id"]
             st.toast(f"run {run['id']} started", icon=":material/play_arrow:")
         except (ApiError, ValueError, yaml.YAMLError) as e:
@@ -106,9 +131,13 @@ if not runs:
 
 ids = [r["id"] for r in runs]
 current = st.session_state.get("train_run_id", ids[0])
-picked = st.selectbox("Run", ids, index=ids.index(current) if current in ids else 0, key="train_pick",
-                      format_func=lambda i: next(f"#{r['id']} {r['stage']} · {r['status']}" for r in runs
-                                                 if r["id"] == i))
+picked = st.selectbox(
+    "Run",
+    ids,
+    index=ids.index(current) if current in ids else 0,
+    key="train_pick",
+    format_func=lambda i: next(f"#{r['id']} {r['stage']} · {r['status']}" for r in runs if r["id"] == i),
+)
 
 
 @st.fragment(run_every=2)
@@ -143,16 +172,28 @@ def live(run_id: int) -> None:
         st.error(run["error"][-2000:])
     st.code(log_tail or "(no log yet)", language="text")
     lineage = run.get("lineage") or {}
-    st.caption(f"Lineage: snapshot {(lineage.get('snapshot_id') or '')[:12]} → run #{run_id} → adapter "
-               f"{lineage.get('model') or '(not yet)'}; parent {lineage.get('parent') or 'none'}")
+    st.caption(
+        f"Lineage: snapshot {(lineage.get('snapshot_id') or '')[:12]} → run #{run_id} → adapter "
+        f"{lineage.get('model') or '(not yet)'}; parent {lineage.get('parent') or 'none'}"
+    )
 
 
 live(picked)
 
 st.subheader("Past runs")
-table = pd.DataFrame([{
-    "id": r["id"], "stage": r["stage"], "status": r["status"], "base": r["base"], "parent": r["parent"],
-    "snapshot": (r["snapshot_id"] or "")[:12], "created": r["created_at"],
-    **{k: (r.get("metrics") or {}).get(k) for k in ("loss", "rewards/accuracies", "accuracy", "reward")},
-} for r in runs])
+table = pd.DataFrame(
+    [
+        {
+            "id": r["id"],
+            "stage": r["stage"],
+            "status": r["status"],
+            "base": r["base"],
+            "parent": r["parent"],
+            "snapshot": (r["snapshot_id"] or "")[:12],
+            "created": r["created_at"],
+            **{k: (r.get("metrics") or {}).get(k) for k in ("loss", "rewards/accuracies", "accuracy", "reward")},
+        }
+        for r in runs
+    ]
+)
 st.dataframe(table, hide_index=True, key="train_runs_table")
