@@ -233,6 +233,25 @@ def dense_ranks(ranks: dict[int, int]) -> dict[int, int]:
     return {g: levels[r] for g, r in ranks.items()}
 
 
+def parse_ranks(ranks: dict, answers: list[int], outsider: str) -> dict[int, int]:
+    """{answer id: rank} from a request body: ids must be among `answers`, ranks integers >= 1.
+
+    `outsider` finishes the message for an id that is not one of `answers` ("answer 7 <outsider>").
+    """
+    clean: dict[int, int] = {}
+    for key, rank in ranks.items():
+        try:
+            gid = int(key)
+        except (TypeError, ValueError):
+            raise InputError(f"'{key}' is not an answer id", field=f"ranks.{key}") from None
+        if gid not in answers:
+            raise InputError(f"answer {gid} {outsider}", field=f"ranks.{key}")
+        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+            raise InputError(f"rank must be an integer >= 1, got {rank!r}", field=f"ranks.{key}")
+        clean[gid] = rank
+    return clean
+
+
 def _validate(status: str, ranks: dict | None, order: list[int], skip_reason, flag_reason, comment) -> dict[int, int]:
     if status not in STATUSES:
         raise InputError(f"status must be one of {', '.join(STATUSES)}, not '{status}'", field="status")
@@ -243,18 +262,7 @@ def _validate(status: str, ranks: dict | None, order: list[int], skip_reason, fl
         raise InputError("a skip needs a reason", field="skip_reason")
     if status == "flagged" and not (flag_reason or "").strip():
         raise InputError("a flag needs a reason", field="flag_reason")
-    ranks = ranks or {}
-    clean: dict[int, int] = {}
-    for key, rank in ranks.items():
-        try:
-            gid = int(key)
-        except (TypeError, ValueError):
-            raise InputError(f"'{key}' is not an answer id", field=f"ranks.{key}") from None
-        if gid not in order:
-            raise InputError(f"answer {gid} is not part of this assignment", field=f"ranks.{key}")
-        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-            raise InputError(f"rank must be an integer >= 1, got {rank!r}", field=f"ranks.{key}")
-        clean[gid] = rank
+    clean = parse_ranks(ranks or {}, order, "is not part of this assignment")
     if status == "submitted":
         missing = [g for g in order if g not in clean]
         if missing:

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from db.agreement import kendall_w
 from db.errors import InputError, NotFoundError
-from db.queue import MAX_TEXT, dense_ranks
+from db.queue import MAX_TEXT, dense_ranks, parse_ranks
 from db.store import Store
 
 ADJUDICATOR = "adjudication"
@@ -158,17 +158,7 @@ def adjudicate(store: Store, prompt_id: int, ranks: dict, *, reviewer: str, comm
                 "SELECT id FROM generations WHERE prompt_id = ? ORDER BY id", [prompt_id]
             ).fetchall()
         ]
-        clean: dict[int, int] = {}
-        for key, rank in ranks.items():
-            try:
-                gid = int(key)
-            except (TypeError, ValueError):
-                raise InputError(f"'{key}' is not an answer id", field=f"ranks.{key}") from None
-            if gid not in gens:
-                raise InputError(f"answer {gid} does not belong to prompt {prompt_id}", field=f"ranks.{key}")
-            if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-                raise InputError(f"rank must be an integer >= 1, got {rank!r}", field=f"ranks.{key}")
-            clean[gid] = rank
+        clean = parse_ranks(ranks, gens, f"does not belong to prompt {prompt_id}")
         missing = [g for g in gens if g not in clean]
         if missing:
             raise InputError(f"rank every answer; missing answer {missing[0]}", field=f"ranks.{missing[0]}")
