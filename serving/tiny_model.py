@@ -1,12 +1,20 @@
-"""Embedded models, built offline: a random-weight Qwen2 causal LM with a BPE tokenizer trained here.
+"""Embedded models, built offline: a small Qwen2 causal LM with a BPE tokenizer trained here.
 
-    preflab tiny-model models/tiny                 # ~0.3M parameters: tests and the demo
-    preflab tiny-model models/small --size small   # ~90M parameters: benchmarks
-    preflab tiny-model models/tiny-rm --reward     # the same with a sequence-classification head (num_labels=1)
+    preflab tiny-model models/tiny                 # ~0.14M parameters, briefly pre-trained: tests and the demo
+    preflab tiny-model models/small --size small   # ~90M parameters, random weights: benchmarks
+    preflab tiny-model models/tiny-rm --reward     # random weights with a sequence-classification head (num_labels=1)
 
 The folder is a normal Hugging Face model folder (save_pretrained), so AutoModelForCausalLM, AutoTokenizer
 and vLLM load it like any downloaded model. head_dim is 32 or more because vLLM rejects 16. Nothing is
 downloaded: the tokenizer is trained on serving/data/tokenizer_corpus.txt, shipped in the project.
+
+The tiny causal LM is pre-trained for a few hundred steps (seconds on one CPU thread, deterministic) on chat
+turns made from the same corpus: a user turn, then an assistant answer cut to a random length of 1 to 30
+words and closed by the template's end token. A random-weight model has a near-uniform next-token
+distribution (entropy ln 1024 = 6.93 nats), almost never stops, and its tied, near-zero embeddings cap how far
+an adapter can move a logit, so no preference can be learnt from its samples. After pre-training it writes
+word-like text and stops after a varied number of tokens: `preflab loop` then has something to align (for
+instance the synthetic rule's "shorter is better" is one token, the end token, raised earlier).
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ class TinyModelConfig:
     num_key_value_heads: int
     intermediate_size: int
     max_position_embeddings: int = 2048
+    pretrain_steps: int = 0  # causal-LM steps on chat turns from the shipped corpus (0: random weights)
 
     def __post_init__(self):
         head_dim = self.hidden_size // self.num_attention_heads
@@ -54,6 +63,7 @@ SIZES = {
         num_attention_heads=2,
         num_key_value_heads=1,
         intermediate_size=128,
+        pretrain_steps=240,
     ),
     # about 90M parameters: big enough that batching and KV caches matter in benchmarks
     "small": TinyModelConfig(
@@ -96,10 +106,98 @@ def train_tokenizer(vocab_size: int):
     return wrapped
 
 
-def build_tiny_model(out_dir: str | Path, size: str = "tiny", *, reward: bool = False, seed: int = 0) -> Path:
-    """Write a random-weight Qwen2 model + tokenizer + chat template to `out_dir` and return it.
+# Pre-training of the tiny model (see the module docstring). Chosen so the build stays well under a minute on
+# one shared core while the model stops within 24 tokens about half the time at temperature 1.
+PRETRAIN_BATCH = 16
+PRETRAIN_LR = 5e-3
+PRETRAIN_USER_WORDS = 16  # the user turn is cut to this many words
+PRETRAIN_ANSWER_WORDS = (1, 30)  # the answer is cut to a uniform random number of words in this range
+PRETRAIN_MAX_TOKENS = 96
 
-    With reward=True the model is Qwen2ForSequenceClassification with num_labels=1 (a reward model).
+
+def _pretrain_turns() -> list[str]:
+    """The corpus messages that are mostly ASCII (English and Spanish): the loop's prompts are English."""
+    corpus = (resources.files("serving") / "data" / "tokenizer_corpus.txt").read_text(encoding="utf-8")
+    messages = [" ".join(m.split()) for m in corpus.split("\n\n")]
+    return [m for m in messages if m and sum(ch.isascii() for ch in m) >= 0.97 * len(m)]
+
+
+def pretrain(model, tokenizer, *, steps: int, seed: int = 0) -> dict:
+    """Train `model` (a causal LM) in place for `steps` steps on chat turns from the shipped corpus.
+
+    Each example is a user turn (a corpus message cut to PRETRAIN_USER_WORDS words) followed by an assistant
+    answer (another message cut to a random number of words) and the end token, in the chat template. The
+    loss covers every token but the padding. Deterministic for a given seed: one torch thread, a seeded
+    example order. Returns {"steps", "loss_first", "loss_last", "seconds"}.
+    """
+    import random
+    import time
+
+    import torch
+
+    turns = _pretrain_turns()
+    rng = random.Random(f"pretrain:{seed}")
+    pad = tokenizer.pad_token_id
+
+    def example() -> list[int]:
+        user = " ".join(rng.choice(turns).split()[:PRETRAIN_USER_WORDS])
+        answer = " ".join(rng.choice(turns).split()[: rng.randint(*PRETRAIN_ANSWER_WORDS)])
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": user}, {"role": "assistant", "content": answer}], tokenize=False
+        )
+        return tokenizer(text, add_special_tokens=False)["input_ids"][:PRETRAIN_MAX_TOKENS]
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # determinism, and a shared CPU
+    t0 = time.perf_counter()
+    losses = []
+    try:
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=PRETRAIN_LR, weight_decay=0.0)
+        warmup = max(1, steps // 10)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, 1.0 - s / steps)
+        )
+        for _ in range(steps):
+            seqs = [example() for _ in range(PRETRAIN_BATCH)]
+            width = max(len(q) for q in seqs)
+            # right padding and no attention mask: with causal attention no real token sees a pad after it
+            ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+            labels = torch.full((len(seqs), width), -100, dtype=torch.long)
+            for i, q in enumerate(seqs):
+                ids[i, : len(q)] = torch.tensor(q)
+                labels[i, : len(q)] = ids[i, : len(q)]
+            loss = model(input_ids=ids, labels=labels).loss
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+        model.eval()
+    finally:
+        torch.set_num_threads(threads)
+    return {
+        "steps": steps,
+        "loss_first": losses[0] if losses else None,
+        "loss_last": sum(losses[-10:]) / len(losses[-10:]) if losses else None,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def build_tiny_model(
+    out_dir: str | Path,
+    size: str = "tiny",
+    *,
+    reward: bool = False,
+    seed: int = 0,
+    pretrain_steps: int | None = None,
+) -> Path:
+    """Write a Qwen2 model + tokenizer + chat template to `out_dir` and return it.
+
+    The causal LM of size "tiny" is pre-trained for SIZES["tiny"].pretrain_steps steps (see `pretrain`);
+    pretrain_steps overrides that (0: random weights). With reward=True the model is
+    Qwen2ForSequenceClassification with num_labels=1 (a reward model) with random weights.
     The same seed gives the same weights and tokenizer.
     """
     import torch
@@ -131,6 +229,16 @@ def build_tiny_model(out_dir: str | Path, size: str = "tiny", *, reward: bool = 
         model = AutoModelForSequenceClassification.from_config(config)
     else:
         model = AutoModelForCausalLM.from_config(config)
+        steps = spec.pretrain_steps if pretrain_steps is None else pretrain_steps
+        if steps > 0:
+            stats = pretrain(model, tokenizer, steps=steps, seed=seed)
+            log.info(
+                "pre-trained %d steps in %.1f s: loss %.2f -> %.2f",
+                steps,
+                stats["seconds"],
+                stats["loss_first"],
+                stats["loss_last"],
+            )
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     if not reward:
