@@ -169,6 +169,22 @@ def test_approximate_indexes_agree_with_exact_search():
         assert recall >= 0.9, (kind, recall)
 
 
+def test_query_vectors_match_document_vectors_of_the_same_text():
+    """A query (<= 4 texts: one thread, bfloat16 on CPUs with bf16) must land where the float32 document
+    embedding of the same text lies, in every language; otherwise retrieval silently degrades."""
+    import numpy as np
+
+    from serving.rag import embed
+
+    texts = ["Mount Etna in Sicily is an active volcano.", "¿Dónde vive el oso panda? 🐼", ZH.split("\n")[0]]
+    docs = embed.embed_texts(texts * 2)  # 6 texts: the document path, float32
+    for i, text in enumerate(texts):
+        query = embed.embed_texts([text])[0]
+        assert abs(float(np.linalg.norm(query)) - 1) < 1e-3
+        assert float(query @ docs[i]) > 0.999, (embed.query_dtype(), text)
+        assert int(np.argmax(docs[:3] @ query)) == i
+
+
 def test_cli_ingest_query_eval(run_cli, home, docs, tmp_path):
     (docs / "latin1.txt").write_bytes(b"caf\xe9")
     r = run_cli("rag", "ingest", docs, "--collection", "kb", "--chunk-size", "300", "--overlap", "50")

@@ -4,13 +4,22 @@ The model is run with plain transformers (BERT + mean pooling over the attention
 which is exactly what its sentence-transformers pipeline (modules.json: Transformer, Pooling mean, Normalize)
 computes, but skips importing sentence-transformers (tens of seconds on a busy 2-core machine).
 Vectors have unit length, so inner product = cosine similarity (faiss IndexFlatIP / HNSW inner product).
+
+Queries (calls with at most QUERY_BATCH texts) run on one thread, and in bfloat16 where the CPU has native bf16
+matrix instructions (AMX / AVX512-BF16): ~20% less time per query here, with a cosine of 0.9999 to the float32
+vector (bench/rag.py measures recall@5 against exact float32 search). Int8 dynamic quantisation was tried and
+rejected: twice as fast, but cosine 0.94-0.98 and half the true top-5 lost. Documents are embedded in float32.
+PREFLAB_EMBED_QUERY_DTYPE=float32 (or bfloat16) overrides the choice.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import os
 import threading
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -19,6 +28,7 @@ log = logging.getLogger(__name__)
 MODEL_NAME = "all-MiniLM-L6-v2"
 DIM = 384
 MAX_TOKENS = 256  # the model's max_seq_length (sentence_bert_config.json); longer text is truncated
+QUERY_BATCH = 4  # calls with at most this many texts are queries: one thread, maybe bfloat16
 _lock = threading.Lock()
 
 
@@ -34,11 +44,44 @@ def _model():
     return tok, model, torch
 
 
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+@lru_cache(maxsize=1)
+def query_dtype() -> str:
+    """'bfloat16' or 'float32': PREFLAB_EMBED_QUERY_DTYPE, else bfloat16 where the CPU computes it natively."""
+    choice = os.environ.get("PREFLAB_EMBED_QUERY_DTYPE", "auto")
+    if choice not in ("auto", "float32", "bfloat16"):
+        raise ValueError(f"PREFLAB_EMBED_QUERY_DTYPE must be auto, float32 or bfloat16, got '{choice}'")
+    if choice == "auto":
+        return "bfloat16" if _cpu_has_bf16() else "float32"
+    return choice
+
+
+@lru_cache(maxsize=1)
+def _query_model():
+    _tok, model, torch = _model()
+    if query_dtype() == "float32":
+        return model
+    return copy.deepcopy(model).to(torch.bfloat16)
+
+
 def embed_texts(texts: list[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
-    """float32 array (len(texts), 384), rows of unit length. `progress` shows a tqdm bar."""
+    """float32 array (len(texts), 384), rows of unit length. `progress` shows a tqdm bar.
+
+    Up to QUERY_BATCH texts are a query: one thread, the query model (see the module docstring). Larger calls are
+    documents: float32, all threads."""
     if not texts:
         return np.zeros((0, DIM), dtype=np.float32)
     tok, model, torch = _model()
+    is_query = len(texts) <= QUERY_BATCH
+    if is_query:
+        model = _query_model()
     # sort by length so each batch pads little; restore the order at the end
     order = np.argsort([-len(t) for t in texts], kind="stable")
     out = np.empty((len(texts), DIM), dtype=np.float32)
@@ -49,7 +92,7 @@ def embed_texts(texts: list[str], *, batch_size: int = 64, progress: bool = Fals
         starts = tqdm(starts, desc="embedding", unit="batch", total=len(starts))
     # One thread for a query or two: OpenMP workers for a tiny batch cost more in hand-off (and spin badly on a
     # busy machine: 1.8 s vs 0.12 s per query measured at load 13 on 2 cores) than they save.
-    threads = 1 if len(texts) <= 4 else _default_threads()
+    threads = 1 if is_query else _default_threads()
     with _lock, torch.inference_mode():  # one model shared by server threads
         torch.set_num_threads(threads)
         for s in starts:
@@ -57,7 +100,7 @@ def embed_texts(texts: list[str], *, batch_size: int = 64, progress: bool = Fals
             enc = tok(
                 [texts[i] for i in idx], padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt"
             )
-            hidden = model(**enc).last_hidden_state
+            hidden = model(**enc).last_hidden_state.float()
             mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
