@@ -44,29 +44,76 @@ def _counted_sql(alias: str) -> str:
     return f"{alias}.status = 'submitted' AND {alias}.source IN ({srcs})"
 
 
-# The last id handed out by a sequence: a catalog lookup, where max(id) would scan a million rows. Every id of
-# generations and rankings comes from these sequences, so "anything newer than the mark" is id > mark.
-_LAST_ID = "(SELECT coalesce(max(last_value), 0) FROM duckdb_sequences() WHERE sequence_name = '{seq}')"
+# The last ids handed out by the sequences of generations and rankings: a catalog lookup, where max(id) would scan a
+# million rows. Every id of those tables comes from them, so "anything newer than the mark" is id > mark.
+_LAST_IDS = (
+    "(SELECT coalesce(max(last_value) FILTER (WHERE sequence_name = 'seq_generations'), 0) AS gmax, "
+    "coalesce(max(last_value) FILTER (WHERE sequence_name = 'seq_rankings'), 0) AS rmax FROM duckdb_sequences()) x"
+)
+
+
+# ---- the dataset's queue state ----------------------------------------------------------------------
+
+# What a request needs from the dataset row and the queue's bookkeeping, in one statement: the settings an item
+# shows (k, guidelines), the sync marks and the sequences' last ids (is anything new?). Cost note: DuckDB spends
+# more on a plan with many joins and correlated subqueries than on a few plain statements, so each statement
+# here is a point lookup on a primary key (or a tiny table) plus constants, never a subquery per outer row.
+_STATE = (
+    "SELECT d.id, d.name, d.annotators_per_prompt, d.guidelines, d.guideline_version, s.generation_mark, "
+    f"s.ranking_mark, s.k, x.gmax, x.rmax FROM datasets d LEFT JOIN queue_sync s ON s.dataset_id = d.id, {_LAST_IDS}"
+)
+# The user's live leases (usually none or one), to hand back their own lease instead of a new one; with
+# `id = ? OR`, the assignment being submitted comes in the same statement.
+_LEASES = (
+    "SELECT id, prompt_id, status, expires_at, answer_order FROM assignments "
+    "WHERE {extra} (user_id = ? AND status = 'leased' AND expires_at > ?) ORDER BY id"
+)
+
+
+def _state(cols: tuple, leases: list) -> dict:
+    did, name, k, guidelines, version, gmark, rmark, mk, gmax, rmax = cols
+    return {
+        "dataset_id": did,
+        "dataset": name,
+        "k": k,
+        "guidelines": guidelines or "",
+        "guideline_version": version,
+        "mark": None if mk is None else (gmark, rmark, mk),
+        "gmax": gmax,
+        "rmax": rmax,
+        "leases": leases,  # [(id, prompt_id, answer_order JSON, expires_at)] of the user's live leases
+    }
+
+
+def _live_leases(rows: list, now: datetime, skip: int | None = None) -> list:
+    return [(r[0], r[1], r[4], r[3]) for r in rows if r[2] == "leased" and r[3] > now and r[0] != skip]
+
+
+def _read_state(store: Store, dataset_id: int | None, user_id: int, now: datetime, name: str | None = None) -> dict:
+    """The dataset's state (by id or name) and the user's live leases; NotFoundError for an unknown name."""
+    where, key = ("d.name = ?", name) if name is not None else ("d.id = ?", dataset_id)
+    row = store._first(f"{_STATE} WHERE {where}", [key])  # noqa: S608 (constant SQL)
+    if row is None:
+        store.dataset_id(name if name is not None else str(dataset_id))  # raises NotFoundError naming the known
+    leases = store.con.execute(_LEASES.format(extra=""), [user_id, now]).fetchall()
+    return _state(row, _live_leases(leases, now))
+
+
+def _in_step(state: dict) -> bool:
+    mark = state["mark"]
+    return mark is not None and mark[2] == state["k"] and mark[0] >= state["gmax"] and mark[1] >= state["rmax"]
 
 
 # ---- keeping queue_open in step --------------------------------------------------------------------
 
 
 def sync(store: Store, dataset_id: int) -> int:
-    """Fold generations and rankings written since the last call into queue_open; returns k. Under the lock."""
-    # one statement for the common case (nothing new): every request pays for this check
-    k, gmark, rmark, mk, gmax, rmax = store._first(
-        "SELECT d.annotators_per_prompt, s.generation_mark, s.ranking_mark, s.k, "
-        f"{_LAST_ID.format(seq='seq_generations')}, {_LAST_ID.format(seq='seq_rankings')} "
-        "FROM datasets d LEFT JOIN queue_sync s ON s.dataset_id = d.id WHERE d.id = ?",
-        [dataset_id],
-    )
-    mark = None if mk is None else (gmark, rmark, mk)
-    if mark is not None and mark[2] == k and mark[0] >= gmax and mark[1] >= rmax:
-        return k
+    """Fold generations and rankings written since the last call into queue_open; returns k."""
     with store.transaction():
-        _fold_in(store, dataset_id, k, mark, gmax, rmax)
-    return k
+        state = _read_state(store, dataset_id, -1, datetime.max)
+        if not _in_step(state):
+            _fold_in(store, dataset_id, state["k"], state["mark"], state["gmax"], state["rmax"])
+        return state["k"]
 
 
 def _fold_in(store: Store, dataset_id: int, k: int, mark: tuple | None, gmax: int, rmax: int) -> None:
@@ -119,37 +166,118 @@ def invalidate(store: Store, dataset_id: int) -> None:
 
 # ---- leases -------------------------------------------------------------------------------------------
 
+# an open prompt with a free slot that this user has not ranked; `{front}` limits the look to the first few.
+# Joins with the live leases and the user's rankings, not a correlated subquery per open prompt (2-3x cheaper).
+_PICK = """SELECT f.prompt_id FROM (SELECT prompt_id, done FROM queue_open WHERE dataset_id = ? {front}) f
+           LEFT JOIN (SELECT prompt_id, count(*) AS n FROM assignments WHERE status = 'leased' AND expires_at > ?
+                      GROUP BY prompt_id) l ON l.prompt_id = f.prompt_id
+           WHERE f.done + coalesce(l.n, 0) < ?
+             AND f.prompt_id NOT IN (SELECT prompt_id FROM rankings WHERE user_id = ?)
+           ORDER BY f.prompt_id LIMIT 1"""
 
-def _own_live_lease(store: Store, dataset_id: int, user_id: int, now: datetime) -> dict | None:
-    rows = store.con.execute(
-        "SELECT id, prompt_id, answer_order, expires_at FROM assignments "
-        "WHERE user_id = ? AND status = 'leased' AND expires_at > ? ORDER BY id",
-        [user_id, now],
-    ).fetchall()
-    for aid, prompt_id, order, expires_at in rows:
-        if store._first("SELECT dataset_id FROM prompts WHERE id = ?", [prompt_id])[0] == dataset_id:
-            return {
-                "assignment_id": aid,
-                "prompt_id": prompt_id,
-                "answer_order": json.loads(order),
-                "expires_at": expires_at,
-            }
-    return None
+# rankings this user made today (any dataset); open prompts here minus the user's rankings of open ones
+# (two cheap scans beat an anti-join 4x; no join with prompts, whose size would show in every request)
+_PROGRESS = """(SELECT count(*) FROM rankings r WHERE r.user_id = ? AND r.created_at >= ? AND r.source = 'human'),
+               (SELECT count(*) FROM queue_open WHERE dataset_id = ?) - (SELECT count(*) FROM queue_open
+                WHERE dataset_id = ? AND prompt_id IN (SELECT prompt_id FROM rankings WHERE user_id = ?))"""
 
 
-def _pick(store: Store, dataset_id: int, user_id: int, k: int, now: datetime, front: int | None) -> int | None:
-    limit = "ORDER BY prompt_id LIMIT ?" if front else ""
-    params = [dataset_id, *([front] if front else []), now, k, user_id]
-    row = store._first(
-        f"""WITH f AS (SELECT prompt_id, done FROM queue_open WHERE dataset_id = ? {limit})
-            SELECT f.prompt_id FROM f
-            WHERE f.done + (SELECT count(*) FROM assignments a WHERE a.prompt_id = f.prompt_id
-                            AND a.status = 'leased' AND a.expires_at > ?) < ?
-              AND NOT EXISTS (SELECT 1 FROM rankings r WHERE r.prompt_id = f.prompt_id AND r.user_id = ?)
-            ORDER BY f.prompt_id LIMIT 1""",  # noqa: S608 (constant SQL)
-        params,
+def _pick_and_progress(
+    store: Store, dataset_id: int, user_id: int, k: int, now: datetime, *, pick: bool
+) -> tuple[int | None, dict]:
+    """(next open prompt for this user or None, progress) in one statement; a full scan only if the front is full."""
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    pick_sql = f"({_PICK.format(front='ORDER BY prompt_id LIMIT ?')})" if pick else "NULL"
+    pick_params = [dataset_id, FRONT, now, k, user_id] if pick else []
+    prompt_id, done_today, remaining = store._first(
+        f"SELECT {pick_sql}, {_PROGRESS}",  # noqa: S608 (constant SQL)
+        [*pick_params, user_id, midnight, dataset_id, dataset_id, user_id],
     )
-    return row[0] if row else None
+    if pick and prompt_id is None:  # all of the front is taken or ranked by this user
+        row = store._first(_PICK.format(front=""), [dataset_id, now, k, user_id])
+        prompt_id = row[0] if row else None
+    return prompt_id, {"done_today": done_today, "remaining": remaining}
+
+
+def _content(store: Store, prompt_id: int, new_id: bool) -> tuple:
+    """(new assignment id or None, dataset id, messages JSON, assets JSON, {generation id: text}) of a prompt."""
+    row = store._first(
+        f"SELECT {'nextval(' + repr('seq_assignments') + ')' if new_id else 'NULL'}, p.dataset_id, p.messages, "
+        "p.assets, (SELECT list(struct_pack(id := g.id, text := g.text)) FROM generations g WHERE g.prompt_id = ?) "
+        "FROM prompts p WHERE p.id = ?",
+        [prompt_id, prompt_id],
+    )
+    aid, dataset_id, messages, assets, gens = row
+    return aid, dataset_id, messages, assets, {g["id"]: g["text"] for g in gens or []}
+
+
+def _lease_view(state: dict, aid: int, prompt_id: int, order: list, expires_at, content: tuple) -> dict:
+    _, _, messages, assets, texts = content
+    return {
+        "assignment_id": aid,
+        "prompt_id": prompt_id,
+        "answer_order": order,
+        "expires_at": expires_at,
+        "texts": texts,
+        "messages": messages,
+        "assets": assets,
+        "dataset": state["dataset"],
+        "guidelines": state["guidelines"],
+        "guideline_version": state["guideline_version"],
+    }
+
+
+def _next_in_tx(
+    store: Store, state: dict, user_id: int, now: datetime, lease_s: int, created_by: str
+) -> tuple[dict | None, dict]:
+    """(the user's live lease here, or a new one on the next open prompt, or None; progress). In a transaction.
+
+    The Store lock is what keeps check-then-insert safe against other threads (the server is one process).
+    """
+    dataset_id = state["dataset_id"]
+    for aid, prompt_id, order_json, expires_at in state["leases"]:  # one in another dataset costs a lookup; rare
+        content = _content(store, prompt_id, new_id=False)
+        if content[1] == dataset_id:
+            _, progress = _pick_and_progress(store, dataset_id, user_id, state["k"], now, pick=False)
+            return _lease_view(state, aid, prompt_id, json.loads(order_json), expires_at, content), progress
+    if not _in_step(state):
+        _fold_in(store, dataset_id, state["k"], state["mark"], state["gmax"], state["rmax"])
+    prompt_id, progress = _pick_and_progress(store, dataset_id, user_id, state["k"], now, pick=True)
+    if prompt_id is None:
+        return None, progress
+    content = _content(store, prompt_id, new_id=True)
+    aid, texts = content[0], content[4]
+    order = sorted(texts)
+    random.Random(aid).shuffle(order)  # per annotator, reproducible from the assignment id
+    expires_at = now + timedelta(seconds=lease_s)
+    store.con.execute(
+        "INSERT INTO assignments (id, prompt_id, user_id, status, answer_order, leased_at, expires_at, created_by,"
+        " created_at) VALUES (?, ?, ?, 'leased', ?, ?, ?, ?, ?)",
+        [aid, prompt_id, user_id, json.dumps(order), now, expires_at, created_by, now],
+    )
+    return _lease_view(state, aid, prompt_id, order, expires_at, content), progress
+
+
+def next_item(
+    store: Store,
+    user_id: int,
+    *,
+    dataset: str | None = None,
+    dataset_id: int | None = None,
+    lease_s: int = DEFAULT_LEASE_S,
+    now: datetime | None = None,
+    created_by: str = "server",
+) -> tuple[dict | None, dict]:
+    """(lease or None, progress) in `dataset` (a name) or `dataset_id`: the user's live lease, else a new one.
+
+    A lease is {assignment_id, prompt_id, answer_order (generation ids as shown), expires_at, texts, messages,
+    assets, dataset, guidelines, guideline_version}: everything the annotator sees. NotFoundError for an unknown
+    dataset name. One transaction, a handful of statements whatever the size of the dataset.
+    """
+    now = _now(now)
+    with store.transaction():
+        state = _read_state(store, dataset_id, user_id, now, name=dataset)
+        return _next_in_tx(store, state, user_id, now, lease_s, created_by)
 
 
 def next_assignment(
@@ -163,42 +291,9 @@ def next_assignment(
 ) -> dict | None:
     """The user's live lease in this dataset, or a new one on the next open prompt; None if nothing is left.
 
-    Returns {assignment_id, prompt_id, answer_order (generation ids as shown), expires_at}.
+    Returns {assignment_id, prompt_id, answer_order (generation ids as shown), expires_at, ...} (see next_item).
     """
-    now = _now(now)
-    # under the lock, no explicit transaction: the only write is one INSERT (atomic on its own), and the
-    # lock is what keeps check-then-insert safe against other threads (sync opens its own when it works)
-    with store._lock:
-        own = _own_live_lease(store, dataset_id, user_id, now)
-        if own:
-            return own
-        k = sync(store, dataset_id)
-        prompt_id = _pick(store, dataset_id, user_id, k, now, FRONT)
-        if prompt_id is None:
-            prompt_id = _pick(store, dataset_id, user_id, k, now, None)
-        if prompt_id is None:
-            return None
-        aid = store.con.execute("SELECT nextval('seq_assignments')").fetchall()[0][0]
-        texts = dict(
-            store.con.execute(
-                "SELECT id, text FROM generations WHERE prompt_id = ? ORDER BY id", [prompt_id]
-            ).fetchall()
-        )
-        order = sorted(texts)
-        random.Random(aid).shuffle(order)  # per annotator, reproducible from the assignment id
-        expires_at = now + timedelta(seconds=lease_s)
-        store.con.execute(
-            "INSERT INTO assignments (id, prompt_id, user_id, status, answer_order, leased_at, expires_at, created_by,"
-            " created_at) VALUES (?, ?, ?, 'leased', ?, ?, ?, ?, ?)",
-            [aid, prompt_id, user_id, json.dumps(order), now, expires_at, created_by, now],
-        )
-        return {
-            "assignment_id": aid,
-            "prompt_id": prompt_id,
-            "answer_order": order,
-            "expires_at": expires_at,
-            "texts": texts,
-        }
+    return next_item(store, user_id, dataset_id=dataset_id, lease_s=lease_s, now=now, created_by=created_by)[0]
 
 
 def release(store: Store, user_id: int, assignment_id: int) -> None:
@@ -274,6 +369,98 @@ def _validate(status: str, ranks: dict | None, order: list[int], skip_reason, fl
     return dense_ranks(clean) if clean else {}
 
 
+# The submitted assignment's prompt: its dataset's state and its count in queue_open (point lookups, constants)
+_PROMPT_STATE = (
+    "SELECT d.id, d.name, d.annotators_per_prompt, d.guidelines, d.guideline_version, s.generation_mark, "
+    "s.ranking_mark, s.k, x.gmax, x.rmax, (SELECT done FROM queue_open WHERE prompt_id = ?) FROM prompts p "
+    f"JOIN datasets d ON d.id = p.dataset_id LEFT JOIN queue_sync s ON s.dataset_id = d.id, {_LAST_IDS} WHERE p.id = ?"
+)
+
+
+def _submit_in_tx(
+    store: Store, user_id: int, assignment_id: int, now: datetime, created_by: str, fields: dict
+) -> tuple[int, dict]:
+    """Write the ranking, its items and pairs, close the lease, keep queue_open in step; (ranking id, state)."""
+    rows = store.con.execute(
+        _LEASES.format(extra="(id = ? AND user_id = ?) OR"), [assignment_id, user_id, user_id, now]
+    ).fetchall()
+    row = next((r for r in rows if r[0] == assignment_id), None)
+    if row is None:
+        raise NotFoundError(f"no assignment {assignment_id} of yours")
+    _, prompt_id, a_status, expires_at, order_json = row
+    *cols, done = store._first(_PROMPT_STATE, [prompt_id, prompt_id])
+    state = _state(tuple(cols), _live_leases(rows, now, skip=assignment_id))
+    k, status = state["k"], fields["status"]
+    order = json.loads(order_json)
+    if a_status == "done":
+        raise ConflictError(f"assignment {assignment_id} was already submitted")
+    clean = _validate(
+        status, fields.get("ranks"), order, fields.get("skip_reason"), fields.get("flag_reason"), fields.get("comment")
+    )
+    if a_status != "leased" or expires_at <= now:  # the lease lapsed: accept only if the slot is still free
+        taken = store._first(
+            f"""SELECT (SELECT count(*) FROM rankings r WHERE r.prompt_id = ? AND {_counted_sql("r")})
+                     + (SELECT count(*) FROM assignments a WHERE a.prompt_id = ? AND a.status = 'leased'
+                        AND a.expires_at > ? AND a.id <> ?)""",  # noqa: S608
+            [prompt_id, prompt_id, now, assignment_id],
+        )[0]
+        if status == "submitted" and taken >= k:
+            raise ConflictError(
+                "your lease expired and the prompt has since been ranked by others; ask for the next item"
+            )
+    c = store.con
+    try:
+        ranking_id = c.execute(
+            "INSERT INTO rankings (prompt_id, user_id, status, source, all_bad, skip_reason, flag_reason, "
+            "comment, time_on_task_ms, guideline_version, created_by, created_at) "
+            "VALUES (?, ?, ?, 'human', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            [
+                prompt_id,
+                user_id,
+                status,
+                bool(fields.get("all_bad")),
+                fields.get("skip_reason"),
+                fields.get("flag_reason"),
+                fields.get("comment"),
+                fields.get("time_on_task_ms"),
+                state["guideline_version"],
+                created_by,
+                now,
+            ],
+        ).fetchall()[0][0]
+    except duckdb.ConstraintException:  # UNIQUE (prompt_id, user_id): one ranking per person per prompt
+        raise ConflictError(f"you already ranked prompt {prompt_id}") from None
+    if clean:  # one statement per table: the rows travel as lists, not as 4 or 7 parameters per row
+        c.execute(
+            "INSERT INTO ranking_items (ranking_id, generation_id, rank, position) "
+            "SELECT ?, unnest(?::BIGINT[]), unnest(?::INTEGER[]), unnest(range(?))",
+            [ranking_id, order, [clean[g] for g in order], len(order)],
+        )
+        pairs = ranking_pairs(clean)
+        if pairs and status == "submitted":
+            chosen, rejected, margin, tie = (list(col) for col in zip(*pairs, strict=True))
+            c.execute(
+                "INSERT INTO pairs (ranking_id, prompt_id, chosen_id, rejected_id, margin, is_tie, source) "
+                "SELECT ?, ?, unnest(?::BIGINT[]), unnest(?::BIGINT[]), unnest(?::INTEGER[]), unnest(?::BOOLEAN[]), "
+                "'human'",
+                [ranking_id, prompt_id, chosen, rejected, margin, tie],
+            )
+    c.execute("UPDATE assignments SET status = 'done' WHERE id = ?", [assignment_id])
+    # keep queue_open in step directly instead of a sync; if nobody else wrote rankings since the last
+    # sync, move the mark past ours so the next request has nothing to fold in
+    if status == "submitted" and done is not None:
+        if done + 1 >= k:
+            c.execute("DELETE FROM queue_open WHERE prompt_id = ?", [prompt_id])
+        else:
+            c.execute("UPDATE queue_open SET done = done + 1 WHERE prompt_id = ?", [prompt_id])
+    mark = state["mark"]
+    if mark is not None and mark[1] >= state["rmax"]:
+        c.execute("UPDATE queue_sync SET ranking_mark = ? WHERE dataset_id = ?", [ranking_id, state["dataset_id"]])
+        state["mark"] = (mark[0], ranking_id, mark[2])
+    state["rmax"] = max(state["rmax"], ranking_id)
+    return ranking_id, state
+
+
 def submit(
     store: Store,
     user_id: int,
@@ -294,88 +481,46 @@ def submit(
     An expired lease is still accepted while its slot is free (no work is lost); 409 (ConflictError) when
     the slot went to someone else or the assignment was already submitted.
     """
+    fields = {
+        "status": status,
+        "ranks": ranks,
+        "all_bad": all_bad,
+        "skip_reason": skip_reason,
+        "flag_reason": flag_reason,
+        "comment": comment,
+        "time_on_task_ms": time_on_task_ms,
+    }
+    with store.transaction():
+        return _submit_in_tx(store, user_id, assignment_id, _now(now), created_by, fields)[0]
+
+
+def submit_and_next(
+    store: Store,
+    user_id: int,
+    assignment_id: int,
+    *,
+    lease_s: int = DEFAULT_LEASE_S,
+    now: datetime | None = None,
+    created_by: str = "server",
+    **fields,
+) -> tuple[int, dict | None, dict]:
+    """submit() and next_item() in one transaction (one commit): (ranking id, next lease or None, progress).
+
+    `fields` are submit()'s (status, ranks, ...). If the next item fails, nothing is written; the caller may
+    fall back to submit() then next_item() (serving/api_queue.py does), so a ranking is never lost to it.
+    """
     now = _now(now)
     with store.transaction():
-        row = store._first(
-            "SELECT prompt_id, status, expires_at, answer_order FROM assignments WHERE id = ? AND user_id = ?",
-            [assignment_id, user_id],
-        )
-        if row is None:
-            raise NotFoundError(f"no assignment {assignment_id} of yours")
-        prompt_id, a_status, expires_at, order_json = row
-        order = json.loads(order_json)
-        if a_status == "done":
-            raise ConflictError(f"assignment {assignment_id} was already submitted")
-        clean = _validate(status, ranks, order, skip_reason, flag_reason, comment)
-        # point lookups only (ART indexes): cost stays flat as the dataset grows
-        dataset_id, k, version = store._first(
-            "SELECT p.dataset_id, d.annotators_per_prompt, d.guideline_version FROM prompts p, datasets d "
-            "WHERE p.id = ? AND d.id = p.dataset_id",
-            [prompt_id],
-        )
-        if a_status != "leased" or expires_at <= now:  # the lease lapsed: accept only if the slot is still free
-            taken = store._first(
-                f"""SELECT (SELECT count(*) FROM rankings r WHERE r.prompt_id = ? AND {_counted_sql("r")})
-                         + (SELECT count(*) FROM assignments a WHERE a.prompt_id = ? AND a.status = 'leased'
-                            AND a.expires_at > ? AND a.id <> ?)""",  # noqa: S608
-                [prompt_id, prompt_id, now, assignment_id],
-            )[0]
-            if status == "submitted" and taken >= k:
-                raise ConflictError(
-                    "your lease expired and the prompt has since been ranked by others; ask for the next item"
-                )
-        mark, rmax, done = store._first(
-            "SELECT (SELECT ranking_mark FROM queue_sync WHERE dataset_id = ?), "
-            f"{_LAST_ID.format(seq='seq_rankings')}, (SELECT done FROM queue_open WHERE prompt_id = ?)",
-            [dataset_id, prompt_id],
-        )
-        try:
-            ranking_id = store.con.execute(
-                "INSERT INTO rankings (prompt_id, user_id, status, source, all_bad, skip_reason, flag_reason, "
-                "comment, time_on_task_ms, guideline_version, created_by, created_at) "
-                "VALUES (?, ?, ?, 'human', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                [
-                    prompt_id,
-                    user_id,
-                    status,
-                    bool(all_bad),
-                    skip_reason,
-                    flag_reason,
-                    comment,
-                    time_on_task_ms,
-                    version,
-                    created_by,
-                    now,
-                ],
-            ).fetchall()[0][0]
-        except duckdb.ConstraintException:  # UNIQUE (prompt_id, user_id): one ranking per person per prompt
-            raise ConflictError(f"you already ranked prompt {prompt_id}") from None
-        if clean:
-            values = ", ".join(["(?, ?, ?, ?)"] * len(order))
-            params = [v for i, gid in enumerate(order) for v in (ranking_id, gid, clean[gid], i)]
-            store.con.execute(
-                f"INSERT INTO ranking_items (ranking_id, generation_id, rank, position) VALUES {values}", params
-            )
-            pairs = ranking_pairs(clean)
-            if pairs and status == "submitted":
-                values = ", ".join(["(?, ?, ?, ?, ?, ?, 'human')"] * len(pairs))
-                params = [v for c, r, m, t in pairs for v in (ranking_id, prompt_id, c, r, m, t)]
-                store.con.execute(
-                    "INSERT INTO pairs (ranking_id, prompt_id, chosen_id, rejected_id, margin, is_tie, "
-                    f"source) VALUES {values}",
-                    params,
-                )
-        store.con.execute("UPDATE assignments SET status = 'done' WHERE id = ?", [assignment_id])
-        # keep queue_open in step directly instead of a sync; if nobody else wrote rankings since the last
-        # sync, move the mark past ours so the next request has nothing to fold in
-        if status == "submitted" and done is not None:
-            if done + 1 >= k:
-                store.con.execute("DELETE FROM queue_open WHERE prompt_id = ?", [prompt_id])
-            else:
-                store.con.execute("UPDATE queue_open SET done = done + 1 WHERE prompt_id = ?", [prompt_id])
-        if mark is not None and mark >= rmax:
-            store.con.execute("UPDATE queue_sync SET ranking_mark = ? WHERE dataset_id = ?", [ranking_id, dataset_id])
-        return ranking_id
+        ranking_id, state = _submit_in_tx(store, user_id, assignment_id, now, created_by, fields)
+        lease, progress = _next_in_tx(store, state, user_id, now, lease_s, created_by)
+        return ranking_id, lease, progress
+
+
+def dataset_of_ranking(store: Store, ranking_id: int) -> int:
+    """The dataset id a ranking belongs to."""
+    return store.scalar(
+        "SELECT p.dataset_id FROM rankings r JOIN prompts p ON p.id = r.prompt_id WHERE r.id = ?", [ranking_id]
+    )
 
 
 # ---- progress ------------------------------------------------------------------------------------------
@@ -383,18 +528,8 @@ def submit(
 
 def progress(store: Store, dataset_id: int, user_id: int, *, now: datetime | None = None) -> dict:
     """{done_today, remaining}: rankings this user made today (in any dataset), open prompts here not ranked yet."""
-    now = _now(now)
-    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    with store._lock:  # one statement; no join with prompts, whose size would show in every request
-        done_today, remaining = store._first(
-            "SELECT (SELECT count(*) FROM rankings r WHERE r.user_id = ? AND r.created_at >= ? "
-            "        AND r.source = 'human'), "
-            # open prompts minus the user's rankings of open ones: two cheap scans beat an anti-join 4x
-            "(SELECT count(*) FROM queue_open WHERE dataset_id = ?) - (SELECT count(*) FROM queue_open "
-            " WHERE dataset_id = ? AND prompt_id IN (SELECT prompt_id FROM rankings WHERE user_id = ?))",
-            [user_id, midnight, dataset_id, dataset_id, user_id],
-        )
-    return {"done_today": done_today, "remaining": remaining}
+    with store._lock:
+        return _pick_and_progress(store, dataset_id, user_id, 0, _now(now), pick=False)[1]
 
 
 # ---- per-dataset settings ------------------------------------------------------------------------------

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Literal
 
+import duckdb
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, StrictBool, StrictInt
@@ -15,6 +17,7 @@ from db.errors import NotFoundError
 from db.store import Store
 from serving.deps import ApiError, get_store, require_role
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["annotation"])
 
 ANYONE = ("annotator", "reviewer", "admin")
@@ -38,40 +41,26 @@ def dataset_id_or_404(store: Store, name: str) -> int:
         raise ApiError(404, str(e), field="dataset") from None
 
 
-def item_view(store: Store, dataset: str, lease: dict) -> dict:
+def item_view(lease: dict) -> dict:
     """What an annotator sees: the prompt and its answers in their stored order, without model names."""
-    with store._lock:
-        messages, assets, guidelines, version = store._first(
-            "SELECT p.messages, p.assets, d.guidelines, d.guideline_version FROM prompts p "
-            "JOIN datasets d ON d.id = p.dataset_id WHERE p.id = ?",
-            [lease["prompt_id"]],
-        )
-        texts = lease.get("texts") or dict(
-            store.con.execute("SELECT id, text FROM generations WHERE prompt_id = ?", [lease["prompt_id"]]).fetchall()
-        )
+    texts, assets = lease["texts"], lease["assets"]
     return {
         "assignment_id": lease["assignment_id"],
-        "dataset": dataset,
+        "dataset": lease["dataset"],
         "prompt": {
             "id": lease["prompt_id"],
-            "messages": json.loads(messages),
+            "messages": json.loads(lease["messages"]),
             "assets": json.loads(assets) if assets else [],
         },
         "answers": [{"id": gid, "text": texts[gid]} for gid in lease["answer_order"] if gid in texts],
-        "guidelines": guidelines or "",
-        "guideline_version": version,
+        "guidelines": lease["guidelines"],
+        "guideline_version": lease["guideline_version"],
         "expires_at": lease["expires_at"].isoformat(timespec="seconds"),
     }
 
 
-def next_view(store: Store, request: Request, dataset: str, dataset_id: int, user: dict) -> dict:
-    lease = queue.next_assignment(
-        store, dataset_id, user["id"], lease_s=request.app.state.config.lease_s, created_by=user["name"]
-    )
-    return {
-        "item": item_view(store, dataset, lease) if lease else None,
-        "progress": queue.progress(store, dataset_id, user["id"]),
-    }
+def next_view(lease: dict | None, progress: dict) -> dict:
+    return {"item": item_view(lease) if lease else None, "progress": progress}
 
 
 @router.get("/queue/next")
@@ -82,35 +71,43 @@ def queue_next(
     user: dict = Depends(require_role(*ANYONE)),
 ) -> dict:
     """The next prompt to rank in `dataset` (your live lease if you hold one): {item, progress}; item null if none."""
-    return next_view(store, request, dataset, dataset_id_or_404(store, dataset), user)
+    try:
+        lease, progress = queue.next_item(
+            store, user["id"], dataset=dataset, lease_s=request.app.state.config.lease_s, created_by=user["name"]
+        )
+    except NotFoundError as e:
+        raise ApiError(404, str(e), field="dataset") from None
+    return next_view(lease, progress)
 
 
 @router.post("/rankings", status_code=201)
 def submit_ranking(
     body: RankingIn, request: Request, store: Store = Depends(get_store), user: dict = Depends(require_role(*ANYONE))
 ) -> dict:
-    """Store a ranking (or a skip / flag) for one of your assignments; returns {ranking_id, next}."""
-    row = store.query(
-        "SELECT d.name, d.id FROM prompts p, datasets d WHERE d.id = p.dataset_id AND p.id = "
-        "(SELECT prompt_id FROM assignments WHERE id = ? AND user_id = ?)",
-        [body.assignment_id, user["id"]],
-    )
-    if not row:
-        raise ApiError(404, f"no assignment {body.assignment_id} of yours", field="assignment_id")
-    ranking_id = queue.submit(
-        store,
-        user["id"],
-        body.assignment_id,
-        status=body.status,
-        ranks=body.ranks,
-        all_bad=body.all_bad,
-        skip_reason=body.skip_reason,
-        flag_reason=body.flag_reason,
-        comment=body.comment,
-        time_on_task_ms=body.time_on_task_ms,
-        created_by=user["name"],
-    )
-    return {"ranking_id": ranking_id, "next": next_view(store, request, row[0]["name"], row[0]["id"], user)}
+    """Store a ranking (or a skip / flag) for one of your assignments; returns {ranking_id, next}.
+
+    The ranking and the next lease are written in one transaction. Should that fail on the database's side,
+    the ranking is stored on its own and the next item fetched after it, so a submit is never lost to it.
+    """
+    fields = body.model_dump(exclude={"assignment_id"})
+    lease_s, uid = request.app.state.config.lease_s, user["id"]
+    try:
+        try:
+            ranking_id, lease, progress = queue.submit_and_next(
+                store, uid, body.assignment_id, lease_s=lease_s, created_by=user["name"], **fields
+            )
+        except duckdb.Error as e:
+            if isinstance(e, duckdb.ConstraintException):
+                raise
+            log.warning("submit + next in one transaction failed (%s); storing the ranking on its own", e)
+            ranking_id = queue.submit(store, uid, body.assignment_id, created_by=user["name"], **fields)
+            dataset_id = queue.dataset_of_ranking(store, ranking_id)
+            lease, progress = queue.next_item(
+                store, uid, dataset_id=dataset_id, lease_s=lease_s, created_by=user["name"]
+            )
+    except NotFoundError as e:
+        raise ApiError(404, str(e), field="assignment_id") from None
+    return {"ranking_id": ranking_id, "next": next_view(lease, progress)}
 
 
 @router.get("/prompts/{prompt_id}/assets/{index}")
