@@ -95,35 +95,7 @@ def register(cli: click.Group) -> None:
         """Export pairs, SFT data or examples as training files and print the snapshot id."""
         from db.cli import server_url
 
-        url = server_url(ctx)
-        if url:  # a server holds the database: it exports, we receive the file(s) (serving/remote.py)
-            from serving import remote
-
-            r = remote.export(
-                url,
-                fmt,
-                out,
-                dataset=dataset,
-                split=split,
-                seed=seed,
-                min_annotators=min_annotators,
-                min_agreement=min_agreement,
-                ties=ties,
-                source=source,
-                layout=layout,
-                sft_prefer=sft_prefer,
-            )
-            click.echo(f"exported {fmt} via {url}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in r["counts"].items()))
-            for path in r["paths"]:
-                click.echo(f"  {path}")
-            click.echo(f"snapshot {r['snapshot_id']}")
-            return
-        from db.export import export
-
-        result = export(
-            open_store(ctx),
-            fmt,
-            out,
+        options = dict(  # the same filters whether the server exports (remote) or this process does
             dataset=dataset,
             split=split,
             seed=seed,
@@ -134,6 +106,19 @@ def register(cli: click.Group) -> None:
             layout=layout,
             sft_prefer=sft_prefer,
         )
+        url = server_url(ctx)
+        if url:  # a server holds the database: it exports, we receive the file(s) (serving/remote.py)
+            from serving import remote
+
+            r = remote.export(url, fmt, out, **options)
+            click.echo(f"exported {fmt} via {url}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in r["counts"].items()))
+            for path in r["paths"]:
+                click.echo(f"  {path}")
+            click.echo(f"snapshot {r['snapshot_id']}")
+            return
+        from db.export import export
+
+        result = export(open_store(ctx), fmt, out, **options)
         counts = ", ".join(f"{k} {_fmt(v)}" for k, v in result.counts.items())
         click.echo(f"exported {fmt}: {counts}")
         for role, path in result.paths.items():
