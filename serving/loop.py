@@ -41,8 +41,8 @@ from serving.synthetic import SyntheticConfig, annotate_dataset, judge, rule_rew
 log = logging.getLogger(__name__)
 _PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
-# Single tokens of the tiny model's tokenizer (" water" is one token), so a random-weight model can emit
-# them by chance and DPO has examples to learn from.
+# Single tokens of the tiny model's tokenizer (" water" is one token), so a tiny model can emit them by chance
+# and DPO has examples to learn from.
 KEYWORDS = ["water", "food", "health", "robot", "people", "climate", "farm", "diet", "logic", "chord", "acid", "text"]
 TOPICS = [
     "rivers",
@@ -73,8 +73,8 @@ STYLES = [
     "What do you think of {topic}?",
 ]
 
-# Chosen with the real pipeline on the tiny model for a round of minutes; docs/loop.md and docs/benchmarks.md
-# say what they reach (on the embedded tiny model: not the win-rate target; the model is the limit).
+# Chosen with the real pipeline on the (pre-trained) tiny model for a round of a few minutes; docs/loop.md and
+# docs/benchmarks.md say what they reach there (bench/loop.py measures it).
 PRESETS: dict[str, dict] = {
     "demo": {
         "train_prompts": 160,
@@ -129,7 +129,7 @@ class LoopConfig:
     top_p: float = 1.0
     annotators: int = 3
     noise: float = 0.1
-    learning_rate: float = 2e-3  # high for LoRA, on purpose: a random-weight model, a few hundred steps
+    learning_rate: float = 2e-3  # high for LoRA, on purpose: a tiny model and about a hundred steps
     epochs: float = 2.0
     max_steps: int = -1
     beta: float = 0.1
