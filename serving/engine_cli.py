@@ -33,11 +33,15 @@ def register(cli: click.Group) -> None:
         type=click.Choice(["tiny", "small"]),
         default="tiny",
         show_default=True,
-        help="tiny: <1M parameters (tests, demo); small: ~90M (benchmarks).",
+        help="tiny: <1M parameters, briefly pre-trained here (tests, demo); small: ~90M, random (benchmarks).",
     )
     @click.option("--reward", is_flag=True, help="A sequence-classification model (num_labels=1) for reward models.")
     def tiny_model(out: str, size: str, reward: bool) -> None:
-        """Build a random-weight Qwen2 model with an offline-trained tokenizer in OUT (nothing downloaded)."""
+        """Build a small Qwen2 model with an offline-trained tokenizer in OUT (nothing downloaded).
+
+        The tiny causal LM is pre-trained for ~20 s on chat turns from the shipped corpus so it writes
+        word-like answers of varied length; --size small and --reward keep random weights.
+        """
         from serving.tiny_model import build_tiny_model
 
         path = build_tiny_model(out, size=size, reward=reward)
