@@ -62,3 +62,33 @@ def run_trainer(
         "adapter": str(adapter_dir),
         "metrics": final_metrics(run_dir),
     }
+
+
+def train_policy_adapter(trainer_cls, stage: str, cfg, run_dir: str | Path, *, resume_from=None, stop=None, **extra):
+    """SFT and DPO alike: the causal LM with its parent adapter (kept training) or a new LoRA, the stage's data,
+    then `run_trainer`. `extra` goes to the trainer (DPO: ref_model=None, the adapter-disabled model)."""
+    from alignment.data import load_dataset_for
+    from alignment.lora import lora_config_for
+    from alignment.models import dtype_for, load_tokenizer, load_with_adapter
+
+    tok = load_tokenizer(cfg.base)
+    # a parent adapter keeps training (the result stays one adapter on the base, servable as is)
+    model, chain = load_with_adapter(cfg.base, cfg.adapter, mode="continue", dtype=dtype_for(cfg))
+    peft_config = None if cfg.adapter else lora_config_for(model, cfg)
+    train_ds, eval_ds = load_dataset_for(
+        stage, cfg.data, max_samples=cfg.max_samples, eval_fraction=cfg.eval_fraction, seed=cfg.seed
+    )
+    return run_trainer(
+        trainer_cls,
+        cfg,
+        run_dir,
+        model=model,
+        tokenizer=tok,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        peft_config=peft_config,
+        merged_parents=chain,
+        resume_from=resume_from,
+        stop=stop,
+        **extra,
+    )
