@@ -79,8 +79,11 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-def current_user(request: Request, store: Store = Depends(get_store)) -> dict:
-    """The signed-in user {id, name, role} from `Authorization: Bearer <token>`; 401 if missing or invalid."""
+def current_user(request: Request) -> dict:
+    """The signed-in user {id, name, role} from `Authorization: Bearer <token>`; 401 if missing or invalid.
+
+    Reads the Store from the app itself rather than through Depends(get_store): FastAPI runs every sync
+    dependency in a worker thread of its own, and on a loaded 2-core machine each hand-off waits for a CPU."""
     from serving.auth import user_for_token  # auth imports this module's ApiError
 
     token = bearer_token(request)
@@ -91,7 +94,7 @@ def current_user(request: Request, store: Store = Depends(get_store)) -> dict:
             field="Authorization",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    user = user_for_token(store, token)
+    user = user_for_token(get_store(request), token)
     if user is None:
         raise ApiError(
             401,
@@ -109,7 +112,7 @@ def require_role(*roles: str):
     if unknown or not roles:
         raise ValueError(f"require_role needs roles from {ROLES}, got {roles}")
 
-    def _check(user: dict = Depends(current_user)) -> dict:
+    async def _check(user: dict = Depends(current_user)) -> dict:  # no I/O: no worker-thread hop
         if user["role"] not in roles:
             raise ApiError(403, f"this needs the role {' or '.join(roles)}; you are {user['role']}", field=None)
         return user
