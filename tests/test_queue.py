@@ -219,3 +219,64 @@ def test_pairs_written_by_submit_match_the_store_derivation(q):
     ours = store.query(sql, [rid])
     store.derive_pairs([rid])  # the Store's SQL rule, replacing ours
     assert store.query(sql, [rid]) == ours and len(ours) == 6
+
+
+def test_submit_and_next_is_one_transaction_and_matches_submit_then_next(q):
+    store, ds, prompts, u = q
+    a = queue.next_assignment(store, ds, u["ann"], now=T0)
+    rid, lease, progress = queue.submit_and_next(
+        store, u["ann"], a["assignment_id"], status="submitted", ranks=_ranks(a), now=T0
+    )
+    assert store.scalar("SELECT count(*) FROM pairs WHERE ranking_id = ?", [rid]) == 6
+    assert lease["prompt_id"] == prompts[1] and progress == {"done_today": 1, "remaining": 2}
+    assert (
+        json.loads(store.scalar("SELECT answer_order FROM assignments WHERE id = ?", [lease["assignment_id"]]))
+        == (lease["answer_order"])
+    )
+    assert sorted(lease["texts"]) == sorted(lease["answer_order"]) and lease["dataset"] == "d"
+    # a live lease of the user's own comes back rather than a new one: bob's lease lapsed, he got a new one,
+    # then skipped the old one late
+    later = T0 + timedelta(minutes=11)
+    b = queue.next_assignment(store, ds, u["bob"], now=T0)
+    c = queue.next_assignment(store, ds, u["bob"], now=later)
+    assert c["assignment_id"] != b["assignment_id"]
+    _, again, _ = queue.submit_and_next(
+        store, u["bob"], b["assignment_id"], status="skipped", skip_reason="came back late", now=later
+    )
+    assert again["assignment_id"] == c["assignment_id"] and again["answer_order"] == c["answer_order"]
+    # nothing of a failed submit is written, and the lease is still there to submit again
+    before = store.counts()
+    with pytest.raises(InputError):
+        queue.submit_and_next(store, u["ann"], lease["assignment_id"], status="submitted", ranks={}, now=T0)
+    assert store.counts() == before
+
+
+def test_api_stores_the_ranking_when_the_next_item_fails(store, monkeypatch):
+    """If the one-transaction path fails inside DuckDB, the ranking is stored on its own: no submit is lost."""
+    import duckdb
+    from fastapi.testclient import TestClient
+    from server_helpers import signed_in
+
+    from serving.server import create_app
+
+    seed(store, prompts=3, answers=3, k=1)
+    add_user(store, "ann")
+    with TestClient(create_app(store)) as c:
+        h = signed_in(c, "ann")
+        item = c.get("/api/queue/next", params={"dataset": "d"}, headers=h).json()["item"]
+        real = queue._next_in_tx
+
+        def broken(*args, **kwargs):
+            if not calls:
+                calls.append(1)
+                raise duckdb.TransactionException("simulated write-write conflict")
+            return real(*args, **kwargs)
+
+        calls: list = []
+        monkeypatch.setattr(queue, "_next_in_tx", broken)
+        ranks = {str(a["id"]): i + 1 for i, a in enumerate(item["answers"])}
+        r = c.post("/api/rankings", headers=h, json={"assignment_id": item["assignment_id"], "ranks": ranks})
+        assert r.status_code == 201, r.text
+        assert calls and store.scalar("SELECT count(*) FROM rankings WHERE id = ?", [r.json()["ranking_id"]]) == 1
+        assert r.json()["next"]["item"]["prompt"]["id"] != item["prompt"]["id"]
+        assert r.json()["next"]["progress"] == {"done_today": 1, "remaining": 2}
