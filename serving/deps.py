@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 
 import duckdb
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -71,6 +72,26 @@ def read_store(request: Request):
         cursor.close()
 
 
+_thread_readers = threading.local()
+
+
+def thread_reader(store: Store) -> Store:
+    """A Store on this worker thread's own DuckDB cursor, for short reads of committed data (the signed-in user)
+    that need not wait for the main connection's lock while another request writes. Cached per thread; closing
+    the main Store closes its cursors."""
+    readers = getattr(_thread_readers, "stores", None)
+    if readers is None:
+        readers = _thread_readers.stores = weakref.WeakKeyDictionary()
+    reader = readers.get(store)
+    if reader is None:
+        with store._lock:  # creating a cursor touches the shared connection
+            cursor = store.con.cursor()
+        reader = object.__new__(Store)
+        reader.path, reader.con, reader._lock = store.path, cursor, threading.RLock()
+        readers[store] = reader
+    return reader
+
+
 def bearer_token(request: Request) -> str | None:
     header = request.headers.get("authorization") or ""
     scheme, _, token = header.partition(" ")
@@ -83,7 +104,8 @@ def current_user(request: Request) -> dict:
     """The signed-in user {id, name, role} from `Authorization: Bearer <token>`; 401 if missing or invalid.
 
     Reads the Store from the app itself rather than through Depends(get_store): FastAPI runs every sync
-    dependency in a worker thread of its own, and on a loaded 2-core machine each hand-off waits for a CPU."""
+    dependency in a worker thread of its own, and on a loaded 2-core machine each hand-off waits for a CPU.
+    The token is looked up on the thread's own cursor (thread_reader), off the lock writers hold."""
     from serving.auth import user_for_token  # auth imports this module's ApiError
 
     token = bearer_token(request)
@@ -94,7 +116,7 @@ def current_user(request: Request) -> dict:
             field="Authorization",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    user = user_for_token(get_store(request), token)
+    user = user_for_token(thread_reader(get_store(request)), token)
     if user is None:
         raise ApiError(
             401,
