@@ -7,7 +7,9 @@ For each size: a database is built in SQL through the Store's staging path (prom
 with range()), 20 annotators are added, `preflab server` runs in a subprocess, and 20 threads each sign in
 and loop POST /api/rankings, whose response carries the next item (what the UI does). Latency is taken
 server-side from the X-Process-Time header (the app's own time, without client and socket cost), so the
-number measures the server, not this script. Prints p50/p95 per size and the growth ratio 1M/1k.
+number measures the server, not this script (it does include waiting for the Store lock and for a CPU).
+Prints p50/p95 per size, the growth ratio 1M/1k, and the load average around each measurement, because
+on a shared machine the latency follows the load more than the data size.
 Targets (issue 4): p95 <= 100 ms, and at most 2x growth from 1k to 1M.
 """
 
@@ -154,6 +156,7 @@ def measure(
     solo_times: list[float] = []
     times: list[float] = []
     errors: list[str] = []
+    load = [os.getloadavg()[0]]  # the machine is shared: say how busy it was, since latency follows it
     try:
         annotator(url, f"ann{annotators:02d}", 3, [], errors)  # warm-up: imports, first queue sync, caches
         annotator(url, f"ann{annotators:02d}", solo, solo_times, errors)
@@ -167,6 +170,7 @@ def measure(
         for t in threads:
             t.join()
         wall = time.perf_counter() - t0
+        load.append(os.getloadavg()[0])
     finally:
         proc.terminate()
         proc.wait(60)
@@ -182,6 +186,7 @@ def measure(
         "p50_ms": p50,
         "p95_ms": p95,
         "throughput_per_s": len(times) / wall,
+        "load": load,
     }
 
 
@@ -190,7 +195,7 @@ def main() -> None:
     ap.add_argument("--small", type=int, default=1_000, help="generations in the baseline database")
     ap.add_argument("--big", type=int, default=1_000_000, help="generations in the large database")
     ap.add_argument("--annotators", type=int, default=20)
-    ap.add_argument("--submits", type=int, default=6, help="rankings per annotator (1k answers hold 500 at k=2)")
+    ap.add_argument("--submits", type=int, default=10, help="rankings per annotator (1k answers hold 500 at k=2)")
     ap.add_argument("--solo", type=int, default=40, help="rankings of the lone annotator (phase 1)")
     ap.add_argument("--k", type=int, default=2, help="annotators per prompt")
     ap.add_argument(
@@ -217,13 +222,14 @@ def main() -> None:
     print(f"server-side ms of POST /api/rankings (submit + next item), from X-Process-Time; k={args.k}")
     print(
         f"{'generations':>12} {'build s':>8} | {'1 annotator':>11} {'p50':>6} {'p95':>6} | "
-        f"{args.annotators} annotators, think ~{args.think:g} s: {'n':>4} {'p50':>6} {'p95':>6} {'req/s':>6}"
+        f"{args.annotators} annotators, think ~{args.think:g} s: {'n':>4} {'p50':>6} {'p95':>6} {'req/s':>6} | "
+        "load avg (1 min) before / after"
     )
     for r in rows:
         print(
             f"{r['generations']:>12,} {r['build_s']:>8.1f} | {args.solo:>11} {r['solo_p50']:>6.1f} "
             f"{r['solo_p95']:>6.1f} | {'':>{len(str(args.annotators)) + 28}}{r['requests']:>4} {r['p50_ms']:>6.1f} "
-            f"{r['p95_ms']:>6.1f} {r['throughput_per_s']:>6.1f}"
+            f"{r['p95_ms']:>6.1f} {r['throughput_per_s']:>6.1f} | {r['load'][0]:.2f} / {r['load'][-1]:.2f}"
         )
     small, big = rows
     print(
