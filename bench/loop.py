@@ -3,7 +3,7 @@
     python bench/loop.py                       # both methods, preset demo, a fresh database in a temp folder
     python bench/loop.py --methods dpo --out /tmp/loopbench
 
-Targets (issue 7), on the tiny random-weight model and a CPU, each round in under 10 minutes:
+Targets (issue 7), on the tiny model (pre-trained at build time) and a CPU, each round in under 10 minutes:
   dpo: the new adapter beats its parent on held-out prompts with win rate >= 0.70 and a 95% CI lower bound > 0.5
   ppo: mean rule reward of the new adapter's answers on held-out prompts > the parent's
 

@@ -46,7 +46,7 @@ def run_cli(db_path):
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
-    """The embedded tiny causal LM (random weights, trained BPE tokenizer, chat template), built once."""
+    """The embedded tiny causal LM (briefly pre-trained, trained BPE tokenizer, chat template), built once."""
     from serving.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
