@@ -64,10 +64,11 @@ def next_view(lease: dict | None, progress: dict) -> dict:
 
 
 # The two routes an annotator calls all day take the Store from the app (get_store(request)) instead of
-# Depends(get_store): one worker-thread hand-off fewer per request (see serving.deps.current_user).
+# Depends(get_store), and have no response model (FastAPI validates a sync route's return value in a worker
+# thread of its own): two worker-thread hand-offs fewer per request (see serving.deps.current_user).
 
 
-@router.get("/queue/next")
+@router.get("/queue/next", response_model=None)
 def queue_next(
     request: Request, dataset: str = Query(..., max_length=256), user: dict = Depends(require_role(*ANYONE))
 ) -> dict:
@@ -85,7 +86,7 @@ def queue_next(
     return next_view(lease, progress)
 
 
-@router.post("/rankings", status_code=201)
+@router.post("/rankings", status_code=201, response_model=None)
 def submit_ranking(body: RankingIn, request: Request, user: dict = Depends(require_role(*ANYONE))) -> dict:
     """Store a ranking (or a skip / flag) for one of your assignments; returns {ranking_id, next}.
 

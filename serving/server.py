@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +135,10 @@ def run_server(db_path: str, *, host: str = "127.0.0.1", port: int = 8000, confi
     """Open the database, write the state file, serve until interrupted, then remove the state file."""
     import uvicorn
 
+    # DuckDB releases the GIL while a statement runs; a submit is ~13 statements, and after each the worker
+    # thread waits for the GIL while the event loop or another request's thread holds it, up to the switch
+    # interval (5 ms by default). 1 ms keeps a transaction (and so the Store lock) from stretching under load.
+    sys.setswitchinterval(0.001)
     store = Store.open(db_path)
     try:
         check_public_bind(store, host)
