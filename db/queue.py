@@ -183,32 +183,48 @@ _PROGRESS = """(SELECT count(*) FROM rankings r WHERE r.user_id = ? AND r.create
 
 
 def _pick_and_progress(
-    store: Store, dataset_id: int, user_id: int, k: int, now: datetime, *, pick: bool
-) -> tuple[int | None, dict]:
+    store: Store, dataset_id: int, user_id: int, k: int, now: datetime, *, pick: bool, progress: bool = True
+) -> tuple[int | None, dict | None]:
     """(next open prompt for this user or None, progress) in one statement; a full scan only if the front is full."""
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     pick_sql = f"({_PICK.format(front='ORDER BY prompt_id LIMIT ?')})" if pick else "NULL"
     pick_params = [dataset_id, FRONT, now, k, user_id] if pick else []
+    progress_sql, progress_params = (_PROGRESS, [user_id, midnight, dataset_id, dataset_id, user_id])
+    if not progress:
+        progress_sql, progress_params = "NULL, NULL", []
     prompt_id, done_today, remaining = store._first(
-        f"SELECT {pick_sql}, {_PROGRESS}",  # noqa: S608 (constant SQL)
-        [*pick_params, user_id, midnight, dataset_id, dataset_id, user_id],
+        f"SELECT {pick_sql}, {progress_sql}",  # noqa: S608 (constant SQL)
+        [*pick_params, *progress_params],
     )
     if pick and prompt_id is None:  # all of the front is taken or ranked by this user
         row = store._first(_PICK.format(front=""), [dataset_id, now, k, user_id])
         prompt_id = row[0] if row else None
-    return prompt_id, {"done_today": done_today, "remaining": remaining}
+    return prompt_id, {"done_today": done_today, "remaining": remaining} if progress else None
+
+
+_CONTENT = (
+    "p.dataset_id, p.messages, p.assets, "
+    "(SELECT list(struct_pack(id := g.id, text := g.text)) FROM generations g WHERE g.prompt_id = ?)"
+)
 
 
 def _content(store: Store, prompt_id: int, new_id: bool) -> tuple:
     """(new assignment id or None, dataset id, messages JSON, assets JSON, {generation id: text}) of a prompt."""
     row = store._first(
-        f"SELECT {'nextval(' + repr('seq_assignments') + ')' if new_id else 'NULL'}, p.dataset_id, p.messages, "
-        "p.assets, (SELECT list(struct_pack(id := g.id, text := g.text)) FROM generations g WHERE g.prompt_id = ?) "
+        f"SELECT {'nextval(' + repr('seq_assignments') + ')' if new_id else 'NULL'}, {_CONTENT} "
         "FROM prompts p WHERE p.id = ?",
         [prompt_id, prompt_id],
     )
     aid, dataset_id, messages, assets, gens = row
     return aid, dataset_id, messages, assets, {g["id"]: g["text"] for g in gens or []}
+
+
+def _new_id_and_answers(store: Store, prompt_id: int) -> tuple:
+    """_content's shape with only what the lease needs (a new assignment id, the answer ids); texts come later."""
+    aid, ids = store._first(
+        "SELECT nextval('seq_assignments'), list(id) FROM generations WHERE prompt_id = ?", [prompt_id]
+    )
+    return aid, None, None, None, dict.fromkeys(ids or [])
 
 
 def _lease_view(state: dict, aid: int, prompt_id: int, order: list, expires_at, content: tuple) -> dict:
@@ -228,24 +244,26 @@ def _lease_view(state: dict, aid: int, prompt_id: int, order: list, expires_at, 
 
 
 def _next_in_tx(
-    store: Store, state: dict, user_id: int, now: datetime, lease_s: int, created_by: str
-) -> tuple[dict | None, dict]:
+    store: Store, state: dict, user_id: int, now: datetime, lease_s: int, created_by: str, *, defer: bool = False
+) -> tuple[dict | None, dict | None]:
     """(the user's live lease here, or a new one on the next open prompt, or None; progress). In a transaction.
 
     The Store lock is what keeps check-then-insert safe against other threads (the server is one process).
+    `defer`: leave the answer texts and the progress out (None); _finish reads them after the commit.
     """
     dataset_id = state["dataset_id"]
     for aid, prompt_id, order_json, expires_at in state["leases"]:  # one in another dataset costs a lookup; rare
         content = _content(store, prompt_id, new_id=False)
         if content[1] == dataset_id:
-            _, progress = _pick_and_progress(store, dataset_id, user_id, state["k"], now, pick=False)
+            progress = None if defer else _pick_and_progress(store, dataset_id, user_id, 0, now, pick=False)[1]
             return _lease_view(state, aid, prompt_id, json.loads(order_json), expires_at, content), progress
     if not _in_step(state):
         _fold_in(store, dataset_id, state["k"], state["mark"], state["gmax"], state["rmax"])
-    prompt_id, progress = _pick_and_progress(store, dataset_id, user_id, state["k"], now, pick=True)
+    k = state["k"]
+    prompt_id, progress = _pick_and_progress(store, dataset_id, user_id, k, now, pick=True, progress=not defer)
     if prompt_id is None:
         return None, progress
-    content = _content(store, prompt_id, new_id=True)
+    content = _new_id_and_answers(store, prompt_id) if defer else _content(store, prompt_id, new_id=True)
     aid, texts = content[0], content[4]
     order = sorted(texts)
     random.Random(aid).shuffle(order)  # per annotator, reproducible from the assignment id
@@ -258,6 +276,23 @@ def _next_in_tx(
     return _lease_view(state, aid, prompt_id, order, expires_at, content), progress
 
 
+def _finish(reader: Store, lease: dict | None, dataset_id: int, user_id: int, now: datetime) -> dict:
+    """After the commit, on `reader` (a cursor of its own, off the Store lock): the progress, and the lease's
+    prompt and answer texts if they were deferred, in one statement. Returns the progress."""
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    params = [user_id, midnight, dataset_id, dataset_id, user_id]
+    with reader._lock:
+        if lease is None or lease["messages"] is not None:
+            done_today, remaining = reader._first(f"SELECT {_PROGRESS}", params)  # noqa: S608 (constant SQL)
+        else:
+            done_today, remaining, _, messages, assets, gens = reader._first(
+                f"SELECT {_PROGRESS}, {_CONTENT} FROM prompts p WHERE p.id = ?",  # noqa: S608
+                [*params, lease["prompt_id"], lease["prompt_id"]],
+            )
+            lease.update(messages=messages, assets=assets, texts={g["id"]: g["text"] for g in gens or []})
+    return {"done_today": done_today, "remaining": remaining}
+
+
 def next_item(
     store: Store,
     user_id: int,
@@ -267,17 +302,23 @@ def next_item(
     lease_s: int = DEFAULT_LEASE_S,
     now: datetime | None = None,
     created_by: str = "server",
+    reader: Store | None = None,
 ) -> tuple[dict | None, dict]:
     """(lease or None, progress) in `dataset` (a name) or `dataset_id`: the user's live lease, else a new one.
 
     A lease is {assignment_id, prompt_id, answer_order (generation ids as shown), expires_at, texts, messages,
     assets, dataset, guidelines, guideline_version}: everything the annotator sees. NotFoundError for an unknown
-    dataset name. One transaction, a handful of statements whatever the size of the dataset.
+    dataset name. One transaction, a handful of statements whatever the size of the dataset. With `reader` (a
+    Store on another cursor of the same database, e.g. serving.deps.thread_reader), the texts and the progress
+    are read after the commit, outside the Store lock that other requests wait for.
     """
     now = _now(now)
     with store.transaction():
         state = _read_state(store, dataset_id, user_id, now, name=dataset)
-        return _next_in_tx(store, state, user_id, now, lease_s, created_by)
+        lease, progress = _next_in_tx(store, state, user_id, now, lease_s, created_by, defer=reader is not None)
+    if reader is not None:
+        progress = _finish(reader, lease, state["dataset_id"], user_id, now)
+    return lease, progress
 
 
 def next_assignment(
@@ -502,18 +543,25 @@ def submit_and_next(
     lease_s: int = DEFAULT_LEASE_S,
     now: datetime | None = None,
     created_by: str = "server",
+    reader: Store | None = None,
     **fields,
 ) -> tuple[int, dict | None, dict]:
     """submit() and next_item() in one transaction (one commit): (ranking id, next lease or None, progress).
 
-    `fields` are submit()'s (status, ranks, ...). If the next item fails, nothing is written; the caller may
-    fall back to submit() then next_item() (serving/api_queue.py does), so a ranking is never lost to it.
+    `fields` are submit()'s (status, ranks, ...); `reader` as in next_item. If the next lease fails, nothing is
+    written; the caller may fall back to submit() then next_item() (serving/api_queue.py does), so a ranking
+    is never lost to it.
     """
     now = _now(now)
     with store.transaction():
         ranking_id, state = _submit_in_tx(store, user_id, assignment_id, now, created_by, fields)
-        lease, progress = _next_in_tx(store, state, user_id, now, lease_s, created_by)
-        return ranking_id, lease, progress
+        lease, progress = _next_in_tx(store, state, user_id, now, lease_s, created_by, defer=reader is not None)
+    if reader is not None:  # committed: nothing from here on may raise as if the ranking were not stored
+        try:
+            progress = _finish(reader, lease, state["dataset_id"], user_id, now)
+        except duckdb.Error:
+            progress = _finish(store, lease, state["dataset_id"], user_id, now)
+    return ranking_id, lease, progress
 
 
 def dataset_of_ranking(store: Store, ranking_id: int) -> int:

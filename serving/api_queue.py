@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, StrictBool, StrictInt
 from db import queue
 from db.errors import NotFoundError
 from db.store import Store
-from serving.deps import ApiError, get_store, require_role
+from serving.deps import ApiError, get_store, require_role, thread_reader
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["annotation"])
@@ -80,6 +80,7 @@ def queue_next(
             dataset=dataset,
             lease_s=request.app.state.config.lease_s,
             created_by=user["name"],
+            reader=thread_reader(get_store(request)),
         )
     except NotFoundError as e:
         raise ApiError(404, str(e), field="dataset") from None
@@ -99,7 +100,13 @@ def submit_ranking(body: RankingIn, request: Request, user: dict = Depends(requi
     try:
         try:
             ranking_id, lease, progress = queue.submit_and_next(
-                store, uid, body.assignment_id, lease_s=lease_s, created_by=user["name"], **fields
+                store,
+                uid,
+                body.assignment_id,
+                lease_s=lease_s,
+                created_by=user["name"],
+                reader=thread_reader(store),
+                **fields,
             )
         except duckdb.Error as e:
             if isinstance(e, duckdb.ConstraintException):
