@@ -52,39 +52,9 @@ def _proc_state(pid: int) -> str:
 
 
 def _finish(store, row: dict, *, cancelled: bool = False) -> str:
-    """Record how a run ended (from its result.json) and register a finished adapter as a model."""
-    from alignment.runs import final_metrics, read_result, tail_log
-    from db import models_registry, runs
+    from alignment.launch import record_end
 
-    result = read_result(row["run_dir"]) or {}
-    status = result.get("status") or "failed"
-    if cancelled and status != "finished":
-        status = "cancelled"
-    if status == "finished":
-        metrics = result.get("metrics") or final_metrics(row["run_dir"])
-        runs.mark_done(store, row["id"], "finished", metrics=metrics)
-        if not models_registry.model_for_run(store, row["id"]):
-            name = (row.get("config") or {}).get("model_name") or f"{row['stage']}-run{row['id']}"
-            models_registry.register_model(
-                store,
-                name=models_registry.unique_name(store, name),
-                kind="adapter",
-                base=row["base"],
-                path=result.get("adapter"),
-                stage=row["stage"],
-                parent=row["parent"],
-                run_id=row["id"],
-                snapshot_id=row["snapshot_id"],
-                metrics=metrics,
-                created_by=row["created_by"],
-            )
-    elif status == "cancelled":
-        runs.mark_done(store, row["id"], "cancelled", metrics=final_metrics(row["run_dir"]))
-    else:
-        runs.mark_done(
-            store, row["id"], "failed", error=(result.get("error") or "") + "\n" + tail_log(row["run_dir"], lines=30)
-        )
-    return status
+    return record_end(store, row, cancelled=cancelled)
 
 
 def reconcile(store) -> None:

@@ -92,3 +92,43 @@ def start_job(
             env=job_env(threads),
             start_new_session=True,
         )
+
+
+def record_end(store, row: dict, *, cancelled: bool = False, exit_code: int | None = None) -> str:
+    """Record how a run ended, from its result.json, and register a finished adapter as a model (with its lineage:
+    base, parent, run, snapshot). One path for the CLI (`preflab train`, `runs cancel/resume`, reconcile) and the
+    server's watcher. A non-zero `exit_code` means failed whatever result.json says. Returns the status."""
+    from alignment.runs import final_metrics, read_result, tail_log
+    from db import models_registry, runs
+
+    result = read_result(row["run_dir"]) or {}
+    status = result.get("status") or "failed"
+    if exit_code not in (None, 0) and status == "finished":
+        status = "failed"
+    if cancelled and status != "finished":
+        status = "cancelled"
+    if status == "finished":
+        metrics = result.get("metrics") or final_metrics(row["run_dir"])
+        runs.mark_done(store, row["id"], "finished", metrics=metrics)
+        if not models_registry.model_for_run(store, row["id"]):
+            name = (row.get("config") or {}).get("model_name") or f"{row['stage']}-run{row['id']}"
+            models_registry.register_model(
+                store,
+                name=models_registry.unique_name(store, name),
+                kind="adapter",
+                base=row["base"],
+                path=result.get("adapter"),
+                stage=row["stage"],
+                parent=row["parent"],
+                run_id=row["id"],
+                snapshot_id=row["snapshot_id"],
+                metrics=metrics,
+                created_by=row["created_by"],
+            )
+    elif status == "cancelled":
+        runs.mark_done(store, row["id"], "cancelled", metrics=final_metrics(row["run_dir"]))
+    else:
+        code = f"exit code {exit_code}\n" if exit_code not in (None, 0) else ""
+        error = code + (result.get("error") or "") + "\n" + tail_log(row["run_dir"], lines=30)
+        runs.mark_done(store, row["id"], "failed", error=error[-8000:])
+    return status

@@ -127,52 +127,25 @@ class RunManager:
         threading.Thread(target=self._watch, args=(run_id, proc), name=f"run-{run_id}", daemon=True).start()
 
     def _watch(self, run_id: int, proc) -> None:
-        from alignment.runs import final_metrics, read_result, tail_log
+        from alignment.launch import record_end
 
         code = proc.wait()
         with self._lock:
             self.procs.pop(run_id, None)
             cancelled = run_id in self.cancelling
             self.cancelling.discard(run_id)
-        row = runs.get_run(self.store, run_id)
-        result = read_result(row["run_dir"]) or {}
         try:
-            if code == 0 and result.get("status") == "finished":
-                metrics = result.get("metrics") or final_metrics(row["run_dir"])
-                runs.mark_done(self.store, run_id, "finished", metrics=metrics)
-                self._register(row, result, metrics)
-            elif cancelled or result.get("status") == "cancelled":
-                runs.mark_done(self.store, run_id, "cancelled", metrics=final_metrics(row["run_dir"]))
-            else:
-                tail = tail_log(row["run_dir"], lines=30)
-                runs.mark_done(self.store, run_id, "failed", error=f"exit code {code}\n{tail}"[-8000:])
+            record_end(self.store, runs.get_run(self.store, run_id), cancelled=cancelled, exit_code=code)
         except Exception:  # noqa: BLE001 (a watcher must never take the server down)
             log.exception("recording the end of run %s failed", run_id)
 
-    def _register(self, row: dict, result: dict, metrics: dict) -> None:
-        cfg = row["config"] or {}
-        name = models_registry.unique_name(self.store, cfg.get("model_name") or f"{row['stage']}-run{row['id']}")
-        models_registry.register_model(
-            self.store,
-            name=name,
-            kind="adapter",
-            base=row["base"],
-            path=result.get("adapter"),
-            stage=row["stage"],
-            parent=row["parent"],
-            run_id=row["id"],
-            snapshot_id=row["snapshot_id"],
-            metrics=metrics,
-            created_by=row["created_by"],
-        )
-
     def reconcile(self) -> None:
         """Runs this server did not start (`preflab train --background`) whose process has ended: record the end."""
-        from alignment.cli import _finish
+        from alignment.launch import record_end
 
         for row in runs.active_runs(self.store):
             if row["id"] not in self.procs and row["status"] == "running" and not (row["pid"] and _alive(row["pid"])):
-                _finish(self.store, row)
+                record_end(self.store, row)
 
     def cancel(self, run_id: int) -> None:
         with self._lock:
