@@ -674,11 +674,9 @@ def _synthetic_user(store: Store, name: str, dataset: str) -> dict:
 
 
 def _register_run(store: Store, stage: str, run_dir: Path, values: dict) -> int | None:
-    """Record the run in the runs table (db.runs) so the admin page lists it; None when that module is absent."""
-    try:
-        from db import runs
-    except ImportError:
-        return None
+    """Record the run in the runs table (db.runs) so the admin page lists it."""
+    from db import runs
+
     return runs.create_run(
         store,
         stage=stage,
@@ -699,10 +697,8 @@ def _mark_running(store: Store, run_id: int | None, pid: int) -> None:
 
 
 def _unique_model_name(store: Store, wanted: str) -> str:
-    try:
-        from db.models_registry import unique_name
-    except ImportError:
-        return wanted
+    from db.models_registry import unique_name
+
     return unique_name(store, wanted)
 
 
@@ -724,10 +720,8 @@ def _register_model(
     store: Store, name: str, stage: str, adapter: str, values: dict, run_id: int | None, metrics: dict | None
 ) -> None:
     """The adapter as a model (db.models_registry), with its lineage: parent, run, snapshot."""
-    try:
-        from db import models_registry
-    except ImportError:
-        return
+    from db import models_registry
+
     models_registry.register_model(
         store,
         name=name,
