@@ -1,4 +1,4 @@
-"""Helpers shared by the server tests: seed a dataset with prompts and answers, create users, sign in."""
+"""Helpers shared by the tests: seed a dataset with prompts (and answers), create users, sign in."""
 
 from __future__ import annotations
 
@@ -13,6 +13,15 @@ from db.hashing import prompt_hash, text_hash
 from db.store import Batch, Store
 
 PASSWORD = "correct horse battery"
+
+
+def add_prompts(store: Store, dataset: str, texts) -> None:
+    """One single-turn user prompt per text in `dataset` (no answers): what a sampling job starts from."""
+    b = Batch()
+    for text in texts:
+        msgs = [{"role": "user", "content": text}]
+        b.prompts.append({"key": prompt_hash(msgs), "messages": json.dumps(msgs, ensure_ascii=False)})
+    store.write_batch(dataset, b, created_by="test")
 
 
 def seed(store: Store, dataset: str = "d", *, prompts: int = 3, answers: int = 4, k: int = 1, texts=None) -> list[int]:

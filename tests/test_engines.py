@@ -9,21 +9,11 @@ import os
 import signal
 
 import pytest
-
-from db.hashing import prompt_hash
-from db.store import Batch
+from server_helpers import add_prompts
 
 pytestmark = pytest.mark.slow
 
 PROMPTS = ["¿Qué es la luz?", "解释一下重力", "Tell me a joke 🃏", "hello", "why is the sky blue?", "¿y el mar?"]
-
-
-def add_prompts(store, dataset: str, texts) -> None:
-    b = Batch()
-    for text in texts:
-        msgs = [{"role": "user", "content": text}]
-        b.prompts.append({"key": prompt_hash(msgs), "messages": json.dumps(msgs, ensure_ascii=False)})
-    store.write_batch(dataset, b, created_by="test")
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,9 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from server_helpers import add_prompts
 
 from db import sampling
-from db.hashing import prompt_hash
-from db.store import Batch
 
 PROMPTS = ["¿Qué es la luz?", "解释一下重力", "Tell me a joke 🃏"]
 
@@ -77,11 +76,7 @@ def _reply(texts, usage=True):
 
 @pytest.fixture
 def dataset(store):
-    b = Batch()
-    for text in PROMPTS:
-        msgs = [{"role": "user", "content": text}]
-        b.prompts.append({"key": prompt_hash(msgs), "messages": json.dumps(msgs, ensure_ascii=False)})
-    store.write_batch("qs", b, created_by="test")
+    add_prompts(store, "qs", PROMPTS)
     return "qs"
 
 

@@ -11,9 +11,8 @@ import json
 import os
 
 import pytest
+from server_helpers import add_prompts
 
-from db.hashing import prompt_hash
-from db.store import Batch
 from serving.engines.launcher import vllm_python
 
 pytestmark = pytest.mark.slow
@@ -22,14 +21,6 @@ if os.environ.get("PREFLAB_SKIP_VLLM") == "1":
     pytest.skip("PREFLAB_SKIP_VLLM=1", allow_module_level=True)
 
 PROMPTS = ["¿Qué es la luz?", "解释一下重力", "Tell me a joke 🃏"]
-
-
-def add_prompts(store, dataset: str, texts) -> None:
-    b = Batch()
-    for text in texts:
-        msgs = [{"role": "user", "content": text}]
-        b.prompts.append({"key": prompt_hash(msgs), "messages": json.dumps(msgs, ensure_ascii=False)})
-    store.write_batch(dataset, b, created_by="test")
 
 
 @pytest.fixture(scope="module")
