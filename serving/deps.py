@@ -76,9 +76,9 @@ _thread_readers = threading.local()
 
 
 def thread_reader(store: Store) -> Store:
-    """A Store on this worker thread's own DuckDB cursor, for short reads of committed data (the signed-in user)
-    that need not wait for the main connection's lock while another request writes. Cached per thread; closing
-    the main Store closes its cursors."""
+    """A Store on this worker thread's own DuckDB cursor, for short reads of committed data (the signed-in user,
+    the next item's texts and progress) that need not wait for the main connection's lock while another request
+    writes. Cached per thread; closing the main Store closes its cursors. Writes belong on get_store."""
     readers = getattr(_thread_readers, "stores", None)
     if readers is None:
         readers = _thread_readers.stores = weakref.WeakKeyDictionary()
