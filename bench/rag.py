@@ -13,7 +13,7 @@
    above 50k vectors) and HNSW are compared to it. Both wall time and the process's CPU time per query are
    shown: the query path is single-threaded, so CPU time is what the wall time is on an idle core (this
    machine is shared; under load the wall time mostly measures waiting for a core).
-3. recall@5 of each index, searched with the query path's vectors (bfloat16 where the CPU has it),
+3. recall@5 of each index, searched with the query path's vectors (PREFLAB_EMBED_QUERY_DTYPE, float32 by default),
    against exact search with float32 query vectors: the neighbours a user should get.
 Targets (issue 6): p95 <= 30 ms at 100k chunks; recall@5 >= 0.95.
 """
@@ -111,7 +111,7 @@ def main() -> None:
         cids = np.arange(size, dtype=np.int64)
         print(f"\n{size:,} chunks (synthetic vectors, mean cosine {cos:.2f} to their real seed):")
         # the float32 vectors of the questions (one batch) define the true neighbours; the timed loop below embeds
-        # one question at a time, the query path retrieve() takes (embed.query_dtype(): bfloat16 on CPUs with bf16)
+        # one question at a time, the query path retrieve() takes (embed.query_dtype(), float32 by default)
         qvecs = embed.embed_texts(questions)
         exact = build_index(corpus, cids, "flat", IndexConfig())
         _, exact_ids = exact.search(qvecs, 5)

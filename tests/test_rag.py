@@ -170,7 +170,7 @@ def test_approximate_indexes_agree_with_exact_search():
 
 
 def test_query_vectors_match_document_vectors_of_the_same_text():
-    """A query (<= 4 texts: one thread, bfloat16 on CPUs with bf16) must land where the float32 document
+    """A query (<= 4 texts: one thread, PREFLAB_EMBED_QUERY_DTYPE) must land where the float32 document
     embedding of the same text lies, in every language; otherwise retrieval silently degrades."""
     import numpy as np
 
