@@ -1,5 +1,6 @@
 """vLLM for real, on CPU, with the tiny model: started through the CLI from .venv-vllm, sampled into the
-database, queried with the official openai client, then the offline batch mode, then stopped.
+database, queried with the official openai client (directly and through PrefLab's /v1 gateway), then the
+offline batch mode, then stopped.
 
 `make test` builds .venv-vllm first, so a missing venv FAILS here; PREFLAB_SKIP_VLLM=1 skips these tests
 for quick local runs.
@@ -80,6 +81,31 @@ def test_openai_client_against_vllm(vllm_engine):
                                             extra_body={"ignore_eos": True})  # fmt: skip
     parts = [c.choices[0].delta.content or "" for c in stream if c.choices]
     assert len([p for p in parts if p]) >= 2 and "".join(parts)
+
+
+def test_openai_client_through_the_gateway_to_vllm(vllm_engine, store):
+    """PrefLab's /v1 gateway routes the model name to the vLLM engine: plain, n > 1 and streaming."""
+    import openai
+
+    from serving.server import create_app
+    from tests.test_gateway import serve
+
+    server, thread, url = serve(create_app(store))
+    try:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=120)
+        assert "tiny" in [m.id for m in client.models.list()]
+        msgs = [{"role": "user", "content": "¿Qué tal? 你好 😀"}]
+        chat = client.chat.completions.create(model="tiny", messages=msgs, n=3, max_tokens=6, seed=1)
+        assert len(chat.choices) == 3 and chat.usage.completion_tokens > 0
+        stream = client.chat.completions.create(model="tiny", messages=msgs, max_tokens=8, stream=True,
+                                                extra_body={"ignore_eos": True})  # fmt: skip
+        parts = [c.choices[0].delta.content or "" for c in stream if c.choices]
+        assert len([p for p in parts if p]) >= 2
+        with pytest.raises(openai.NotFoundError):
+            client.chat.completions.create(model="no-such-model", messages=msgs, max_tokens=2)
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def test_offline_batch_mode_writes_the_same_rows(vllm_engine, tiny_model_dir, store, run_cli):
