@@ -111,9 +111,12 @@ class JobManager:
             )
         except Exception as e:  # noqa: BLE001 (the job records any failure; the server keeps running)
             log.exception("sampling job %s failed", job_id)
-            sampling.update_job(
-                self.store, job_id, status="failed", error=f"{type(e).__name__}: {e}", finished_at="now"
-            )
+            try:
+                sampling.update_job(
+                    self.store, job_id, status="failed", error=f"{type(e).__name__}: {e}", finished_at="now"
+                )
+            except Exception:  # noqa: BLE001 - e.g. the Store was closed under a job that outlived shutdown()
+                log.exception("sampling job %s: could not record its failure", job_id)
         finally:
             self.cancels.pop(job_id, None)
 

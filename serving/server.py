@@ -11,6 +11,7 @@ runs), serving.api_arena (arena), serving.gateway (/v1 OpenAI-compatible routes)
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import logging
@@ -18,6 +19,7 @@ import os
 import signal
 import sys
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,7 +77,14 @@ def create_app(store: Store, config: ServerConfig | None = None) -> FastAPI:
     """The FastAPI app serving `store`: data API under /api, OpenAPI docs at /docs."""
     from serving import api_auth, api_data, api_jobs, api_queue, api_review
 
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        # stop the sampling threads before whoever owns the Store (run_server, a test's server) closes it
+        await asyncio.to_thread(app.state.jobs.shutdown)
+
     app = FastAPI(
+        lifespan=lifespan,
         title="PrefLab",
         version="0.1.0",
         description="Human preference data: datasets, the annotation queue, rankings, review, export. "

@@ -256,3 +256,29 @@ def test_engine_start_errors_are_one_clear_line(engine_home, run_cli, tmp_path, 
     assert r.exit_code == 1 and "no engine named 'ghost'" in r.output
     r = run_cli("engine", "add", "x", "ftp://host")
     assert r.exit_code == 1 and "must start with http" in r.output
+
+
+def test_server_shutdown_cancels_running_sampling_jobs_first(store, dataset, scripted):
+    """A stopping server (uvicorn, or a test's TestClient) cancels its sampling jobs and waits for their threads,
+    so no job outlives it and writes to a Store its owner is about to close."""
+    from fastapi.testclient import TestClient
+
+    from serving.api_jobs import SamplingJobIn
+    from serving.server import create_app
+
+    def slow(body, attempt):
+        time.sleep(1.0)
+        return _reply(["a", "b"])
+
+    scripted(slow)
+    app = create_app(store)
+    with TestClient(app):
+        job_id = app.state.jobs.start(SamplingJobIn(dataset=dataset, model="scripted", n=2, concurrency=1), "test")
+        deadline = time.monotonic() + 20
+        while sampling.get_job(store, job_id)["status"] != "running":
+            assert time.monotonic() < deadline, "the job did not start"
+            time.sleep(0.05)
+        thread = app.state.jobs.threads[job_id]
+    assert not thread.is_alive()
+    job = sampling.get_job(store, job_id)
+    assert job["status"] == "cancelled" and job["prompts_done"] < len(PROMPTS), job
