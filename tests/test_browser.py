@@ -34,11 +34,14 @@ SHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots"
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def app_url(tmp_path_factory, tiny_hf_engine):
+    from serving.engines.registry import save_engine
+
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
         pytest.skip("chromium is not installed (make browser installs it)")
     saved_home = os.environ.get("PREFLAB_HOME")
     os.environ["PREFLAB_HOME"] = str(tmp_path_factory.mktemp("home"))  # no engines or state from elsewhere
+    save_engine(tiny_hf_engine)  # but the session's transformers engine (tiny, tiny-lora), for the arena
     server = start_server(tmp_path_factory.mktemp("browser") / "ui.duckdb", k=2)
     port = free_port()
     log = open(tmp_path_factory.mktemp("browser-log") / "streamlit.log", "wb")  # noqa: SIM115
@@ -202,6 +205,24 @@ def test_every_page_renders_for_its_role(app_url, browser):
             if i:  # the first tab is open already
                 page.get_by_role("tab", name=tab).click()
             shot(page, f"{link.lower()}-{tab.lower().replace(' ', '-')}")
+    for link, heading in (("Training", "Training"), ("Loop", "Run the loop")):
+        page.get_by_role("link", name=link).click()
+        page.get_by_role("heading", name=heading).wait_for()
+        shot(page, link.lower())
+
+    # a blind battle: the question goes to two anonymous models, the vote reveals them and counts
+    page.get_by_role("link", name="Arena").click()
+    page.get_by_role("heading", name="Arena").wait_for()
+    page.get_by_placeholder("Ask both models…").fill("¿Cómo se dice hola en chino? 你好 👋")
+    page.keyboard.press("Enter")
+    page.get_by_role("button", name="👈 A is better").click(timeout=180_000)
+    page.get_by_text("Model A was", exact=False).wait_for()
+    shot(page, "arena")
+    votes = server.store.query("SELECT winner FROM arena_votes")
+    assert [v["winner"] for v in votes] == ["a"]
+    page.get_by_role("link", name="Leaderboard").click()
+    page.get_by_role("heading", name="Leaderboard").wait_for()
+    shot(page, "leaderboard")
     page.close()
 
     # a visitor typing a page's URL gets the login page: no page runs before the role check
