@@ -160,6 +160,16 @@ class Store:
     def close(self) -> None:
         self.con.close()
 
+    def cursor(self) -> Store:
+        """A Store on its own DuckDB cursor of this connection, with its own lock: it reads committed data without
+        waiting for this Store's lock (the server's per-thread and per-request readers). Closing this Store
+        closes its cursors."""
+        with self._lock:  # creating a cursor touches the shared connection
+            cursor = self.con.cursor()
+        reader = object.__new__(Store)
+        reader.path, reader.con, reader._lock = self.path, cursor, threading.RLock()
+        return reader
+
     # ---- migrations -------------------------------------------------------------------------------
 
     def migrate(self) -> list[str]:

@@ -61,15 +61,11 @@ def read_store(request: Request):
     """A Store on its own DuckDB cursor, for long reads (export, stats, review): they see a consistent snapshot
     and do not hold the main connection's lock, so annotators keep submitting meanwhile. Closed after the
     request. Writes belong on get_store."""
-    main = get_store(request)
-    with main._lock:  # creating a cursor touches the shared connection
-        cursor = main.con.cursor()
-    reader = object.__new__(Store)
-    reader.path, reader.con, reader._lock = main.path, cursor, threading.RLock()
+    reader = get_store(request).cursor()
     try:
         yield reader
     finally:
-        cursor.close()
+        reader.close()
 
 
 _thread_readers = threading.local()
@@ -84,11 +80,7 @@ def thread_reader(store: Store) -> Store:
         readers = _thread_readers.stores = weakref.WeakKeyDictionary()
     reader = readers.get(store)
     if reader is None:
-        with store._lock:  # creating a cursor touches the shared connection
-            cursor = store.con.cursor()
-        reader = object.__new__(Store)
-        reader.path, reader.con, reader._lock = store.path, cursor, threading.RLock()
-        readers[store] = reader
+        reader = readers[store] = store.cursor()
     return reader
 
 
