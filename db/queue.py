@@ -65,10 +65,11 @@ _LAST_IDS = (
 # shows (k, guidelines), the sync marks and the sequences' last ids (is anything new?). Cost note: DuckDB spends
 # more on a plan with many joins and correlated subqueries than on a few plain statements, so each statement
 # here is a point lookup on a primary key (or a tiny table) plus constants, never a subquery per outer row.
-_STATE = (
-    "SELECT d.id, d.name, d.annotators_per_prompt, d.guidelines, d.guideline_version, s.generation_mark, "
-    f"s.ranking_mark, s.k, x.gmax, x.rmax FROM datasets d LEFT JOIN queue_sync s ON s.dataset_id = d.id, {_LAST_IDS}"
+_STATE_COLS = (
+    "d.id, d.name, d.annotators_per_prompt, d.guidelines, d.guideline_version, s.generation_mark, s.ranking_mark, "
+    "s.k, x.gmax, x.rmax"
 )
+_STATE = f"SELECT {_STATE_COLS} FROM datasets d LEFT JOIN queue_sync s ON s.dataset_id = d.id, {_LAST_IDS}"
 # The user's live leases (usually none or one), to hand back their own lease instead of a new one; with
 # `id = ? OR`, the assignment being submitted comes in the same statement.
 _LEASES = (
@@ -189,14 +190,18 @@ _PROGRESS = """(SELECT count(*) FROM rankings r WHERE r.user_id = ? AND r.create
                 WHERE dataset_id = ? AND prompt_id IN (SELECT prompt_id FROM rankings WHERE user_id = ?))"""
 
 
+def _progress_params(dataset_id: int, user_id: int, now: datetime) -> list:
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return [user_id, midnight, dataset_id, dataset_id, user_id]
+
+
 def _pick_and_progress(
     store: Store, dataset_id: int, user_id: int, k: int, now: datetime, *, pick: bool, progress: bool = True
 ) -> tuple[int | None, dict | None]:
     """(next open prompt for this user or None, progress) in one statement; a full scan only if the front is full."""
-    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     pick_sql = f"({_PICK.format(front='ORDER BY prompt_id LIMIT ?')})" if pick else "NULL"
     pick_params = [dataset_id, FRONT, now, k, user_id] if pick else []
-    progress_sql, progress_params = (_PROGRESS, [user_id, midnight, dataset_id, dataset_id, user_id])
+    progress_sql, progress_params = _PROGRESS, _progress_params(dataset_id, user_id, now)
     if not progress:
         progress_sql, progress_params = "NULL, NULL", []
     prompt_id, done_today, remaining = store._first(
@@ -217,9 +222,9 @@ _CONTENT = (
 
 def _content(store: Store, prompt_id: int, new_id: bool) -> tuple:
     """(new assignment id or None, dataset id, messages JSON, assets JSON, {generation id: text}) of a prompt."""
+    aid_sql = "nextval('seq_assignments')" if new_id else "NULL"
     row = store._first(
-        f"SELECT {'nextval(' + repr('seq_assignments') + ')' if new_id else 'NULL'}, {_CONTENT} "
-        "FROM prompts p WHERE p.id = ?",
+        f"SELECT {aid_sql}, {_CONTENT} FROM prompts p WHERE p.id = ?",
         [prompt_id, prompt_id],
     )
     aid, dataset_id, messages, assets, gens = row
@@ -286,8 +291,7 @@ def _next_in_tx(
 def _finish(reader: Store, lease: dict | None, dataset_id: int, user_id: int, now: datetime) -> dict:
     """After the commit, on `reader` (a cursor of its own, off the Store lock): the progress, and the lease's
     prompt and answer texts if they were deferred, in one statement. Returns the progress."""
-    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    params = [user_id, midnight, dataset_id, dataset_id, user_id]
+    params = _progress_params(dataset_id, user_id, now)
     with reader._lock:
         if lease is None or lease["messages"] is not None:
             done_today, remaining = reader._first(f"SELECT {_PROGRESS}", params)  # noqa: S608 (constant SQL)
@@ -419,8 +423,7 @@ def _validate(status: str, ranks: dict | None, order: list[int], skip_reason, fl
 
 # The submitted assignment's prompt: its dataset's state and its count in queue_open (point lookups, constants)
 _PROMPT_STATE = (
-    "SELECT d.id, d.name, d.annotators_per_prompt, d.guidelines, d.guideline_version, s.generation_mark, "
-    "s.ranking_mark, s.k, x.gmax, x.rmax, (SELECT done FROM queue_open WHERE prompt_id = ?) FROM prompts p "
+    f"SELECT {_STATE_COLS}, (SELECT done FROM queue_open WHERE prompt_id = ?) FROM prompts p "
     f"JOIN datasets d ON d.id = p.dataset_id LEFT JOIN queue_sync s ON s.dataset_id = d.id, {_LAST_IDS} WHERE p.id = ?"
 )
 
