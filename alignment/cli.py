@@ -51,19 +51,14 @@ def _proc_state(pid: int) -> str:
         return "Z"
 
 
-def _finish(store, row: dict, *, cancelled: bool = False) -> str:
-    from alignment.launch import record_end
-
-    return record_end(store, row, cancelled=cancelled)
-
-
 def reconcile(store) -> None:
     """Runs started in the background by the CLI: a row still 'running' whose process is gone gets its end."""
+    from alignment.launch import record_end
     from db import runs
 
     for row in runs.active_runs(store):
         if row["status"] == "running" and not _pid_alive(row["pid"]):
-            _finish(store, row)
+            record_end(store, row)
 
 
 def register(cli: click.Group) -> None:
@@ -109,7 +104,7 @@ def register(cli: click.Group) -> None:
         """Train STAGE over LoRA (sft, reward, ppo, rloo, grpo, dpo) in a run directory; registers the adapter."""
         from alignment.config import config_to_dict, load_config
         from alignment.job import prepare_run
-        from alignment.launch import export_snapshot, new_run_dir, start_job
+        from alignment.launch import export_snapshot, new_run_dir, record_end, start_job
         from db import runs
 
         if dataset and data:
@@ -163,7 +158,7 @@ def register(cli: click.Group) -> None:
             click.echo(f"started in the background (pid {proc.pid}); `preflab runs show {run_id}` to watch")
             return
         _follow(proc, Path(cfg.output_dir))
-        status = _finish(store, runs.get_run(store, run_id))
+        status = record_end(store, runs.get_run(store, run_id))
         click.echo(f"run {run_id}: {status}")
         if status != "finished":
             raise click.ClickException(f"run {run_id} {status}; see {Path(cfg.output_dir) / 'train.log'}")
@@ -214,6 +209,7 @@ def register(cli: click.Group) -> None:
     @click.pass_context
     def runs_cancel(ctx, run_id, grace):
         """Stop a running run: SIGTERM (it saves a checkpoint), SIGKILL after --grace seconds."""
+        from alignment.launch import record_end
         from db import runs
 
         store = open_store(ctx)
@@ -229,7 +225,7 @@ def register(cli: click.Group) -> None:
             time.sleep(0.2)
         if _pid_alive(row["pid"]):
             os.killpg(row["pid"], signal.SIGKILL)
-        click.echo(f"run {run_id}: {_finish(store, row, cancelled=True)}")
+        click.echo(f"run {run_id}: {record_end(store, row, cancelled=True)}")
 
     @runs_group.command("resume")
     @click.argument("run_id", type=int)
@@ -237,7 +233,7 @@ def register(cli: click.Group) -> None:
     @click.pass_context
     def runs_resume(ctx, run_id, background):
         """Continue a cancelled or failed run from its last checkpoint."""
-        from alignment.launch import start_job
+        from alignment.launch import record_end, start_job
         from db import runs
 
         store = open_store(ctx)
@@ -251,7 +247,7 @@ def register(cli: click.Group) -> None:
             click.echo(f"run {run_id} resumed in the background (pid {proc.pid})")
             return
         _follow(proc, Path(row["run_dir"]))
-        click.echo(f"run {run_id}: {_finish(store, runs.get_run(store, run_id))}")
+        click.echo(f"run {run_id}: {record_end(store, runs.get_run(store, run_id))}")
 
     @cli.group("models")
     def models_group():

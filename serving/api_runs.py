@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from db import models_registry, runs
 from db.store import Store
 from serving.deps import ApiError, get_store, require_role
+from serving.engines.registry import pid_alive
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["training runs"])
@@ -62,7 +63,7 @@ class RunManager:
         self.cancelling: set[int] = set()
         self._lock = threading.Lock()
         for row in runs.active_runs(store):  # a restart lost those processes: say so
-            if row["pid"] and _alive(row["pid"]):  # started by `preflab train --background`: still going
+            if pid_alive(row["pid"]):  # started by `preflab train --background`: still going
                 continue
             runs.mark_done(
                 store,
@@ -144,7 +145,7 @@ class RunManager:
         from alignment.launch import record_end
 
         for row in runs.active_runs(self.store):
-            if row["id"] not in self.procs and row["status"] == "running" and not (row["pid"] and _alive(row["pid"])):
+            if row["id"] not in self.procs and row["status"] == "running" and not pid_alive(row["pid"]):
                 record_end(self.store, row)
 
     def cancel(self, run_id: int) -> None:
@@ -161,16 +162,6 @@ class RunManager:
                 self.cancel(run_id)
             except ApiError:
                 pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def stop_process(proc, grace: float) -> None:
