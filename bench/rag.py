@@ -58,6 +58,11 @@ def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(xs) * 1000, q))
 
 
+def recall_at_5(found, truth) -> float:
+    """Mean share of each query's true top 5 that the search found."""
+    return float(sum(len(set(f) & set(t)) / 5 for f, t in zip(found, truth, strict=True)) / len(truth))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ingest-chunks", type=int, default=400, help="about this many chunks are ingested")
@@ -102,6 +107,10 @@ def main() -> None:
 
     # ---- 2. + 3. search -----------------------------------------------------------------------------
     questions = [sentence(rng).rstrip(".?!") + "?" for _ in range(args.queries)]
+    # the float32 vectors of the questions (one batch) define the true neighbours; the query path retrieve() takes
+    # embeds one question at a time (embed.query_dtype(), float32 by default): recall is scored with its vectors
+    qvecs = embed.embed_texts(questions)
+    path_vecs = np.concatenate([embed.embed_texts([q]) for q in questions])
     nprng = np.random.default_rng(0)
     for size in [int(x) for x in args.sizes.split(",")]:
         seeds = real[nprng.integers(0, len(real), size)]
@@ -110,17 +119,12 @@ def main() -> None:
         cos = float(np.mean(np.sum(corpus * seeds, axis=1)))
         cids = np.arange(size, dtype=np.int64)
         print(f"\n{size:,} chunks (synthetic vectors, mean cosine {cos:.2f} to their real seed):")
-        # the float32 vectors of the questions (one batch) define the true neighbours; the timed loop below embeds
-        # one question at a time, the query path retrieve() takes (embed.query_dtype(), float32 by default)
-        qvecs = embed.embed_texts(questions)
         exact = build_index(corpus, cids, "flat", IndexConfig())
         _, exact_ids = exact.search(qvecs, 5)
-        path_vecs = np.concatenate([embed.embed_texts([q]) for q in questions])
-        _, path_exact = exact.search(path_vecs, 5)
         print(
             f"  query path ({embed.query_dtype()}) vs float32 vectors: mean cosine "
             f"{float(np.mean(np.sum(path_vecs * qvecs, axis=1))):.4f}, exact-search recall@5 "
-            f"{np.mean([len(set(f) & set(e)) / 5 for f, e in zip(path_exact, exact_ids, strict=True)]):.3f}"
+            f"{recall_at_5(exact.search(path_vecs, 5)[1], exact_ids):.3f}"
         )
         results = {}
         for kind in ("flat", "hnsw", "ivf"):
@@ -138,7 +142,7 @@ def main() -> None:
                 search_only.append(t2 - t1)
                 cpu.append(time.process_time() - c0)
             _, found = index.search(path_vecs, 5)  # what a user gets: query-path vectors, this index
-            recall = np.mean([len(set(f) & set(e)) / 5 for f, e in zip(found, exact_ids, strict=True)])
+            recall = recall_at_5(found, exact_ids)
             results[kind] = (pct(lat, 95), pct(cpu, 95))
             print(
                 f"  {kind:5s} build {build_s:6.1f} s | embed+search wall p50 {pct(lat, 50):6.1f} ms  "
