@@ -9,6 +9,13 @@ Store.commit_staged moves what is new inside one transaction, as the Python path
 the same way (prompt key = db.hashing.SQL_USER_PROMPT_HASH, answer key = sha256(text), messages JSON as
 json.dumps(..., ensure_ascii=False) writes it), so both paths store identical rows (tests/test_import.py).
 
+A file of more than COMMIT_ROWS records is checked whole first, then committed in transactions of COMMIT_ROWS
+records each: DuckDB keeps a transaction's new rows and index entries in memory until COMMIT, so one transaction
+over 1,000,000 rankings (4M answers, 6M pairs) needed ~6 GiB, and chunks of 100,000 stay near 1 GiB at the same
+speed (bench/pairs.py). Every check runs before the first commit, so a bad file still changes nothing; only a
+crash midway (killed process, full disk) leaves the first chunks stored, and running the same import again adds
+the rest (imports are idempotent). A dry run stays one transaction, rolled back, so its counts are exact.
+
 This path handles the common shape only: string prompts and answers, no repeated prompt without an
 annotator (which the Python path numbers in file order). Anything else, and any row that fails a check or
 that DuckDB cannot parse, returns None: the caller then runs the Python path, which either imports the file
@@ -29,9 +36,11 @@ from db.hashing import SQL_USER_PROMPT_HASH
 from db.importers import ImportReport, write_staged
 from db.importers.fields import MAX_FIELD_BYTES
 from db.importers.reader import MAX_RECORD_BYTES
-from db.store import STAGE_SCHEMAS, Store
+from db.store import STAGE_SCHEMAS, Store, WriteCounts
 
 log = logging.getLogger(__name__)
+
+COMMIT_ROWS = 100_000  # records per transaction (see the module docstring)
 
 _COLUMNS = {
     "ranked": "{'prompt': 'JSON', 'responses': 'JSON', 'ranks': 'JSON', 'annotator': 'JSON'}",
@@ -110,9 +119,16 @@ def _run(store, con, path, fmt, dataset, dry_run, created_by, annotator, t0) -> 
         log.info("%s: %s bad rows, %s repeated (prompt, annotator)", path, bad, repeated)
         return None
     log.info("%s: read and checked %s records in %.1fs", path, records, time.perf_counter() - t0)
-    totals = _fill_stage(con, path, annotator)
-    added, totals = write_staged(store, dataset, created_by=created_by, dry_run=dry_run, totals=totals)
-    log.info("%s: committed in %.1fs", path, time.perf_counter() - t0)
+    totals = _key_rows(con, annotator)
+    added = WriteCounts()
+    step = records if dry_run else COMMIT_ROWS
+    for lo in range(0, records, step):
+        _stage_chunk(con, path, lo, lo + step)
+        counts, _ = write_staged(store, dataset, created_by=created_by, dry_run=dry_run, totals=totals)
+        for name, value in counts.as_dict().items():
+            setattr(added, name, getattr(added, name) + value)
+        done = min(lo + step, records)
+        log.info("%s: committed records %s-%s in %.1fs", path, lo + 1, done, time.perf_counter() - t0)
     return ImportReport(
         file=str(path), format=fmt, engine="duckdb", dry_run=dry_run, records=records, added=added, in_file=totals
     )
@@ -133,11 +149,11 @@ def _stage_view(con, name: str, source: str, given: dict[str, str], params: list
         f"{given[f.name]} AS {f.name}" if f.name in given else f"NULL::{_SQL_TYPES[f.type]} AS {f.name}"
         for f in STAGE_SCHEMAS[name]
     )
-    con.execute(f"CREATE TEMP VIEW {name} AS SELECT {cols} FROM {source}", params or [])
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {cols} FROM {source}", params or [])
 
 
-def _fill_stage(con, path: Path, annotator: str) -> dict[str, int]:
-    """The stage_* relations the Python path would stage, as views over two keyed tables; returns totals."""
+def _key_rows(con, annotator: str) -> dict[str, int]:
+    """fi_keyed (a row per record, with its prompt key) and fi_answers (a row per answer); returns the totals."""
     key = SQL_USER_PROMPT_HASH.format(col="p")
     con.execute(
         f"""CREATE TEMP TABLE fi_keyed AS
@@ -151,43 +167,6 @@ def _fill_stage(con, path: Path, annotator: str) -> dict[str, int]:
            FROM (SELECT rn, prompt_key, unnest(answers) AS text, unnest(ranks) AS rank,
                         unnest(range(len(answers))) AS position FROM fi_keyed)"""
     )
-    # literals, not parameters: a view cannot hold a prepared parameter
-    source = "'" + path.name.replace("'", "''") + "'"
-    _stage_view(
-        con,
-        "stage_prompts",
-        "fi_keyed",
-        {
-            "key": "prompt_key",
-            "messages": """'[{"role": "user", "content": ' || to_json(p) || '}]'""",
-            "source": source,
-        },
-    )
-    _stage_view(
-        con,
-        "stage_rankings",
-        "fi_keyed",
-        {
-            "ranking_key": "rn::VARCHAR",
-            "prompt_key": "prompt_key",
-            "annotator": "who",
-            "user_kind": "'imported'",
-            "status": "'submitted'",
-            "source": "'import'",
-        },
-    )
-    _stage_view(
-        con,
-        "stage_generations",
-        "fi_answers",
-        {"prompt_key": "prompt_key", "gen_key": "gen_key", "text": "text", "kind": "'imported'"},
-    )
-    # items are joined on ranking_key: a table with the key computed once, not a view that recomputes it
-    con.execute(
-        "CREATE TEMP TABLE stage_items AS SELECT rn::VARCHAR AS ranking_key, gen_key, rank::INTEGER AS rank, "
-        "position::INTEGER AS position FROM fi_answers"
-    )
-    _stage_view(con, "stage_examples", "fi_keyed WHERE false", {})
     # every (prompt, annotator) is distinct (checked) and every answer of a ranking differs: totals are cheap
     prompts, rankings, pairs = con.execute(
         "SELECT count(DISTINCT prompt_key), count(*), sum(len(answers) * (len(answers) - 1) // 2) FROM fi_keyed"
@@ -200,3 +179,47 @@ def _fill_stage(con, path: Path, annotator: str) -> dict[str, int]:
         "pairs": int(pairs),
         "examples": 0,
     }
+
+
+def _stage_chunk(con, path: Path, lo: int, hi: int) -> None:
+    """The stage_* relations the Python path would stage, for records lo+1..hi (file order): views over the
+    keyed tables, and stage_items as a table."""
+    # literals, not parameters: a view cannot hold a prepared parameter
+    where = f"WHERE rn > {int(lo)} AND rn <= {int(hi)}"
+    keyed, answers = f"(SELECT * FROM fi_keyed {where})", f"(SELECT * FROM fi_answers {where})"
+    source = "'" + path.name.replace("'", "''") + "'"
+    _stage_view(
+        con,
+        "stage_prompts",
+        keyed,
+        {
+            "key": "prompt_key",
+            "messages": """'[{"role": "user", "content": ' || to_json(p) || '}]'""",
+            "source": source,
+        },
+    )
+    _stage_view(
+        con,
+        "stage_rankings",
+        keyed,
+        {
+            "ranking_key": "rn::VARCHAR",
+            "prompt_key": "prompt_key",
+            "annotator": "who",
+            "user_kind": "'imported'",
+            "status": "'submitted'",
+            "source": "'import'",
+        },
+    )
+    _stage_view(
+        con,
+        "stage_generations",
+        answers,
+        {"prompt_key": "prompt_key", "gen_key": "gen_key", "text": "text", "kind": "'imported'"},
+    )
+    # items are joined on ranking_key: a table with the key computed once, not a view that recomputes it
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE stage_items AS SELECT rn::VARCHAR AS ranking_key, gen_key, "
+        f"rank::INTEGER AS rank, position::INTEGER AS position FROM {answers}"
+    )
+    _stage_view(con, "stage_examples", "fi_keyed WHERE false", {})

@@ -367,3 +367,35 @@ def test_duckdb_path_hands_bad_files_to_the_python_path(tmp_path, store):
     report = import_file(store, f, fmt="ranked", engine="duckdb", skip_invalid=True)
     assert report.records == 20 and len(report.skipped) == 1
     assert report.as_dict()["skipped"][0]["line"] == 23 and report.as_dict()["added"]["rankings"] == 20
+
+
+def test_duckdb_path_commits_big_files_in_chunks(tmp_path, monkeypatch):
+    """Over COMMIT_ROWS records the DuckDB path commits in chunks (memory); the rows are those of one
+    transaction, including prompts ranked by several annotators in different chunks, and a re-run adds nothing."""
+    from db import fastimport
+    from db.store import Store
+
+    src = tmp_path / "multi.jsonl"
+    with open(src, "w", encoding="utf-8") as f:
+        for who in ("ana 🐝", "beto", "张伟"):  # the same 10 prompts, in three blocks of 10 records
+            for i in range(10):
+                answers = [f"respuesta {i}-{j} {TRICKY[j]}" for j in range(3)] + [f"{who} {i}"]
+                ranks = [1, 2, 3, 3] if who == "beto" else [4, 3, 2, 1]
+                row = {"prompt": f"¿pregunta {i}? 问题 🙂", "responses": answers, "ranks": ranks, "annotator": who}
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    snaps, reports = {}, {}
+    for name, engine, chunk in (("python", "python", None), ("one", "duckdb", 1000), ("chunked", "duckdb", 7)):
+        monkeypatch.setattr(fastimport, "COMMIT_ROWS", chunk or 1000)
+        store = Store.open(tmp_path / f"{name}.duckdb")
+        if name == "chunked":
+            dry = import_file(store, src, fmt="ranked", dataset="d", engine=engine, dry_run=True)
+            assert store.counts()["rankings"] == 0 and dry.added == reports["one"].added
+        reports[name] = import_file(store, src, fmt="ranked", dataset="d", engine=engine)
+        again = import_file(store, src, fmt="ranked", dataset="d", engine=engine)
+        assert again.added.rankings == again.added.generations == again.added.pairs == 0
+        snaps[name] = snapshot(store)
+        store.close()
+    assert reports["chunked"].engine == "duckdb"
+    assert reports["chunked"].added == reports["one"].added == reports["python"].added
+    assert reports["chunked"].added.prompts == 10 and reports["chunked"].added.rankings == 30
+    assert snaps["chunked"] == snaps["one"] == snaps["python"]

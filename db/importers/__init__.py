@@ -272,7 +272,8 @@ def import_file(
     engine: str = "auto",
     on_progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
-    """Validate the whole file, then add what is new in one transaction (nothing at all on error).
+    """Validate the whole file, then add what is new in one transaction (nothing at all on error); on the
+    DuckDB path a file of more than fastimport.COMMIT_ROWS records is committed in transactions of that many.
 
     `engine`: "python", "duckdb" (db.fastimport; ranked/preference JSON Lines only) or "auto" (duckdb for
     files over FAST_MIN_BYTES). `on_progress(bytes_read)` is called now and then, for a progress bar.
