@@ -5,8 +5,9 @@
 bench/annotate.py found that a submit costs 4-5x more CPU when it follows an idle gap (20 annotators who think
 ~5 s each) than back to back (one annotator alone). This script isolates that from PrefLab: (a) a small DuckDB
 transaction like a submit (5 point reads and 5 inserts on a 1M-row table with a primary key, one commit) and
-(b) summing a 16 MB numpy array (pure memory reads), each timed back to back (the baseline) and after sleeps of
-0.3 s and 1 s, with the process's page faults. A ratio far above 1 that grows with the pause, with no page
+(b) one point read on that table, (c) appending a line to a file with fsync (what a write-ahead journal of
+submits would cost) and (d) summing a 16 MB numpy array (pure memory reads), each timed back to back (the
+baseline) and after sleeps of 0.3 s and 1 s, with the process's page faults. A ratio far above 1 that grows with the pause, with no page
 faults, means memory access itself is slow after idle on this machine (a property of the VM, not of the code).
 """
 
@@ -42,8 +43,23 @@ def main() -> None:
             con.execute("SELECT v FROM t WHERE id = ?", [next_id[0] - 1_500_000]).fetchall()
         con.execute("COMMIT")
 
+    def point_read() -> None:
+        con.execute("SELECT v FROM t WHERE id = ?", [next_id[0] % 1_000_000]).fetchall()
+
+    journal = open(path.with_suffix(".journal"), "a", encoding="utf-8")  # noqa: SIM115 (closed below)
+
+    def append_fsync() -> None:  # what a write-ahead journal of submits would cost per request
+        journal.write('{"assignment_id": 1, "ranks": {"1": 1, "2": 2, "3": 2, "4": 3}, "comment": "sí 好 🙂"}\n')
+        journal.flush()
+        os.fsync(journal.fileno())
+
     array = np.random.default_rng(0).random((2000, 2000), dtype=np.float32)
-    works = {"duckdb transaction": transaction, "numpy sum of 16 MB": lambda: float(array.sum())}
+    works = {
+        "duckdb transaction": transaction,
+        "duckdb point read": point_read,
+        "append + fsync": append_fsync,
+        "numpy sum of 16 MB": lambda: float(array.sum()),
+    }
     print(f"cores {os.cpu_count()}  load {os.getloadavg()[0]:.2f}  rounds {args.rounds}")
     for name, work in works.items():
         base = None
@@ -64,6 +80,7 @@ def main() -> None:
                 f"  page faults {faults}"
             )
     con.close()
+    journal.close()
 
 
 if __name__ == "__main__":
