@@ -81,7 +81,9 @@ def register(cli: click.Group) -> None:
         """Import FILE (JSON Lines, a JSON array, or CSV for classification; .gz too) into a dataset.
 
         Atomic (a bad file changes nothing; the error names file, line and field) and idempotent
-        (importing the same file again adds nothing).
+        (importing the same file again adds nothing). The duckdb engine checks the whole file, then
+        commits files of over 100,000 records 100,000 at a time to bound memory: if the import is
+        killed midway, run it again to add the rest.
         """
         from db.cli import server_url
 
