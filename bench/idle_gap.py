@@ -7,8 +7,9 @@ bench/annotate.py found that a submit costs 4-5x more CPU when it follows an idl
 transaction like a submit (5 point reads and 5 inserts on a 1M-row table with a primary key, one commit) and
 (b) one point read on that table, (c) appending a line to a file with fsync (what a write-ahead journal of
 submits would cost) and (d) summing a 16 MB numpy array (pure memory reads), each timed back to back (the
-baseline) and after sleeps of 0.3 s and 1 s, with the process's page faults. A ratio far above 1 that grows with the pause, with no page
-faults, means memory access itself is slow after idle on this machine (a property of the VM, not of the code).
+baseline) and after sleeps of 0.3 s and 1 s, with the process's page faults. A ratio far above 1 that grows
+with the pause, with no page faults, means memory access itself is slow after idle on this machine (a property
+of the VM, not of the code).
 """
 
 from __future__ import annotations
