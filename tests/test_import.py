@@ -383,14 +383,25 @@ def test_duckdb_path_commits_big_files_in_chunks(tmp_path, monkeypatch):
                 ranks = [1, 2, 3, 3] if who == "beto" else [4, 3, 2, 1]
                 row = {"prompt": f"¿pregunta {i}? 问题 🙂", "responses": answers, "ranks": ranks, "annotator": who}
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    commits = []
+    real_write = fastimport.write_staged
+
+    def counting_write(*args, **kwargs):
+        commits.append(kwargs.get("dry_run"))
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(fastimport, "write_staged", counting_write)
     snaps, reports = {}, {}
     for name, engine, chunk in (("python", "python", None), ("one", "duckdb", 1000), ("chunked", "duckdb", 7)):
         monkeypatch.setattr(fastimport, "COMMIT_ROWS", chunk or 1000)
+        commits.clear()
         store = Store.open(tmp_path / f"{name}.duckdb")
         if name == "chunked":
             dry = import_file(store, src, fmt="ranked", dataset="d", engine=engine, dry_run=True)
             assert store.counts()["rankings"] == 0 and dry.added == reports["one"].added
         reports[name] = import_file(store, src, fmt="ranked", dataset="d", engine=engine)
+        # one transaction per 7 records (30 records: 5), after a dry run that stays one transaction
+        assert commits == {"python": [], "one": [False], "chunked": [True, False, False, False, False, False]}[name]
         again = import_file(store, src, fmt="ranked", dataset="d", engine=engine)
         assert again.added.rankings == again.added.generations == again.added.pairs == 0
         snaps[name] = snapshot(store)
