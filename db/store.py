@@ -128,6 +128,9 @@ class WriteCounts:
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
 
+    def __add__(self, other: WriteCounts) -> WriteCounts:  # the totals of writes made in several transactions
+        return WriteCounts(**{name: value + getattr(other, name) for name, value in self.as_dict().items()})
+
 
 def _migrations() -> list[tuple[str, str]]:
     """(name, sql) for every file in db/migrations, in name order."""
