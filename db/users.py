@@ -6,6 +6,7 @@ users.add_user(store, "alice", role="annotator", password_hash=h, created_by="ad
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 
 from db.errors import ConflictError, InputError, NotFoundError
@@ -13,6 +14,24 @@ from db.store import Store
 
 ROLES = ("annotator", "reviewer", "admin")
 MAX_NAME = 64
+
+# Signed-in tokens already looked up: {(database path, token hash): (user, token expiry)}. Every request checks its
+# token, and on the server a DuckDB read after an idle moment costs tens of ms (docs/benchmarks.md), so a known
+# token is answered from memory. Whatever changes who may sign in (update_user, delete_token) clears it; the
+# expiry is checked on every use. Only this process's writes are seen, which is why only the server (the one
+# process that holds the database) relies on it.
+_tokens: dict[tuple[str, str], tuple[dict, datetime]] = {}
+_tokens_lock = threading.Lock()
+_tokens_generation = [0]  # bumped by each clear: a lookup that raced a change does not fill the cache
+_TOKENS_MAX = 10_000
+
+
+def forget_tokens() -> None:
+    """Clear the signed-in token cache (after changing users or tokens by hand, as a test does)."""
+    with _tokens_lock:
+        _tokens.clear()
+        _tokens_generation[0] += 1
+
 
 _COLUMNS = "id, name, role, disabled, kind, created_by, CAST(created_at AS VARCHAR) AS created_at"
 
@@ -88,6 +107,7 @@ def update_user(
             store.con.execute("UPDATE users SET password_hash = ? WHERE id = ?", [password_hash, user["id"]])
         if disabled or password_hash is not None:
             store.con.execute("DELETE FROM api_tokens WHERE user_id = ?", [user["id"]])
+    forget_tokens()  # a new role, a disabled account or a new password: every cached sign-in is looked up again
     return require_user(store, name)
 
 
@@ -100,17 +120,33 @@ def add_token(store: Store, token_hash: str, user_id: int, expires_at: datetime)
 
 
 def user_for_token_hash(store: Store, token_hash: str, now: datetime) -> dict | None:
+    """{id, name, role} of an enabled user whose token this is and has not expired, else None."""
+    key = (store.path, token_hash)
+    hit = _tokens.get(key)
+    if hit is not None and hit[1] > now:
+        return dict(hit[0])
+    generation = _tokens_generation[0]
     rows = store.query(
-        "SELECT u.id, u.name, u.role FROM api_tokens t JOIN users u ON u.id = t.user_id "
+        "SELECT u.id, u.name, u.role, t.expires_at FROM api_tokens t JOIN users u ON u.id = t.user_id "
         "WHERE t.token_hash = ? AND t.expires_at > ? AND NOT u.disabled",
         [token_hash, now],
     )
-    return rows[0] if rows else None
+    if not rows:
+        return None
+    user = rows[0]
+    expires_at = user.pop("expires_at")
+    with _tokens_lock:
+        if generation == _tokens_generation[0]:
+            if len(_tokens) >= _TOKENS_MAX:
+                _tokens.clear()
+            _tokens[key] = (dict(user), expires_at)
+    return user
 
 
 def delete_token(store: Store, token_hash: str) -> None:
     with store._lock:
         store.con.execute("DELETE FROM api_tokens WHERE token_hash = ?", [token_hash])
+    forget_tokens()
 
 
 def purge_expired_tokens(store: Store, now: datetime) -> int:

@@ -121,6 +121,7 @@ def test_admin_manages_users_and_disabled_user_is_locked_out(client):
     zoe = signed_in(client, "zoë 张".replace("张", "張"), "pässwörd")
     assert client.get("/api/me", headers=zoe).status_code == 200
     assert client.patch("/api/users/zoë 張", headers=adm, json={"role": "reviewer"}).json()["role"] == "reviewer"
+    assert client.get("/api/me", headers=zoe).json()["role"] == "reviewer"  # not the remembered sign-in's role
     assert client.patch("/api/users/zoë 張", headers=adm, json={"disabled": True}).json()["disabled"] is True
     assert client.get("/api/me", headers=zoe).status_code == 401  # their token stopped working at once
     assert client.post("/api/auth/login", json={"name": "zoë 張", "password": "pässwörd"}).status_code == 401

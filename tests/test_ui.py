@@ -13,6 +13,7 @@ import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from db import users
 from tests.ui_support import DATASET, PASSWORDS, VISUAL_DATASET, start_server
 
 APP = str(Path(__file__).resolve().parents[1] / "annotate" / "entry" / "app.py")
@@ -124,6 +125,7 @@ def test_expired_session_goes_back_to_login_with_a_message(server):
     user_id = server.store.scalar("SELECT id FROM users WHERE name = 'ann2'")
     with server.store._lock:  # what an expiry looks like to the server: the token no longer exists
         server.store.con.execute("DELETE FROM api_tokens WHERE user_id = ?", [user_id])
+    users.forget_tokens()  # the server remembers tokens it has seen; a real expiry is checked on every use
     at.session_state["rank_datasets"] = None  # force a call to the server on the next run
     del at.session_state["rank_datasets"]
     at.run()
