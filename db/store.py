@@ -139,6 +139,44 @@ def _migrations() -> list[tuple[str, str]]:
     return [(f.name.removesuffix(".sql"), f.read_text(encoding="utf-8")) for f in files]
 
 
+_held = threading.local()  # how many Store locks this thread holds
+
+
+class GatedLock:
+    """A re-entrant lock that first calls `gate()` (when set), outside any Store lock, on a thread holding none.
+
+    The Store's lock: the server sets the gate to "wait until the submits acknowledged so far are written"
+    (serving.queue_front.QueueFront.drain), so anything that goes through the Store sees them. A thread that
+    already holds a Store lock (this one or a cursor's) does not wait, so nothing waits on work queued behind it.
+    """
+
+    def __init__(self, parent: GatedLock | None = None):
+        self._lock = threading.RLock()
+        self.gate = None
+        self._parent = parent  # a cursor's lock follows its connection's gate
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        gate = self.gate or (self._parent and self._parent.gate)
+        held = getattr(_held, "n", 0)
+        if gate and not held:
+            gate()
+        got = self._lock.acquire(blocking, timeout)
+        if got:
+            _held.n = held + 1
+        return got
+
+    def release(self) -> None:
+        self._lock.release()
+        _held.n -= 1
+
+
 class Store:
     """Direct DuckDB access. The server holds one Store; the CLI uses one when no server runs."""
 
@@ -151,7 +189,7 @@ class Store:
                 f"cannot open {self.path}: {e}. If a PrefLab server is running, set PREFLAB_URL so the "
                 "CLI talks to it instead of the file."
             ) from e
-        self._lock = threading.RLock()  # one DuckDB connection shared by threads: serialise its use
+        self._lock = GatedLock()  # one DuckDB connection shared by threads: serialise its use
 
     @classmethod
     def open(cls, path: str | Path = DEFAULT_DB, *, migrate: bool = True) -> Store:
@@ -170,8 +208,14 @@ class Store:
         with self._lock:  # creating a cursor touches the shared connection
             cursor = self.con.cursor()
         reader = object.__new__(Store)
-        reader.path, reader.con, reader._lock = self.path, cursor, threading.RLock()
+        reader.path, reader.con, reader._lock = self.path, cursor, GatedLock(parent=self._lock)
         return reader
+
+    def set_gate(self, gate) -> None:
+        """Call `gate()` before this Store or one of its cursors takes its lock on a thread holding no Store
+        lock. The server passes the wait for its journaled submits to reach the database (serving.queue_front),
+        so every read and write sees them. None removes it."""
+        self._lock.gate = gate
 
     # ---- migrations -------------------------------------------------------------------------------
 
