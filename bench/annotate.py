@@ -8,8 +8,10 @@ with range()), 20 annotators are added, `preflab server` runs in a subprocess, a
 and loop POST /api/rankings, whose response carries the next item (what the UI does). Latency is taken
 server-side from the X-Process-Time header (the app's own time, without client and socket cost), so the
 number measures the server, not this script (it does include waiting for the Store lock and for a CPU).
-Prints p50/p95 per size, the growth ratio 1M/1k, and the load average around each measurement, because
-on a shared machine the latency follows the load more than the data size.
+Prints p50/p95 per size, the share of submits the server answered from memory once journaled (header
+X-PrefLab-Submit, serving/queue_front.py; the rest went to DuckDB), the growth ratio 1M/1k, and the load
+average around each measurement, because on a shared machine the latency follows the load more than the data
+size.
 Targets (issue 4): p95 <= 100 ms, and at most 2x growth from 1k to 1M.
 """
 
@@ -134,13 +136,18 @@ def annotator(url: str, name: str, submits: int, out: list, errors: list, think_
             if r.status_code != 201:
                 errors.append(r.text)
                 break
-            out.append(float(r.headers["X-Process-Time"]))
+            out.append((float(r.headers["X-Process-Time"]), r.headers.get("X-PrefLab-Submit") == "journal"))
             nxt = r.json()["next"]
 
 
-def _pcts(times: list[float]) -> tuple[float, float]:
-    q = statistics.quantiles(times, n=100)
+def _pcts(times: list[tuple[float, bool]]) -> tuple[float, float]:
+    q = statistics.quantiles([t for t, _ in times], n=100)
     return q[49], q[94]
+
+
+def _journaled(times: list[tuple[float, bool]]) -> float:
+    """The share of submits answered from the server's memory once journaled (serving.queue_front)."""
+    return sum(j for _, j in times) / len(times)
 
 
 def measure(
@@ -153,8 +160,8 @@ def measure(
     port = free_port()
     proc = serve(db, home, port)
     url = f"http://127.0.0.1:{port}"
-    solo_times: list[float] = []
-    times: list[float] = []
+    solo_times: list[tuple[float, bool]] = []
+    times: list[tuple[float, bool]] = []
     errors: list[str] = []
     load = [os.getloadavg()[0]]  # the machine is shared: say how busy it was, since latency follows it
     try:
@@ -182,6 +189,8 @@ def measure(
         "build_s": build_s,
         "solo_p50": s50,
         "solo_p95": s95,
+        "solo_journaled": _journaled(solo_times),
+        "journaled": _journaled(times),
         "requests": len(times),
         "p50_ms": p50,
         "p95_ms": p95,
@@ -223,13 +232,14 @@ def main() -> None:
     print(
         f"{'generations':>12} {'build s':>8} | {'1 annotator':>11} {'p50':>6} {'p95':>6} | "
         f"{args.annotators} annotators, think ~{args.think:g} s: {'n':>4} {'p50':>6} {'p95':>6} {'req/s':>6} | "
-        "load avg (1 min) before / after"
+        "journaled alone / 20 | load avg (1 min) before / after"
     )
     for r in rows:
         print(
             f"{r['generations']:>12,} {r['build_s']:>8.1f} | {args.solo:>11} {r['solo_p50']:>6.1f} "
             f"{r['solo_p95']:>6.1f} | {'':>{len(str(args.annotators)) + 28}}{r['requests']:>4} {r['p50_ms']:>6.1f} "
-            f"{r['p95_ms']:>6.1f} {r['throughput_per_s']:>6.1f} | {r['load'][0]:.2f} / {r['load'][-1]:.2f}"
+            f"{r['p95_ms']:>6.1f} {r['throughput_per_s']:>6.1f} | {r['solo_journaled']:>6.0%} / {r['journaled']:.0%} "
+            f"| {r['load'][0]:.2f} / {r['load'][-1]:.2f}"
         )
     small, big = rows
     print(

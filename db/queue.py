@@ -174,12 +174,13 @@ def invalidate(store: Store, dataset_id: int) -> None:
 
 # ---- leases -------------------------------------------------------------------------------------------
 
-# an open prompt with a free slot that this user has not ranked; `{front}` limits the look to the first few.
-# Joins with the live leases and the user's rankings, not a correlated subquery per open prompt (2-3x cheaper).
+# an open prompt with a free slot that this user has not ranked and does not hold; `{front}` limits the look to the
+# first few. Joins with the live leases and the user's rankings, not a correlated subquery per open prompt (2-3x
+# cheaper). The user's own live leases count when they take a second one (lease_ahead).
 _PICK = """SELECT f.prompt_id FROM (SELECT prompt_id, done FROM queue_open WHERE dataset_id = ? {front}) f
-           LEFT JOIN (SELECT prompt_id, count(*) AS n FROM assignments WHERE status = 'leased' AND expires_at > ?
-                      GROUP BY prompt_id) l ON l.prompt_id = f.prompt_id
-           WHERE f.done + coalesce(l.n, 0) < ?
+           LEFT JOIN (SELECT prompt_id, count(*) AS n, bool_or(user_id = ?) AS mine FROM assignments
+                      WHERE status = 'leased' AND expires_at > ? GROUP BY prompt_id) l ON l.prompt_id = f.prompt_id
+           WHERE f.done + coalesce(l.n, 0) < ? AND NOT coalesce(l.mine, false)
              AND f.prompt_id NOT IN (SELECT prompt_id FROM rankings WHERE user_id = ?)
            ORDER BY f.prompt_id LIMIT 1"""
 
@@ -200,7 +201,7 @@ def _pick_and_progress(
 ) -> tuple[int | None, dict | None]:
     """(next open prompt for this user or None, progress) in one statement; a full scan only if the front is full."""
     pick_sql = f"({_PICK.format(front='ORDER BY prompt_id LIMIT ?')})" if pick else "NULL"
-    pick_params = [dataset_id, FRONT, now, k, user_id] if pick else []
+    pick_params = [dataset_id, FRONT, user_id, now, k, user_id] if pick else []
     progress_sql, progress_params = _PROGRESS, _progress_params(dataset_id, user_id, now)
     if not progress:
         progress_sql, progress_params = "NULL, NULL", []
@@ -209,7 +210,7 @@ def _pick_and_progress(
         [*pick_params, *progress_params],
     )
     if pick and prompt_id is None:  # all of the front is taken or ranked by this user
-        row = store._first(_PICK.format(front=""), [dataset_id, now, k, user_id])
+        row = store._first(_PICK.format(front=""), [dataset_id, user_id, now, k, user_id])
         prompt_id = row[0] if row else None
     return prompt_id, {"done_today": done_today, "remaining": remaining} if progress else None
 
@@ -250,21 +251,31 @@ def _lease_view(state: dict, aid: int, prompt_id: int, order: list, expires_at, 
         "messages": messages,
         "assets": assets,
         "dataset": state["dataset"],
+        "dataset_id": state["dataset_id"],
         "guidelines": state["guidelines"],
         "guideline_version": state["guideline_version"],
     }
 
 
 def _next_in_tx(
-    store: Store, state: dict, user_id: int, now: datetime, lease_s: int, created_by: str, *, defer: bool = False
+    store: Store,
+    state: dict,
+    user_id: int,
+    now: datetime,
+    lease_s: int,
+    created_by: str,
+    *,
+    defer: bool = False,
+    ahead: bool = False,
 ) -> tuple[dict | None, dict | None]:
     """(the user's live lease here, or a new one on the next open prompt, or None; progress). In a transaction.
 
     The Store lock is what keeps check-then-insert safe against other threads (the server is one process).
     `defer`: leave the answer texts and the progress out (None); _finish reads them after the commit.
+    `ahead`: always a new lease, on a prompt other than the ones the user holds (lease_ahead).
     """
     dataset_id = state["dataset_id"]
-    for aid, prompt_id, order_json, expires_at in state["leases"]:  # one in another dataset costs a lookup; rare
+    for aid, prompt_id, order_json, expires_at in [] if ahead else state["leases"]:  # another dataset's: rare
         content = _content(store, prompt_id, new_id=False)
         if content[1] == dataset_id:
             progress = None if defer else _pick_and_progress(store, dataset_id, user_id, 0, now, pick=False)[1]
@@ -399,7 +410,8 @@ def parse_ranks(ranks: dict, answers: list[int], outsider: str) -> dict[int, int
     return clean
 
 
-def _validate(status: str, ranks: dict | None, order: list[int], skip_reason, flag_reason, comment) -> dict[int, int]:
+def validate(status: str, ranks: dict | None, order: list[int], skip_reason, flag_reason, comment) -> dict[int, int]:
+    """The dense ranks of a submit of an assignment whose answers are `order`; InputError naming the field."""
     if status not in STATUSES:
         raise InputError(f"status must be one of {', '.join(STATUSES)}, not '{status}'", field="status")
     for name, value in (("skip_reason", skip_reason), ("flag_reason", flag_reason), ("comment", comment)):
@@ -421,6 +433,8 @@ def _validate(status: str, ranks: dict | None, order: list[int], skip_reason, fl
     return dense_ranks(clean) if clean else {}
 
 
+_NEXT_RANKING = "nextval('seq_rankings')"
+
 # The submitted assignment's prompt: its dataset's state and its count in queue_open (point lookups, constants)
 _PROMPT_STATE = (
     f"SELECT {_STATE_COLS}, (SELECT done FROM queue_open WHERE prompt_id = ?) FROM prompts p "
@@ -429,9 +443,19 @@ _PROMPT_STATE = (
 
 
 def _submit_in_tx(
-    store: Store, user_id: int, assignment_id: int, now: datetime, created_by: str, fields: dict
+    store: Store,
+    user_id: int,
+    assignment_id: int,
+    now: datetime,
+    created_by: str,
+    fields: dict,
+    ranking_id: int | None = None,
+    created_at: datetime | None = None,
 ) -> tuple[int, dict]:
-    """Write the ranking, its items and pairs, close the lease, keep queue_open in step; (ranking id, state)."""
+    """Write the ranking, its items and pairs, close the lease, keep queue_open in step; (ranking id, state).
+
+    `ranking_id`: one reserved by lease_ahead (the server's journaled submits), else the sequence's next.
+    `created_at`: when the annotator submitted, if earlier than `now` (the time the lease is judged at)."""
     rows = store.con.execute(
         _LEASES.format(extra="(id = ? AND user_id = ?) OR"), [assignment_id, user_id, user_id, now]
     ).fetchall()
@@ -445,7 +469,7 @@ def _submit_in_tx(
     order = json.loads(order_json)
     if a_status == "done":
         raise ConflictError(f"assignment {assignment_id} was already submitted")
-    clean = _validate(
+    clean = validate(
         status, fields.get("ranks"), order, fields.get("skip_reason"), fields.get("flag_reason"), fields.get("comment")
     )
     if a_status != "leased" or expires_at <= now:  # the lease lapsed: accept only if the slot is still free
@@ -462,10 +486,11 @@ def _submit_in_tx(
     c = store.con
     try:
         ranking_id = c.execute(
-            "INSERT INTO rankings (prompt_id, user_id, status, source, all_bad, skip_reason, flag_reason, "
+            "INSERT INTO rankings (id, prompt_id, user_id, status, source, all_bad, skip_reason, flag_reason, "
             "comment, time_on_task_ms, guideline_version, created_by, created_at) "
-            "VALUES (?, ?, ?, 'human', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            f"VALUES ({'?' if ranking_id else _NEXT_RANKING}, ?, ?, ?, 'human', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             [
+                *([ranking_id] if ranking_id else []),
                 prompt_id,
                 user_id,
                 status,
@@ -476,7 +501,7 @@ def _submit_in_tx(
                 fields.get("time_on_task_ms"),
                 state["guideline_version"],
                 created_by,
-                now,
+                created_at or now,
             ],
         ).fetchall()[0][0]
     except duckdb.ConstraintException:  # UNIQUE (prompt_id, user_id): one ranking per person per prompt
@@ -505,7 +530,7 @@ def _submit_in_tx(
         else:
             c.execute("UPDATE queue_open SET done = done + 1 WHERE prompt_id = ?", [prompt_id])
     mark = state["mark"]
-    if mark is not None and mark[1] >= state["rmax"]:
+    if mark is not None and mark[1] >= state["rmax"] and ranking_id > mark[1]:  # (a reserved id is below the mark)
         c.execute("UPDATE queue_sync SET ranking_mark = ? WHERE dataset_id = ?", [ranking_id, state["dataset_id"]])
         state["mark"] = (mark[0], ranking_id, mark[2])
     state["rmax"] = max(state["rmax"], ranking_id)
@@ -572,6 +597,85 @@ def submit_and_next(
         except duckdb.Error:
             progress = _finish(store, lease, state["dataset_id"], user_id, now)
     return ranking_id, lease, progress
+
+
+def lease_ahead(
+    store: Store,
+    dataset_id: int,
+    user_id: int,
+    current: int,
+    *,
+    lease_s: int = DEFAULT_LEASE_S,
+    now: datetime | None = None,
+    created_by: str = "server",
+    reader: Store | None = None,
+) -> tuple[dict | None, dict, int | None]:
+    """The item after `current` (the assignment a user is working on), leased now so their next submit can be
+    answered from memory (serving.queue_front): (lease or None, progress, reserved ranking id or None).
+
+    A live lease of theirs in this dataset other than `current` is that item (one leased ahead before a
+    restart); else a second lease on a prompt they neither ranked nor hold, taking a slot like any lease.
+    The ranking id is reserved from the sequence for the submit of the current item (apply_reserved), and the
+    dataset's ranking mark moves past it, so the fold-in never counts that ranking: apply_reserved keeps
+    queue_open in step itself. The progress is what it will be once the current item is submitted.
+    """
+    now = _now(now)
+    with store.transaction():
+        state = _read_state(store, dataset_id, user_id, now)
+        lease = None
+        for aid, prompt_id, order_json, expires_at in state["leases"]:
+            if aid != current and _content(store, prompt_id, new_id=False)[1] == dataset_id:
+                lease = _lease_view(state, aid, prompt_id, json.loads(order_json), expires_at, (None,) * 5)
+                break
+        if lease is None:
+            lease, _ = _next_in_tx(store, state, user_id, now, lease_s, created_by, defer=True, ahead=True)
+        elif not _in_step(state):
+            _fold_in(store, dataset_id, state["k"], state["mark"], state["gmax"], state["rmax"])
+        ranking_id = None
+        if lease is not None:  # _next_in_tx folded in whatever was new: the mark is the sequence's last value
+            ranking_id = store._first(f"SELECT {_NEXT_RANKING}")[0]
+            store.con.execute("UPDATE queue_sync SET ranking_mark = ? WHERE dataset_id = ?", [ranking_id, dataset_id])
+    progress = _finish(reader or store, lease, dataset_id, user_id, now)
+    progress = {"done_today": progress["done_today"] + 1, "remaining": max(0, progress["remaining"] - 1)}
+    return lease, progress, ranking_id
+
+
+def apply_reserved(
+    store: Store,
+    user_id: int,
+    assignment_id: int,
+    ranking_id: int,
+    *,
+    now: datetime,
+    created_by: str,
+    fields: dict,
+    extend: tuple[int, datetime] | None = None,
+) -> tuple[bool, bool]:
+    """Store a submit the server acknowledged from memory, under its reserved ranking id, in one transaction;
+    `extend` (assignment id, new expiry) renews the lease handed out with it. (stored, renewed).
+
+    The ranking is dated `now` (when it was submitted), while the leases are judged at the present: a lease
+    that lapsed before this runs (a server down for a while) is accepted only while its slot is free, as in
+    submit(), and a lapsed lease is not renewed. Nothing is written (False) if the ranking id is already
+    stored: replaying the server's journal twice changes nothing. ConflictError / NotFoundError / InputError
+    as submit() when the database disagrees."""
+    present = datetime.now()
+    with store.transaction():
+        if store._first("SELECT 1 FROM rankings WHERE id = ?", [ranking_id]):
+            return False, False
+        _submit_in_tx(
+            store, user_id, assignment_id, max(now, present), created_by, fields, ranking_id=ranking_id, created_at=now
+        )
+        renewed = False
+        if extend is not None:
+            renewed = bool(
+                store.con.execute(
+                    "UPDATE assignments SET expires_at = ? WHERE id = ? AND status = 'leased' AND expires_at > ? "
+                    "RETURNING id",
+                    [extend[1], extend[0], present],
+                ).fetchall()
+            )
+    return True, renewed
 
 
 def dataset_of_ranking(store: Store, ranking_id: int) -> int:

@@ -17,6 +17,7 @@ from starlette.background import BackgroundTask
 from db import queue, review
 from db.errors import ConflictError, InputError
 from db.store import Store
+from serving.api_queue import release_all
 from serving.deps import ApiError, get_store, read_store, require_role
 
 log = logging.getLogger(__name__)
@@ -67,12 +68,19 @@ def create_dataset(
 
 @router.patch("/datasets/{name}")
 def update_dataset(
-    name: str, body: DatasetPatch, store: Store = Depends(get_store), admin: dict = Depends(require_role("admin"))
+    name: str,
+    body: DatasetPatch,
+    request: Request,
+    store: Store = Depends(get_store),
+    admin: dict = Depends(require_role("admin")),
 ) -> dict:
     """Change k, guidelines (bumps guideline_version when the text changes) or the description."""
-    return queue.update_dataset(
+    dataset = queue.update_dataset(
         store, name, k=body.annotators_per_prompt, guidelines=body.guidelines, description=body.description
     )
+    # items leased ahead were leased under the old k and show the old guidelines: nobody has seen them yet
+    release_all(store, request.app.state.front.reclaim(dataset["id"]))
+    return dataset
 
 
 # ---- import / export -------------------------------------------------------------------------------------

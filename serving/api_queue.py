@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 import duckdb
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
@@ -73,29 +73,69 @@ def queue_next(
     request: Request, dataset: str = Query(..., max_length=256), user: dict = Depends(require_role(*ANYONE))
 ) -> dict:
     """The next prompt to rank in `dataset` (your live lease if you hold one): {item, progress}; item null if none."""
+    store = get_store(request)
     try:
         lease, progress = queue.next_item(
-            get_store(request),
+            store,
             user["id"],
             dataset=dataset,
             lease_s=request.app.state.config.lease_s,
             created_by=user["name"],
-            reader=thread_reader(get_store(request)),
+            reader=thread_reader(store),
         )
     except NotFoundError as e:
         raise ApiError(404, str(e), field="dataset") from None
+    if lease is None:
+        lease, progress = or_reclaimed(request, user, store.dataset_id(dataset), progress)
+    request.app.state.front.handed_out(lease, user)
     return next_view(lease, progress)
 
 
+def release_all(store: Store, leases: list[tuple[int, int]]) -> None:
+    """Give back [(user id, assignment id)] leases (items leased ahead that nobody has seen)."""
+    for user_id, assignment_id in leases:
+        queue.release(store, user_id, assignment_id)
+
+
+def or_reclaimed(request: Request, user: dict, dataset_id: int, progress: dict) -> tuple[dict | None, dict]:
+    """Nothing left for this user: at the end of a queue the last free prompts may be the items leased ahead for
+    others (serving.queue_front), which nobody has seen yet. Take those back and ask once more."""
+    store = get_store(request)
+    taken = request.app.state.front.reclaim(dataset_id)
+    if not taken:
+        return None, progress
+    release_all(store, taken)
+    return queue.next_item(
+        store,
+        user["id"],
+        dataset_id=dataset_id,
+        lease_s=request.app.state.config.lease_s,
+        created_by=user["name"],
+        reader=thread_reader(store),
+    )
+
+
 @router.post("/rankings", status_code=201, response_model=None)
-def submit_ranking(body: RankingIn, request: Request, user: dict = Depends(require_role(*ANYONE))) -> dict:
+def submit_ranking(
+    body: RankingIn, request: Request, response: Response, user: dict = Depends(require_role(*ANYONE))
+) -> dict:
     """Store a ranking (or a skip / flag) for one of your assignments; returns {ranking_id, next}.
 
-    The ranking and the next lease are written in one transaction. Should that fail on the database's side,
-    the ranking is stored on its own and the next item fetched after it, so a submit is never lost to it.
+    Usually answered from the server's memory once the submit is in its journal on disk, with the next item
+    leased ahead (serving.queue_front); the database write follows right behind. Otherwise the ranking and the
+    next lease are written in one transaction. Should that fail on the database's side, the ranking is stored
+    on its own and the next item fetched after it, so a submit is never lost to it. The header X-PrefLab-Submit
+    says which way it went: `journal` or `database` (bench/annotate.py counts them).
     """
-    store = get_store(request)
+    store, front = get_store(request), request.app.state.front
     fields = body.model_dump(exclude={"assignment_id"})
+    fast = front.submit(user, body.assignment_id, fields)
+    if fast is not None:
+        ranking_id, lease, progress = fast
+        response.headers["X-PrefLab-Submit"] = "journal"
+        return {"ranking_id": ranking_id, "next": next_view(lease, progress)}
+    response.headers["X-PrefLab-Submit"] = "database"
+    held = front.forget(body.assignment_id, user["id"])
     lease_s, uid = request.app.state.config.lease_s, user["id"]
     try:
         try:
@@ -119,6 +159,10 @@ def submit_ranking(body: RankingIn, request: Request, user: dict = Depends(requi
             )
     except NotFoundError as e:
         raise ApiError(404, str(e), field="assignment_id") from None
+    if lease is None:
+        dataset_id = held.dataset_id if held else queue.dataset_of_ranking(store, ranking_id)
+        lease, progress = or_reclaimed(request, user, dataset_id, progress)
+    front.handed_out(lease, user)
     return {"ranking_id": ranking_id, "next": next_view(lease, progress)}
 
 
@@ -141,9 +185,19 @@ def prompt_asset(
 
 
 @router.post("/assignments/{assignment_id}/release")
-def release(assignment_id: int, store: Store = Depends(get_store), user: dict = Depends(require_role(*ANYONE))):
-    """Give your lease back so someone else can take the prompt."""
+def release(
+    assignment_id: int,
+    request: Request,
+    store: Store = Depends(get_store),
+    user: dict = Depends(require_role(*ANYONE)),
+):
+    """Give your lease back so someone else can take the prompt (and the one leased ahead for you after it)."""
+    front = request.app.state.front
+    held = front.forget(assignment_id, user["id"])
     queue.release(store, user["id"], assignment_id)
+    ahead = held and front.take_ahead(user["id"], held.dataset_id)
+    if ahead:
+        queue.release(store, user["id"], ahead)
     return {"ok": True}
 
 

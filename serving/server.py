@@ -29,6 +29,7 @@ from db.errors import PrefLabError
 from db.paths import home
 from db.store import Store
 from serving.deps import install_error_handlers
+from serving.queue_front import QueueFront
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,10 @@ def create_app(store: Store, config: ServerConfig | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
-        # stop the sampling threads before whoever owns the Store (run_server, a test's server) closes it
+        # stop the sampling threads and store the queued submits before whoever owns the Store (run_server, a
+        # test's server) closes it
         await asyncio.to_thread(app.state.jobs.shutdown)
+        await asyncio.to_thread(close_front, app)
 
     app = FastAPI(
         lifespan=lifespan,
@@ -93,6 +96,10 @@ def create_app(store: Store, config: ServerConfig | None = None) -> FastAPI:
     app.state.store = store
     app.state.config = config or ServerConfig()
     app.state.jobs = api_jobs.JobManager(store)
+    # submits answered from memory once journaled (serving.queue_front); the journal of a killed server is
+    # stored first, and from here on every use of the Store waits for the submits acknowledged before it
+    app.state.front = QueueFront(store, lease_s=app.state.config.lease_s)
+    store.set_gate(app.state.front.drain)
     install_error_handlers(app)
 
     app.add_middleware(TimingMiddleware)
@@ -113,6 +120,14 @@ def create_app(store: Store, config: ServerConfig | None = None) -> FastAPI:
             raise
         app.include_router(module.router)
     return app
+
+
+def close_front(app: FastAPI) -> None:
+    """Store the submits still queued and stop the queue's writer (idempotent)."""
+    front = getattr(app.state, "front", None)
+    if front is not None:
+        front.close()
+        app.state.store.set_gate(None)
 
 
 # ---- running it ---------------------------------------------------------------------------------------
@@ -166,6 +181,7 @@ def run_server(db_path: str, *, host: str = "127.0.0.1", port: int = 8000, confi
         finally:
             signal.signal(signal.SIGTERM, previous)
             app.state.jobs.shutdown()
+            close_front(app)
             try:
                 if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
                     path.unlink()

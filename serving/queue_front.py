@@ -1,0 +1,402 @@
+"""The annotation queue's front in server memory: a submit is acknowledged once it is in a journal on disk,
+and written to DuckDB right behind the request.
+
+    front = QueueFront(store, lease_s=600)       # replays the journal left by a killed server
+    store.set_gate(front.drain)                   # every Store lock first waits for acknowledged submits
+    fast = front.submit(user, assignment_id, fields)   # (ranking id, next lease, progress), or None: go to DuckDB
+
+Why (issue 4, docs/benchmarks.md): on this kind of machine memory that sat idle for a fraction of a second is
+slow to touch again, and a DuckDB statement after such a pause costs 20-50 ms whatever it does. Twenty annotators
+who think for seconds leave the server idle between requests, so a submit that runs a transaction (13
+statements) misses 100 ms at p95. The answer the annotator waits for needs no DuckDB statement at all:
+
+- Every lease this server hands out is remembered (assignment id -> user, prompt, dataset, answer order,
+  expiry). Right after handing one out, the writer thread leases the user's next item ahead
+  (queue.lease_ahead): a second lease, on another prompt, with a ranking id reserved for the current item's
+  submit, its texts and the progress as it will be after that submit, all kept in memory.
+- POST /api/rankings for a remembered, live lease of the user's own, with an item ahead: validated in memory
+  (queue.validate), appended to the journal and fsynced, then answered with the item ahead. The writer thread
+  stores the ranking (queue.apply_reserved, under its reserved id and with the submit's own time), renews the
+  handed-out lease and leases the next item ahead.
+- Everything else goes to DuckDB as before: a lease this server did not hand out (after a restart), a lease
+  within a minute of expiring, no item ahead (the queue's end), and every other route. Before it does, the
+  Store's gate (Store.set_gate) waits until the writer has stored every submit acknowledged so far, so all
+  reads and writes through the Store see them: k, one ranking per person and the leases stay DuckDB's rules.
+- On start the journal is replayed; apply_reserved skips a ranking id already stored. A SIGKILL loses no
+  acknowledged submit. A journaled submit the database refuses when it is written (only a change behind the
+  server's back can cause that, such as an import of a ranking of the same prompt by the same person) is kept
+  with the reason in <database>.submits.failed.jsonl, never dropped, and logged.
+
+The cost: an annotator holds two leases while working (the item and the one after it), so at the very end of
+a queue a prompt can wait up to a lease for someone who stopped, as it already could for their current item.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from db import queue
+from db.errors import ConflictError
+from db.store import Store
+
+log = logging.getLogger(__name__)
+
+MARGIN = timedelta(seconds=60)  # a lease closer than this to its expiry goes to DuckDB, which checks the slot
+DRAIN_LOG_S = 30.0  # a wait for the writer this long is logged (and a dead writer restarted); it goes on waiting
+COMPACT_BYTES = 1 << 20  # the journal is emptied when everything in it is stored and it has grown past this
+_HELD_MAX = 20_000  # remembered leases before the done and expired ones are forgotten
+
+
+@dataclass
+class Held:
+    """A lease this server handed out."""
+
+    user_id: int
+    prompt_id: int
+    dataset_id: int
+    order: list[int]
+    expires_at: datetime
+    done: bool = False
+
+
+@dataclass
+class Ahead:
+    """The next item of one user in one dataset, leased and read before they ask for it."""
+
+    lease: dict
+    progress: dict
+    ranking_id: int  # reserved for the submit of the user's current item
+
+
+def journal_path(store: Store) -> Path | None:
+    return None if store.path in (":memory:", "") else Path(store.path + ".submits")
+
+
+class QueueFront:
+    def __init__(self, store: Store, *, lease_s: int = queue.DEFAULT_LEASE_S):
+        self.store, self.lease_s = store, lease_s
+        self.path = journal_path(store)
+        self._lock = threading.Lock()  # the maps and the journal file; never held while waiting for the Store
+        self._held: dict[int, Held] = {}
+        self._ahead: dict[tuple[int, int], Ahead] = {}
+        self._making: set[tuple[int, int]] = set()  # (user, dataset) with an item ahead being leased
+        self._cv = threading.Condition()  # the writer's jobs; taken after _lock when both are needed
+        self._jobs: deque = deque()
+        self._queued = self._done = 0
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._reader: Store | None = None
+        self.replayed = self._replay()
+        self._file = open(self.path, "ab") if self.path else None  # noqa: SIM115 (open for the server's life)
+
+    # ---- the fast path -----------------------------------------------------------------------------
+
+    def submit(self, user: dict, assignment_id: int, fields: dict) -> tuple[int, dict, dict] | None:
+        """(ranking id, next lease, progress) once the submit is in the journal; None where DuckDB must decide.
+
+        InputError for fields that do not fit the assignment (nothing is written then)."""
+        for _ in range(2):
+            now = datetime.now()
+            with self._lock:
+                held = self._held.get(assignment_id)
+                mine = held is not None and held.user_id == user["id"] and not held.done
+                if self._closed or not mine or held.expires_at - now < MARGIN:
+                    return None
+                key = (user["id"], held.dataset_id)
+                ahead = self._ahead.get(key)
+                if ahead is not None:
+                    return self._accept(user, assignment_id, held, key, ahead, fields, now)
+                waiting = key in self._making
+            if not waiting or not self._wait_for_ahead(key):
+                return None
+        return None
+
+    def _accept(self, user: dict, aid: int, held: Held, key: tuple, ahead: Ahead, fields: dict, now: datetime):
+        if ahead.lease["expires_at"] - now < MARGIN:
+            del self._ahead[key]  # DuckDB hands it out as the user's live lease, or recycles it
+            return None
+        queue.validate(
+            fields["status"],
+            fields.get("ranks"),
+            held.order,
+            fields.get("skip_reason"),
+            fields.get("flag_reason"),
+            fields.get("comment"),
+        )
+        lease = dict(ahead.lease, expires_at=now + timedelta(seconds=self.lease_s))
+        record = {
+            "ranking_id": ahead.ranking_id,
+            "assignment_id": aid,
+            "user_id": user["id"],
+            "dataset_id": held.dataset_id,
+            "created_by": user["name"],
+            "at": now.isoformat(),
+            "fields": fields,
+            "extend": [lease["assignment_id"], lease["expires_at"].isoformat()],
+        }
+        self._append(record)  # raises before anything changes if the disk refuses
+        held.done = True
+        del self._ahead[key]
+        self._remember(lease, user["id"])
+        self._making.add(key)  # the writer leases the next one after storing this
+        self._enqueue(("apply", record))
+        return ahead.ranking_id, lease, ahead.progress
+
+    def _wait_for_ahead(self, key: tuple) -> bool:
+        """Wait (outside the lock) for the writer to finish leasing this user's item ahead; False on timeout."""
+        with self._cv:
+            return self._cv.wait_for(lambda: key not in self._making, timeout=5.0)
+
+    # ---- what the DuckDB path tells the front ---------------------------------------------------------
+
+    def forget(self, assignment_id: int, user_id: int) -> Held | None:
+        """Before DuckDB handles a submit or release of this assignment: 409 if it was submitted here already.
+        Returns what was remembered of it (None if nothing)."""
+        with self._lock:
+            held = self._held.get(assignment_id)
+            if held is None or held.user_id != user_id:
+                return None
+            del self._held[assignment_id]
+            if held.done:
+                raise ConflictError(f"assignment {assignment_id} was already submitted")
+            return held
+
+    def take_ahead(self, user_id: int, dataset_id: int) -> int | None:
+        """The assignment id of the user's item ahead in this dataset, no longer to be handed out (to release
+        it with the lease it followed)."""
+        with self._lock:
+            ahead = self._ahead.pop((user_id, dataset_id), None)
+        return None if ahead is None else ahead.lease["assignment_id"]
+
+    def reclaim(self, dataset_id: int | None = None) -> list[tuple[int, int]]:
+        """Take back every item leased ahead in this dataset (all datasets: None), which nobody has seen yet:
+        [(user id, assignment id)] to release in DuckDB. For the end of a queue, where the items held ahead
+        are the last free ones, and after a change of k or guidelines, which they were leased under."""
+        with self._lock:
+            keys = [key for key in self._ahead if dataset_id is None or key[1] == dataset_id]
+            return [(key[0], self._ahead.pop(key).lease["assignment_id"]) for key in keys]
+
+    def handed_out(self, lease: dict | None, user: dict) -> None:
+        """After DuckDB gave `user` this lease: remember it, and lease their next item ahead if none is."""
+        if lease is None:
+            return
+        key, aid = (user["id"], lease["dataset_id"]), lease["assignment_id"]
+        with self._lock:
+            if self._closed:
+                return
+            ahead = self._ahead.get(key)
+            if ahead is not None and ahead.lease["assignment_id"] == aid:
+                # DuckDB handed out the item ahead itself (the user's lowest live lease): it is new to the user,
+                # so it gets a whole lease from now, as the fast path gives
+                del self._ahead[key]
+                ahead = None
+                lease["expires_at"] = datetime.now() + timedelta(seconds=self.lease_s)
+                self._enqueue(("renew", aid, lease["expires_at"]))
+            held = self._held.get(aid)
+            if held is None or not held.done:  # a submit journaled meanwhile stays submitted
+                self._remember(lease, user["id"])
+            if ahead is None and key not in self._making:
+                self._making.add(key)
+                self._enqueue(("ahead", user["id"], lease["dataset_id"], user["name"], aid))
+
+    def _remember(self, lease: dict, user_id: int) -> None:
+        if len(self._held) >= _HELD_MAX:
+            now = datetime.now()
+            self._held = {a: h for a, h in self._held.items() if not h.done and h.expires_at > now}
+        self._held[lease["assignment_id"]] = Held(
+            user_id, lease["prompt_id"], lease["dataset_id"], list(lease["answer_order"]), lease["expires_at"]
+        )
+
+    # ---- the journal ----------------------------------------------------------------------------------
+
+    def _append(self, record: dict) -> None:
+        if self._file is None:
+            return
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+        self._file.write(line.encode("utf-8"))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def _replay(self) -> int:
+        """Store what a previous server acknowledged and did not write; returns how many it stored now."""
+        if self.path is None or not self.path.exists():
+            return 0
+        lines = self.path.read_bytes().split(b"\n")
+        stored = 0
+        for number, raw in enumerate(lines, 1):
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError):
+                if number == len(lines):  # cut off mid-write by the kill: never acknowledged
+                    log.warning("%s line %d: an unfinished last line (never acknowledged); dropped", self.path, number)
+                else:
+                    self._keep_failed({"line": number, "raw": raw.decode("utf-8", "replace")}, "unreadable line")
+                continue
+            stored += self._store(record)
+        self._truncate()
+        if stored:
+            log.warning("stored %d acknowledged submit(s) from %s left by a server that stopped", stored, self.path)
+        return stored
+
+    def _store(self, record: dict) -> int:
+        """Write one journaled submit to DuckDB; 1 if it was written now, 0 if it was already there or failed."""
+        extend = record.get("extend")
+        if extend:
+            extend = (extend[0], datetime.fromisoformat(extend[1]))
+        stored = renewed = False
+        try:
+            stored, renewed = queue.apply_reserved(
+                self.store,
+                record["user_id"],
+                record["assignment_id"],
+                record["ranking_id"],
+                now=datetime.fromisoformat(record["at"]),
+                created_by=record["created_by"],
+                fields=record["fields"],
+                extend=extend,
+            )
+        except Exception as e:  # the submit was acknowledged: keep it whatever went wrong
+            log.error("could not store the acknowledged submit %s: %s", record.get("ranking_id"), e)
+            self._keep_failed(record, f"{type(e).__name__}: {e}")
+        if extend and not renewed:  # the lease handed out lapsed first: its submit goes to DuckDB's checks
+            with self._lock:
+                self._held.pop(extend[0], None)
+        return int(stored)
+
+    def _keep_failed(self, record: dict, reason: str) -> None:
+        path = Path(f"{self.path or 'preflab'}.failed.jsonl")
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"reason": reason, "submit": record}, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _truncate(self) -> None:
+        if self.path is None:
+            return
+        with open(self.path, "wb") as f:
+            os.fsync(f.fileno())
+
+    def _compact(self) -> None:
+        """Empty the journal once all of it is stored (it only grows between restarts otherwise)."""
+        if self._file is None or self._file.tell() < COMPACT_BYTES:
+            return
+        with self._lock, self._cv:
+            if self._done == self._queued:
+                self._file.truncate(0)
+                self._file.seek(0)
+                os.fsync(self._file.fileno())
+
+    # ---- the writer thread ------------------------------------------------------------------------------
+
+    def _enqueue(self, job: tuple) -> None:
+        with self._cv:
+            self._jobs.append(job)
+            self._queued += 1
+            self._start_writer()
+            self._cv.notify_all()
+
+    def _start_writer(self) -> None:
+        """(Re)start the writer thread if it is not running; called with _cv held."""
+        if self._thread is None or not self._thread.is_alive():
+            if self._thread is not None:
+                log.error("the queue writer thread had stopped; starting a new one")
+            self._thread = threading.Thread(target=self._run, name="preflab-queue-writer", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: self._jobs or self._closed)
+                if not self._jobs:
+                    return
+                job = self._jobs.popleft()
+            try:
+                self._do(job)
+            except Exception:  # a job must never stop the writer
+                log.exception("queue writer job %s failed", job[0])
+            finally:
+                with self._cv:
+                    self._done += 1
+                    self._cv.notify_all()
+            try:
+                self._compact()
+            except OSError:
+                log.exception("could not empty the journal %s; it is replayed (harmlessly) on start", self.path)
+
+    def _do(self, job: tuple) -> None:
+        if self._reader is None:
+            self._reader = self.store.cursor()
+        if job[0] == "apply":
+            record = job[1]
+            self._store(record)
+            self._make_ahead(record["user_id"], record["dataset_id"], record["created_by"], record["extend"][0])
+        elif job[0] == "renew":
+            with self.store._lock:
+                self.store.con.execute(
+                    "UPDATE assignments SET expires_at = ? WHERE id = ? AND status = 'leased'", [job[2], job[1]]
+                )
+        else:
+            self._make_ahead(*job[1:])
+
+    def _make_ahead(self, user_id: int, dataset_id: int, created_by: str, current: int) -> None:
+        key = (user_id, dataset_id)
+        lease = None
+        with self._lock:
+            ready = key in self._ahead
+        try:
+            if ready:  # asked twice; the first one stands
+                return
+            lease, progress, ranking_id = queue.lease_ahead(
+                self.store,
+                dataset_id,
+                user_id,
+                current,
+                lease_s=self.lease_s,
+                created_by=created_by,
+                reader=self._reader,
+            )
+        finally:
+            with self._lock:
+                if lease is not None and key not in self._ahead:
+                    self._ahead[key] = Ahead(lease, progress, ranking_id)
+                with self._cv:
+                    self._making.discard(key)
+                    self._cv.notify_all()
+
+    def drain(self) -> None:
+        """Wait until every submit acknowledged so far is stored (the Store's gate); a no-op on the writer."""
+        if threading.current_thread() is self._thread:
+            return
+        with self._cv:
+            target = self._queued
+            while not self._cv.wait_for(lambda: self._done >= target, timeout=DRAIN_LOG_S):
+                log.warning("waiting for the queue writer: %d job(s) behind", target - self._done)
+                self._start_writer()
+
+    def close(self) -> None:
+        """Store what is queued, stop the writer, empty the journal. Later submits go to DuckDB."""
+        with self._lock, self._cv:
+            if self._closed:
+                return
+            self._closed = True  # no new jobs from here on; the writer stops once the queue is empty
+            self._cv.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+        if self._reader is not None:
+            self._reader.close()
+        if self._file is not None:
+            with self._lock, self._cv:
+                if self._done == self._queued:
+                    self._file.truncate(0)
+                    os.fsync(self._file.fileno())
+                self._file.close()
+                self._file = None
