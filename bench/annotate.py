@@ -178,6 +178,7 @@ def measure(
             t.join()
         wall = time.perf_counter() - t0
         load.append(os.getloadavg()[0])
+        writer = httpx.get(f"{url}/api/health", timeout=30).json()["queue_writer"]
     finally:
         proc.terminate()
         proc.wait(60)
@@ -196,6 +197,7 @@ def measure(
         "p95_ms": p95,
         "throughput_per_s": len(times) / wall,
         "load": load,
+        "writer": writer,
     }
 
 
@@ -240,6 +242,13 @@ def main() -> None:
             f"{r['solo_p95']:>6.1f} | {'':>{len(str(args.annotators)) + 28}}{r['requests']:>4} {r['p50_ms']:>6.1f} "
             f"{r['p95_ms']:>6.1f} {r['throughput_per_s']:>6.1f} | {r['solo_journaled']:>6.0%} / {r['journaled']:.0%} "
             f"| {r['load'][0]:.2f} / {r['load'][-1]:.2f}"
+        )
+    for r in rows:
+        w = r["writer"]
+        print(
+            f"{r['generations']:>12,}: the writer behind the journaled submits (storing one, leasing the next item"
+            f" ahead), last {min(w['writer_jobs'], 1000)} jobs: p50 {w['writer_p50_ms']} ms,"
+            f" p95 {w['writer_p95_ms']} ms"
         )
     small, big = rows
     print(

@@ -473,12 +473,19 @@ def _submit_in_tx(
         status, fields.get("ranks"), order, fields.get("skip_reason"), fields.get("flag_reason"), fields.get("comment")
     )
     if a_status != "leased" or expires_at <= now:  # the lease lapsed: accept only if the slot is still free
-        taken = store._first(
+        taken, again = store._first(
             f"""SELECT (SELECT count(*) FROM rankings r WHERE r.prompt_id = ? AND {_counted_sql("r")})
                      + (SELECT count(*) FROM assignments a WHERE a.prompt_id = ? AND a.status = 'leased'
-                        AND a.expires_at > ? AND a.id <> ?)""",  # noqa: S608
-            [prompt_id, prompt_id, now, assignment_id],
-        )[0]
+                        AND a.expires_at > ? AND a.id <> ?),
+                       (SELECT min(id) FROM assignments a WHERE a.prompt_id = ? AND a.user_id = ?
+                        AND a.status = 'leased' AND a.expires_at > ? AND a.id <> ?)""",  # noqa: S608
+            [prompt_id, prompt_id, now, assignment_id, prompt_id, user_id, now, assignment_id],
+        )
+        if again is not None:  # one submit per prompt and person: the live lease is the one to submit
+            raise ConflictError(
+                f"your lease expired and prompt {prompt_id} was leased to you again as assignment {again}; "
+                "submit that one"
+            )
         if status == "submitted" and taken >= k:
             raise ConflictError(
                 "your lease expired and the prompt has since been ranked by others; ask for the next item"

@@ -37,6 +37,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -93,6 +94,8 @@ class QueueFront:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._reader: Store | None = None
+        self._journaled = 0
+        self._job_ms: deque[float] = deque(maxlen=1000)  # the writer's last jobs, for stats()
         self.replayed = self._replay()
         self._file = open(self.path, "ab") if self.path else None  # noqa: SIM115 (open for the server's life)
 
@@ -142,6 +145,7 @@ class QueueFront:
             "extend": [lease["assignment_id"], lease["expires_at"].isoformat()],
         }
         self._append(record)  # raises before anything changes if the disk refuses
+        self._journaled += 1
         held.done = True
         del self._ahead[key]
         self._remember(lease, user["id"])
@@ -167,6 +171,17 @@ class QueueFront:
             if held.done:
                 raise ConflictError(f"assignment {assignment_id} was already submitted")
             return held
+
+    def stats(self) -> dict:
+        """Submits acknowledged from the journal, the writer's backlog and its recent job times (GET /api/health)."""
+        times = sorted(self._job_ms)
+        return {
+            "journaled": self._journaled,
+            "writer_jobs": self._done,
+            "writer_behind": self._queued - self._done,
+            "writer_p50_ms": round(times[len(times) // 2], 1) if times else None,
+            "writer_p95_ms": round(times[int(len(times) * 0.95)], 1) if times else None,
+        }
 
     def take_ahead(self, user_id: int, dataset_id: int) -> int | None:
         """The assignment id of the user's item ahead in this dataset, no longer to be handed out (to release
@@ -319,11 +334,13 @@ class QueueFront:
                 if not self._jobs:
                     return
                 job = self._jobs.popleft()
+            t0 = time.perf_counter()
             try:
                 self._do(job)
             except Exception:  # a job must never stop the writer
                 log.exception("queue writer job %s failed", job[0])
             finally:
+                self._job_ms.append((time.perf_counter() - t0) * 1000)
                 with self._cv:
                     self._done += 1
                     self._cv.notify_all()

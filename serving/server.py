@@ -106,8 +106,9 @@ def create_app(store: Store, config: ServerConfig | None = None) -> FastAPI:
 
     @app.get("/api/health", tags=["server"])
     def health() -> dict:
-        """Liveness for the CLI and `preflab up`; needs no sign-in."""
-        return {"ok": True, "db": store.path, "pid": os.getpid()}
+        """Liveness for the CLI and `preflab up`; needs no sign-in. `queue_writer`: submits acknowledged from the
+        journal and how far the database write behind them is (serving.queue_front)."""
+        return {"ok": True, "db": store.path, "pid": os.getpid(), "queue_writer": app.state.front.stats()}
 
     for router_module in (api_auth, api_queue, api_data, api_review, api_jobs):
         app.include_router(router_module.router)

@@ -61,6 +61,19 @@ def test_late_submit_refused_when_slot_was_taken(q):
         queue.submit(store, u["ann"], a["assignment_id"], status="submitted", ranks=_ranks(a), now=later)
 
 
+def test_a_lapsed_lease_leased_again_to_the_same_person_is_submitted_once(q):
+    store, ds, prompts, u = q
+    a = queue.next_assignment(store, ds, u["ann"], now=T0, lease_s=600)
+    later = T0 + timedelta(minutes=11)
+    again = queue.next_assignment(store, ds, u["ann"], now=later)
+    assert again["prompt_id"] == a["prompt_id"] and again["assignment_id"] != a["assignment_id"]
+    # the old tab's submit is refused (k=2 would have a free slot): the new lease is the one that counts
+    with pytest.raises(ConflictError, match=f"assignment {again['assignment_id']}"):
+        queue.submit(store, u["ann"], a["assignment_id"], status="submitted", ranks=_ranks(a), now=later)
+    queue.submit(store, u["ann"], again["assignment_id"], status="submitted", ranks=_ranks(again), now=later)
+    assert store.scalar("SELECT count(*) FROM rankings") == 1
+
+
 def test_completed_prompts_leave_every_queue_and_no_one_ranks_twice(q):
     store, ds, prompts, u = q
     for name in ("ann", "bob"):
@@ -234,15 +247,17 @@ def test_submit_and_next_is_one_transaction_and_matches_submit_then_next(q):
         == (lease["answer_order"])
     )
     assert sorted(lease["texts"]) == sorted(lease["answer_order"]) and lease["dataset"] == "d"
-    # a live lease of the user's own comes back rather than a new one: bob's lease lapsed, he got a new one,
-    # then skipped the old one late
+    # a live lease of the user's own comes back rather than a new one: bob's lease lapsed and he got the prompt
+    # again; skipping the old one late is refused (it would be his second ranking of it), the new one comes back
     later = T0 + timedelta(minutes=11)
     b = queue.next_assignment(store, ds, u["bob"], now=T0)
     c = queue.next_assignment(store, ds, u["bob"], now=later)
-    assert c["assignment_id"] != b["assignment_id"]
-    _, again, _ = queue.submit_and_next(
-        store, u["bob"], b["assignment_id"], status="skipped", skip_reason="came back late", now=later
-    )
+    assert c["assignment_id"] != b["assignment_id"] and c["prompt_id"] == b["prompt_id"]
+    with pytest.raises(ConflictError, match="leased to you again"):
+        queue.submit_and_next(
+            store, u["bob"], b["assignment_id"], status="skipped", skip_reason="came back late", now=later
+        )
+    again = queue.next_assignment(store, ds, u["bob"], now=later)
     assert again["assignment_id"] == c["assignment_id"] and again["answer_order"] == c["answer_order"]
     # nothing of a failed submit is written, and the lease is still there to submit again
     before = store.counts()
