@@ -96,12 +96,10 @@ def free_port() -> int:
 def serve(db: Path, home: Path, port: int) -> subprocess.Popen:
     preflab = str(Path(sys.executable).with_name("preflab"))
     env = {**os.environ, "PREFLAB_HOME": str(home)}
-    proc = subprocess.Popen(
-        [preflab, "--db", str(db), "server", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with open(home / "server.log", "wb") as log:  # shown if a submit fails
+        proc = subprocess.Popen(
+            [preflab, "--db", str(db), "server", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     for _ in range(600):
         try:
             if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
@@ -183,7 +181,10 @@ def measure(
         proc.terminate()
         proc.wait(60)
     if errors:
-        raise RuntimeError(f"{len(errors)} failed submits, first: {errors[0]}")
+        server_log = (home / "server.log").read_text(encoding="utf-8", errors="replace")[-3000:]
+        raise RuntimeError(
+            f"{len(errors)} failed submits, first: {errors[0]}; exit code {proc.returncode}; server log:\n{server_log}"
+        )
     (s50, s95), (p50, p95) = _pcts(solo_times), _pcts(times)
     return {
         "generations": generations,
