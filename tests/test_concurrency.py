@@ -63,7 +63,7 @@ def next_item(c: httpx.Client, name: str, errors: list) -> dict:
     return r.json()
 
 
-def annotate(url: str, name: str, stop: float, acked: list, errors: list) -> None:
+def annotate(url: str, name: str, stop: float, acked: list, errors: list, journaled: list) -> None:
     with httpx.Client(base_url=url, timeout=30) as c:
         token = c.post("/api/auth/login", json={"name": name, "password": PASSWORD}).json()["token"]
         c.headers["Authorization"] = f"Bearer {token}"
@@ -80,6 +80,8 @@ def annotate(url: str, name: str, stop: float, acked: list, errors: list) -> Non
                 continue
             body = r.json()
             acked.append((body["ranking_id"], item["prompt"]["id"], name))  # list.append is atomic
+            if r.headers.get("X-PrefLab-Submit") == "journal":  # acknowledged from the journal, stored behind
+                journaled.append(body["ranking_id"])
             nxt = body["next"]
 
 
@@ -100,20 +102,22 @@ def test_twenty_annotators_then_sigkill_loses_nothing(tmp_path):
     url = f"http://127.0.0.1:{port}"
     acked: list[tuple[int, int, str]] = []
     errors: list = []
+    journaled: list[int] = []
     try:
         stop = time.monotonic() + SECONDS
-        threads = [threading.Thread(target=annotate, args=(url, n, stop, acked, errors)) for n in names]
+        threads = [threading.Thread(target=annotate, args=(url, n, stop, acked, errors, journaled)) for n in names]
         for t in threads:
             t.start()
         for t in threads:
             t.join(SECONDS + 120)
         assert not any(t.is_alive() for t in threads)
     finally:
-        os.kill(proc.pid, signal.SIGKILL)  # no clean shutdown, no checkpoint
+        os.kill(proc.pid, signal.SIGKILL)  # no clean shutdown, no checkpoint; the last submits' writes may be pending
         proc.wait(30)
 
     assert not errors, errors[:3]
     assert acked  # work got done (how much depends on the machine)
+    assert journaled  # the journal path was taken (serving/queue_front.py), so the kill tests its replay
     proc = start_server(db, home, port)  # restart over the WAL the killed server left behind
     try:
         assert httpx.get(f"{url}/api/health", timeout=5).json()["ok"]
