@@ -15,6 +15,7 @@ import os
 
 import click
 
+from db import journal
 from db.errors import PrefLabError
 from db.store import DEFAULT_DB, Store
 
@@ -97,6 +98,7 @@ def open_store(ctx: click.Context) -> Store:
         store = Store.open(root.obj.get("db_path") or os.environ.get("PREFLAB_DB", DEFAULT_DB))
         root.obj["store"] = store
         root.call_on_close(store.close)
+        journal.replay(store)  # submits a killed server acknowledged and had not stored yet
     return root.obj["store"]
 
 

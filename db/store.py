@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
@@ -140,6 +141,7 @@ def _migrations() -> list[tuple[str, str]]:
 
 
 _held = threading.local()  # how many Store locks this thread holds
+REGATE_S = 10.0  # a wait for the lock longer than this passes the gate again
 
 
 class GatedLock:
@@ -165,9 +167,16 @@ class GatedLock:
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         gate = self.gate or (self._parent and self._parent.gate)
         held = getattr(_held, "n", 0)
-        if gate and not held:
-            gate()
-        got = self._lock.acquire(blocking, timeout)
+        while True:
+            if gate and not held:
+                gate()
+            t0 = time.monotonic()
+            got = self._lock.acquire(blocking, timeout)
+            if not got or not gate or held or time.monotonic() - t0 < REGATE_S:
+                break
+            # waited long for the lock (a big import held it): what was acknowledged meanwhile goes first, or a
+            # lease acknowledged with a minute to spare could lapse before it is stored
+            self._lock.release()
         if got:
             _held.n = held + 1
         return got

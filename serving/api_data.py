@@ -17,7 +17,6 @@ from starlette.background import BackgroundTask
 from db import queue, review
 from db.errors import ConflictError, InputError
 from db.store import Store
-from serving.api_queue import release_all
 from serving.deps import ApiError, get_store, read_store, require_role
 
 log = logging.getLogger(__name__)
@@ -79,7 +78,7 @@ def update_dataset(
         store, name, k=body.annotators_per_prompt, guidelines=body.guidelines, description=body.description
     )
     # items leased ahead were leased under the old k and show the old guidelines: nobody has seen them yet
-    release_all(store, request.app.state.front.reclaim(dataset["id"]))
+    request.app.state.front.reclaim(dataset["id"])
     return dataset
 
 

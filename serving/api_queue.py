@@ -91,21 +91,13 @@ def queue_next(
     return next_view(lease, progress)
 
 
-def release_all(store: Store, leases: list[tuple[int, int]]) -> None:
-    """Give back [(user id, assignment id)] leases (items leased ahead that nobody has seen)."""
-    for user_id, assignment_id in leases:
-        queue.release(store, user_id, assignment_id)
-
-
 def or_reclaimed(request: Request, user: dict, dataset_id: int, progress: dict) -> tuple[dict | None, dict]:
     """Nothing left for this user: at the end of a queue the last free prompts may be the items leased ahead for
     others (serving.queue_front), which nobody has seen yet. Take those back and ask once more."""
     store = get_store(request)
-    taken = request.app.state.front.reclaim(dataset_id)
-    if not taken:
+    if not request.app.state.front.reclaim(dataset_id):
         return None, progress
-    release_all(store, taken)
-    return queue.next_item(
+    return queue.next_item(  # the Store's gate waits for the releases
         store,
         user["id"],
         dataset_id=dataset_id,
@@ -195,9 +187,8 @@ def release(
     front = request.app.state.front
     held = front.forget(assignment_id, user["id"])
     queue.release(store, user["id"], assignment_id)
-    ahead = held and front.take_ahead(user["id"], held.dataset_id)
-    if ahead:
-        queue.release(store, user["id"], ahead)
+    if held is not None:
+        front.release_ahead(user["id"], held.dataset_id)
     return {"ok": True}
 
 

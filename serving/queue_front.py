@@ -22,10 +22,11 @@ statements) misses 100 ms at p95. The answer the annotator waits for needs no Du
   within a minute of expiring, no item ahead (the queue's end), and every other route. Before it does, the
   Store's gate (Store.set_gate) waits until the writer has stored every submit acknowledged so far, so all
   reads and writes through the Store see them: k, one ranking per person and the leases stay DuckDB's rules.
-- On start the journal is replayed; apply_reserved skips a ranking id already stored. A SIGKILL loses no
-  acknowledged submit. A journaled submit the database refuses when it is written (only a change behind the
-  server's back can cause that, such as an import of a ranking of the same prompt by the same person) is kept
-  with the reason in <database>.submits.failed.jsonl, never dropped, and logged.
+- On start the journal is replayed (db.journal; the CLI does the same when it opens the file), and
+  apply_reserved skips a ranking id already stored: a SIGKILL loses no acknowledged submit. A journaled
+  submit the database refuses when it is written (a change behind the front's back, such as an import of a
+  ranking of the same prompt by the same person) is kept with the reason in
+  <database>.submits.failed.jsonl, never dropped, and logged.
 
 The cost: an annotator holds two leases while working (the item and the one after it), so at the very end of
 a queue a prompt can wait up to a lease for someone who stopped, as it already could for their current item.
@@ -41,9 +42,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
-from db import queue
+from db import journal, queue
 from db.errors import ConflictError
 from db.store import Store
 
@@ -76,18 +76,15 @@ class Ahead:
     ranking_id: int  # reserved for the submit of the user's current item
 
 
-def journal_path(store: Store) -> Path | None:
-    return None if store.path in (":memory:", "") else Path(store.path + ".submits")
-
-
 class QueueFront:
     def __init__(self, store: Store, *, lease_s: int = queue.DEFAULT_LEASE_S):
         self.store, self.lease_s = store, lease_s
-        self.path = journal_path(store)
+        self.path = journal.path_of(store)
         self._lock = threading.Lock()  # the maps and the journal file; never held while waiting for the Store
         self._held: dict[int, Held] = {}
         self._ahead: dict[tuple[int, int], Ahead] = {}
         self._making: set[tuple[int, int]] = set()  # (user, dataset) with an item ahead being leased
+        self._epoch: dict[int, int] = {}  # per dataset, bumped by reclaim: an item ahead leased before is let go
         self._cv = threading.Condition()  # the writer's jobs; taken after _lock when both are needed
         self._jobs: deque = deque()
         self._queued = self._done = 0
@@ -96,7 +93,7 @@ class QueueFront:
         self._reader: Store | None = None
         self._journaled = 0
         self._job_ms: deque[float] = deque(maxlen=1000)  # the writer's last jobs, for stats()
-        self.replayed = self._replay()
+        self.replayed = journal.replay(store)
         self._file = open(self.path, "ab") if self.path else None  # noqa: SIM115 (open for the server's life)
 
     # ---- the fast path -----------------------------------------------------------------------------
@@ -183,20 +180,24 @@ class QueueFront:
             "writer_p95_ms": round(times[int(len(times) * 0.95)], 1) if times else None,
         }
 
-    def take_ahead(self, user_id: int, dataset_id: int) -> int | None:
-        """The assignment id of the user's item ahead in this dataset, no longer to be handed out (to release
-        it with the lease it followed)."""
+    def release_ahead(self, user_id: int, dataset_id: int) -> None:
+        """Give back the user's item ahead in this dataset (with the lease it followed)."""
         with self._lock:
             ahead = self._ahead.pop((user_id, dataset_id), None)
-        return None if ahead is None else ahead.lease["assignment_id"]
+            if ahead is not None:
+                self._enqueue(("release", user_id, ahead.lease["assignment_id"]))
 
-    def reclaim(self, dataset_id: int | None = None) -> list[tuple[int, int]]:
-        """Take back every item leased ahead in this dataset (all datasets: None), which nobody has seen yet:
-        [(user id, assignment id)] to release in DuckDB. For the end of a queue, where the items held ahead
-        are the last free ones, and after a change of k or guidelines, which they were leased under."""
+    def reclaim(self, dataset_id: int) -> int:
+        """Give back every item leased ahead in this dataset, which nobody has seen yet; how many. For the end
+        of a queue, where the items held ahead are the last free ones, and after a change of k or guidelines,
+        which they were leased under (one being leased right now is let go too). The releases are writer jobs
+        queued under the lock, so whoever uses the Store next sees them (the gate)."""
         with self._lock:
-            keys = [key for key in self._ahead if dataset_id is None or key[1] == dataset_id]
-            return [(key[0], self._ahead.pop(key).lease["assignment_id"]) for key in keys]
+            self._epoch[dataset_id] = self._epoch.get(dataset_id, 0) + 1
+            keys = [key for key in self._ahead if key[1] == dataset_id]
+            for key in keys:
+                self._enqueue(("release", key[0], self._ahead.pop(key).lease["assignment_id"]))
+            return len(keys)
 
     def handed_out(self, lease: dict | None, user: dict) -> None:
         """After DuckDB gave `user` this lease: remember it, and lease their next item ahead if none is."""
@@ -239,66 +240,13 @@ class QueueFront:
         self._file.flush()
         os.fsync(self._file.fileno())
 
-    def _replay(self) -> int:
-        """Store what a previous server acknowledged and did not write; returns how many it stored now."""
-        if self.path is None or not self.path.exists():
-            return 0
-        lines = self.path.read_bytes().split(b"\n")
-        stored = 0
-        for number, raw in enumerate(lines, 1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError):
-                if number == len(lines):  # cut off mid-write by the kill: never acknowledged
-                    log.warning("%s line %d: an unfinished last line (never acknowledged); dropped", self.path, number)
-                else:
-                    self._keep_failed({"line": number, "raw": raw.decode("utf-8", "replace")}, "unreadable line")
-                continue
-            stored += self._store(record)
-        self._truncate()
-        if stored:
-            log.warning("stored %d acknowledged submit(s) from %s left by a server that stopped", stored, self.path)
-        return stored
-
-    def _store(self, record: dict) -> int:
-        """Write one journaled submit to DuckDB; 1 if it was written now, 0 if it was already there or failed."""
+    def _store(self, record: dict) -> None:
+        """Write one journaled submit to DuckDB (db.journal); a lease handed out with it that lapsed first is
+        forgotten, so its submit goes to DuckDB's checks."""
         extend = record.get("extend")
-        if extend:
-            extend = (extend[0], datetime.fromisoformat(extend[1]))
-        stored = renewed = False
-        try:
-            stored, renewed = queue.apply_reserved(
-                self.store,
-                record["user_id"],
-                record["assignment_id"],
-                record["ranking_id"],
-                now=datetime.fromisoformat(record["at"]),
-                created_by=record["created_by"],
-                fields=record["fields"],
-                extend=extend,
-            )
-        except Exception as e:  # the submit was acknowledged: keep it whatever went wrong
-            log.error("could not store the acknowledged submit %s: %s", record.get("ranking_id"), e)
-            self._keep_failed(record, f"{type(e).__name__}: {e}")
-        if extend and not renewed:  # the lease handed out lapsed first: its submit goes to DuckDB's checks
+        if not journal.store_record(self.store, record)[1] and extend:
             with self._lock:
                 self._held.pop(extend[0], None)
-        return int(stored)
-
-    def _keep_failed(self, record: dict, reason: str) -> None:
-        path = Path(f"{self.path or 'preflab'}.failed.jsonl")
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"reason": reason, "submit": record}, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-
-    def _truncate(self) -> None:
-        if self.path is None:
-            return
-        with open(self.path, "wb") as f:
-            os.fsync(f.fileno())
 
     def _compact(self) -> None:
         """Empty the journal once all of it is stored (it only grows between restarts otherwise)."""
@@ -358,9 +306,16 @@ class QueueFront:
             self._make_ahead(record["user_id"], record["dataset_id"], record["created_by"], record["extend"][0])
         elif job[0] == "renew":
             with self.store._lock:
-                self.store.con.execute(
-                    "UPDATE assignments SET expires_at = ? WHERE id = ? AND status = 'leased'", [job[2], job[1]]
-                )
+                renewed = self.store.con.execute(
+                    "UPDATE assignments SET expires_at = ? WHERE id = ? AND status = 'leased' AND expires_at > ? "
+                    "RETURNING id",
+                    [job[2], job[1], datetime.now()],
+                ).fetchall()
+            if not renewed:  # it lapsed first: its submit goes to DuckDB's checks
+                with self._lock:
+                    self._held.pop(job[1], None)
+        elif job[0] == "release":
+            queue.release(self.store, job[1], job[2])
         else:
             self._make_ahead(*job[1:])
 
@@ -369,6 +324,7 @@ class QueueFront:
         lease = None
         with self._lock:
             ready = key in self._ahead
+            epoch = self._epoch.get(dataset_id, 0)
         try:
             if ready:  # asked twice; the first one stands
                 return
@@ -383,8 +339,11 @@ class QueueFront:
             )
         finally:
             with self._lock:
-                if lease is not None and key not in self._ahead:
+                keep = lease is not None and key not in self._ahead and self._epoch.get(dataset_id, 0) == epoch
+                if keep:
                     self._ahead[key] = Ahead(lease, progress, ranking_id)
+                elif lease is not None:  # reclaimed while it was being leased, or a second one: give it back
+                    self._enqueue(("release", user_id, lease["assignment_id"]))
                 with self._cv:
                     self._making.discard(key)
                     self._cv.notify_all()

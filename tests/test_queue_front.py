@@ -9,8 +9,9 @@ from fastapi.testclient import TestClient
 from server_helpers import add_user, seed, signed_in
 
 from db import queue
+from db.journal import path_of as journal_path
 from db.store import Store
-from serving.queue_front import QueueFront, journal_path
+from serving.queue_front import QueueFront
 from serving.server import create_app
 
 
@@ -221,6 +222,55 @@ def test_acknowledged_submits_survive_a_kill_and_are_stored_once(db_path):
     assert journal_path(store).read_bytes() == b""
     again.close()
     store.close()
+
+
+def test_the_cli_stores_what_a_killed_server_acknowledged_before_it_reads(db_path, run_cli):
+    store = Store.open(db_path)
+    seed(store, prompts=2, answers=2, k=1)
+    add_user(store, "ann")
+    user = {"id": store.scalar("SELECT id FROM users WHERE name = 'ann'"), "name": "ann", "role": "annotator"}
+    front = QueueFront(store)
+    lease, _ = queue.next_item(store, user["id"], dataset="d")
+    front.handed_out(lease, user)
+    front.drain()
+    front._enqueue = lambda job: None  # killed before the write
+    front.submit(user, lease["assignment_id"], {"status": "flagged", "flag_reason": "datos personales 🔒"})
+    store.close()
+    r = run_cli("stats", "--dataset", "d", "--json")
+    assert r.exit_code == 0, r.output
+    assert '"flagged": 1' in r.output or '"rankings": 1' in r.output, r.output
+    store = Store.open(db_path)
+    assert store.query("SELECT status, flag_reason FROM rankings") == [
+        {"status": "flagged", "flag_reason": "datos personales 🔒"}
+    ]
+    store.close()
+
+
+def test_a_long_wait_for_the_store_lock_passes_the_gate_again(store, monkeypatch):
+    """Submits acknowledged while a big import held the lock are stored before the next user of the Store."""
+    import threading
+    import time
+
+    import db.store
+
+    monkeypatch.setattr(db.store, "REGATE_S", 0.1)
+    calls = []
+    store.set_gate(lambda: calls.append(threading.current_thread().name))
+    held = threading.Event()
+
+    def importer():
+        with store._lock:
+            held.set()
+            time.sleep(0.3)
+
+    t = threading.Thread(target=importer, name="importer")
+    t.start()
+    held.wait()
+    with store._lock:
+        pass
+    t.join()
+    store.set_gate(None)
+    assert calls.count("MainThread") == 2  # once before waiting, once more after the long wait
 
 
 def test_replaying_twice_stores_nothing_twice_and_a_refused_submit_is_kept(db_path, tmp_path):

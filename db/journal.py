@@ -1,0 +1,87 @@
+"""The server's journal of acknowledged submits (`<database>.submits`), read back into DuckDB.
+
+    from db import journal
+    journal.replay(store)          # what a killed server acknowledged and did not store: stored now
+
+The server (serving/queue_front.py) answers an annotator's submit once it is a line of this file, fsynced,
+and stores it right behind. A server that is killed leaves lines that may not be in the database yet:
+`preflab server` and every CLI command that opens the database file store them first (db/cli.py), so
+nothing acknowledged is missing from what they read. Storing is idempotent (queue.apply_reserved skips a
+ranking id already there). A line the database refuses is kept, with the reason, in
+`<database>.submits.failed.jsonl`, never dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import datetime
+from pathlib import Path
+
+from db import queue
+from db.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def path_of(store: Store) -> Path | None:
+    """The journal next to the database file (None for an in-memory database)."""
+    return None if store.path in (":memory:", "") else Path(store.path + ".submits")
+
+
+def store_record(store: Store, record: dict) -> tuple[bool, bool]:
+    """Store one journaled submit: (stored now, its handed-out lease renewed). Keeps it in the failed file and
+    returns (False, False) if the database refuses it."""
+    extend = record.get("extend")
+    if extend:
+        extend = (extend[0], datetime.fromisoformat(extend[1]))
+    try:
+        return queue.apply_reserved(
+            store,
+            record["user_id"],
+            record["assignment_id"],
+            record["ranking_id"],
+            now=datetime.fromisoformat(record["at"]),
+            created_by=record["created_by"],
+            fields=record["fields"],
+            extend=extend,
+        )
+    except Exception as e:  # the submit was acknowledged: keep it whatever went wrong
+        log.error("could not store the acknowledged submit %s: %s", record.get("ranking_id"), e)
+        keep_failed(store, record, f"{type(e).__name__}: {e}")
+        return False, False
+
+
+def keep_failed(store: Store, record: dict, reason: str) -> None:
+    path = Path(f"{path_of(store) or 'preflab.submits'}.failed.jsonl")
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"reason": reason, "submit": record}, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def replay(store: Store) -> int:
+    """Store what a stopped server acknowledged, then empty the journal; how many were stored now."""
+    path = path_of(store)
+    if path is None or not path.exists() or path.stat().st_size == 0:
+        return 0
+    lines = path.read_bytes().split(b"\n")
+    stored = 0
+    for number, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            if number == len(lines):  # cut off mid-write by the kill: never acknowledged
+                log.warning("%s line %d: an unfinished last line (never acknowledged); dropped", path, number)
+            else:
+                keep_failed(store, {"line": number, "raw": raw.decode("utf-8", "replace")}, "unreadable line")
+            continue
+        stored += store_record(store, record)[0]
+    with open(path, "wb") as f:
+        os.fsync(f.fileno())
+    if stored:
+        log.warning("stored %d acknowledged submit(s) from %s left by a server that stopped", stored, path)
+    return stored
