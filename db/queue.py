@@ -266,16 +266,19 @@ def _next_in_tx(
     created_by: str,
     *,
     defer: bool = False,
-    ahead: bool = False,
+    skip: int | None = None,
 ) -> tuple[dict | None, dict | None]:
     """(the user's live lease here, or a new one on the next open prompt, or None; progress). In a transaction.
 
     The Store lock is what keeps check-then-insert safe against other threads (the server is one process).
     `defer`: leave the answer texts and the progress out (None); _finish reads them after the commit.
-    `ahead`: always a new lease, on a prompt other than the ones the user holds (lease_ahead).
+    `skip`: a lease of the user's not to hand back (lease_ahead: the one they are working on); a new lease is
+    never on a prompt the user holds.
     """
     dataset_id = state["dataset_id"]
-    for aid, prompt_id, order_json, expires_at in [] if ahead else state["leases"]:  # another dataset's: rare
+    for aid, prompt_id, order_json, expires_at in state["leases"]:  # one in another dataset costs a lookup; rare
+        if aid == skip:
+            continue
         content = _content(store, prompt_id, new_id=False)
         if content[1] == dataset_id:
             progress = None if defer else _pick_and_progress(store, dataset_id, user_id, 0, now, pick=False)[1]
@@ -629,17 +632,12 @@ def lease_ahead(
     now = _now(now)
     with store.transaction():
         state = _read_state(store, dataset_id, user_id, now)
-        lease = None
-        for aid, prompt_id, order_json, expires_at in state["leases"]:
-            if aid != current and _content(store, prompt_id, new_id=False)[1] == dataset_id:
-                lease = _lease_view(state, aid, prompt_id, json.loads(order_json), expires_at, (None,) * 5)
-                break
-        if lease is None:
-            lease, _ = _next_in_tx(store, state, user_id, now, lease_s, created_by, defer=True, ahead=True)
-        elif not _in_step(state):
+        if not _in_step(state):  # fold in whatever is new: then the mark is the sequence's last value
             _fold_in(store, dataset_id, state["k"], state["mark"], state["gmax"], state["rmax"])
+            state["mark"] = (state["gmax"], state["rmax"], state["k"])
+        lease, _ = _next_in_tx(store, state, user_id, now, lease_s, created_by, defer=True, skip=current)
         ranking_id = None
-        if lease is not None:  # _next_in_tx folded in whatever was new: the mark is the sequence's last value
+        if lease is not None:
             ranking_id = store._first(f"SELECT {_NEXT_RANKING}")[0]
             store.con.execute("UPDATE queue_sync SET ranking_mark = ? WHERE dataset_id = ?", [ranking_id, dataset_id])
     progress = _finish(reader or store, lease, dataset_id, user_id, now)
@@ -673,16 +671,20 @@ def apply_reserved(
         _submit_in_tx(
             store, user_id, assignment_id, max(now, present), created_by, fields, ranking_id=ranking_id, created_at=now
         )
-        renewed = False
-        if extend is not None:
-            renewed = bool(
-                store.con.execute(
-                    "UPDATE assignments SET expires_at = ? WHERE id = ? AND status = 'leased' AND expires_at > ? "
-                    "RETURNING id",
-                    [extend[1], extend[0], present],
-                ).fetchall()
-            )
+        renewed = extend is not None and renew(store, extend[0], extend[1], now=present)
     return True, renewed
+
+
+def renew(store: Store, assignment_id: int, expires_at: datetime, *, now: datetime | None = None) -> bool:
+    """Move a live lease's expiry to `expires_at` (a lease handed out again); False if it lapsed or is closed."""
+    with store._lock:
+        return bool(
+            store.con.execute(
+                "UPDATE assignments SET expires_at = ? WHERE id = ? AND status = 'leased' AND expires_at > ? "
+                "RETURNING id",
+                [expires_at, assignment_id, _now(now)],
+            ).fetchall()
+        )
 
 
 def dataset_of_ranking(store: Store, ranking_id: int) -> int:

@@ -73,38 +73,35 @@ def queue_next(
     request: Request, dataset: str = Query(..., max_length=256), user: dict = Depends(require_role(*ANYONE))
 ) -> dict:
     """The next prompt to rank in `dataset` (your live lease if you hold one): {item, progress}; item null if none."""
-    store = get_store(request)
     try:
-        lease, progress = queue.next_item(
-            store,
-            user["id"],
-            dataset=dataset,
-            lease_s=request.app.state.config.lease_s,
-            created_by=user["name"],
-            reader=thread_reader(store),
-        )
+        lease, progress = _next_item(request, user, dataset=dataset)
     except NotFoundError as e:
         raise ApiError(404, str(e), field="dataset") from None
     if lease is None:
-        lease, progress = or_reclaimed(request, user, store.dataset_id(dataset), progress)
+        lease, progress = or_reclaimed(request, user, get_store(request).dataset_id(dataset), progress)
     request.app.state.front.handed_out(lease, user)
     return next_view(lease, progress)
+
+
+def _next_item(request: Request, user: dict, **where) -> tuple[dict | None, dict]:
+    """queue.next_item for the signed-in user in `dataset` or `dataset_id`, texts read off the Store lock."""
+    store = get_store(request)
+    return queue.next_item(
+        store,
+        user["id"],
+        lease_s=request.app.state.config.lease_s,
+        created_by=user["name"],
+        reader=thread_reader(store),
+        **where,
+    )
 
 
 def or_reclaimed(request: Request, user: dict, dataset_id: int, progress: dict) -> tuple[dict | None, dict]:
     """Nothing left for this user: at the end of a queue the last free prompts may be the items leased ahead for
     others (serving.queue_front), which nobody has seen yet. Take those back and ask once more."""
-    store = get_store(request)
     if not request.app.state.front.reclaim(dataset_id):
         return None, progress
-    return queue.next_item(  # the Store's gate waits for the releases
-        store,
-        user["id"],
-        dataset_id=dataset_id,
-        lease_s=request.app.state.config.lease_s,
-        created_by=user["name"],
-        reader=thread_reader(store),
-    )
+    return _next_item(request, user, dataset_id=dataset_id)  # the Store's gate waits for the releases
 
 
 @router.post("/rankings", status_code=201, response_model=None)

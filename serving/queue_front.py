@@ -245,12 +245,16 @@ class QueueFront:
         forgotten, so its submit goes to DuckDB's checks."""
         extend = record.get("extend")
         if not journal.store_record(self.store, record)[1] and extend:
-            with self._lock:
-                self._held.pop(extend[0], None)
+            self._lapsed(extend[0])
 
-    def _compact(self) -> None:
-        """Empty the journal once all of it is stored (it only grows between restarts otherwise)."""
-        if self._file is None or self._file.tell() < COMPACT_BYTES:
+    def _lapsed(self, assignment_id: int) -> None:
+        """A lease handed out lapsed before it was renewed: its submit goes to DuckDB's checks."""
+        with self._lock:
+            self._held.pop(assignment_id, None)
+
+    def _compact(self, at_least: int = COMPACT_BYTES) -> None:
+        """Empty the journal once all of it is stored and it holds `at_least` bytes (it only grows otherwise)."""
+        if self._file is None or self._file.tell() < at_least:
             return
         with self._lock, self._cv:
             if self._done == self._queued:
@@ -305,15 +309,8 @@ class QueueFront:
             self._store(record)
             self._make_ahead(record["user_id"], record["dataset_id"], record["created_by"], record["extend"][0])
         elif job[0] == "renew":
-            with self.store._lock:
-                renewed = self.store.con.execute(
-                    "UPDATE assignments SET expires_at = ? WHERE id = ? AND status = 'leased' AND expires_at > ? "
-                    "RETURNING id",
-                    [job[2], job[1], datetime.now()],
-                ).fetchall()
-            if not renewed:  # it lapsed first: its submit goes to DuckDB's checks
-                with self._lock:
-                    self._held.pop(job[1], None)
+            if not queue.renew(self.store, job[1], job[2]):
+                self._lapsed(job[1])
         elif job[0] == "release":
             queue.release(self.store, job[1], job[2])
         else:
@@ -370,9 +367,6 @@ class QueueFront:
         if self._reader is not None:
             self._reader.close()
         if self._file is not None:
-            with self._lock, self._cv:
-                if self._done == self._queued:
-                    self._file.truncate(0)
-                    os.fsync(self._file.fileno())
-                self._file.close()
-                self._file = None
+            self._compact(at_least=0)
+            self._file.close()
+            self._file = None
