@@ -66,3 +66,12 @@ def signed_in(client, name: str, password: str = PASSWORD) -> dict:
     r = client.post("/api/auth/login", json={"name": name, "password": password})
     assert r.status_code == 200, r.text
     return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+def rank_all(item: dict, first_tie: bool = False) -> dict[str, int]:
+    """Ranks for every answer of an API item in the order shown (1, 2, ...); `first_tie` ties the first two."""
+    ids = [a["id"] for a in item["answers"]]
+    ranks = {str(g): i + 1 for i, g in enumerate(ids)}
+    if first_tie:
+        ranks[str(ids[1])] = 1
+    return ranks

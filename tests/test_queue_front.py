@@ -6,21 +6,13 @@ import json
 
 import pytest
 from fastapi.testclient import TestClient
-from server_helpers import add_user, seed, signed_in
+from server_helpers import add_user, rank_all, seed, signed_in
 
 from db import queue
 from db.journal import path_of as journal_path
 from db.store import Store
 from serving.queue_front import QueueFront
 from serving.server import create_app
-
-
-def _ranks(item, tie=False):
-    ids = [a["id"] for a in item["answers"]]
-    ranks = {str(g): i + 1 for i, g in enumerate(ids)}
-    if tie:
-        ranks[str(ids[1])] = 1
-    return ranks
 
 
 def _journal(store) -> list[dict]:
@@ -35,7 +27,7 @@ def _first(c, heads, dataset="d"):
 
 
 def _submit(c, heads, item, **extra):
-    body = {"assignment_id": item["assignment_id"], "ranks": _ranks(item), **extra}
+    body = {"assignment_id": item["assignment_id"], "ranks": rank_all(item), **extra}
     return c.post("/api/rankings", json=body, headers=heads)
 
 
@@ -104,7 +96,7 @@ def test_bad_or_foreign_or_repeated_submits_write_nothing(app_env):
     c, store, app, heads = app_env
     item = _first(c, heads["ann"])["item"]
     app.state.front.drain()
-    partial = dict(list(_ranks(item).items())[:3])
+    partial = dict(list(rank_all(item).items())[:3])
     r = c.post("/api/rankings", json={"assignment_id": item["assignment_id"], "ranks": partial}, headers=heads["ann"])
     assert r.status_code == 400 and r.json()["error"]["field"].startswith("ranks.")
     r = _submit(c, heads["bob"], item)  # not bob's
@@ -191,16 +183,21 @@ def test_queue_open_stays_what_a_rebuild_makes_while_others_write(store):
         assert now == [(prompts[1], 1), (prompts[2], 0), (prompts[3], 1), (prompts[4], 0)]
 
 
-def test_acknowledged_submits_survive_a_kill_and_are_stored_once(db_path):
+def _front_holding_a_lease(db_path, *, prompts: int, answers: int) -> tuple:
+    """(store, front, user, lease): a new database whose annotator ann holds a lease, her item ahead leased."""
     store = Store.open(db_path)
-    seed(store, prompts=3, answers=4, k=1)
+    seed(store, prompts=prompts, answers=answers, k=1)
     add_user(store, "ann")
-    uid = store.scalar("SELECT id FROM users WHERE name = 'ann'")
-    user = {"id": uid, "name": "ann", "role": "annotator"}
+    user = {"id": store.scalar("SELECT id FROM users WHERE name = 'ann'"), "name": "ann", "role": "annotator"}
     front = QueueFront(store)
-    lease, _ = queue.next_item(store, uid, dataset="d")
+    lease, _ = queue.next_item(store, user["id"], dataset="d")
     front.handed_out(lease, user)
     front.drain()
+    return store, front, user, lease
+
+
+def test_acknowledged_submits_survive_a_kill_and_are_stored_once(db_path):
+    store, front, user, lease = _front_holding_a_lease(db_path, prompts=3, answers=4)
     front._enqueue = lambda job: None  # the process dies before the writer gets to it
     ranks = {str(g): 1 + i for i, g in enumerate(lease["answer_order"])}
     ranking_id, nxt, _ = front.submit(
@@ -225,14 +222,7 @@ def test_acknowledged_submits_survive_a_kill_and_are_stored_once(db_path):
 
 
 def test_the_cli_stores_what_a_killed_server_acknowledged_before_it_reads(db_path, run_cli):
-    store = Store.open(db_path)
-    seed(store, prompts=2, answers=2, k=1)
-    add_user(store, "ann")
-    user = {"id": store.scalar("SELECT id FROM users WHERE name = 'ann'"), "name": "ann", "role": "annotator"}
-    front = QueueFront(store)
-    lease, _ = queue.next_item(store, user["id"], dataset="d")
-    front.handed_out(lease, user)
-    front.drain()
+    store, front, user, lease = _front_holding_a_lease(db_path, prompts=2, answers=2)
     front._enqueue = lambda job: None  # killed before the write
     front.submit(user, lease["assignment_id"], {"status": "flagged", "flag_reason": "datos personales 🔒"})
     store.close()
@@ -273,16 +263,8 @@ def test_a_long_wait_for_the_store_lock_passes_the_gate_again(store, monkeypatch
     assert calls.count("MainThread") == 2  # once before waiting, once more after the long wait
 
 
-def test_replaying_twice_stores_nothing_twice_and_a_refused_submit_is_kept(db_path, tmp_path):
-    store = Store.open(db_path)
-    seed(store, prompts=2, answers=2, k=1)
-    add_user(store, "ann")
-    uid = store.scalar("SELECT id FROM users WHERE name = 'ann'")
-    user = {"id": uid, "name": "ann", "role": "annotator"}
-    front = QueueFront(store)
-    lease, _ = queue.next_item(store, uid, dataset="d")
-    front.handed_out(lease, user)
-    front.drain()
+def test_replaying_twice_stores_nothing_twice_and_a_refused_submit_is_kept(db_path):
+    store, front, user, lease = _front_holding_a_lease(db_path, prompts=2, answers=2)
     rid, _, _ = front.submit(user, lease["assignment_id"], {"status": "skipped", "skip_reason": "no sé"})
     front.drain()
     record = json.loads(journal_path(store).read_text(encoding="utf-8"))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from server_helpers import add_user, seed, signed_in
+from server_helpers import add_user, rank_all, seed, signed_in
 
 from serving.server import create_app
 
@@ -23,14 +23,6 @@ def env(store):
     with TestClient(create_app(store)) as c:
         heads = {n: signed_in(c, n) for n in ("ann", "bob", "rev", "adm")}
         yield c, store, prompts, heads
-
-
-def _rank_all(item, first_tie=False):
-    ids = [a["id"] for a in item["answers"]]
-    ranks = {str(g): i + 1 for i, g in enumerate(ids)}
-    if first_tie:
-        ranks[str(ids[1])] = 1
-    return ranks
 
 
 def test_next_item_shape_without_model_names_and_html_unchanged(env):
@@ -60,7 +52,7 @@ def test_submit_stores_ranking_and_returns_next_item(env):
         json={
             "assignment_id": item["assignment_id"],
             "status": "submitted",
-            "ranks": _rank_all(item, first_tie=True),
+            "ranks": rank_all(item, first_tie=True),
             "comment": "两个都好 👍",
             "time_on_task_ms": 4200,
         },
@@ -83,7 +75,7 @@ def test_submit_stores_ranking_and_returns_next_item(env):
     assert store.scalar("SELECT count(*) FROM pairs WHERE ranking_id = ?", [out["ranking_id"]]) == 6
     assert store.scalar("SELECT count(*) FROM pairs WHERE ranking_id = ? AND is_tie", [out["ranking_id"]]) == 1
     dup = c.post(
-        "/api/rankings", headers=h["ann"], json={"assignment_id": item["assignment_id"], "ranks": _rank_all(item)}
+        "/api/rankings", headers=h["ann"], json={"assignment_id": item["assignment_id"], "ranks": rank_all(item)}
     )
     assert dup.status_code == 409 and dup.json()["error"]["message"]
 
@@ -159,7 +151,7 @@ def test_cannot_submit_someone_elses_assignment(env):
     c, store, prompts, h = env
     item = c.get("/api/queue/next", params={"dataset": "d"}, headers=h["ann"]).json()["item"]
     r = c.post(
-        "/api/rankings", headers=h["bob"], json={"assignment_id": item["assignment_id"], "ranks": _rank_all(item)}
+        "/api/rankings", headers=h["bob"], json={"assignment_id": item["assignment_id"], "ranks": rank_all(item)}
     )
     assert r.status_code == 404
 
@@ -192,7 +184,7 @@ def test_datasets_settings_and_guideline_version_on_rankings(env):
     item = c.get("/api/queue/next", params={"dataset": "d"}, headers=h["ann"]).json()["item"]
     assert item["guidelines"] == "## v2: 中文 too" and item["guideline_version"] == 2
     rid = c.post(
-        "/api/rankings", headers=h["ann"], json={"assignment_id": item["assignment_id"], "ranks": _rank_all(item)}
+        "/api/rankings", headers=h["ann"], json={"assignment_id": item["assignment_id"], "ranks": rank_all(item)}
     ).json()["ranking_id"]
     assert store.scalar("SELECT guideline_version FROM rankings WHERE id = ?", [rid]) == 2
 
