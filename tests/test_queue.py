@@ -268,6 +268,8 @@ def test_submit_and_next_is_one_transaction_and_matches_submit_then_next(q):
 
 def test_api_stores_the_ranking_when_the_next_item_fails(store, monkeypatch):
     """If the one-transaction path fails inside DuckDB, the ranking is stored on its own: no submit is lost."""
+    import threading
+
     import duckdb
     from fastapi.testclient import TestClient
     from server_helpers import signed_in
@@ -276,13 +278,17 @@ def test_api_stores_the_ranking_when_the_next_item_fails(store, monkeypatch):
 
     seed(store, prompts=3, answers=3, k=1)
     add_user(store, "ann")
-    with TestClient(create_app(store)) as c:
+    app = create_app(store)
+    with TestClient(app) as c:
         h = signed_in(c, "ann")
         item = c.get("/api/queue/next", params={"dataset": "d"}, headers=h).json()["item"]
+        # take the database path: no item leased ahead (serving/queue_front.py), and the writer thread idle
+        app.state.front.drain()
+        app.state.front.release_ahead(store.scalar("SELECT id FROM users WHERE name = 'ann'"), store.dataset_id("d"))
         real = queue._next_in_tx
 
         def broken(*args, **kwargs):
-            if not calls:
+            if not calls and threading.current_thread().name != "preflab-queue-writer":
                 calls.append(1)
                 raise duckdb.TransactionException("simulated write-write conflict")
             return real(*args, **kwargs)
