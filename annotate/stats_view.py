@@ -30,7 +30,7 @@ COUNT_LABELS = {
     "ties": "Ties",
 }
 AGREEMENT_LABELS = {
-    "prompts_with_overlap": "Overlap prompts",
+    "prompts_with_overlap": "Overlap",  # six metrics to a row: a longer label is cut off
     "kendall_tau": "Kendall τ-b",
     "kendall_w": "Kendall's W",
     "krippendorff_alpha": "Krippendorff α",

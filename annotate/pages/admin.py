@@ -33,6 +33,16 @@ flash = st.session_state.pop("admin_flash", None)
 if flash:
     st.toast(flash, icon=":material/check_circle:")
 
+_WHEN_COLUMN = st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm")
+
+
+def _when(frame: pd.DataFrame) -> pd.DataFrame:
+    """created_at as a time (the API sends ISO text), so the table shows minutes, not microseconds."""
+    if "created_at" in frame:
+        frame = frame.assign(created_at=pd.to_datetime(frame["created_at"], errors="coerce", format="ISO8601"))
+    return frame
+
+
 # ---- users ------------------------------------------------------------------------------------------
 
 with users_tab:
@@ -45,7 +55,13 @@ with users_tab:
     if users:
         frame = pd.DataFrame(users)
         cols = [c for c in ("name", "role", "disabled", "kind", "created_by", "created_at") if c in frame]
-        st.dataframe(frame[cols], hide_index=True, width="stretch", key="admin_users_table")
+        st.dataframe(
+            _when(frame[cols]),
+            hide_index=True,
+            width="stretch",
+            key="admin_users_table",
+            column_config={"created_at": _WHEN_COLUMN, "created_by": "created by"},
+        )
 
     add_col, edit_col = st.columns(2, gap="large")
     with add_col, st.form("admin_add_user", clear_on_submit=True):
@@ -111,7 +127,18 @@ with datasets_tab:
         st.error(f"Could not load the datasets: {e}")
         datasets = []
     if datasets:
-        st.dataframe(pd.DataFrame(datasets), hide_index=True, width="stretch", key="admin_datasets_table")
+        st.dataframe(
+            _when(pd.DataFrame(datasets)),
+            hide_index=True,
+            width="stretch",
+            key="admin_datasets_table",
+            column_config={
+                "id": None,
+                "annotators_per_prompt": st.column_config.NumberColumn("k", help="Annotators per prompt"),
+                "guideline_version": "guidelines",
+                "created_at": _WHEN_COLUMN,
+            },
+        )
     names = [d["name"] for d in datasets]
     edit, create = st.columns([2, 1], gap="large")
     with edit:

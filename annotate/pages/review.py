@@ -54,7 +54,8 @@ if table is not None and not table.empty:
             "tau_b_vs_others": "τ-b vs others",
         }
     )
-    st.table(table.set_index(table.columns[0]).round(2))
+    # two decimals and a dash for "not measured", not pandas' 0.0000 and None
+    st.table(table.set_index(table.columns[0]).style.format(precision=2, na_rep="—"))
 
 st.subheader("Most disagreement", divider="gray")
 if not disputed:
@@ -66,7 +67,10 @@ if not disputed:
 else:
     frame = pd.DataFrame(disputed)
     frame = frame.rename(columns={"prompt_id": "prompt", "kendall_w": "Kendall's W", "preview": "last user turn"})
-    st.table(frame.set_index("prompt") if "prompt" in frame else frame)
+    if "adjudicated" in frame:
+        frame["adjudicated"] = frame["adjudicated"].map({True: "yes", False: "no"})
+    frame = frame.set_index("prompt") if "prompt" in frame else frame
+    st.table(frame.style.format(precision=2, na_rep="—"))
     prompt_ids = [int(row.get("prompt_id", row.get("id"))) for row in disputed]
 
 
