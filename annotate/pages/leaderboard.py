@@ -35,19 +35,27 @@ st.caption(
     "half). The interval is the 95% bootstrap interval over 1,000 resamples of the votes. Elo is the "
     "online, order-dependent estimate, shown for comparison."
 )
-bars = alt.Chart(table).encode(y=alt.Y("model:N", sort="-x", title=None))
+# rank order, top first (sort="-x" sorted a layered chart by the first layer's field, not the rating)
+bars = alt.Chart(table).encode(y=alt.Y("model:N", sort=list(table.sort_values("rank")["model"]), title=None))
 chart = bars.mark_rule(strokeWidth=2).encode(
     x=alt.X("ci_low:Q", title="rating (95% CI)", scale=alt.Scale(zero=False)),
     x2="ci_high:Q",
 ) + bars.mark_point(filled=True, size=80).encode(
     x="rating:Q", tooltip=["model", "rating", "ci_low", "ci_high", "votes", "wins", "losses", "ties", "elo"]
 )
+chart = chart.properties(height=alt.Step(36))  # a row per model, readable labels
 st.altair_chart(chart, width="stretch")
 st.dataframe(
     table[["rank", "model", "rating", "ci_low", "ci_high", "elo", "votes", "wins", "losses", "ties"]],
     hide_index=True,
     width="stretch",
     key="lb_table",
+    column_config={  # ratings to the point: the intervals are hundreds of points wide until many votes are in
+        "rating": st.column_config.NumberColumn("rating", format="%.0f"),
+        "ci_low": st.column_config.NumberColumn("95% CI low", format="%.0f"),
+        "ci_high": st.column_config.NumberColumn("95% CI high", format="%.0f"),
+        "elo": st.column_config.NumberColumn("Elo", format="%.0f"),
+    },
 )
 
 st.subheader("Win rate", divider="gray")
@@ -64,12 +72,19 @@ cells = [
 ]
 if cells:
     heat = pd.DataFrame(cells)
-    base = alt.Chart(heat).encode(x=alt.X("opponent:N", title="against"), y=alt.Y("model:N", title=None))
+    base = alt.Chart(heat).encode(
+        x=alt.X("opponent:N", title="against", axis=alt.Axis(labelAngle=0)), y=alt.Y("model:N", title=None)
+    )
     st.altair_chart(
-        base.mark_rect().encode(
-            color=alt.Color("win_rate:Q", scale=alt.Scale(domain=[0, 1], scheme="redblue")),
-            tooltip=["model", "opponent", "win_rate", "games"],
-        )
-        + base.mark_text().encode(text="games:Q"),
+        (
+            base.mark_rect().encode(
+                color=alt.Color("win_rate:Q", title="win rate", scale=alt.Scale(domain=[0, 1], scheme="redblue")),
+                tooltip=["model", "opponent", "win_rate", "games"],
+            )
+            + base.mark_text(fontSize=14).encode(
+                text="games:Q",
+                color=alt.condition("abs(datum.win_rate - 0.5) > 0.3", alt.value("white"), alt.value("black")),
+            )
+        ).properties(height=alt.Step(44)),  # Vega's default squeezes a few models' rows flat
         width="stretch",
     )
