@@ -158,6 +158,10 @@ def adjudicate(store: Store, prompt_id: int, ranks: dict, *, reviewer: str, comm
                 "SELECT id FROM generations WHERE prompt_id = ? ORDER BY id", [prompt_id]
             ).fetchall()
         ]
+        if len(gens) < 2:  # nothing to order (and no ranking_items to insert: DuckDB refuses an empty batch)
+            raise InputError(
+                f"prompt {prompt_id} has {len(gens)} answer(s); a final ranking needs at least two", field="prompt_id"
+            )
         clean = parse_ranks(ranks, gens, f"does not belong to prompt {prompt_id}")
         missing = [g for g in gens if g not in clean]
         if missing:

@@ -1,5 +1,8 @@
 """Sampling jobs (admin): start serving.sampler.run_sampling in a background thread, watch it, cancel it.
 
+A job for a dataset or a model that nothing serves is refused with a 404 before it starts; a failure after the
+start (the engine dies, an endpoint stops answering) is recorded on the job row.
+
 Job rows live in sampling_jobs (db/sampling.py); live progress comes from the running thread and is written
 to the row as it goes, so GET shows it and a restart keeps the record (a job cut off by a restart is
 marked failed on start-up).
@@ -16,6 +19,8 @@ from pydantic import BaseModel, Field
 from db import sampling
 from db.store import Store
 from serving.deps import ApiError, get_store, require_role
+from serving.engines.errors import ModelNotFoundError
+from serving.engines.registry import resolve_model
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["sampling jobs"])
@@ -98,10 +103,16 @@ class JobManager:
                 **params,
             )
             data = report.as_dict()
+            status, error = "cancelled" if cancel.is_set() else "finished", None
+            if status == "finished" and data["failures"] and not data["prompts_done"]:
+                # nothing came back at all (an endpoint that does not answer): that is a failed job
+                status = "failed"
+                error = f"every prompt failed ({len(data['failures'])}); the first: {data['failures'][0]['error']}"
             sampling.update_job(
                 self.store,
                 job_id,
-                status="cancelled" if cancel.is_set() else "finished",
+                status=status,
+                error=error,
                 report=data,
                 prompts_total=data["prompts_total"],
                 prompts_done=data["prompts_done"] + data["prompts_skipped"],
@@ -143,6 +154,10 @@ def start_job(
 ) -> dict:
     """Start sampling n answers per prompt of a dataset from a served model; returns the job row."""
     store.dataset_id(body.dataset)  # 404 before a thread starts
+    try:  # and a model nobody serves is a 404 now, not a job that fails a moment later
+        resolve_model(body.model, body.engine)
+    except ModelNotFoundError as e:
+        raise ApiError(404, str(e), field="engine" if body.engine is not None else "model") from e
     job_id = request.app.state.jobs.start(body, admin["name"])
     return sampling.get_job(store, job_id)
 

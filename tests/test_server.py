@@ -222,6 +222,14 @@ def test_review_side_by_side_disagreement_and_adjudication(env):
     bad = c.post("/api/adjudications", headers=h["rev"], json={"prompt_id": prompts[0], "ranks": {"1": 1}})
     assert bad.status_code == 400 and bad.json()["error"]["field"].startswith("ranks.")
     assert c.post("/api/adjudications", headers=h["rev"], json={"prompt_id": 424242, "ranks": {}}).status_code == 404
+    # a prompt with fewer than two answers has nothing to order: a 4xx naming it, not a database error (fuzzing)
+    lone = seed(store, "lone", prompts=1, answers=0) + seed(store, "one", prompts=1, answers=1)
+    before = store.scalar("SELECT count(*) FROM rankings")
+    for pid in lone:
+        r = c.post("/api/adjudications", headers=h["rev"], json={"prompt_id": pid, "ranks": {}})
+        assert r.status_code == 400 and r.json()["error"]["field"] == "prompt_id", r.text
+        assert "at least two" in r.json()["error"]["message"]
+    assert store.scalar("SELECT count(*) FROM rankings") == before
     act = c.get("/api/stats/activity", params={"dataset": "d"}, headers=h["rev"]).json()
     assert sum(d["rankings"] for d in act["per_day"]) == 2
     assert {a["annotator"] for a in act["per_annotator"]} == {"ann", "bob"}
@@ -257,12 +265,25 @@ def test_sampling_job_records_failure_and_refuses_bad_requests(env, tmp_path, mo
     assert c.post("/api/sampling-jobs", headers=h["adm"], json={"dataset": "nope", "model": "m"}).status_code == 404
     r = c.post("/api/sampling-jobs", headers=h["adm"], json={"dataset": "d", "model": "m", "n": 0})
     assert r.status_code == 422 and r.json()["error"]["field"] == "n"
-    job = c.post("/api/sampling-jobs", headers=h["adm"], json={"dataset": "d", "model": "no-such-model"}).json()
+    before = store.scalar("SELECT count(*) FROM sampling_jobs")
+    for body, field in (({"model": "no-such-model"}, "model"), ({"model": "m", "engine": "no-such-engine"}, "engine")):
+        r = c.post("/api/sampling-jobs", headers=h["adm"], json={"dataset": "d", **body})
+        assert r.status_code == 404 and r.json()["error"]["field"] == field, r.text
+        assert body[field] in r.json()["error"]["message"]
+    assert store.scalar("SELECT count(*) FROM sampling_jobs") == before  # refused before a job row exists
+    # a served model whose endpoint does not answer: the job starts, fails, and says why
+    from serving.engines.registry import save_engine
+
+    save_engine({"name": "ext", "backend": "external", "url": "http://127.0.0.1:9/v1", "models": ["no-answer"]})
+    job = c.post(
+        "/api/sampling-jobs", headers=h["adm"], json={"dataset": "d", "model": "no-answer", "engine": "ext"}
+    ).json()
     for _ in range(100):
         job = c.get(f"/api/sampling-jobs/{job['id']}", headers=h["adm"]).json()
         if job["status"] not in ("queued", "running"):
             break
         time.sleep(0.1)
-    assert job["status"] == "failed" and "no-such-model" in job["error"]
+    assert job["status"] == "failed" and "every prompt failed (4)" in job["error"], job
+    assert job["failures"] == 4 and job["answers_stored"] == 0
     assert [j["id"] for j in c.get("/api/sampling-jobs", headers=h["adm"]).json()] == [job["id"]]
     assert c.post(f"/api/sampling-jobs/{job['id']}/cancel", headers=h["adm"]).status_code == 409
