@@ -202,6 +202,7 @@ def test_duplicate_prompt_without_annotator_is_a_second_ranking(tmp_path, store)
         ("ranks_not_int.jsonl", ":2: field 'ranks[1]'", "expected an integer"),
         ("ranks_below_one.jsonl", ":2: field 'ranks[0]'", "rank 0 is out of range"),
         ("empty.jsonl", ":", "the file is empty"),
+        ("answer_not_text.jsonl", ":2: field 'chosen'", "expected a string or a list with one assistant message"),
     ],
 )
 def test_bad_file_changes_nothing(run_cli, store, name, where, words):

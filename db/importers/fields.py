@@ -105,6 +105,8 @@ def prompt_messages(value: Any, fld: str, ctx: Ctx) -> list[dict]:
     """A prompt given as a string (one user turn) or as a message list ending on a user turn."""
     if isinstance(value, str):
         return [{"role": "user", "content": text(value, fld, ctx)}]
+    if not isinstance(value, list):  # say both forms, not only the list one
+        raise ctx.error(fld, f"expected a string or a list of messages, got {type_name(value)}")
     msgs = messages(value, fld, ctx)
     check_context(msgs, fld, ctx)
     return msgs
@@ -119,6 +121,8 @@ def assistant_text(value: Any, fld: str, ctx: Ctx) -> str:
     """An answer: a string, or TRL's conversational form, a list with one assistant message."""
     if isinstance(value, str):
         return text(value, fld, ctx)
+    if not isinstance(value, list):
+        raise ctx.error(fld, f"expected a string or a list with one assistant message, got {type_name(value)}")
     msgs = messages(value, fld, ctx)
     if len(msgs) != 1 or msgs[0]["role"] != "assistant":
         raise ctx.error(fld, "expected a string or a list with exactly one assistant message")
