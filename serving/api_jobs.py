@@ -1,7 +1,8 @@
 """Sampling jobs (admin): start serving.sampler.run_sampling in a background thread, watch it, cancel it.
 
-A job for a dataset or a model that nothing serves is refused with a 404 before it starts; a failure after the
-start (the engine dies, an endpoint stops answering) is recorded on the job row.
+A job for a dataset or a model that nothing serves is refused with a 404 before it starts (a named local engine
+must be running, 409, and serve the model); a failure after the start (the engine dies, an external endpoint
+does not answer) is recorded on the job row, and a job where every prompt it sampled failed ends 'failed'.
 
 Job rows live in sampling_jobs (db/sampling.py); live progress comes from the running thread and is written
 to the row as it goes, so GET shows it and a restart keeps the record (a job cut off by a restart is
@@ -20,7 +21,7 @@ from db import sampling
 from db.store import Store
 from serving.deps import ApiError, get_store, require_role
 from serving.engines.errors import ModelNotFoundError
-from serving.engines.registry import resolve_model
+from serving.engines.registry import list_engines, resolve_model
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["sampling jobs"])
@@ -107,7 +108,11 @@ class JobManager:
             if status == "finished" and data["failures"] and not data["prompts_done"]:
                 # nothing came back at all (an endpoint that does not answer): that is a failed job
                 status = "failed"
-                error = f"every prompt failed ({len(data['failures'])}); the first: {data['failures'][0]['error']}"
+                done_before = f" ({data['prompts_skipped']} already had answers)" if data["prompts_skipped"] else ""
+                error = (
+                    f"every prompt sampled failed ({len(data['failures'])}){done_before}; "
+                    f"the first: {data['failures'][0]['error']}"
+                )
             sampling.update_job(
                 self.store,
                 job_id,
@@ -155,9 +160,20 @@ def start_job(
     """Start sampling n answers per prompt of a dataset from a served model; returns the job row."""
     store.dataset_id(body.dataset)  # 404 before a thread starts
     try:  # and a model nobody serves is a 404 now, not a job that fails a moment later
-        resolve_model(body.model, body.engine)
+        target = resolve_model(body.model, body.engine)
     except ModelNotFoundError as e:
         raise ApiError(404, str(e), field="engine" if body.engine is not None else "model") from e
+    if body.engine is not None and target["backend"] != "external":
+        # a named local engine must be up and serve the model (an external endpoint may answer to any name,
+        # so it is asked when the job runs)
+        record = next((r for r in list_engines() if r["name"] == body.engine), None)
+        if record is None or not record["alive"]:
+            raise ApiError(409, f"engine '{body.engine}' is not running (preflab engine start ...)", field="engine")
+        if body.model not in record["models"]:
+            served = ", ".join(record["models"]) or "nothing"
+            raise ApiError(
+                404, f"engine '{body.engine}' does not serve '{body.model}' (it serves: {served})", field="model"
+            )
     job_id = request.app.state.jobs.start(body, admin["name"])
     return sampling.get_job(store, job_id)
 

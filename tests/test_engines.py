@@ -174,3 +174,27 @@ def test_engine_killed_mid_run_then_second_run_completes_without_duplicates(
         "GROUP BY p.id"
     )
     assert len(per_prompt) == 12 and all(r["k"] == 4 and r["d"] == 4 for r in per_prompt)
+
+
+@pytest.mark.parametrize("body", [[{"id": "m"}], {"data": [{"name": "m"}]}, {"data": "m"}, "not json"])
+def test_fetch_models_turns_an_odd_answer_into_one_error(monkeypatch, body):
+    """An endpoint that answers /models with something other than an OpenAI model list: a ValueError (which
+    both callers, resolve_model and `engine add`, turn into 'did not answer'), not a crash of the route."""
+    import httpx
+
+    from serving.engines import registry
+
+    def fake_get(url, **kwargs):
+        content = body if isinstance(body, str) else json.dumps(body)
+        return httpx.Response(200, content=content, request=httpx.Request("GET", url))
+
+    monkeypatch.setattr(registry.httpx, "get", fake_get)
+    with pytest.raises(ValueError):
+        registry.fetch_models("http://127.0.0.1:9/v1")
+
+
+def test_fetch_models_refuses_an_unusable_url():
+    from serving.engines import registry
+
+    with pytest.raises(ValueError, match="unusable URL"):
+        registry.fetch_models("http://[::1/v1")

@@ -126,11 +126,18 @@ def api_key(record: dict) -> str | None:
 
 
 def fetch_models(url: str, key: str | None = None, timeout: float = 5.0) -> list[str]:
-    """Ask an OpenAI-compatible endpoint which models it serves (raises httpx errors)."""
+    """Ask an OpenAI-compatible endpoint which models it serves. Raises httpx.HTTPError when it does not answer,
+    ValueError when the URL is unusable or the answer is not an OpenAI model list (both callers catch both)."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    r = httpx.get(url.rstrip("/") + "/models", headers=headers, timeout=timeout)
+    try:
+        r = httpx.get(url.rstrip("/") + "/models", headers=headers, timeout=timeout)
+    except httpx.InvalidURL as e:  # not an httpx.HTTPError
+        raise ValueError(f"unusable URL {url!r}: {e}") from e
     r.raise_for_status()
-    return [m["id"] for m in r.json().get("data", [])]
+    try:
+        return [str(m["id"]) for m in r.json().get("data", [])]
+    except (AttributeError, KeyError, TypeError) as e:
+        raise ValueError(f"{url}/models did not answer an OpenAI model list ({type(e).__name__}: {e})") from e
 
 
 def _target(record: dict, model: str) -> dict:
