@@ -182,11 +182,23 @@ def adjudicate(store: Store, prompt_id: int, ranks: dict, *, reviewer: str, comm
                 [comment, reviewer, row[0], datetime.now(), ranking_id],
             )
             store.con.execute("DELETE FROM pairs WHERE ranking_id = ?", [ranking_id])
-            for gid, rank in clean.items():
-                store.con.execute(
-                    "UPDATE ranking_items SET rank = ? WHERE ranking_id = ? AND generation_id = ?",
-                    [rank, ranking_id, gid],
-                )
+            have = {
+                r[0]
+                for r in store.con.execute(
+                    "SELECT generation_id FROM ranking_items WHERE ranking_id = ?", [ranking_id]
+                ).fetchall()
+            }
+            for gid, rank in clean.items():  # answers added since the last adjudication get a row of their own
+                if gid in have:
+                    store.con.execute(
+                        "UPDATE ranking_items SET rank = ? WHERE ranking_id = ? AND generation_id = ?",
+                        [rank, ranking_id, gid],
+                    )
+                else:
+                    store.con.execute(
+                        "INSERT INTO ranking_items (ranking_id, generation_id, rank) VALUES (?, ?, ?)",
+                        [ranking_id, gid, rank],
+                    )
         else:
             ranking_id = store.con.execute(
                 "INSERT INTO rankings (prompt_id, user_id, status, source, comment, guideline_version, created_by) "

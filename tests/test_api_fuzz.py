@@ -47,13 +47,15 @@ def api(tmp_path_factory):
     patch = pytest.MonkeyPatch()
     patch.setenv("PREFLAB_HOME", str(tmp_path_factory.mktemp("fuzz-home")))  # no engines; runs under tmp
     patch.setenv("HF_HUB_OFFLINE", "1")
-    seed(_store, prompts=6, answers=3, k=2)
-    seed(_store, "bare", prompts=2, answers=0)  # prompts with nothing to rank: edge cases for every route
-    add_user(_store, "adm", "admin")
-    with TestClient(_app) as client:  # the lifespan: the queue front's writer, the job manager
-        yield signed_in(client, "adm")
-    _store.close()
-    patch.undo()
+    try:
+        seed(_store, prompts=6, answers=3, k=2)
+        seed(_store, "bare", prompts=2, answers=0)  # prompts with nothing to rank: edge cases for every route
+        add_user(_store, "adm", "admin")
+        with TestClient(_app) as client:  # the lifespan: the queue front's writer, the job manager
+            yield signed_in(client, "adm")
+    finally:
+        _store.close()
+        patch.undo()
 
 
 @schema.parametrize()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -219,6 +220,15 @@ def test_review_side_by_side_disagreement_and_adjudication(env):
     row = store.query("SELECT source, created_by FROM rankings WHERE id = ?", [r.json()["ranking_id"]])[0]
     assert row == {"source": "adjudication", "created_by": "rev"}
     assert store.scalar("SELECT count(*) FROM pairs WHERE ranking_id = ?", [r.json()["ranking_id"]]) == 6
+    # an answer added to the prompt later is ranked too when the prompt is adjudicated again
+    seed(store, "d", prompts=1, answers=1, k=2, texts=["una respuesta nueva 🆕"])
+    answers = c.get(f"/api/prompts/{prompts[0]}/rankings", headers=h["rev"]).json()["answers"]
+    assert len(answers) == 5
+    final5 = {str(a["id"]): i + 1 for i, a in enumerate(answers)}
+    third = c.post("/api/adjudications", headers=h["rev"], json={"prompt_id": prompts[0], "ranks": final5})
+    assert third.status_code == 201 and third.json()["ranking_id"] == r.json()["ranking_id"], third.text
+    assert store.scalar("SELECT count(*) FROM ranking_items WHERE ranking_id = ?", [r.json()["ranking_id"]]) == 5
+    assert store.scalar("SELECT count(*) FROM pairs WHERE ranking_id = ?", [r.json()["ranking_id"]]) == 10
     bad = c.post("/api/adjudications", headers=h["rev"], json={"prompt_id": prompts[0], "ranks": {"1": 1}})
     assert bad.status_code == 400 and bad.json()["error"]["field"].startswith("ranks.")
     assert c.post("/api/adjudications", headers=h["rev"], json={"prompt_id": 424242, "ranks": {}}).status_code == 404
@@ -270,20 +280,30 @@ def test_sampling_job_records_failure_and_refuses_bad_requests(env, tmp_path, mo
         r = c.post("/api/sampling-jobs", headers=h["adm"], json={"dataset": "d", **body})
         assert r.status_code == 404 and r.json()["error"]["field"] == field, r.text
         assert body[field] in r.json()["error"]["message"]
-    assert store.scalar("SELECT count(*) FROM sampling_jobs") == before  # refused before a job row exists
-    # a served model whose endpoint does not answer: the job starts, fails, and says why
+    # a named local engine must be running and serve the model
     from serving.engines.registry import save_engine
 
+    local = {"backend": "transformers", "url": "http://127.0.0.1:9/v1", "model": "tiny", "loras": {"tiny-lora": "x"}}
+    save_engine({"name": "down", "pid": None, **local})
+    save_engine({"name": "up", "pid": os.getpid(), **local})
+    for body, code, field, words in (
+        ({"model": "tiny", "engine": "down"}, 409, "engine", "not running"),
+        ({"model": "other", "engine": "up"}, 404, "model", "serves: tiny, tiny-lora"),
+    ):
+        r = c.post("/api/sampling-jobs", headers=h["adm"], json={"dataset": "d", **body})
+        assert r.status_code == code and r.json()["error"]["field"] == field, r.text
+        assert words in r.json()["error"]["message"], r.text
+    assert store.scalar("SELECT count(*) FROM sampling_jobs") == before  # refused before a job row exists
+    # a served model whose endpoint does not answer: the job starts, fails, and says why
     save_engine({"name": "ext", "backend": "external", "url": "http://127.0.0.1:9/v1", "models": ["no-answer"]})
     job = c.post(
         "/api/sampling-jobs", headers=h["adm"], json={"dataset": "d", "model": "no-answer", "engine": "ext"}
     ).json()
-    for _ in range(100):
+    deadline = time.monotonic() + 60  # the sampler retries each prompt with backoff (about 8 s in all)
+    while job["status"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.2)
         job = c.get(f"/api/sampling-jobs/{job['id']}", headers=h["adm"]).json()
-        if job["status"] not in ("queued", "running"):
-            break
-        time.sleep(0.1)
-    assert job["status"] == "failed" and "every prompt failed (4)" in job["error"], job
+    assert job["status"] == "failed" and "every prompt sampled failed (4)" in job["error"], job
     assert job["failures"] == 4 and job["answers_stored"] == 0
     assert [j["id"] for j in c.get("/api/sampling-jobs", headers=h["adm"]).json()] == [job["id"]]
     assert c.post(f"/api/sampling-jobs/{job['id']}/cancel", headers=h["adm"]).status_code == 409

@@ -39,7 +39,10 @@ _WHEN_COLUMN = st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:
 def _when(frame: pd.DataFrame) -> pd.DataFrame:
     """created_at as a time (the API sends ISO text), so the table shows minutes, not microseconds."""
     if "created_at" in frame:
-        frame = frame.assign(created_at=pd.to_datetime(frame["created_at"], errors="coerce", format="ISO8601"))
+        try:
+            frame = frame.assign(created_at=pd.to_datetime(frame["created_at"], errors="coerce", format="ISO8601"))
+        except (TypeError, ValueError):  # e.g. times with and without a zone mixed: show the text as it came
+            pass
     return frame
 
 
