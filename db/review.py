@@ -181,34 +181,19 @@ def adjudicate(store: Store, prompt_id: int, ranks: dict, *, reviewer: str, comm
                 "UPDATE rankings SET comment = ?, created_by = ?, guideline_version = ?, created_at = ? WHERE id = ?",
                 [comment, reviewer, row[0], datetime.now(), ranking_id],
             )
+            # its items are written anew below, so answers added since the last adjudication are ranked too
             store.con.execute("DELETE FROM pairs WHERE ranking_id = ?", [ranking_id])
-            have = {
-                r[0]
-                for r in store.con.execute(
-                    "SELECT generation_id FROM ranking_items WHERE ranking_id = ?", [ranking_id]
-                ).fetchall()
-            }
-            for gid, rank in clean.items():  # answers added since the last adjudication get a row of their own
-                if gid in have:
-                    store.con.execute(
-                        "UPDATE ranking_items SET rank = ? WHERE ranking_id = ? AND generation_id = ?",
-                        [rank, ranking_id, gid],
-                    )
-                else:
-                    store.con.execute(
-                        "INSERT INTO ranking_items (ranking_id, generation_id, rank) VALUES (?, ?, ?)",
-                        [ranking_id, gid, rank],
-                    )
+            store.con.execute("DELETE FROM ranking_items WHERE ranking_id = ?", [ranking_id])
         else:
             ranking_id = store.con.execute(
                 "INSERT INTO rankings (prompt_id, user_id, status, source, comment, guideline_version, created_by) "
                 "VALUES (?, ?, 'submitted', 'adjudication', ?, ?, ?) RETURNING id",
                 [prompt_id, user[0], comment, row[0], reviewer],
             ).fetchall()[0][0]
-            store.con.executemany(
-                "INSERT INTO ranking_items (ranking_id, generation_id, rank) VALUES (?, ?, ?)",
-                [[ranking_id, gid, rank] for gid, rank in clean.items()],
-            )
+        store.con.executemany(
+            "INSERT INTO ranking_items (ranking_id, generation_id, rank) VALUES (?, ?, ?)",
+            [[ranking_id, gid, rank] for gid, rank in clean.items()],
+        )
         store._derive_pairs_for("?", [ranking_id])
         return ranking_id
 
