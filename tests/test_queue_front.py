@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
 import pytest
 from fastapi.testclient import TestClient
@@ -54,14 +55,23 @@ def _rebuilt_queue_open(store, dataset_id) -> list[tuple]:
     return _queue_open(store, dataset_id)
 
 
+@contextmanager
+def _serving(store, *names: str, admins: tuple[str, ...] = ()):
+    """A server over `store` with these annotators (and admins) added and signed in: (client, app, {name: headers})."""
+    for name in names:
+        add_user(store, name)
+    for name in admins:
+        add_user(store, name, role="admin")
+    app = create_app(store)
+    with TestClient(app) as c:
+        yield c, app, {n: signed_in(c, n) for n in (*names, *admins)}
+
+
 @pytest.fixture
 def app_env(store):
     seed(store, prompts=6, answers=4, k=2)
-    for name in ("ann", "bob", "cid"):
-        add_user(store, name)
-    app = create_app(store)
-    with TestClient(app) as c:
-        yield c, store, app, {n: signed_in(c, n) for n in ("ann", "bob", "cid")}
+    with _serving(store, "ann", "bob", "cid") as (c, app, heads):
+        yield c, store, app, heads
 
 
 def test_a_submit_is_journaled_answered_from_memory_and_stored_right_behind(app_env):
@@ -112,11 +122,7 @@ def test_bad_or_foreign_or_repeated_submits_write_nothing(app_env):
 def test_three_annotators_through_the_front_keep_k_and_one_ranking_each(store, k):
     seed(store, prompts=7, answers=3, k=k)
     names = ("ann", "bob", "cid")
-    for name in names:
-        add_user(store, name)
-    app = create_app(store)
-    with TestClient(app) as c:
-        heads = {n: signed_in(c, n) for n in names}
+    with _serving(store, *names) as (c, app, heads):
         items = {n: _first(c, heads[n])["item"] for n in names}
         submits = 0
         while any(items.values()):
@@ -163,11 +169,7 @@ def _import_ranking(store, prompt_id: int, annotator: str) -> None:
 def test_queue_open_stays_what_a_rebuild_makes_while_others_write(store):
     """Reserved ranking ids sit below the dataset's mark; rankings imported meanwhile are still folded in."""
     prompts = seed(store, prompts=5, answers=2, k=2)
-    for name in ("ann", "bob"):
-        add_user(store, name)
-    app = create_app(store)
-    with TestClient(app) as c:
-        heads = {n: signed_in(c, n) for n in ("ann", "bob")}
+    with _serving(store, "ann", "bob") as (c, app, heads):
         item = _first(c, heads["ann"])["item"]  # prompt 0; prompt 1 leased ahead, a ranking id reserved
         app.state.front.drain()
         _import_ranking(store, prompts[0], "ria")  # ids past the mark, on the prompt ann is ranking
@@ -310,11 +312,7 @@ def test_a_restarted_server_reuses_the_item_ahead_instead_of_leasing_a_third(sto
 
 def test_items_ahead_are_taken_back_for_whoever_finds_the_queue_empty(store):
     prompts = seed(store, prompts=2, answers=2, k=1)
-    for name in ("ann", "bob"):
-        add_user(store, name)
-    app = create_app(store)
-    with TestClient(app) as c:
-        heads = {n: signed_in(c, n) for n in ("ann", "bob")}
+    with _serving(store, "ann", "bob") as (c, app, heads):
         ann = _first(c, heads["ann"])["item"]
         app.state.front.drain()
         assert _live_leases(store, "ann") == prompts  # k=1: ann holds both prompts, one of them ahead
@@ -328,11 +326,7 @@ def test_items_ahead_are_taken_back_for_whoever_finds_the_queue_empty(store):
 
 def test_a_new_k_or_new_guidelines_release_the_items_ahead(store):
     seed(store, prompts=4, answers=2, k=2)
-    add_user(store, "ann")
-    add_user(store, "adm", role="admin")
-    app = create_app(store)
-    with TestClient(app) as c:
-        heads = {n: signed_in(c, n) for n in ("ann", "adm")}
+    with _serving(store, "ann", admins=("adm",)) as (c, app, heads):
         item = _first(c, heads["ann"])["item"]
         app.state.front.drain()
         assert len(_live_leases(store, "ann")) == 2
