@@ -53,12 +53,17 @@ def store_record(store: Store, record: dict) -> tuple[bool, bool]:
         return False, False
 
 
+def write_line(f, record: dict) -> None:
+    """Append `record` to the binary file `f` as one JSON line, flushed and fsynced: on disk when this returns."""
+    f.write((json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8"))
+    f.flush()
+    os.fsync(f.fileno())
+
+
 def keep_failed(store: Store, record: dict, reason: str) -> None:
     path = Path(f"{path_of(store) or 'preflab.submits'}.failed.jsonl")
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps({"reason": reason, "submit": record}, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    with open(path, "ab") as f:
+        write_line(f, {"reason": reason, "submit": record})
 
 
 def replay(store: Store) -> int:

@@ -34,7 +34,6 @@ a queue a prompt can wait up to a lease for someone who stopped, as it already c
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -233,12 +232,8 @@ class QueueFront:
     # ---- the journal ----------------------------------------------------------------------------------
 
     def _append(self, record: dict) -> None:
-        if self._file is None:
-            return
-        line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
-        self._file.write(line.encode("utf-8"))
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        if self._file is not None:
+            journal.write_line(self._file, record)
 
     def _store(self, record: dict) -> None:
         """Write one journaled submit to DuckDB (db.journal); a lease handed out with it that lapsed first is
