@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from typing import Literal
 
 import duckdb
@@ -12,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
-from db import queue
+from db import media, queue
 from db.errors import NotFoundError
 from db.store import Store
 from serving.deps import ApiError, get_store, require_role, thread_reader
@@ -50,7 +49,11 @@ def item_view(lease: dict) -> dict:
         "prompt": {
             "id": lease["prompt_id"],
             "messages": json.loads(lease["messages"]),
-            "assets": json.loads(assets) if assets else [],
+            # where to fetch each image, never the server's file path
+            "assets": [
+                {"url": f"/api/prompts/{lease['prompt_id']}/assets/{i}", "name": f"image {i + 1}"}
+                for i in range(len(json.loads(assets) if assets else []))
+            ],
         },
         "answers": [{"id": gid, "text": texts[gid]} for gid in lease["answer_order"] if gid in texts],
         "guidelines": lease["guidelines"],
@@ -159,18 +162,23 @@ def submit_ranking(
 def prompt_asset(
     prompt_id: int, index: int, store: Store = Depends(get_store), user: dict = Depends(require_role(*ANYONE))
 ):
-    """The file of a prompt's asset (the image of a visual question), by its position in prompt.assets."""
-    rows = store.query("SELECT CAST(assets AS VARCHAR) AS assets FROM prompts WHERE id = ?", [prompt_id])
-    if not rows:
-        raise ApiError(404, f"no prompt with id {prompt_id}", field="prompt_id")
-    assets = json.loads(rows[0]["assets"]) if rows[0]["assets"] else []
+    """A prompt's image (a visual question), by its position in prompt.assets. Served only from the database's
+    media folder (db.media), only as an image, and to an annotator only for a prompt the queue gave them."""
+    assets = media.prompt_assets(store, prompt_id, seen_by=user["id"] if user["role"] == "annotator" else None)
+    if assets is None:
+        raise ApiError(404, f"no prompt with id {prompt_id} for you", field="prompt_id")
     if not 0 <= index < len(assets):
         raise ApiError(404, f"prompt {prompt_id} has {len(assets)} asset(s); no index {index}", field="index")
     entry = assets[index]
-    path = Path(entry if isinstance(entry, str) else entry.get("path", ""))
-    if not path.is_file():
-        raise ApiError(404, f"the asset file {path.name} is missing on the server", field="index")
-    return FileResponse(path, filename=path.name)
+    try:
+        path, content_type = media.servable(
+            entry if isinstance(entry, str) else str(entry.get("path", "")), media.media_dir(store)
+        )
+    except media.ImageError as e:
+        raise ApiError(404, str(e), field="index") from None
+    # nosniff + a sandboxing CSP: the browser treats the bytes as an image and nothing else
+    headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'; sandbox"}
+    return FileResponse(path, media_type=content_type, headers=headers, content_disposition_type="inline")
 
 
 @router.post("/assignments/{assignment_id}/release")

@@ -84,16 +84,66 @@ def test_classification_csv_and_jsonl(run_cli, store):
     assert len(rows) == 6
 
 
-def test_sharegpt_images_are_absolute_assets(store):
+def test_sharegpt_images_are_copied_into_the_media_folder(store):
+    from db.media import media_dir
+
     import_file(store, DATA / "sharegpt.jsonl", dataset="vqa")
     assets = [
         json.loads(a) for (a,) in store.con.execute("SELECT assets FROM prompts WHERE assets IS NOT NULL").fetchall()
     ]
-    # the same question about two pictures stays two prompts
-    assert sorted(assets) == [
-        [str((DATA / "images" / "blue.png").resolve())],
-        [str((DATA / "images/red.png").resolve())],
-    ]
+    # the same question about two pictures stays two prompts; each image is kept under its content hash
+    assert len(assets) == 2 and all(len(a) == 1 for a in assets)
+    stored = sorted(Path(a[0]) for a in assets)
+    assert all(p.parent == media_dir(store) for p in stored)
+    assert sorted(p.read_bytes() for p in stored) == sorted(
+        (DATA / "images" / n).read_bytes() for n in ("blue.png", "red.png")
+    )
+
+
+def _sharegpt_file(folder: Path, image: str) -> Path:
+    f = folder / "vqa.jsonl"
+    row = {"conversations": [{"from": "human", "value": "<image>¿Qué es? 🐱"}, {"from": "gpt", "value": "猫"}]}
+    f.write_text(json.dumps({**row, "images": [image]}, ensure_ascii=False) + "\n", encoding="utf-8")
+    return f
+
+
+@pytest.mark.parametrize(
+    "image, words",
+    [
+        ("/etc/passwd", "leads outside the allowed folders"),
+        ("../../../../../../etc/passwd", "leads outside the allowed folders"),
+        ("escape.png", "leads outside the allowed folders"),  # a symbolic link out of the folder
+        ("notes.png", "is not a PNG, JPEG, GIF, WebP or BMP image"),  # named .png, but text
+        ("missing.png", "image not found"),
+    ],
+)
+def test_image_paths_must_stay_inside_the_folder_and_be_images(tmp_path, run_cli, store, image, words):
+    (tmp_path / "escape.png").symlink_to("/etc/passwd")
+    (tmp_path / "notes.png").write_text("root:x:0:0\n", encoding="utf-8")
+    f = _sharegpt_file(tmp_path, image)
+    before = store.counts()
+    r = run_cli("import", f, "--format", "sharegpt", "--dataset", "vqa")
+    assert r.exit_code != 0
+    assert "vqa.jsonl:1: field 'images[0]'" in r.output and words in r.output, r.output
+    assert store.counts() == before
+
+
+def test_a_configured_media_root_allows_absolute_image_paths(tmp_path, monkeypatch, store):
+    from db.media import media_dir
+
+    shared = tmp_path / "shared-images"
+    shared.mkdir()
+    shutil.copy(DATA / "images" / "red.png", shared / "red.png")
+    data = tmp_path / "data"
+    data.mkdir()
+    f = _sharegpt_file(data, str(shared / "red.png"))
+    with pytest.raises(InputError, match="leads outside the allowed folders"):
+        import_file(store, f, dataset="vqa")
+    monkeypatch.setenv("PREFLAB_MEDIA_ROOT", str(shared))
+    assert import_file(store, f, dataset="vqa", dry_run=True).records == 1
+    assert not media_dir(store).exists()  # a dry run writes nothing, images included
+    assert import_file(store, f, dataset="vqa").added.prompts == 1
+    assert [p.read_bytes() for p in media_dir(store).iterdir()] == [(DATA / "images" / "red.png").read_bytes()]
 
 
 def test_ranked_ties_and_annotators(store):

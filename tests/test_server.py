@@ -258,15 +258,56 @@ def test_models_engines_and_docs(env):
 
 
 def test_prompt_image_is_served_by_index(env):
+    from db import media
+
     c, store, prompts, h = env
     image = Path(__file__).parent / "data" / "images" / "red.png"
-    store.con.execute("UPDATE prompts SET assets = ? WHERE id = ?", [json.dumps([str(image)]), prompts[0]])
+    kept, _ = media.keep(image, media.media_dir(store))
+    store.con.execute("UPDATE prompts SET assets = ? WHERE id = ?", [json.dumps([str(kept)]), prompts[0]])
     item = c.get("/api/queue/next", params={"dataset": "d"}, headers=h["ann"]).json()["item"]
-    assert item["prompt"]["assets"] == [str(image)]
+    assert item["prompt"]["id"] == prompts[0]
+    # the annotator learns where to fetch the image, not where the server keeps it
+    assert item["prompt"]["assets"] == [{"url": f"/api/prompts/{prompts[0]}/assets/0", "name": "image 1"}]
+    assert str(kept.parent) not in json.dumps(item)
     r = c.get(f"/api/prompts/{prompts[0]}/assets/0", headers=h["ann"])
     assert r.status_code == 200 and r.content == image.read_bytes()
+    assert r.headers["content-type"] == "image/png" and r.headers["x-content-type-options"] == "nosniff"
     assert c.get(f"/api/prompts/{prompts[0]}/assets/1", headers=h["ann"]).status_code == 404
     assert c.get(f"/api/prompts/{prompts[0]}/assets/0").status_code == 401
+
+
+def test_prompt_assets_never_serve_a_file_outside_the_media_folder(env, tmp_path):
+    """An asset path stored by an older import, a link out of the media folder, a non-image: all refused."""
+    from db import media
+
+    c, store, prompts, h = env
+    root = media.media_dir(store)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "escape.png").symlink_to("/etc/passwd")
+    (root / "notes.png").write_text("root:x:0:0:root:/root:/bin/bash\n", encoding="utf-8")
+    stored = ["/etc/passwd", str(root / ".." / "test.duckdb"), str(root / "escape.png"), str(root / "notes.png")]
+    store.con.execute("UPDATE prompts SET assets = ? WHERE id = ?", [json.dumps(stored), prompts[0]])
+    for who in ("adm", "rev"):
+        for index in range(len(stored)):
+            r = c.get(f"/api/prompts/{prompts[0]}/assets/{index}", headers=h[who])
+            assert r.status_code == 404, (who, index, r.text)
+            assert "root:" not in r.text and r.json()["error"]["field"] == "index"
+
+
+def test_an_annotator_fetches_images_only_of_prompts_handed_to_them(env):
+    from db import media
+
+    c, store, prompts, h = env
+    kept, _ = media.keep(Path(__file__).parent / "data" / "images" / "blue.png", media.media_dir(store))
+    store.con.execute("UPDATE prompts SET assets = ?", [json.dumps([str(kept)])])
+    mine = c.get("/api/queue/next", params={"dataset": "d"}, headers=h["ann"]).json()["item"]["prompt"]["id"]
+    # the queue also leases one ahead for her (store.query waits for the queue's writer to do so)
+    sql = "SELECT a.prompt_id FROM assignments a JOIN users u ON u.id = a.user_id WHERE u.name = 'ann'"
+    other = next(p for p in prompts if p not in {r["prompt_id"] for r in store.query(sql)})
+    assert c.get(f"/api/prompts/{mine}/assets/0", headers=h["ann"]).status_code == 200
+    r = c.get(f"/api/prompts/{other}/assets/0", headers=h["ann"])
+    assert r.status_code == 404 and r.json()["error"]["field"] == "prompt_id"
+    assert c.get(f"/api/prompts/{other}/assets/0", headers=h["rev"]).status_code == 200
 
 
 def test_sampling_job_records_failure_and_refuses_bad_requests(env, tmp_path, monkeypatch):

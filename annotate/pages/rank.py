@@ -137,7 +137,7 @@ if assets:
                 cache[cache_key] = client.asset(prompt["id"], index)
             except ApiError:
                 cache[cache_key] = None  # no asset route or file: name it instead of failing the page
-        path = asset.get("path") if isinstance(asset, dict) else asset
+        path = asset.get("name") if isinstance(asset, dict) else asset
         if cache[cache_key]:
             st.image(cache[cache_key], caption=str(path).rsplit("/", 1)[-1], width=480)
         else:

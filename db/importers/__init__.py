@@ -20,6 +20,7 @@ from db.errors import InputError
 from db.importers import oasst, preference, sft
 from db.importers.fields import MAX_FIELD_BYTES, Ctx
 from db.importers.reader import BadRecord, open_binary, read_records
+from db.media import media_dir
 from db.store import Batch, Store, WriteCounts
 
 log = logging.getLogger(__name__)
@@ -318,7 +319,12 @@ def import_file(
 
     report = ImportReport(file=str(path), format=fmt, detected=detected, dry_run=dry_run)
     convert = FORMATS[fmt]
-    ctx = Ctx(path=path, source=path.name, annotator=default_annotator(path))
+    ctx = Ctx(
+        path=path,
+        source=path.name,
+        annotator=default_annotator(path),
+        media_dir=None if dry_run else media_dir(store),
+    )
     batch = ChunkedBatch()
     for item in read_records(path, container, on_progress=on_progress):
         try:

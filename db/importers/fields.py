@@ -9,6 +9,7 @@ from typing import Any
 
 from db.errors import InputError
 from db.hashing import prompt_hash, text_hash
+from db.media import configured_roots
 
 MAX_FIELD_BYTES = 1_000_000  # one text field (prompt, answer, message); larger is almost surely a mistake
 ROLES = ("system", "user", "assistant")
@@ -23,6 +24,11 @@ class Ctx:
     source: str = ""  # the file name, stored as prompts.source
     annotator: str = ""  # default annotator for imported rankings
     state: dict = field(default_factory=dict)  # per-file memory a format needs across records
+    media_dir: Path | None = None  # where imported images are copied (db.media); None on a dry run: nothing written
+
+    def media_roots(self) -> list[Path]:
+        """The folders an image path in this file may lead into: the file's own, then PREFLAB_MEDIA_ROOT's."""
+        return [self.path.parent.resolve(), *configured_roots()]
 
     def error(self, fld: str | None, message: str) -> InputError:
         return InputError(message, file=str(self.path), line=self.line, field=fld)

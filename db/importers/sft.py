@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from db import media
 from db.hashing import text_hash
 from db.importers.fields import (
     Ctx,
@@ -102,12 +103,17 @@ def sharegpt(rec: Any, ctx: Ctx) -> Batch:
     for i, rel in enumerate(images):
         fld = f"{key}[{i}]" if key == "images" else key
         rel = text(rel, fld, ctx)
-        path = (ctx.path.parent / rel).resolve()
-        if not path.is_file():
-            raise ctx.error(fld, f"image not found: {path} (paths are relative to the file's folder)")
-        assets.append(str(path))
+        try:
+            path = media.check_image(ctx.path.parent, rel, ctx.media_roots())
+        except media.ImageError as e:
+            raise ctx.error(fld, str(e)) from None
+        if ctx.media_dir is not None:
+            stored, digest = media.keep(path, ctx.media_dir)
+        else:  # a dry run writes nothing
+            stored, digest = path, hashlib.sha256(path.read_bytes()).hexdigest()
+        assets.append(str(stored))
         # the image's content is part of the prompt's identity: the same question about two pictures differs
-        digests.append(hashlib.sha256(path.read_bytes()).hexdigest())
+        digests.append(digest)
     return _context_and_reference(msgs, "conversations", ctx, assets=assets or None, key_extra=",".join(digests))
 
 
