@@ -16,6 +16,7 @@ pairs from later turns are approximate; the vote's metadata says multi_turn = tr
 from __future__ import annotations
 
 import json
+import secrets
 
 from db.errors import ConflictError, InputError, NotFoundError
 from db.hashing import prompt_hash, text_hash
@@ -35,18 +36,26 @@ def create_battle(
     rag_collection: str | None = None,
     rag_k: int | None = None,
 ) -> int:
-    with store._lock:
-        return store.con.execute(
-            "INSERT INTO arena_battles (model_a, model_b, rag_collection, rag_k, turns, user_id, created_by) "
-            "VALUES (?, ?, ?, ?, '[]', ?, ?) RETURNING id",
-            [model_a, model_b, rag_collection, rag_k, user_id, created_by],
-        ).fetchall()[0][0]
+    """A new battle with a random id (not the next in a sequence: an id says nothing about other battles)."""
+    while True:
+        battle_id = secrets.randbits(52) + 1  # stays exact in JavaScript numbers (2**53)
+        with store._lock:
+            taken = store.con.execute("SELECT count(*) FROM arena_battles WHERE id = ?", [battle_id]).fetchall()[0][0]
+            if not taken:
+                store.con.execute(
+                    "INSERT INTO arena_battles (id, model_a, model_b, rag_collection, rag_k, turns, user_id, "
+                    "created_by) VALUES (?, ?, ?, ?, ?, '[]', ?, ?)",
+                    [battle_id, model_a, model_b, rag_collection, rag_k, user_id, created_by],
+                )
+                return battle_id
 
 
-def get_battle(store: Store, battle_id: int) -> dict:
+def get_battle(store: Store, battle_id: int, *, user: dict | None = None) -> dict:
+    """The battle; with `user`, only if it is theirs (another user's battle answers as if it did not exist, so
+    nobody can vote in it, add turns or learn its models)."""
     rows = store.query("SELECT *, CAST(created_at AS VARCHAR) AS created FROM arena_battles WHERE id = ?", [battle_id])
-    if not rows:
-        raise NotFoundError(f"no arena battle with id {battle_id}")
+    if not rows or (user is not None and rows[0]["user_id"] != user.get("id")):
+        raise NotFoundError(f"no arena battle with id {battle_id} of yours")
     b = rows[0]
     b["turns"] = json.loads(b["turns"])
     return b
@@ -64,7 +73,7 @@ def record_vote(store: Store, battle_id: int, winner: str, *, user: dict, commen
     """Store a vote on the battle's last turn; returns {vote_id, ranking_id (None if not added), pairs}."""
     if winner not in WINNERS:
         raise InputError(f"winner must be one of {', '.join(WINNERS)}, got '{winner}'", field="winner")
-    battle = get_battle(store, battle_id)
+    battle = get_battle(store, battle_id, user=user)
     if battle["voted"]:
         raise ConflictError(f"battle {battle_id} already has a vote; start a new battle")
     if not battle["turns"]:
@@ -188,14 +197,30 @@ def record_vote(store: Store, battle_id: int, winner: str, *, user: dict, commen
     }
 
 
-def list_votes(store: Store, *, exclude_flagged: bool = False) -> list[dict]:
-    """Votes in the order cast: model_a, model_b, winner, identity_leak (what the ratings need)."""
-    where = "WHERE NOT identity_leak" if exclude_flagged else ""
+VOTE_SOURCES = ("human", "synthetic", "all")
+# who cast a vote, from the voter's user row: people (kind 'human'), or the loop's rule-based judge ('synthetic')
+_VOTER_KIND = {"human": "u.kind = 'human'", "synthetic": "u.kind = 'synthetic'", "all": "true"}
+
+
+def _vote_filter(source: str, exclude_flagged: bool) -> str:
+    if source not in VOTE_SOURCES:
+        raise InputError(f"source must be one of {', '.join(VOTE_SOURCES)}, got '{source}'", field="source")
+    return _VOTER_KIND[source] + (" AND NOT v.identity_leak" if exclude_flagged else "")
+
+
+def list_votes(store: Store, *, exclude_flagged: bool = False, source: str = "human") -> list[dict]:
+    """Votes in the order cast: model_a, model_b, winner, identity_leak (what the ratings need). `source`: whose
+    votes: people's (the default; the human leaderboard), the loop's synthetic judge, or all."""
     return store.query(
-        f"SELECT id, model_a, model_b, winner, identity_leak FROM arena_votes {where} ORDER BY id"  # noqa: S608
+        "SELECT v.id, v.model_a, v.model_b, v.winner, v.identity_leak FROM arena_votes v "
+        f"LEFT JOIN users u ON u.id = v.user_id WHERE {_vote_filter(source, exclude_flagged)} ORDER BY v.id"  # noqa: S608
     )
 
 
-def vote_counts(store: Store) -> dict:
-    rows = store.query("SELECT count(*) AS votes, count(*) FILTER (WHERE identity_leak) AS flagged FROM arena_votes")
+def vote_counts(store: Store, *, source: str = "human") -> dict:
+    """{votes, flagged} among the votes of `source`."""
+    rows = store.query(
+        "SELECT count(*) AS votes, count(*) FILTER (WHERE v.identity_leak) AS flagged FROM arena_votes v "
+        f"LEFT JOIN users u ON u.id = v.user_id WHERE {_vote_filter(source, False)}"  # noqa: S608
+    )
     return rows[0]

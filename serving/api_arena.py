@@ -7,7 +7,9 @@ POST /api/arena/battles/{id}/turn {"message": "...", "stream": false, "params": 
      with "stream": true: text/event-stream of JSON events (see serving.arena.stream_turn)
 POST /api/arena/votes {"battle_id", "winner": "a"|"b"|"tie"|"both_bad", "comment"}
      -> {"vote_id", "ranking_id", "model_a", "model_b", ...}   (names revealed now)
-GET  /api/arena/leaderboard?exclude_flagged=true&bootstrap_rounds=1000
+GET  /api/arena/leaderboard?exclude_flagged=true&bootstrap_rounds=1000&source=human|synthetic|all
+POST .../turn and /api/arena/votes act only on the caller's own battle (another's answers 404); battle ids are
+random, not sequential.
 GET  /api/arena/models  -> {"models": [...]} the names a battle can use
 GET  /api/arena/collections -> {"collections": [{name, documents, chunks, ...}]} for the RAG toggle
 """
@@ -87,8 +89,8 @@ async def battle_turn(
 ):
     params = _params(body.params)
     if not body.stream:
-        return await arena.run_turn(store, battle_id, body.message, params=params)
-    events = arena.stream_turn(store, battle_id, body.message, params=params)
+        return await arena.run_turn(store, battle_id, body.message, user=user, params=params)
+    events = arena.stream_turn(store, battle_id, body.message, user=user, params=params)
     first = await events.__anext__()  # errors before any token (unknown battle, empty message) stay 4xx
 
     async def sse():
@@ -108,9 +110,11 @@ def cast_vote(body: VoteIn, store: Store = Depends(get_store), user: dict = Depe
 def get_leaderboard(
     exclude_flagged: bool = False,
     bootstrap_rounds: int = 1000,
+    source: Literal["human", "synthetic", "all"] = "human",
     store: Store = Depends(get_store),
     user: dict = Depends(current_user),
 ) -> dict:
+    """Ratings from people's votes by default; `source=synthetic` gives the loop judge's, `all` both."""
     if not 0 <= bootstrap_rounds <= 10_000:
         raise ApiError(400, "bootstrap_rounds must be between 0 and 10000", field="bootstrap_rounds")
-    return arena.leaderboard(store, exclude_flagged=exclude_flagged, bootstrap_rounds=bootstrap_rounds)
+    return arena.leaderboard(store, exclude_flagged=exclude_flagged, bootstrap_rounds=bootstrap_rounds, source=source)

@@ -1,8 +1,8 @@
 """Blind A/B battles: two hidden models answer the same conversation; a person votes; names are revealed.
 
     battle = start_battle(store, user, models=None, rag={"collection": "handbook", "k": 4})  # draws two
-    turn = await run_turn(store, battle["battle_id"], "How do I reset my password?")
-    async for event in stream_turn(store, battle_id, "..."):  # {"side": "a", "delta": "..."} ... {"done": ...}
+    turn = await run_turn(store, battle["battle_id"], "How do I reset my password?", user=user)
+    async for event in stream_turn(store, battle_id, "...", user=user):  # {"side", "delta"} ... {"done": ...}
     reveal = vote(store, battle_id, "a", user=user)          # {"model_a": ..., "model_b": ..., ...}
 
 With RAG on, retrieval runs once per turn and the *same* context goes to both sides; each answer gets its
@@ -153,11 +153,13 @@ def start_battle(
     return {"battle_id": battle_id, "rag": {"collection": collection, "k": k} if collection else None}
 
 
-def _prepare(store: Store, battle_id: int, message: str) -> tuple[dict, list[dict], list[dict], list[dict]]:
-    """The battle, each side's messages for this turn, and the shared citations."""
+def _prepare(
+    store: Store, battle_id: int, message: str, user: dict
+) -> tuple[dict, list[dict], list[dict], list[dict]]:
+    """The battle (if it is `user`'s), each side's messages for this turn, and the shared citations."""
     if not isinstance(message, str) or not message.strip():
         raise InputError("the message is empty", field="message")
-    battle = arena_db.get_battle(store, battle_id)
+    battle = arena_db.get_battle(store, battle_id, user=user)
     if battle["voted"]:
         raise InputError(f"battle {battle_id} is over (voted); start a new one", field="battle_id")
     citations: list[dict] = []
@@ -244,10 +246,10 @@ async def _complete(client: httpx.AsyncClient, model: str, messages: list[dict],
     }
 
 
-async def run_turn(store: Store, battle_id: int, message: str, *, params: dict | None = None) -> dict:
-    """Send `message` to both sides at once; store and return the turn (without model names)."""
+async def run_turn(store: Store, battle_id: int, message: str, *, user: dict, params: dict | None = None) -> dict:
+    """Send `message` to both sides of `user`'s battle at once; store and return the turn (without model names)."""
     params = {**DEFAULT_PARAMS, **(params or {})}
-    battle, msgs_a, msgs_b, citations = _prepare(store, battle_id, message)
+    battle, msgs_a, msgs_b, citations = _prepare(store, battle_id, message, user)
     async with httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=5.0)) as client:
         a, b = await asyncio.gather(
             _complete(client, battle["model_a"], msgs_a, params), _complete(client, battle["model_b"], msgs_b, params)
@@ -255,11 +257,11 @@ async def run_turn(store: Store, battle_id: int, message: str, *, params: dict |
     return _finish_turn(store, battle, message, msgs_a, citations, {"a": a, "b": b})
 
 
-async def stream_turn(store: Store, battle_id: int, message: str, *, params: dict | None = None):
+async def stream_turn(store: Store, battle_id: int, message: str, *, user: dict, params: dict | None = None):
     """Like run_turn, as events: {"context": [...]} first, then {"side", "delta"} as tokens arrive on either
     side, then {"done": true, "turn": <public turn>}. The turn is stored before the last event."""
     params = {**DEFAULT_PARAMS, **(params or {})}
-    battle, msgs_a, msgs_b, citations = _prepare(store, battle_id, message)
+    battle, msgs_a, msgs_b, citations = _prepare(store, battle_id, message, user)
     yield {"context": citations}
     queue: asyncio.Queue = asyncio.Queue()
     answers: dict[str, dict] = {}
@@ -317,7 +319,7 @@ async def stream_turn(store: Store, battle_id: int, message: str, *, params: dic
 
 
 def vote(store: Store, battle_id: int, winner: str, *, user: dict, comment: str | None = None) -> dict:
-    """Record the vote and reveal the names."""
+    """Record the vote on `user`'s own battle and reveal the names."""
     result = arena_db.record_vote(store, battle_id, winner, user=user, comment=comment)
     battle = arena_db.get_battle(store, battle_id)
     return {
@@ -330,12 +332,15 @@ def vote(store: Store, battle_id: int, winner: str, *, user: dict, comment: str 
     }
 
 
-def leaderboard(store: Store, *, exclude_flagged: bool = False, bootstrap_rounds: int = 1000) -> dict:
-    """Bradley-Terry ratings with CIs, Elo, vote counts and the win-rate matrix over stored votes."""
+def leaderboard(
+    store: Store, *, exclude_flagged: bool = False, bootstrap_rounds: int = 1000, source: str = "human"
+) -> dict:
+    """Bradley-Terry ratings with CIs, Elo, vote counts and the win-rate matrix over stored votes of `source`:
+    people's by default; the loop's synthetic judge never mixes into them (source 'synthetic' or 'all' asks)."""
     from serving.ratings import RatingsConfig, compute_leaderboard
 
-    votes = arena_db.list_votes(store, exclude_flagged=exclude_flagged)
+    votes = arena_db.list_votes(store, exclude_flagged=exclude_flagged, source=source)
     board = compute_leaderboard(votes, RatingsConfig(bootstrap_rounds=bootstrap_rounds))
     out = board.as_dict()
-    out.update(exclude_flagged=exclude_flagged, **arena_db.vote_counts(store))
+    out.update(exclude_flagged=exclude_flagged, source=source, **arena_db.vote_counts(store, source=source))
     return out

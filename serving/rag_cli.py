@@ -220,17 +220,25 @@ def register(cli: click.Group) -> None:
         type=click.IntRange(0, 100_000),
         help="Bootstrap rounds for the 95% intervals.",
     )
+    @click.option(
+        "--source",
+        type=click.Choice(["human", "synthetic", "all"]),
+        default="human",
+        show_default=True,
+        help="Whose votes: people's, the loop's rule-based judge's, or both.",
+    )
     @click.option("--json", "as_json", is_flag=True)
     @click.pass_context
-    def arena_leaderboard(ctx, exclude_flagged, rounds, as_json) -> None:
+    def arena_leaderboard(ctx, exclude_flagged, rounds, source, as_json) -> None:
         """Bradley-Terry ratings with 95% bootstrap intervals, online Elo, and vote counts."""
         from serving.arena import leaderboard
 
-        board = leaderboard(open_store(ctx), exclude_flagged=exclude_flagged, bootstrap_rounds=rounds)
+        board = leaderboard(open_store(ctx), exclude_flagged=exclude_flagged, bootstrap_rounds=rounds, source=source)
         if as_json:
             click.echo(json.dumps(board, ensure_ascii=False))
             return
-        click.echo(f"{board['n_votes']} votes ({board['flagged']} flagged{', left out' if exclude_flagged else ''})")
+        flagged = f"{board['flagged']} flagged{', left out' if exclude_flagged else ''}"
+        click.echo(f"{board['n_votes']} votes ({source}; {flagged})")
         click.echo(f"{'rank':>4}  {'model':<24} {'rating':>8} {'95% CI':>17} {'elo':>8} {'votes':>6}  W/L/T")
         for r in board["rows"]:
             ci = f"{r['ci_low']:.0f}..{r['ci_high']:.0f}" if r["ci_low"] is not None else "-"

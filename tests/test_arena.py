@@ -228,3 +228,69 @@ def test_leaderboard_cli(run_cli, store):
     assert list_votes(store) == []
     r = run_cli("arena", "leaderboard", "--rounds", "10")
     assert r.exit_code == 0 and "0 votes" in r.output
+
+
+def _battle_with_a_turn(store, owner_id: int, owner: str, text_a="Rojo 🟥", text_b="蓝色") -> int:
+    """A battle of `owner` with one stored turn, as the loop writes them (no engine needed)."""
+    from db import arena as arena_db
+
+    bid = arena_db.create_battle(store, "tiny", "tiny-lora", created_by=owner, user_id=owner_id)
+    msgs = [{"role": "user", "content": "¿Color? 🎨"}]
+    turn = {"user": "¿Color? 🎨", "content": "¿Color? 🎨", "messages_a": msgs, "context": []}
+    arena_db.save_turns(store, bid, [{**turn, "a": {"text": text_a}, "b": {"text": text_b}}], False)
+    return bid
+
+
+def test_a_battle_belongs_to_its_user_and_ids_are_not_sequential(store):
+    from fastapi.testclient import TestClient
+
+    from serving.server import create_app
+
+    ana, bob = add_user(store, "ana"), add_user(store, "bob")
+    bids = [_battle_with_a_turn(store, ana, "ana") for _ in range(5)]
+    assert len(set(bids)) == 5 and all(0 < b < 2**53 for b in bids)
+    assert sorted(bids) != list(range(min(bids), min(bids) + 5))  # not the next number in a sequence
+    with TestClient(create_app(store)) as c:
+        h_ana, h_bob = signed_in(c, "ana"), signed_in(c, "bob")
+        bid = bids[0]
+        # bob can neither chat in, vote in, nor learn the models of ana's battle, and ana is not locked out
+        r = c.post(f"/api/arena/battles/{bid}/turn", json={"message": "hola"}, headers=h_bob)
+        assert r.status_code == 404 and "tiny" not in r.text, r.text
+        r = c.post("/api/arena/votes", json={"battle_id": bid, "winner": "a"}, headers=h_bob)
+        assert r.status_code == 404 and "tiny" not in r.text, r.text
+        assert store.scalar("SELECT count(*) FROM arena_votes") == 0
+        r = c.post("/api/arena/votes", json={"battle_id": bid, "winner": "a"}, headers=h_ana)
+        assert r.status_code == 200, r.text
+        assert {r.json()["model_a"], r.json()["model_b"]} == {"tiny", "tiny-lora"}
+    assert store.scalar("SELECT user_id FROM arena_votes") == ana != bob
+
+
+def test_the_loop_judges_votes_stay_off_the_human_leaderboard(store, run_cli):
+    from serving.arena import leaderboard
+    from serving.loop import _store_votes
+
+    ana = add_user(store, "ana", password=None)
+    from db import arena as arena_db
+
+    for _ in range(3):  # people prefer tiny-lora...
+        arena_db.record_vote(store, _battle_with_a_turn(store, ana, "ana"), "b", user={"id": ana, "name": "ana"})
+    judged = [  # ...the rule-based judge prefers tiny, 8 times
+        {
+            "prompt": f"¿{i}?",
+            "model_a": "tiny",
+            "model_b": "tiny-lora",
+            "text_a": f"sí {i}",
+            "text_b": f"no {i}",
+            "winner": "a",
+        }
+        for i in range(8)
+    ]
+    _store_votes(store, judged, engine="e", dataset="loop-heldout")
+    human = leaderboard(store, bootstrap_rounds=0)
+    assert human["n_votes"] == 3 and human["source"] == "human"
+    assert [r["model"] for r in human["rows"]] == ["tiny-lora", "tiny"]
+    synthetic = leaderboard(store, bootstrap_rounds=0, source="synthetic")
+    assert synthetic["n_votes"] == 8 and [r["model"] for r in synthetic["rows"]] == ["tiny", "tiny-lora"]
+    assert leaderboard(store, bootstrap_rounds=0, source="all")["n_votes"] == 11
+    r = run_cli("arena", "leaderboard", "--rounds", "0", "--source", "synthetic")
+    assert r.exit_code == 0 and "8 votes (synthetic" in r.output, r.output
