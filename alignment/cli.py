@@ -20,14 +20,6 @@ import click
 STAGES = ("sft", "reward", "ppo", "rloo", "grpo", "dpo")
 
 
-def _resolve_model(store, value: str | None) -> str | None:
-    """A registered model name becomes its folder; anything else is a path."""
-    if not value:
-        return value
-    rows = store.query("SELECT path FROM models WHERE name = ?", [value])
-    return rows[0]["path"] if rows and rows[0]["path"] else value
-
-
 def _pid_alive(pid: int | None) -> bool:
     if not pid:
         return False
@@ -103,8 +95,16 @@ def register(cli: click.Group) -> None:
     ):
         """Train STAGE over LoRA (sft, reward, ppo, rloo, grpo, dpo) in a run directory; registers the adapter."""
         from alignment.config import config_to_dict, load_config
+        from alignment.errors import ConfigError
         from alignment.job import prepare_run
-        from alignment.launch import export_snapshot, new_run_dir, record_end, start_job
+        from alignment.launch import (
+            export_snapshot,
+            new_run_dir,
+            record_end,
+            resolve_model_path,
+            resolve_model_ref,
+            start_job,
+        )
         from db import runs
 
         if dataset and data:
@@ -113,14 +113,24 @@ def register(cli: click.Group) -> None:
         values = {
             k: v
             for k, v in {
-                "base": _resolve_model(store, base),
-                "adapter": _resolve_model(store, adapter),
-                "reward_model": _resolve_model(store, reward_model),
+                "base": base,
+                "adapter": resolve_model_ref(store, adapter),
+                "reward_model": resolve_model_ref(store, reward_model),
                 "data": data,
             }.items()
             if v
         }
         run_dir = Path(run_dir) if run_dir else new_run_dir(stage)
+        # The base may come from --base, the YAML file or --set: check the one that wins, before anything is
+        # exported or written (the job runs in the code folder, so a relative folder is made absolute here).
+        if not base or any(o.strip().startswith("base=") for o in overrides):
+            placeholder = {"data": values.get("data") or "(check)", "output_dir": str(run_dir)}
+            base = load_config(config_file, stage=stage, values={**values, **placeholder}, overrides=overrides).base
+        try:
+            values["base"] = resolve_model_path(store, base, field="base")
+        except ConfigError as e:
+            raise click.ClickException(f"base model {e}".replace("key 'base': ", "")) from None
+        overrides = tuple(o for o in overrides if not o.strip().startswith("base="))
         if dataset:
             # validate first: a typo in a key should not cost an export
             load_config(

@@ -25,7 +25,72 @@ STAGE_FORMATS = {
     "grpo": "trl-messages",
 }
 EXPORT_FILTERS = ("min_annotators", "min_agreement", "ties", "source", "sft_prefer", "split", "seed")
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the code; jobs run here so `python -m alignment` imports
+
+
+def project_dir() -> Path:
+    """The project folder: the working directory the server (or the CLI) was started in, where `preflab up`
+    builds models/tiny and keeps .preflab. Relative model paths a person types resolve against it, never
+    against the code folder the training job runs in. Neither the server nor the CLI changes directory."""
+    return Path.cwd()
+
+
+def resolve_model_path(store, value: str | None, *, field: str = "base", root: str | Path | None = None) -> str | None:
+    """A base model as the training job must get it, checked before anything starts: a registered model name
+    becomes its folder, a folder (relative ones against `root`, default project_dir()) becomes an absolute
+    path holding config.json, and a hub id is kept only when it is in the local Hugging Face cache (a job
+    must not stall on a download or fail on a connection error minutes later). Raises ConfigError(key=field).
+    """
+    from alignment.errors import ConfigError
+
+    if not value:
+        return value
+    rows = store.query("SELECT kind, path FROM models WHERE name = ?", [value])
+    if rows:
+        if not rows[0]["path"]:
+            raise ConfigError(f"model '{value}' is registered without a folder ({rows[0]['kind']})", key=field)
+        folder, what = Path(rows[0]["path"]), f"registered model '{value}' ({rows[0]['path']})"
+    else:
+        folder = Path(value).expanduser()
+        if not folder.is_absolute():
+            folder = Path(root or project_dir()) / folder
+        what = f"'{value}' ({folder})" if str(folder) != value else f"'{value}'"
+    if (folder / "config.json").is_file():
+        return str(folder.resolve())
+    if folder.is_dir():
+        raise ConfigError(f"{what} is not a model folder: it has no config.json", key=field)
+    if not rows and _in_hub_cache(value):
+        return value
+    raise ConfigError(
+        f"{what} not found: not a folder (relative paths resolve against the project folder "
+        f"{Path(root or project_dir())}), not a registered model name, not in the local Hugging Face cache",
+        key=field,
+    )
+
+
+def resolve_model_ref(store, value: str | None, *, root: str | Path | None = None) -> str | None:
+    """An adapter or reward model: a registered name becomes its folder, a relative folder that exists in the
+    project folder becomes absolute; anything else is left for the config's own checks to report."""
+    if not value:
+        return value
+    rows = store.query("SELECT path FROM models WHERE name = ?", [value])
+    if rows and rows[0]["path"]:
+        return rows[0]["path"]
+    folder = Path(value).expanduser()
+    if not folder.is_absolute() and (Path(root or project_dir()) / folder).exists():
+        return str((Path(root or project_dir()) / folder).resolve())
+    return value
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    if repo_id.count("/") > 1 or repo_id.startswith((".", "/", "~")):
+        return False
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # noqa: BLE001 (an id the hub library rejects is simply not cached)
+        return False
 
 
 def new_run_dir(stage: str, root: str | Path | None = None) -> Path:

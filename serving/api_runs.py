@@ -46,14 +46,6 @@ class RunIn(BaseModel):
     threads: int | None = Field(default=None, ge=1, le=256)
 
 
-def _resolve_model(store: Store, value: str | None) -> str | None:
-    """A registered model name becomes its path; anything else is taken as a path."""
-    if not value:
-        return value
-    rows = store.query("SELECT path FROM models WHERE name = ?", [value])
-    return rows[0]["path"] if rows and rows[0]["path"] else value
-
-
 class RunManager:
     """The server's training subprocesses: start, watch, cancel, resume."""
 
@@ -73,19 +65,24 @@ class RunManager:
             )
 
     def create(self, body: RunIn, created_by: str) -> int:
+        from alignment.errors import ConfigError
         from alignment.job import prepare_run
-        from alignment.launch import export_snapshot, new_run_dir
+        from alignment.launch import export_snapshot, new_run_dir, resolve_model_path, resolve_model_ref
 
         if not body.dataset and not body.data:
             raise ApiError(422, "give a dataset (exported now) or data (an existing snapshot file)", field="dataset")
+        try:  # checked here, so a missing model is one line now, not a failed job (or a hub download) later
+            base = resolve_model_path(self.store, body.base, field="base")
+        except ConfigError as e:
+            raise ApiError(400, f"base model {e}".replace("key 'base': ", ""), field="base") from None
         run_dir = new_run_dir(body.stage)
         values = {
             **body.config,
-            "base": _resolve_model(self.store, body.base),
-            "adapter": _resolve_model(self.store, body.adapter),
+            "base": base,
+            "adapter": resolve_model_ref(self.store, body.adapter),
         }
         if body.reward_model:
-            values["reward_model"] = _resolve_model(self.store, body.reward_model)
+            values["reward_model"] = resolve_model_ref(self.store, body.reward_model)
         values = {k: v for k, v in values.items() if v is not None}
         if body.dataset:
             from alignment.config import load_config

@@ -68,3 +68,54 @@ def test_training_page_shows_runs_curves_and_lineage(store, tmp_path, monkeypatc
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@pytest.mark.slow
+def test_run_picker_follows_the_run_just_started_and_its_label_stays_current(store, tmp_path, monkeypatch):
+    """Start from the page: the picker selects the new run (not the one shown before), and its label reads the
+    status the server has now. No training process: the server's launch is replaced by marking it running."""
+    import os
+
+    from streamlit.testing.v1 import AppTest
+    from test_train_runs import _fake_model_folder, seed_rankings
+
+    from db import runs
+    from serving.api_runs import RunManager
+    from serving.server import create_app
+
+    _fake_model_folder(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PREFLAB_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(
+        RunManager, "launch", lambda self, run_id, resume=False: runs.mark_running(self.store, run_id, os.getpid())
+    )
+    seed_rankings(store)
+    old = runs.create_run(store, stage="sft", run_dir=str(tmp_path / "old"), base="models/tiny", parent=None,
+                          snapshot_id="cd" * 32, config={}, created_by="adm")  # fmt: skip
+    runs.mark_done(store, old, "finished", metrics={})
+    add_user(store, "adm", "admin")
+    server, thread, url = serve(create_app(store))
+    try:
+        monkeypatch.setenv("PREFLAB_URL", url)
+        at = AppTest.from_file(APP, default_timeout=60).run()
+        at.text_input(key="login_name").input("adm")
+        at.text_input(key="login_password").input(PASSWORD)
+        at.button(key="login_submit").click().run()
+        at.switch_page("../pages/training.py").run()
+        assert at.selectbox(key="train_pick").value == old
+        at.text_input(key="train_base").input("models/tiny")
+        at.selectbox(key="train_dataset").set_value("prefs")
+        at.button(key="train_start").click().run()
+        assert not at.exception, at.exception
+        assert not at.error, [e.value for e in at.error]
+        new = store.scalar("SELECT max(id) FROM runs")
+        assert new != old
+        assert at.selectbox(key="train_pick").value == new
+        assert f"#{new} dpo · running" in at.selectbox(key="train_pick").options
+        runs.mark_done(store, new, "finished", metrics={})
+        at.run()
+        assert at.selectbox(key="train_pick").value == new  # still on it
+        assert f"#{new} dpo · finished" in at.selectbox(key="train_pick").options
+    finally:
+        server.should_exit = True
+        thread.join(10)

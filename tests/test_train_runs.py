@@ -216,3 +216,59 @@ def test_api_launch_cancel_resume_and_failure(store, tmp_path, tiny_model_dir, m
         assert r.status_code == 201, r.text
         row = _wait(c, h, r.json()["id"], {"finished", "failed", "cancelled"})
         assert row["status"] == "failed" and "chosen" in row["error"], row
+
+
+def _fake_model_folder(root):
+    """A folder that passes the base check (config.json); nothing loads it in these tests."""
+    folder = root / "models" / "tiny"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}", encoding="utf-8")
+    return folder
+
+
+def test_api_base_resolves_against_the_project_folder_and_a_missing_one_is_one_400(store, tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+    from server_helpers import add_user, signed_in
+
+    from serving.server import create_app
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    _fake_model_folder(project)
+    elsewhere.mkdir()
+    monkeypatch.setenv("PREFLAB_HOME", str(tmp_path / "home"))
+    add_user(store, "adm", "admin")
+    body = {"stage": "dpo", "base": "models/tiny", "dataset": "no-such-dataset"}
+    with TestClient(create_app(store)) as c:
+        h = signed_in(c, "adm")
+        monkeypatch.chdir(elsewhere)  # the server's project folder has no models/tiny
+        r = c.post("/api/runs", headers=h, json=body)
+        assert r.status_code == 400, r.text
+        error = r.json()["error"]
+        assert error["field"] == "base" and "\n" not in error["message"]
+        assert "'models/tiny'" in error["message"] and "not found" in error["message"]
+        assert str(elsewhere) in error["message"]  # says where relative paths resolve
+        monkeypatch.chdir(project)  # here it is: the base passes, and the next check (the dataset) speaks
+        r = c.post("/api/runs", headers=h, json=body)
+        assert r.status_code == 404 and "no-such-dataset" in r.text, r.text
+        (project / "models" / "empty").mkdir()
+        r = c.post("/api/runs", headers=h, json={**body, "base": "models/empty"})
+        assert r.status_code == 400 and "no config.json" in r.json()["error"]["message"]
+    assert store.query("SELECT * FROM runs") == []
+
+
+def test_cli_train_checks_the_base_before_anything_is_written(run_cli, tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    _fake_model_folder(project)
+    monkeypatch.setenv("PREFLAB_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    r = run_cli("train", "dpo", "--base", "models/tiny", "--data", "pairs.jsonl", "--out", tmp_path / "run")
+    assert r.exit_code == 1
+    assert "base model 'models/tiny'" in r.output and "not found" in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1, r.output
+    assert not (tmp_path / "run").exists()
+    # --set base=... is checked the same way
+    r = run_cli("train", "dpo", "--data", "pairs.jsonl", "--set", "base=models/nope", "--out", tmp_path / "run")
+    assert r.exit_code == 1 and "base model 'models/nope'" in r.output, r.output
+    monkeypatch.chdir(project)  # from the project folder the base resolves; the missing data is next
+    r = run_cli("train", "dpo", "--base", "models/tiny", "--data", "pairs.jsonl", "--out", tmp_path / "run")
+    assert r.exit_code == 1 and "pairs.jsonl" in r.output and "base model" not in r.output, r.output

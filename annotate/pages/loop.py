@@ -60,6 +60,7 @@ if start:
             },
         )
         st.session_state.loop_id = started["id"]
+        st.session_state.loop_pick_next = started["id"]  # the picker follows the new loop
         st.toast(f"loop {started['id']} started", icon=":material/play_arrow:")
     except ApiError as e:
         st.error(f"Could not start the loop: {e}")
@@ -75,10 +76,16 @@ if not loops:
     st.stop()
 
 ids = [lp["id"] for lp in loops]
+# A keyed selectbox keeps its value whatever `index` says: a loop just started is selected through its state,
+# set before the widget is drawn. The labels come from this rerun's list, so a finished loop never reads running.
+pending = st.session_state.pop("loop_pick_next", None)
+if pending in ids:
+    st.session_state.loop_pick = pending
+elif st.session_state.get("loop_pick") not in ids:
+    st.session_state.loop_pick = ids[0]
 chosen = st.selectbox(
     "Loop",
     ids,
-    index=ids.index(st.session_state.get("loop_id", ids[0])) if st.session_state.get("loop_id") in ids else 0,
     key="loop_pick",
     format_func=lambda i: next(
         f"#{lp['id']} {lp['status']} ({lp['config']['method']})" for lp in loops if lp["id"] == i
@@ -141,6 +148,6 @@ if view.get("report"):
 with st.expander("History"):
     st.dataframe(view["history"], hide_index=True, key="loop_history")
 
-if view["status"] == "running":
+if any(lp["status"] == "running" for lp in loops):  # any: the picker's labels must not go stale either
     time.sleep(3)
     st.rerun()

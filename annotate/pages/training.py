@@ -116,6 +116,7 @@ with st.expander("Start a run", expanded="train_run_id" not in st.session_state)
                 reward_model=reward_model,
             )
             st.session_state.train_run_id = run["id"]
+            st.session_state.train_pick_next = run["id"]  # the picker follows the new run (set before it is drawn)
             st.toast(f"run {run['id']} started", icon=":material/play_arrow:")
         except (ApiError, ValueError, yaml.YAMLError) as e:
             st.error(f"Could not start: {e}")
@@ -130,11 +131,17 @@ if not runs:
     st.stop()
 
 ids = [r["id"] for r in runs]
-current = st.session_state.get("train_run_id", ids[0])
+status_of = {r["id"]: r["status"] for r in runs}  # this rerun's statuses: the labels below are never older
+# A keyed selectbox keeps its old value whatever `index` says, so a run just started is selected through the
+# widget's state, which may only be set before the widget is drawn.
+pending = st.session_state.pop("train_pick_next", None)
+if pending in ids:
+    st.session_state.train_pick = pending
+elif st.session_state.get("train_pick") not in ids:
+    st.session_state.train_pick = ids[0]
 picked = st.selectbox(
     "Run",
     ids,
-    index=ids.index(current) if current in ids else 0,
     key="train_pick",
     format_func=lambda i: next(f"#{r['id']} {r['stage']} · {r['status']}" for r in runs if r["id"] == i),
 )
@@ -150,6 +157,9 @@ def live(run_id: int) -> None:
     except ApiError as e:
         st.error(str(e))
         return
+    if run["status"] != status_of.get(run_id):
+        # the fragment alone reruns every 2 s: redraw the whole page so the picker and the table say it too
+        st.rerun()
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Status", run["status"])
     c2.metric("Stage", run["stage"])
