@@ -309,3 +309,18 @@ def current_user() -> dict | None:
 
     auth = st.session_state.get(AUTH_KEY)
     return auth.get("user") if auth else None
+
+
+# ---- engines: what each serves, serving an adapter (Admin page) --------------------------------------------
+
+
+def engine_models(client: Client, engine: str) -> dict:
+    """{"engine", "models", "live"}: the models ENGINE serves now (GET /api/engines/{name}/models)."""
+    return client.get(f"/api/engines/{engine}/models")
+
+
+def serve_adapter(client: Client, model: str, engine: str | None = None, timeout_s: float = 300.0) -> dict:
+    """Serve registered adapter MODEL (hot-load, or start an engine): {"model", "engine", "action", "models"}.
+    Waits up to `timeout_s` (plus a margin) for an engine to start, longer than the client's usual 60 s."""
+    body = {"engine": engine, "timeout": timeout_s}
+    return client.request("POST", f"/api/models/{model}/serve", json=body, timeout=timeout_s + 30).json()

@@ -7,6 +7,9 @@ does not answer) is recorded on the job row, and a job where every prompt it sam
 Job rows live in sampling_jobs (db/sampling.py); live progress comes from the running thread and is written
 to the row as it goes, so GET shows it and a restart keeps the record (a job cut off by a restart is
 marked failed on start-up).
+
+    GET  /api/engines/{name}/models   what one engine serves now (the sampling form offers only those)
+    POST /api/models/{name}/serve     {"engine"?}: serve a registered adapter (hot-load, or start an engine)
 """
 
 from __future__ import annotations
@@ -202,3 +205,37 @@ def cancel_job(
     if not request.app.state.jobs.cancel(job_id):
         raise ApiError(409, f"sampling job {job_id} is not running (status {job['status']})", field="job_id")
     return sampling.get_job(store, job_id)
+
+
+# ---- engines: what they serve, and serving an adapter from the UI ------------------------------------------
+
+
+@router.get("/engines/{name}/models")
+def engine_models(name: str, admin: dict = Depends(require_role("admin"))) -> dict:
+    """The models one engine serves: asked live from its /v1/models, else as recorded (`live` false)."""
+    from serving.engines.registry import engine_models as models_of
+
+    try:
+        return models_of(name)
+    except ModelNotFoundError as e:
+        raise ApiError(404, str(e), field="engine") from e
+
+
+class ServeIn(BaseModel):
+    engine: str | None = Field(default=None, max_length=256, description="default: one on its base")
+    timeout: float = Field(default=300.0, gt=0, le=1800, description="seconds to wait for a new engine")
+
+
+@router.post("/models/{name}/serve")
+def serve_adapter(
+    name: str,
+    body: ServeIn | None = None,
+    store: Store = Depends(get_store),
+    admin: dict = Depends(require_role("admin")),
+) -> dict:
+    """Make a registered adapter servable for sampling and the arena: loaded into a running engine on its base
+    (hot-load), else a transformers engine started for it. Returns {model, engine, action, models}."""
+    from serving.engines.adapters import serve_registered_adapter
+
+    body = body or ServeIn()
+    return serve_registered_adapter(store, name, engine=body.engine, timeout=body.timeout)

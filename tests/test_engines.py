@@ -198,3 +198,51 @@ def test_fetch_models_refuses_an_unusable_url():
 
     with pytest.raises(ValueError, match="unusable URL"):
         registry.fetch_models("http://[::1/v1")
+
+
+def test_admin_serves_a_registered_adapter_by_starting_then_hot_loading(store, tiny_model_dir, lora_dir, tmp_path,
+                                                                         monkeypatch):  # fmt: skip
+    """POST /api/models/{name}/serve: nothing runs the base -> a transformers engine is started for the adapter;
+    a second adapter on the same base -> loaded into that engine while it serves (no restart, same pid)."""
+    import httpx
+    from fastapi.testclient import TestClient
+    from server_helpers import add_user, signed_in
+
+    from db import models_registry
+    from serving.engines import registry
+    from serving.engines.launcher import stop_engine
+    from serving.server import create_app
+
+    monkeypatch.setenv("PREFLAB_HOME", str(tmp_path / "home"))
+    add_user(store, "adm", "admin")
+    add_user(store, "ann", "annotator")
+    for name in ("sft-ui", "sft-ui-2"):
+        models_registry.register_model(store, name=name, kind="adapter", path=str(lora_dir),
+                                       base=str(tiny_model_dir), stage="sft", created_by="test")  # fmt: skip
+    try:
+        with TestClient(create_app(store)) as c:
+            assert c.post("/api/models/sft-ui/serve", headers=signed_in(c, "ann"), json={}).status_code == 403
+            h = signed_in(c, "adm")
+            first = c.post("/api/models/sft-ui/serve", headers=h, json={"timeout": 180})
+            assert first.status_code == 200, first.text
+            assert first.json()["action"] == "started" and first.json()["models"] == ["tiny", "sft-ui"]
+            pid = registry.get_engine(first.json()["engine"])["pid"]
+            second = c.post("/api/models/sft-ui-2/serve", headers=h, json={})
+            assert second.status_code == 200, second.text
+            assert second.json()["action"] == "loaded" and second.json()["engine"] == first.json()["engine"]
+            engine = registry.get_engine(first.json()["engine"])
+            assert engine["pid"] == pid
+            listed = c.get(f"/api/engines/{engine['name']}/models", headers=h).json()
+            assert listed["live"] and listed["models"] == ["tiny", "sft-ui", "sft-ui-2"]
+            ask = {"model": "sft-ui-2", "messages": [{"role": "user", "content": "¿hola? 👋"}], "max_tokens": 4}
+            answer = httpx.post(engine["url"] + "/chat/completions", timeout=120, json=ask)
+            assert answer.status_code == 200 and answer.json()["model"] == "sft-ui-2", answer.text
+            again = c.post("/api/models/sft-ui-2/serve", headers=h, json={}).json()
+            assert again["action"] == "served"
+            models_registry.register_model(store, name="gone", kind="adapter", path=str(tmp_path / "nope"),
+                                           base=str(tiny_model_dir), created_by="test")  # fmt: skip
+            bad = c.post("/api/models/gone/serve", headers=h, json={})
+            assert bad.status_code == 400 and bad.json()["error"]["field"] == "model", bad.text
+    finally:
+        for e in registry.list_engines():
+            stop_engine(e["name"])

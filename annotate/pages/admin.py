@@ -1,4 +1,5 @@
-"""Admin: users (add, role, disable, reset password), datasets (k, guidelines) and sampling jobs.
+"""Admin: users (add, role, disable, reset password), datasets (k, guidelines), sampling jobs, and engines
+(serve a registered adapter, so the arena can pit it against the base without a command line).
 
 Training runs have their own page (annotate/pages/training.py, from the alignment work), listed under
 Manage in the navigation next to this one.
@@ -10,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from annotate.app import require_role
-from annotate.client import ApiError, current_user, get_client
+from annotate.client import ApiError, current_user, engine_models, get_client, serve_adapter
 from annotate.render import safe_markdown
 
 ROLES = ["annotator", "reviewer", "admin"]
@@ -21,7 +22,7 @@ client = get_client()
 me = current_user() or {}
 st.title("Admin")
 
-users_tab, datasets_tab, sampling_tab = st.tabs(["Users", "Datasets", "Sampling jobs"])
+users_tab, datasets_tab, sampling_tab, engines_tab = st.tabs(["Users", "Datasets", "Sampling jobs", "Engines"])
 
 
 def _done(message: str) -> None:
@@ -216,32 +217,35 @@ with sampling_tab:
             "OpenAI-compatible URL with `preflab engine add ...`, then come back."
         )
     else:
+        st.markdown("**Sample answers**")
+        # Dataset, engine and model sit outside the form: the model list is what the picked engine serves, so
+        # it must follow the choice at once (widgets inside a form only report on submit).
+        r1 = st.columns(3)
+        engine_names = [e["name"] for e in engines]
+        s_engine = r1[1].selectbox(
+            "Engine",
+            engine_names,
+            key="sample_engine",
+            format_func=lambda n: (
+                n + ("" if next(e for e in engines if e["name"] == n).get("alive") is not False else " (not running)")
+            ),
+        )
+        try:
+            served = engine_models(client, s_engine)
+        except ApiError as e:
+            st.error(f"Could not ask {s_engine} for its models: {e}")
+            served = {"models": [], "live": False}
+        engine_served = list(served.get("models") or [])
+        if st.session_state.get("sample_model") not in engine_served:  # a model of the engine picked before
+            st.session_state.pop("sample_model", None)
+        s_dataset = r1[0].selectbox("Dataset", names, key="sample_dataset")
+        s_model = r1[2].selectbox(
+            "Model",
+            engine_served,
+            key="sample_model",
+            help="What this engine serves" + ("" if served.get("live") else " (as recorded: it did not answer)"),
+        )
         with st.form("admin_sampling_form"):
-            st.markdown("**Sample answers**")
-            r1 = st.columns(3)
-            s_dataset = r1[0].selectbox("Dataset", names, key="sample_dataset")
-            engine_names = [e["name"] for e in engines]
-            s_engine = r1[1].selectbox(
-                "Engine",
-                engine_names,
-                key="sample_engine",
-                format_func=lambda n: (
-                    n
-                    + (
-                        ""
-                        if next(e for e in engines if e["name"] == n).get("alive") is not False
-                        else " (not running)"
-                    )
-                ),
-            )
-            all_models = sorted({m for e in engines for m in (e.get("models") or [])})
-            s_model = r1[2].selectbox(
-                "Model",
-                all_models,
-                key="sample_model",
-                accept_new_options=True,
-                help="Models the engines serve; type a name if it is not listed.",
-            )
             r2 = st.columns(5)
             s_n = r2[0].number_input("Answers per prompt (n)", 1, 64, 4, key="sample_n")
             s_temp = r2[1].number_input("Temperature", 0.0, 2.0, 0.8, 0.05, key="sample_temperature")
@@ -303,5 +307,63 @@ with sampling_tab:
                     st.caption(f"Error: {job['error']}")
 
     _jobs()
+
+# ---- engines: serve a registered adapter ----------------------------------------------------------------
+
+with engines_tab:
+    try:
+        engine_rows = client.engines()
+        adapters = [m for m in client.models() if m["kind"] == "adapter"]
+    except ApiError as e:
+        st.error(f"Could not list the engines and models: {e}")
+        engine_rows, adapters = [], []
+    if engine_rows:
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "name": e["name"],
+                        "backend": e["backend"],
+                        "running": {True: "yes", False: "no", None: "external"}[e.get("alive")],
+                        "models": ", ".join(e.get("models") or []),
+                        "url": e["url"],
+                    }
+                    for e in engine_rows
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+            key="admin_engines_table",
+        )
+    else:
+        st.caption("No engine is registered yet; serving an adapter starts one.")
+    st.markdown("**Serve an adapter** (for sampling and the arena)")
+    if not adapters:
+        st.caption("No adapter is registered yet: finish a training run first.")
+    else:
+        local = [e["name"] for e in engine_rows if e["backend"] != "external" and e.get("alive")]
+        c1, c2 = st.columns(2)
+        to_serve = c1.selectbox(
+            "Adapter",
+            [m["name"] for m in adapters],
+            key="admin_serve_adapter",
+            format_func=lambda n: f"{n} ({next(m for m in adapters if m['name'] == n).get('stage') or 'adapter'})",
+        )
+        into = c2.selectbox(
+            "Engine",
+            ["(automatic)", *local],
+            key="admin_serve_engine",
+            help="Automatic: load it into a running engine on its base model when that engine can load adapters "
+            "while serving; otherwise start a transformers engine for it.",
+        )
+        if st.button("Serve adapter", type="primary", key="admin_serve_submit", icon=":material/rocket_launch:"):
+            with st.spinner(f"Serving {to_serve} (starting an engine can take a minute) ..."):
+                try:
+                    done = serve_adapter(client, to_serve, None if into == "(automatic)" else into)
+                except ApiError as e:
+                    st.error(f"Not served: {e}")
+                else:
+                    verb = {"served": "was already served by", "loaded": "loaded into", "started": "served by new"}
+                    _done(f"{to_serve} {verb.get(done['action'], done['action'])} engine {done['engine']}")
 
 # Training runs: annotate/pages/training.py (alignment) is its own page under "Manage" when installed.

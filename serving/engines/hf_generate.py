@@ -110,6 +110,23 @@ class Generator:
     def model_names(self) -> list[str]:
         return [self.base_name, *self.loras]
 
+    def add_adapter(self, name: str, path: str | Path) -> None:
+        """Load one more PEFT adapter while serving (under the generation lock, so no request sees half of it)."""
+        from peft import PeftModel
+
+        path = str(Path(path).resolve())
+        if name in self.model_names():
+            raise ValueError(f"'{name}' is already served here")
+        if not (Path(path) / "adapter_config.json").is_file():
+            raise ValueError(f"{path} is not a PEFT adapter folder (no adapter_config.json)")
+        with self._lock:
+            if self.loras:
+                self.model.load_adapter(path, adapter_name=name)
+            else:  # the first adapter wraps the plain model; base requests then run with adapters disabled
+                self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name).eval()
+            self.loras[name] = path
+        log.info("loaded adapter %s from %s", name, path)
+
     def render_chat(self, messages: list[dict]) -> str:
         msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
         if self.tokenizer.chat_template:

@@ -3,7 +3,8 @@
     python -m serving.engines.hf_server --model models/tiny --name tiny --lora sft1=runs/1/adapter --port 8001
 
 Serves /v1/models, /v1/chat/completions (n, temperature, top_p, max_tokens, seed, stop, stream) and
-/v1/completions; also vLLM's extensions `min_tokens` and `ignore_eos` (benchmarks force equal lengths).
+/v1/completions; also vLLM's extensions `min_tokens` and `ignore_eos` (benchmarks force equal lengths), and
+vLLM's POST /v1/load_lora_adapter {"lora_name", "lora_path"} to add an adapter while serving.
 Requests that share sampling parameters and arrive together are generated as one left-padded batch with
 num_return_sequences=n (a micro-batcher, serving.engines.hf_generate). A request with a `seed` runs on its
 own so the same seed gives the same answers. The model name picks the adapter; the base name runs the base
@@ -20,7 +21,7 @@ import time
 import uuid
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from serving.engines.hf_generate import GenerationParams, Generator, MicroBatcher
 
@@ -65,6 +66,24 @@ def create_app(generator: Generator):
     @app.get("/health")
     def health():
         return {"status": "ok"}
+
+    @app.post("/v1/load_lora_adapter")
+    async def load_lora_adapter(request: Request):
+        """vLLM's runtime LoRA route, same body: {"lora_name": NAME, "lora_path": FOLDER}."""
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _error(400, "request body is not valid JSON")
+        name, path = (body.get("lora_name"), body.get("lora_path")) if isinstance(body, dict) else (None, None)
+        if not isinstance(name, str) or not name.strip():
+            return _error(400, "lora_name must be a non-empty string", "lora_name")
+        if not isinstance(path, str) or not path:
+            return _error(400, "lora_path must be an adapter folder", "lora_path")
+        try:  # on the generation worker thread: a model change never overlaps a generate call
+            await asyncio.get_running_loop().run_in_executor(batcher.executor, generator.add_adapter, name, path)
+        except ValueError as e:
+            return _error(400, str(e), "lora_name" if "already served" in str(e) else "lora_path")
+        return PlainTextResponse(f"Success: LoRA adapter '{name}' added successfully.")
 
     async def _handle(request: Request, chat: bool):
         try:

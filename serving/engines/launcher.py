@@ -1,6 +1,7 @@
 """Start and stop local engines as subprocesses, and register external ones.
 
     start_engine(model="/abs/tiny", backend="vllm", loras={"sft1": "/abs/adapter"})  # -> registry record
+    load_adapter("tiny", "dpo2", "/abs/adapter2")  # while it serves
     stop_engine("tiny")
 
 vLLM runs from its own virtual environment (.venv-vllm at the project root, or PREFLAB_VLLM_PYTHON): its
@@ -98,11 +99,13 @@ def start_engine(
     timeout: float = 300.0,
     max_model_len: int | None = None,
     enforce_eager: bool = False,
+    served_name: str | None = None,
 ) -> dict:
     """Launch an engine, wait until /v1/models answers, record it; returns the registry record.
 
-    On failure (the process exits, or `timeout` passes) the process is ended and EngineError carries
-    the tail of its log.
+    `served_name` (default `name`) is the name the base model answers to: a second engine on the same base
+    serves it under the first one's name, so the arena does not count one model twice. On failure (the
+    process exits, or `timeout` passes) the process is ended and EngineError carries the tail of its log.
     """
     if backend not in BACKENDS:
         raise EngineError(f"unknown backend '{backend}': use one of {', '.join(BACKENDS)}")
@@ -127,8 +130,10 @@ def start_engine(
     log_dir = paths.home() / "engines"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
-    cmd = _command(backend, model_path, name, loras, host, port, max_model_len, enforce_eager)
+    cmd = _command(backend, model_path, served_name or name, loras, host, port, max_model_len, enforce_eager)
     env = dict(os.environ)
+    if backend == "vllm" and loras:  # LoRA is on: let load_adapter add more while it serves
+        env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; plenty for small models on CPU
     env.setdefault("HF_HUB_OFFLINE", "1")
     env["PYTHONUNBUFFERED"] = "1"
@@ -140,8 +145,9 @@ def start_engine(
         proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 start_new_session=True, cwd=str(PROJECT_ROOT))  # fmt: skip
     url = f"http://{host}:{port}/v1"
-    record = {"name": name, "backend": backend, "url": url, "model": name, "model_path": str(model_path),
-              "loras": loras, "pid": proc.pid, "log": str(log_path), "api_key_env": None,
+    record = {"name": name, "backend": backend, "url": url, "model": served_name or name,
+              "model_path": str(model_path), "loras": loras, "pid": proc.pid, "log": str(log_path),
+              "api_key_env": None, "runtime_lora": backend == "transformers" or bool(loras),
               "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}  # fmt: skip
     deadline = time.monotonic() + timeout
     while True:
@@ -194,6 +200,31 @@ def stop_engine(name: str) -> dict:
         _kill_group(record["pid"])
     registry.remove_engine(name)
     return record
+
+
+def load_adapter(engine: str, name: str, path: str | Path, timeout: float = 600.0) -> dict:
+    """Add LoRA adapter NAME (folder PATH) to a running local engine without restarting it, through the
+    runtime-LoRA route both backends speak (POST /v1/load_lora_adapter); returns the updated record.
+    The transformers engine always takes it; vLLM only when it was started with LoRA on (it then has
+    VLLM_ALLOW_RUNTIME_LORA_UPDATING set): `registry.hot_loadable` says which."""
+    record = registry.get_engine(engine)
+    if record["backend"] == "external" or not registry.pid_alive(record.get("pid")):
+        raise EngineError(f"engine '{engine}' is not a running local engine")
+    if not registry.hot_loadable(record):
+        raise EngineError(f"engine '{engine}' ({record['backend']}) was started without LoRA: it cannot load adapters")
+    path = Path(path).expanduser().resolve()
+    if not (path / "adapter_config.json").is_file():
+        raise EngineError(f"{path}: not a PEFT adapter folder (no adapter_config.json)")
+    if name in registry.served_models(record):
+        raise EngineError(f"engine '{engine}' already serves '{name}'")
+    try:
+        r = httpx.post(record["url"] + "/load_lora_adapter", json={"lora_name": name, "lora_path": str(path)},
+                       timeout=timeout)  # fmt: skip
+    except httpx.HTTPError as e:
+        raise EngineError(f"engine '{engine}' did not answer at {record['url']}: {e}") from e
+    if r.status_code >= 400:
+        raise EngineError(f"engine '{engine}' refused adapter '{name}': {r.text[:500]}")
+    return registry.add_lora(engine, name, str(path))
 
 
 def add_external(name: str, url: str, *, api_key_env: str | None = None, check: bool = True) -> dict:

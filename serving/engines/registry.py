@@ -101,6 +101,39 @@ def served_models(record: dict) -> list[str]:
     return [record["model"], *record.get("loras", {})] if record.get("model") else list(record.get("loras", {}))
 
 
+def hot_loadable(record: dict) -> bool:
+    """Whether a local engine can load an adapter while serving: the transformers engine always; vLLM when it
+    was started with LoRA on (older records without the flag: when they serve adapters)."""
+    if record["backend"] == "transformers":
+        return True
+    return record["backend"] == "vllm" and bool(record.get("runtime_lora", record.get("loras")))
+
+
+def add_lora(engine: str, name: str, path: str) -> dict:
+    """Record that ENGINE now serves adapter NAME from PATH; returns the record."""
+    with _locked():
+        engines = _read()
+        if engine not in engines:
+            raise ModelNotFoundError(f"no engine named '{engine}'")
+        engines[engine].setdefault("loras", {})[name] = path
+        _write(engines)
+        return dict(engines[engine])
+
+
+def engine_models(name: str) -> dict:
+    """What one engine serves now: {"engine", "models", "live"}. A running engine (or an external one) is asked
+    for /v1/models (live True); when it does not answer, the names recorded for it (live False)."""
+    record = get_engine(name)
+    recorded = served_models(record) if record["backend"] != "external" else record.get("models", [])
+    if record["backend"] != "external" and not pid_alive(record.get("pid")):
+        return {"engine": name, "models": recorded, "live": False}
+    try:
+        return {"engine": name, "models": fetch_models(record["url"], api_key(record), timeout=2.0), "live": True}
+    except (httpx.HTTPError, ValueError) as e:
+        log.warning("engine %s at %s did not answer /models: %s", name, record["url"], e)
+        return {"engine": name, "models": recorded, "live": False}
+
+
 def get_engine(name: str) -> dict:
     engines = _read()
     if name not in engines:
