@@ -103,7 +103,8 @@ def charts(stats: dict) -> None:
         if frame is not None:
             x = "day" if "day" in frame else frame.columns[0]
             y = "rankings" if "rankings" in frame else frame.columns[-1]
-            st.line_chart(frame, x=x, y=y, height=240)
+            # bars, not a line: a line needs two days, and a first day of rankings would draw nothing at all
+            st.bar_chart(frame.assign(**{x: frame[x].astype(str)}), x=x, y=y, height=240, x_label="day")
         else:
             st.caption("No rankings yet.")
     with middle:

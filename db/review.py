@@ -3,6 +3,7 @@
     from db import review
     review.disagreements(store, dataset_id, limit=20)     # lowest Kendall's W first
     review.adjudicate(store, prompt_id, {gen_id: rank}, reviewer="rita", comment="B is factual")
+    review.flagged_and_skipped(store, dataset_id)         # the queue of prompts people skipped or flagged
 
 An adjudication is the final ranking of a prompt: one per prompt, stored as a ranking with source
 'adjudication' under the pseudo-user "adjudication" (kind 'consensus'), with the reviewer's name in
@@ -88,6 +89,35 @@ def disagreements(store: Store, dataset_id: int | None, *, limit: int = 20) -> l
             }
         )
     return out
+
+
+def flagged_and_skipped(
+    store: Store, dataset_id: int | None, *, status: str | None = None, limit: int = 100
+) -> list[dict]:
+    """The review queue: rankings people skipped or flagged, newest first, with who, why, their comment, the
+    prompt's last user turn and whether it was adjudicated since. `status`: 'skipped' | 'flagged' | None (both)."""
+    where, params = ["r.status IN ('skipped', 'flagged')"], []
+    if status is not None:
+        where, params = ["r.status = ?"], [status]
+    if dataset_id is not None:
+        where.append("p.dataset_id = ?")
+        params.append(dataset_id)
+    rows = store.query(
+        f"""SELECT r.id AS ranking_id, r.prompt_id, d.name AS dataset, u.name AS annotator, r.status,
+                   coalesce(r.flag_reason, r.skip_reason) AS reason, r.comment,
+                   CAST(r.created_at AS VARCHAR) AS created_at, CAST(p.messages AS VARCHAR) AS messages,
+                   EXISTS (SELECT 1 FROM rankings a WHERE a.prompt_id = r.prompt_id AND a.source = 'adjudication')
+                       AS adjudicated
+            FROM rankings r JOIN prompts p ON p.id = r.prompt_id JOIN datasets d ON d.id = p.dataset_id
+                 JOIN users u ON u.id = r.user_id
+            WHERE {" AND ".join(where)} ORDER BY r.created_at DESC, r.id DESC LIMIT ?""",  # noqa: S608
+        [*params, limit],
+    )
+    for row in rows:
+        messages = json.loads(row.pop("messages"))
+        row["preview"] = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")[:200]
+        row["adjudicated"] = bool(row["adjudicated"])
+    return rows
 
 
 def prompt_rankings(store: Store, prompt_id: int) -> dict:

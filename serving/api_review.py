@@ -52,6 +52,19 @@ def disagreements(
     return review.disagreements(store, dataset_id, limit=limit)
 
 
+@router.get("/review/flagged")
+def flagged(
+    dataset: str | None = Query(None, max_length=256),
+    status: Literal["skipped", "flagged"] | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    store: Store = Depends(read_store),
+    user: dict = Depends(require_role(*REVIEW)),
+) -> list[dict]:
+    """Prompts people skipped or flagged, newest first: who, status, reason, comment, a preview, adjudicated."""
+    dataset_id = dataset_id_or_404(store, dataset) if dataset is not None else None
+    return review.flagged_and_skipped(store, dataset_id, status=status, limit=limit)
+
+
 @router.get("/prompts/{prompt_id}/rankings")
 def prompt_rankings(
     prompt_id: int, store: Store = Depends(read_store), user: dict = Depends(require_role(*REVIEW))

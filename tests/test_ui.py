@@ -448,3 +448,118 @@ def test_an_empty_queue_shows_all_done(server):
     assert at.session_state["rank_queue"]["item"] is None
     assert any("All done for now" in m.value for m in at.markdown)
     assert at.button(key="rank_refresh") is not None
+
+
+# ---- review numbering and queue, per-day chart, sampling models, engines tab ---------------------------
+
+
+def _seed_review_dataset(server) -> int:
+    """A dataset where tia saw the answers in reverse order (and said "2 and 3 tie"), and uma flagged it."""
+    from db.hashing import prompt_hash, text_hash
+    from db.store import Batch
+
+    messages = [{"role": "user", "content": "¿Qué color tiene el cielo? 🌤"}]
+    key, answers = prompt_hash(messages), ["Azul.", "Rojo.", "Verde 🌿"]
+    batch = Batch(prompts=[{"key": key, "messages": json.dumps(messages, ensure_ascii=False)}])
+    batch.generations = [{"prompt_key": key, "gen_key": text_hash(t), "text": t} for t in answers]
+    batch.rankings = [
+        {"ranking_key": "tia", "prompt_key": key, "annotator": "tia", "status": "submitted", "comment": "2 and 3 tie"},
+        {"ranking_key": "uma", "prompt_key": key, "annotator": "uma", "status": "flagged", "flag_reason": "dañino ⚠"},
+    ]
+    # tia's screen showed Verde first, Rojo second, Azul third (positions reversed against the answer ids)
+    batch.items = [
+        {"ranking_key": "tia", "gen_key": text_hash(t), "rank": r, "position": p}
+        for t, r, p in (("Azul.", 1, 2), ("Rojo.", 2, 1), ("Verde 🌿", 2, 0))
+    ]
+    server.store.write_batch("ui-review-numbering", batch, created_by="test")
+    return server.store.scalar(
+        "SELECT p.id FROM prompts p JOIN datasets d ON d.id = p.dataset_id WHERE d.name = 'ui-review-numbering'"
+    )
+
+
+def test_review_queue_opens_a_flagged_prompt_with_each_annotators_own_numbering(server):
+    prompt_id = _seed_review_dataset(server)
+    with server.api("rev") as c:
+        queue = c.get("/api/review/flagged", params={"dataset": "ui-review-numbering"}).json()
+    assert [(q["annotator"], q["status"], q["reason"], q["prompt_id"]) for q in queue] == [
+        ("uma", "flagged", "dañino ⚠", prompt_id)
+    ]
+    with server.api("ann") as c:
+        assert c.get("/api/review/flagged").status_code == 403
+
+    at = login("rev")
+    at.switch_page("../pages/review.py").run()
+    at.selectbox(key="review_dataset").set_value("ui-review-numbering").run()
+    assert not at.exception, at.exception
+    assert "flagged by **uma**: dañino ⚠" in texts(at)
+    at.button(key=f"review_open_{queue[0]['ranking_id']}").click().run()
+    assert not at.exception, at.exception
+    assert at.number_input(key="review_prompt_id").value == prompt_id
+    page = texts(at)
+    # Review numbers the answers by id; tia saw Verde first, Rojo second, Azul third
+    with server.api("rev") as c:
+        on_review = [a["text"] for a in c.get(f"/api/prompts/{prompt_id}/rankings").json()["answers"]]
+    seen = " · ".join(f"{n}=Answer {on_review.index(t) + 1}" for n, t in enumerate(["Verde 🌿", "Rojo.", "Azul."], 1))
+    assert f"**tia (import)** saw: {seen}" in page, page
+    assert "**tia (import)** commented: 2 and 3 tie" in page
+    grid = next(t.value for t in at.table if "tia (import)" in map(str, t.value.columns))
+    their = {"Verde 🌿": "(their #1)", "Rojo.": "(their #2)", "Azul.": "(their #3)"}
+    ranks = {"Azul.": 1, "Rojo.": 2, "Verde 🌿": 2}
+    assert list(grid["tia (import)"]) == [f"{ranks[t]} {their[t]}" for t in on_review]
+
+
+def test_rankings_per_day_draws_bars_with_a_single_day():
+    def page():
+        from annotate.stats_view import charts
+
+        charts({"per_day": [{"day": "2025-03-01", "rankings": 7}], "per_annotator": [], "agreement_distribution": []})
+
+    at = AppTest.from_function(page).run()
+    assert not at.exception, at.exception
+    specs = [json.loads(c.proto.spec) for c in [*at.get("vega_lite_chart"), *at.get("arrow_vega_lite_chart")]]
+    assert specs, "no chart drawn"
+    marks = [s.get("mark") for s in specs]
+    assert all((m.get("type") if isinstance(m, dict) else m) == "bar" for m in marks), marks
+
+
+def test_sampling_form_offers_only_the_picked_engines_models(server):
+    from serving.engines.registry import remove_engine, save_engine
+
+    # external endpoints nobody listens on: the form falls back to the models recorded for each
+    save_engine({"name": "ext-a", "backend": "external", "url": "http://127.0.0.1:9/v1", "models": ["a-chat"]})
+    save_engine({"name": "ext-b", "backend": "external", "url": "http://127.0.0.1:9/v1", "models": ["b-1", "b-2"]})
+    try:
+        with server.api("adm") as c:
+            assert c.get("/api/engines/ext-b/models").json() == {
+                "engine": "ext-b",
+                "models": ["b-1", "b-2"],
+                "live": False,
+            }
+            assert c.get("/api/engines/nope/models").json()["error"]["field"] == "engine"
+        at = login("adm")
+        at.switch_page("../pages/admin.py").run()
+        at.selectbox(key="sample_engine").set_value("ext-a").run()
+        assert at.selectbox(key="sample_model").options == ["a-chat"]
+        at.selectbox(key="sample_engine").set_value("ext-b").run()
+        assert not at.exception, at.exception
+        assert at.selectbox(key="sample_model").options == ["b-1", "b-2"]
+        assert at.selectbox(key="sample_model").value == "b-1"
+    finally:
+        remove_engine("ext-a")
+        remove_engine("ext-b")
+
+
+def test_engines_tab_offers_registered_adapters_to_serve(server):
+    from db import models_registry
+
+    models_registry.register_model(
+        server.store, name="dpo-ui-tab", kind="adapter", path="/nonexistent/adapter", base="models/tiny",
+        stage="dpo", created_by="test",
+    )  # fmt: skip
+    at = login("adm")
+    at.switch_page("../pages/admin.py").run()
+    assert "dpo-ui-tab (dpo)" in at.selectbox(key="admin_serve_adapter").options
+    at.selectbox(key="admin_serve_adapter").set_value("dpo-ui-tab").run()
+    at.button(key="admin_serve_submit").click().run()
+    # the folder is gone: one clear refusal from the server, no engine started
+    assert any("not a PEFT adapter folder" in e.value for e in at.error), [e.value for e in at.error]

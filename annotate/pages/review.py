@@ -74,6 +74,28 @@ else:
     prompt_ids = [int(row.get("prompt_id", row.get("id"))) for row in disputed]
 
 
+st.subheader("Flagged and skipped", divider="gray")
+try:
+    queue = client.get("/api/review/flagged", dataset=dataset, limit=50)
+except ApiError as e:
+    st.error(f"Could not load the flagged and skipped prompts: {e}")
+    queue = []
+if not queue:
+    st.caption("Nobody has skipped or flagged a prompt of this dataset.")
+for row in queue:
+    with st.container(border=True, key=f"review_queue_{row['ranking_id']}"):
+        text, action = st.columns([6, 1], vertical_alignment="center")
+        why = " · ".join(str(x) for x in (row.get("reason"), row.get("comment")) if x)
+        done = " · adjudicated" if row.get("adjudicated") else ""
+        text.markdown(
+            f"**#{row['prompt_id']}** {row['status']} by **{row['annotator']}**{(': ' + why) if why else ''}{done}"
+        )
+        text.caption(f"{row['preview'][:120]} · {str(row.get('created_at') or '')[:16]}")
+        if action.button("Open", key=f"review_open_{row['ranking_id']}", icon=":material/open_in_new:"):
+            st.session_state.review_prompt_id_next = row["prompt_id"]  # applied before the id box is drawn
+            st.rerun()
+
+
 def _describe(pid: int) -> str:
     row = next((r for r in disputed if int(r.get("prompt_id", r.get("id"))) == pid), {})
     text = str(row.get("prompt") or row.get("preview") or row.get("text") or "")
@@ -92,6 +114,8 @@ picked = pick_col.selectbox(
     index=0 if prompt_ids else None,
     placeholder="Pick a disputed prompt",
 )
+if "review_prompt_id_next" in st.session_state:  # "Open" in the queue above
+    st.session_state.review_prompt_id = st.session_state.pop("review_prompt_id_next")
 typed = id_col.number_input("or prompt id", min_value=1, step=1, value=None, key="review_prompt_id")
 prompt_id = int(typed) if typed else picked
 if prompt_id is None:
@@ -108,6 +132,15 @@ rankings: list[dict] = detail.get("rankings") or []
 with st.expander("Prompt", expanded=True, icon=":material/chat:"):
     show_conversation((detail.get("prompt") or {}).get("messages") or [])
 
+index = {a["id"]: i for i, a in enumerate(answers)}  # answer id -> row on this page ("Answer 1" = row 0)
+
+
+def _numbering(ranking: dict) -> dict[int, int]:
+    """Answer id -> the number the annotator saw it under (1-based), from where each answer was shown."""
+    pos = {int(g): p for g, p in (ranking.get("positions") or {}).items() if p is not None}
+    return {g: p + 1 for g, p in pos.items()}
+
+
 if not rankings:
     st.info("Nobody has ranked this prompt yet.")
 else:
@@ -121,12 +154,24 @@ else:
         side[who] = [ranks.get(a["id"]) for a in answers]
         if r.get("status") and r["status"] != "submitted":
             notes.append(f"**{who}** {r['status']}: {r.get('skip_reason') or r.get('flag_reason') or ''}")
+        # their own numbering: a comment like "2 and 3 tie" means what they saw, not this page's order
+        seen = _numbering(r)
+        if any(index.get(g) is not None and n != index[g] + 1 for g, n in seen.items()):
+            side[who] = [
+                f"{rank} (their #{seen[a['id']]})" if a["id"] in seen else rank
+                for a, rank in zip(answers, side[who], strict=True)
+            ]
+            order = sorted(seen.items(), key=lambda kv: kv[1])
+            notes.append(f"**{who}** saw: " + " · ".join(f"{n}={label(index[g])}" for g, n in order if g in index))
         if r.get("comment"):
             notes.append(f"**{who}** commented: {r['comment']}")
         if r.get("all_bad"):
             notes.append(f"**{who}** marked all answers bad")
     grid = pd.DataFrame(side, index=[label(i) for i in range(len(answers))])
-    st.markdown("**Ranks side by side** (1 is best, equal numbers are ties)")
+    st.markdown(
+        "**Ranks side by side** (1 is best, equal numbers are ties; *their #n* is the number that annotator "
+        "saw the answer under)"
+    )
     st.table(grid)
     for note in notes:
         st.markdown(f"- {note}")
