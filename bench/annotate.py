@@ -81,6 +81,7 @@ def build(db: Path, generations: int, annotators: int, k: int) -> float:
     pw = hash_password(PASSWORD)
     for i in range(annotators):
         users.add_user(store, f"ann{i:02d}", role="annotator", password_hash=pw, created_by="bench")
+    users.add_user(store, "bench-admin", role="admin", password_hash=pw, created_by="bench")  # reads /api/health
     n = store.scalar("SELECT count(*) FROM generations")
     assert n == prompts * ANSWERS, n
     store.close()
@@ -176,7 +177,9 @@ def measure(
             t.join()
         wall = time.perf_counter() - t0
         load.append(os.getloadavg()[0])
-        writer = httpx.get(f"{url}/api/health", timeout=30).json()["queue_writer"]
+        login = {"name": "bench-admin", "password": PASSWORD}
+        admin = {"Authorization": f"Bearer {httpx.post(f'{url}/api/auth/login', json=login).json()['token']}"}
+        writer = httpx.get(f"{url}/api/health", headers=admin, timeout=30).json()["queue_writer"]
     finally:
         proc.terminate()
         proc.wait(60)

@@ -49,9 +49,10 @@ def revoke_key(store: Store, name: str) -> None:
         store.con.execute("UPDATE api_keys SET revoked = true WHERE name = ?", [name])
 
 
-def keys_required(store: Store) -> bool:
-    """True once any active key exists: from then on every /v1 request needs one."""
-    return bool(store.scalar("SELECT count(*) FROM api_keys WHERE NOT revoked"))
+def keys_required(store: Store, *, public: bool = False) -> bool:
+    """Whether /v1 requests need a key: always on a server reachable from other machines (`public`), and on
+    localhost once any active key exists."""
+    return public or bool(store.scalar("SELECT count(*) FROM api_keys WHERE NOT revoked"))
 
 
 def check_key(store: Store, key: str | None) -> str | None:

@@ -60,9 +60,15 @@ def write_line(f, record: dict) -> None:
     os.fsync(f.fileno())
 
 
+def open_private(path: Path | str, mode: str = "ab"):
+    """Open `path` in binary `mode`, created 0600 (owner only) when new: submits carry annotators' comments."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    return os.fdopen(os.open(path, flags, 0o600), mode)
+
+
 def keep_failed(store: Store, record: dict, reason: str) -> None:
     path = Path(f"{path_of(store) or 'preflab.submits'}.failed.jsonl")
-    with open(path, "ab") as f:
+    with open_private(path) as f:
         write_line(f, {"reason": reason, "submit": record})
 
 
@@ -85,7 +91,7 @@ def replay(store: Store) -> int:
                 keep_failed(store, {"line": number, "raw": raw.decode("utf-8", "replace")}, "unreadable line")
             continue
         stored += store_record(store, record)[0]
-    with open(path, "wb") as f:
+    with open_private(path, "wb") as f:
         os.fsync(f.fileno())
     if stored:
         log.warning("stored %d acknowledged submit(s) from %s left by a server that stopped", stored, path)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -186,13 +187,24 @@ class GatedLock:
         _held.n -= 1
 
 
+def _connect_private(path: str, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """duckdb.connect that leaves a new database file 0600: it holds password hashes and annotators' work. DuckDB
+    takes no file mode; a chmod right after the connect (only the empty header written) is safe where a umask would
+    race other threads. The server sets a umask of 077 for the .wal DuckDB makes again after each checkpoint."""
+    new = not read_only and path not in (":memory:", "") and not os.path.exists(path)
+    con = duckdb.connect(path, read_only=read_only)
+    if new:
+        os.chmod(path, 0o600)
+    return con
+
+
 class Store:
     """Direct DuckDB access. The server holds one Store; the CLI uses one when no server runs."""
 
     def __init__(self, path: str | Path = DEFAULT_DB, *, read_only: bool = False):
         self.path = str(path)
         try:
-            self.con = duckdb.connect(self.path, read_only=read_only)
+            self.con = _connect_private(self.path, read_only=read_only)
         except duckdb.IOException as e:  # the server (or another process) holds the file
             raise PrefLabError(
                 f"cannot open {self.path}: {e}. If a PrefLab server is running, set PREFLAB_URL so the "

@@ -6,6 +6,7 @@ users.add_user(store, "alice", role="annotator", password_hash=h, created_by="ad
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import datetime
 
@@ -14,6 +15,10 @@ from db.store import Store
 
 ROLES = ("annotator", "reviewer", "admin")
 MAX_NAME = 64
+# Letters (any script), digits, '.', '_', '-'; starting with a letter or digit. No '/', spaces or control
+# characters, so a name is safe in a URL path (PATCH /api/users/{name}), a file name and a log line.
+NAME_RULE = f"1-{MAX_NAME} letters, digits, '.', '_' or '-', starting with a letter or digit, without '..'"
+_NAME = re.compile(r"[^\W_][\w.\-]*")
 
 # Signed-in tokens already looked up: {(database path, token hash): (user, token expiry)}. Every request checks its
 # token, and on the server a DuckDB read after an idle moment costs tens of ms (docs/benchmarks.md), so a known
@@ -41,9 +46,20 @@ def _check_role(role: str) -> None:
         raise InputError(f"unknown role '{role}': use one of {', '.join(ROLES)}", field="role")
 
 
-def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME or name != name.strip():
-        raise InputError(f"a user name is 1-{MAX_NAME} characters without leading or trailing spaces", field="name")
+def check_name(name: str) -> None:
+    """InputError unless `name` follows NAME_RULE. Only new names are checked: users imported or created before
+    the rule keep signing in and can be managed under their old names."""
+    if not isinstance(name, str) or len(name) > MAX_NAME or not _NAME.fullmatch(name) or ".." in name:
+        raise InputError(f"invalid user name {name!r}: use {NAME_RULE}", field="name")
+
+
+def same_name(store: Store, name: str) -> dict | None:
+    """The user whose name equals `name` ignoring case (ADMIN and admin are one name), else None."""
+    folded = name.casefold()
+    for user in store.query("SELECT id, name FROM users"):
+        if user["name"].casefold() == folded:
+            return user
+    return None
 
 
 def get_user(store: Store, name: str, *, with_hash: bool = False) -> dict | None:
@@ -67,10 +83,12 @@ def list_users(store: Store, *, with_hash: bool = False, humans_only: bool = Fal
 
 def add_user(store: Store, name: str, *, role: str, password_hash: str | None, created_by: str) -> dict:
     """Create a human user; an imported annotator of the same name (no password) is upgraded instead."""
-    _check_name(name)
+    check_name(name)
     _check_role(role)
     with store.transaction():
         existing = get_user(store, name, with_hash=True)
+        if existing is None and (other := same_name(store, name)) is not None:
+            raise ConflictError(f"user '{other['name']}' already exists (user names ignore case)")
         if existing is not None:
             if existing["password_hash"] or existing["kind"] == "human":
                 raise ConflictError(f"user '{name}' already exists (use `user passwd` or PATCH /api/users/{name})")

@@ -232,8 +232,11 @@ def engines(user: dict = Depends(require_role("admin"))) -> list[dict]:
 
 @router.get("/models")
 def models(store: Store = Depends(get_store), user: dict = Depends(require_role(*ANYONE))) -> list[dict]:
-    """Registered models and adapters."""
-    return store.query(
+    """Registered models and adapters. Only an admin sees where they are on the server (path, base, run)."""
+    rows = store.query(
         "SELECT id, name, kind, base, path, stage, parent, run_id, snapshot_id, metrics, created_by, "
         "CAST(created_at AS VARCHAR) AS created_at FROM models ORDER BY id"
     )
+    if user["role"] != "admin":
+        rows = [{k: v for k, v in r.items() if k not in ("base", "path", "run_id", "metrics")} for r in rows]
+    return rows

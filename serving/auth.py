@@ -4,7 +4,8 @@
     token, expires_at, user = login(store, "alice", "s3cret")   # AuthError on a wrong name or password
 
 The same message answers an unknown user and a wrong password (no user enumeration), and an unknown
-user costs one argon2 verify too, so timing says little either.
+user costs one argon2 verify too, so timing says little either. Repeated failures lock a name and a client
+address out for a while (LoginThrottle, applied by serving.api_auth before any hashing).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from db import users as user_db
-from db.errors import PrefLabError
+from db.errors import InputError, PrefLabError
 from db.store import Store
 
 DEFAULT_TOKEN_TTL_S = 12 * 3600  # one working day
@@ -65,43 +66,73 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-class _Throttle:
-    """Slows repeated failures per name: after 5 misses in a minute each attempt waits a little longer."""
+class LoginThrottle:
+    """Locks out a sign-in name, and a client address, after too many failures, without ever sleeping.
 
-    def __init__(self):
-        self._fails: dict[str, list[float]] = {}
+    `max_failures` misses for one name within `window_s` lock that name for `lockout_s`; an address gets
+    `address_factor` times as many (an office or a classroom behind one NAT shares an address). A locked
+    attempt is refused before any password hashing (serving.api_auth), so a flood of guesses costs the server
+    almost nothing and other users' requests stay fast. State is in memory: a restart forgets it.
+    """
+
+    MAX_KEYS = 100_000  # bounds the memory a spray of made-up names can take
+
+    def __init__(self, *, max_failures: int = 10, window_s: float = 300, lockout_s: float = 300, address_factor=5):
+        self.max_failures, self.window_s, self.lockout_s = max_failures, window_s, lockout_s
+        self.address_factor = address_factor
+        self._fails: dict[tuple[str, str], list[float]] = {}
+        self._locked: dict[tuple[str, str], float] = {}  # key -> monotonic time the lockout ends
         self._lock = threading.Lock()
 
-    def delay_for(self, name: str) -> float:
+    @staticmethod
+    def _keys(name: str, address: str | None) -> list[tuple[str, str]]:
+        keys = [("name", name.casefold())]
+        if address:
+            keys.append(("address", address))
+        return keys
+
+    def retry_after(self, name: str, address: str | None) -> float:
+        """Seconds until `name` from `address` may try again; 0 when it may now."""
         now = time.monotonic()
         with self._lock:
-            recent = [t for t in self._fails.get(name, []) if now - t < 60]
-            self._fails[name] = recent
-            return 0.0 if len(recent) < 5 else min(0.2 * (len(recent) - 4), 2.0)
+            return max([self._locked.get(key, now) - now for key in self._keys(name, address)] + [0.0])
 
-    def failed(self, name: str) -> None:
+    def failed(self, name: str, address: str | None) -> None:
+        now = time.monotonic()
         with self._lock:
-            self._fails.setdefault(name, []).append(time.monotonic())
+            if len(self._fails) > self.MAX_KEYS:
+                self._prune(now)
+            for key in self._keys(name, address):
+                limit = self.max_failures * (self.address_factor if key[0] == "address" else 1)
+                recent = [t for t in self._fails.get(key, []) if now - t < self.window_s]
+                recent.append(now)
+                if len(recent) >= limit:
+                    self._locked[key] = now + self.lockout_s
+                    self._fails.pop(key, None)
+                else:
+                    self._fails[key] = recent
 
     def succeeded(self, name: str) -> None:
+        """A right password clears the name's misses (not the address's: one good account does not buy an
+        address more guesses at others)."""
         with self._lock:
-            self._fails.pop(name, None)
+            self._fails.pop(("name", name.casefold()), None)
 
-
-_throttle = _Throttle()
+    def _prune(self, now: float) -> None:
+        self._fails = {k: v for k, v in self._fails.items() if v and now - v[-1] < self.window_s}
+        self._locked = {k: t for k, t in self._locked.items() if t > now}
+        if len(self._fails) > self.MAX_KEYS:  # still full: forget the oldest half
+            keep = sorted(self._fails, key=lambda k: self._fails[k][-1])[len(self._fails) // 2 :]
+            self._fails = {k: self._fails[k] for k in keep}
 
 
 def login(store: Store, name: str, password: str, *, ttl_s: int = DEFAULT_TOKEN_TTL_S) -> tuple[str, datetime, dict]:
-    """A new token for `name` if the password matches and the user is enabled; AuthError otherwise."""
-    delay = _throttle.delay_for(name)
-    if delay:
-        time.sleep(delay)
+    """A new token for `name` if the password matches and the user is enabled; AuthError otherwise. Costs one
+    argon2 verify whether or not the user exists. Throttling is the caller's (LoginThrottle)."""
     user = user_db.get_user(store, name, with_hash=True)
     ok = verify_password(user["password_hash"] if user else None, password)
     if not ok or user is None or user["disabled"]:
-        _throttle.failed(name)
         raise AuthError("wrong user name or password (or the account is disabled)")
-    _throttle.succeeded(name)
     token = secrets.token_urlsafe(32)
     expires_at = datetime.now() + timedelta(seconds=ttl_s)
     user_db.add_token(store, token_hash(token), user["id"], expires_at)
@@ -122,8 +153,7 @@ def public_user(user: dict) -> dict:
     return {"id": user["id"], "name": user["name"], "role": user["role"]}
 
 
-def users_with_demo_passwords(store: Store) -> list[str]:
-    """Enabled users whose password is one of DEMO_PASSWORDS or equal to their name (checked by hash)."""
+def _demo_passwords() -> list[str]:
     candidates = list(DEMO_PASSWORDS)
     try:  # whatever `preflab up --demo` hands out is a demo password by definition
         from serving.up import DEMO_USERS
@@ -131,6 +161,24 @@ def users_with_demo_passwords(store: Store) -> list[str]:
         candidates += [pw for _, _, pw in DEMO_USERS if pw not in candidates]
     except ImportError:
         pass
+    return candidates
+
+
+def check_public_password(name: str, password: str) -> None:
+    """InputError if `password` is one a server reachable from other machines refuses: a demo or default
+    password, or the user's own name (ignoring case). The same rule as users_with_demo_passwords at start-up."""
+    weak = {p.casefold() for p in _demo_passwords()} | {name.casefold()}
+    if password.casefold() in weak:
+        raise InputError(
+            "this server listens beyond localhost: choose a password that is not a demo or default one "
+            "and not the user's name",
+            field="password",
+        )
+
+
+def users_with_demo_passwords(store: Store) -> list[str]:
+    """Enabled users whose password is one of DEMO_PASSWORDS or equal to their name (checked by hash)."""
+    candidates = _demo_passwords()
     found = []
     for user in user_db.list_users(store, with_hash=True):
         if user["disabled"] or not user["password_hash"]:

@@ -12,7 +12,8 @@
   `tiny+rag:docs`. The last user message is replaced by the prompt template (background first, then the
   question); the response carries `citations` ([1], [2] -> chunk and document) and, per choice, `cited`.
   When streaming, the citations come in a first chunk with no choices.
-- Keys: once any key exists (`preflab apikey create NAME`), every /v1 call needs `Authorization: Bearer KEY`.
+- Keys: once any key exists (`preflab apikey create NAME`), every /v1 call needs `Authorization: Bearer KEY`;
+  on a server listening beyond localhost, always (create a key first).
 - Errors are OpenAI-shaped: {"error": {"message", "type", "param", "code"}}; 400 bad body, 401 bad key,
   404 unknown model, 502 engine unreachable.
 """
@@ -73,7 +74,7 @@ def _store(request: Request) -> Store:
 
 def _check_key(request: Request) -> None:
     store = _store(request)
-    if not apikeys.keys_required(store):
+    if not apikeys.keys_required(store, public=request.app.state.config.public):
         return
     header = request.headers.get("authorization") or ""
     scheme, _, key = header.partition(" ")

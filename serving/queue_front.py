@@ -93,7 +93,7 @@ class QueueFront:
         self._journaled = 0
         self._job_ms: deque[float] = deque(maxlen=1000)  # the writer's last jobs, for stats()
         self.replayed = journal.replay(store)
-        self._file = open(self.path, "ab") if self.path else None  # noqa: SIM115 (open for the server's life)
+        self._file = journal.open_private(self.path) if self.path else None  # open for the server's life
 
     # ---- the fast path -----------------------------------------------------------------------------
 

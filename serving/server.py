@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import ipaddress
 import json
 import logging
 import os
@@ -20,15 +21,18 @@ import signal
 import sys
 import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from fastapi import FastAPI
+import anyio
+import anyio.to_thread
+from fastapi import FastAPI, Request
 
 from db.errors import PrefLabError
 from db.paths import home
 from db.store import Store
-from serving.deps import install_error_handlers
+from serving.auth import LoginThrottle, user_for_token
+from serving.deps import ApiError, bearer_token, error_response, install_error_handlers, thread_reader
 from serving.queue_front import QueueFront
 
 log = logging.getLogger(__name__)
@@ -42,13 +46,29 @@ PLUGIN_ROUTERS = ("serving.api_runs", "serving.api_arena", "serving.gateway", "s
 class ServerConfig:
     token_ttl_s: int = 12 * 3600  # a sign-in lasts a working day
     lease_s: int = 600  # how long an annotator holds a prompt before it returns to the queue
-    max_upload_mb: int = 2048  # POST /api/import
+    # Request bodies: the largest JSON a client sends is a dataset's guidelines (200,000 characters, up to
+    # ~2.4 MB as escaped JSON) or a long chat for /v1; 8 MiB leaves room and stops a huge body before it is read.
+    max_body_mb: int = 8
+    max_upload_mb: int = 2048  # POST /api/import, the one route allowed more; streamed to disk
+    # Sign-in lockout (serving.auth.LoginThrottle): this many failures for one name within the window lock it for
+    # login_lockout_s; a client address gets 5 times as many (several annotators can share one address).
+    login_max_failures: int = 10
+    login_window_s: int = 300
+    login_lockout_s: int = 300
+    login_concurrency: int = 2  # password checks at once (argon2 takes 64 MiB and ~0.1 s of a CPU each)
+    # Listening beyond localhost (run_server sets it from --host): every new password must pass the demo-password
+    # check, and /v1 needs an API key even while none exists.
+    public: bool = False
 
     def __post_init__(self):
         if self.token_ttl_s <= 0:
             raise PrefLabError("token_ttl_s must be > 0 seconds (e.g. 43200 for 12 hours)")
         if self.lease_s <= 0:
             raise PrefLabError("lease_s must be > 0 seconds (e.g. 600 for 10 minutes)")
+        if self.max_body_mb <= 0 or self.max_upload_mb < self.max_body_mb:
+            raise PrefLabError("max_body_mb must be > 0 and max_upload_mb at least as large (e.g. 8 and 2048)")
+        if min(self.login_max_failures, self.login_window_s, self.login_lockout_s, self.login_concurrency) <= 0:
+            raise PrefLabError("login_max_failures, login_window_s, login_lockout_s and login_concurrency must be > 0")
 
 
 class TimingMiddleware:
@@ -73,6 +93,66 @@ class TimingMiddleware:
             await send(message)
 
         await self.app(scope, receive, timed_send)
+
+
+class BodyTooLargeError(ApiError):
+    """Raised from a request's receive channel once its body passes the limit: FastAPI passes HTTP errors raised
+    while reading the body on to the error handlers, which answer 413 with the JSON error body."""
+
+    def __init__(self, limit: int):
+        super().__init__(413, f"the request body is larger than {limit // 2**20} MiB", field="body")
+
+
+class BodyLimitMiddleware:
+    """413 for a request body over the limit, before it is read: at once when Content-Length says so, else
+    counted as it streams in (chunked bodies) and stopped at the limit. `upload_paths` get `upload_bytes` when
+    `may_upload(scope)` says so (an admin's token: FastAPI reads a body before it checks who sent it, so without
+    this anyone could make the server spool an upload to disk). Plain ASGI like TimingMiddleware."""
+
+    def __init__(
+        self, app, *, max_bytes: int, upload_bytes: int, may_upload, upload_paths: tuple[str, ...] = ("/api/import",)
+    ):
+        self.app, self.max_bytes, self.upload_bytes, self.upload_paths = app, max_bytes, upload_bytes, upload_paths
+        self.may_upload = may_upload
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = self.max_bytes
+        if scope["path"] in self.upload_paths and await anyio.to_thread.run_sync(self.may_upload, scope):
+            limit = self.upload_bytes
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+            return await self._refuse(limit, scope, receive, send)
+        received = 0
+        started = False
+
+        async def counted_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLargeError(limit)
+            return message
+
+        async def tracked_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except BodyTooLargeError:  # read outside FastAPI's body parsing (a streaming handler): answer here
+            if started:
+                raise
+            await self._refuse(limit, scope, receive, send)
+
+    @staticmethod
+    async def _refuse(limit, scope, receive, send):
+        error = BodyTooLargeError(limit)
+        # Connection: close, so the server does not wait to read the rest of a body nobody will use
+        await error_response(413, error.detail, error.field, {"Connection": "close"})(scope, receive, send)
 
 
 def create_app(store: Store, config: ServerConfig | None = None) -> FastAPI:
@@ -103,12 +183,34 @@ def create_app(store: Store, config: ServerConfig | None = None) -> FastAPI:
     store.set_gate(app.state.front.drain)
     install_error_handlers(app)
 
+    config = app.state.config
+    app.state.login_throttle = LoginThrottle(
+        max_failures=config.login_max_failures, window_s=config.login_window_s, lockout_s=config.login_lockout_s
+    )
+    app.state.login_slots = anyio.CapacityLimiter(config.login_concurrency)
+
     app.add_middleware(TimingMiddleware)
 
+    def may_upload(scope) -> bool:
+        user = user_for_token(thread_reader(store), token) if (token := bearer_token(Request(scope))) else None
+        return user is not None and user["role"] == "admin"
+
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=config.max_body_mb * 2**20,
+        upload_bytes=config.max_upload_mb * 2**20,
+        may_upload=may_upload,
+    )
+
     @app.get("/api/health", tags=["server"])
-    def health() -> dict:
-        """Liveness for the CLI and `preflab up`; needs no sign-in. `queue_writer`: submits acknowledged from the
-        journal and how far the database write behind them is (serving.queue_front)."""
+    def health(request: Request) -> dict:
+        """Liveness for the CLI and `preflab up`: {"ok": true}, with no sign-in. An admin's token adds the database
+        path, the pid and `queue_writer`: submits acknowledged from the journal and how far the database write
+        behind them is (serving.queue_front)."""
+        token = bearer_token(request)
+        user = user_for_token(thread_reader(store), token) if token else None
+        if user is None or user["role"] != "admin":
+            return {"ok": True}
         return {"ok": True, "db": store.path, "pid": os.getpid(), "queue_writer": app.state.front.stats()}
 
     for router_module in (api_auth, api_queue, api_data, api_review, api_jobs):
@@ -139,9 +241,19 @@ def state_file() -> Path:
     return home() / "server.json"
 
 
+def is_public(host: str) -> bool:
+    """Whether listening on `host` is reachable from other machines (anything but a loopback address)."""
+    if host in LOCAL_HOSTS:
+        return False
+    try:
+        return not ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name other than localhost
+        return True
+
+
 def check_public_bind(store: Store, host: str) -> None:
     """Refuse to listen beyond this machine while an enabled user has a demo/default password."""
-    if host in LOCAL_HOSTS:
+    if not is_public(host):
         return
     from serving.auth import users_with_demo_passwords
 
@@ -165,10 +277,14 @@ def run_server(db_path: str, *, host: str = "127.0.0.1", port: int = 8000, confi
     # thread waits for the GIL while the event loop or another request's thread holds it, up to the switch
     # interval (5 ms by default). 1 ms keeps a transaction (and so the Store lock) from stretching under load.
     sys.setswitchinterval(0.001)
+    # Files this process creates are its user's alone: DuckDB's write-ahead log (<db>.wal, made anew after each
+    # checkpoint with no way to pass a mode), the journal, exports on their way out. Store.open and the journal
+    # ask for 0600 themselves; the umask covers what they cannot.
+    os.umask(0o077)
     store = Store.open(db_path)
     try:
         check_public_bind(store, host)
-        app = create_app(store, config)
+        app = create_app(store, replace(config or ServerConfig(), public=is_public(host)))
         shown = f"[{host}]" if ":" in host else host
         url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else shown}:{port}"
         path = state_file()
