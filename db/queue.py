@@ -362,12 +362,20 @@ def next_assignment(
     return next_item(store, user_id, dataset_id=dataset_id, lease_s=lease_s, now=now, created_by=created_by)[0]
 
 
-def release(store: Store, user_id: int, assignment_id: int) -> None:
-    """Give a lease back at once (the annotator moved on); its slot returns to the queue."""
+def release(store: Store, user_id: int, assignment_id: int) -> bool:
+    """Give a lease back at once (the annotator moved on); its slot returns to the queue. True if it was leased,
+    False if it was already submitted, released or expired; NotFoundError if the assignment is not the user's
+    (someone else's lease is theirs to keep)."""
     with store._lock:
-        store.con.execute(
-            "UPDATE assignments SET status = 'released' WHERE id = ? AND user_id = ? AND status = 'leased'",
-            [assignment_id, user_id],
+        owner = store._first("SELECT user_id FROM assignments WHERE id = ?", [assignment_id])
+        if owner is None or owner[0] != user_id:
+            raise NotFoundError(f"no assignment {assignment_id} of yours")
+        return bool(
+            store.con.execute(
+                "UPDATE assignments SET status = 'released' WHERE id = ? AND user_id = ? AND status = 'leased' "
+                "RETURNING id",
+                [assignment_id, user_id],
+            ).fetchall()
         )
 
 
@@ -437,6 +445,29 @@ def validate(status: str, ranks: dict | None, order: list[int], skip_reason, fla
 
 
 _NEXT_RANKING = "nextval('seq_rankings')"
+
+
+def write_items(store: Store, ranking_id: int, prompt_id: int, order: list, clean: dict, status: str) -> None:
+    """A human ranking's items (rank and shown position of each answer) and, if submitted, its pairs. In a
+    transaction; `order` is the answer order the annotator saw, `clean` the dense ranks (may be empty)."""
+    if not clean:
+        return
+    c = store.con  # one statement per table: the rows travel as lists, not as 4 or 7 parameters per row
+    c.execute(
+        "INSERT INTO ranking_items (ranking_id, generation_id, rank, position) "
+        "SELECT ?, unnest(?::BIGINT[]), unnest(?::INTEGER[]), unnest(range(?))",
+        [ranking_id, order, [clean[g] for g in order], len(order)],
+    )
+    pairs = ranking_pairs(clean)
+    if pairs and status == "submitted":
+        chosen, rejected, margin, tie = (list(col) for col in zip(*pairs, strict=True))
+        c.execute(
+            "INSERT INTO pairs (ranking_id, prompt_id, chosen_id, rejected_id, margin, is_tie, source) "
+            "SELECT ?, ?, unnest(?::BIGINT[]), unnest(?::BIGINT[]), unnest(?::INTEGER[]), unnest(?::BOOLEAN[]), "
+            "'human'",
+            [ranking_id, prompt_id, chosen, rejected, margin, tie],
+        )
+
 
 # The submitted assignment's prompt: its dataset's state and its count in queue_open (point lookups, constants)
 _PROMPT_STATE = (
@@ -516,21 +547,7 @@ def _submit_in_tx(
         ).fetchall()[0][0]
     except duckdb.ConstraintException:  # UNIQUE (prompt_id, user_id): one ranking per person per prompt
         raise ConflictError(f"you already ranked prompt {prompt_id}") from None
-    if clean:  # one statement per table: the rows travel as lists, not as 4 or 7 parameters per row
-        c.execute(
-            "INSERT INTO ranking_items (ranking_id, generation_id, rank, position) "
-            "SELECT ?, unnest(?::BIGINT[]), unnest(?::INTEGER[]), unnest(range(?))",
-            [ranking_id, order, [clean[g] for g in order], len(order)],
-        )
-        pairs = ranking_pairs(clean)
-        if pairs and status == "submitted":
-            chosen, rejected, margin, tie = (list(col) for col in zip(*pairs, strict=True))
-            c.execute(
-                "INSERT INTO pairs (ranking_id, prompt_id, chosen_id, rejected_id, margin, is_tie, source) "
-                "SELECT ?, ?, unnest(?::BIGINT[]), unnest(?::BIGINT[]), unnest(?::INTEGER[]), unnest(?::BOOLEAN[]), "
-                "'human'",
-                [ranking_id, prompt_id, chosen, rejected, margin, tie],
-            )
+    write_items(store, ranking_id, prompt_id, order, clean, status)
     c.execute("UPDATE assignments SET status = 'done' WHERE id = ?", [assignment_id])
     # keep queue_open in step directly instead of a sync; if nobody else wrote rankings since the last
     # sync, move the mark past ours so the next request has nothing to fold in

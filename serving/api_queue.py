@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
-from db import media, queue
+from db import history, media, queue
 from db.errors import NotFoundError
 from db.store import Store
 from serving.deps import ApiError, get_store, require_role, thread_reader
@@ -22,14 +22,19 @@ router = APIRouter(prefix="/api", tags=["annotation"])
 ANYONE = ("annotator", "reviewer", "admin")
 
 
-class RankingIn(BaseModel):
-    assignment_id: StrictInt
+class RankingChange(BaseModel):
+    """A submit's body without the assignment: the ranking replaces what was stored."""
+
     status: Literal["submitted", "skipped", "flagged"] = "submitted"
     ranks: dict[str, StrictInt] = Field(default_factory=dict, description="generation id -> rank (1 best; ties equal)")
     all_bad: StrictBool = False
     skip_reason: str | None = Field(default=None, max_length=queue.MAX_TEXT)
     flag_reason: str | None = Field(default=None, max_length=queue.MAX_TEXT)
     comment: str | None = Field(default=None, max_length=queue.MAX_TEXT)
+
+
+class RankingIn(RankingChange):
+    assignment_id: StrictInt
     time_on_task_ms: StrictInt | None = Field(default=None, ge=0)
 
 
@@ -188,31 +193,59 @@ def release(
     store: Store = Depends(get_store),
     user: dict = Depends(require_role(*ANYONE)),
 ):
-    """Give your lease back so someone else can take the prompt (and the one leased ahead for you after it)."""
+    """Give your lease back so someone else can take the prompt (and the one leased ahead for you after it).
+    {"ok": true, "released": false} if it was no longer leased; 404 for an assignment that is not yours."""
     front = request.app.state.front
-    held = front.forget(assignment_id, user["id"])
-    queue.release(store, user["id"], assignment_id)
+    held = front.forget(assignment_id, user["id"])  # (remembers only this user's assignments)
+    try:
+        released = queue.release(store, user["id"], assignment_id)
+    except NotFoundError as e:
+        raise ApiError(404, str(e), field="assignment_id") from None
     if held is not None:
         front.release_ahead(user["id"], held.dataset_id)
-    return {"ok": True}
+    return {"ok": True, "released": released}
 
 
 @router.get("/rankings/mine")
 def my_rankings(
-    dataset: str | None = None,
+    dataset: str | None = Query(None, max_length=256),
     limit: int = Query(50, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
     store: Store = Depends(get_store),
     user: dict = Depends(require_role(*ANYONE)),
 ) -> list[dict]:
-    """Your latest rankings (newest first)."""
-    params: list = [user["id"]]
-    where = ""
-    if dataset is not None:
-        where = " AND p.dataset_id = ?"
-        params.append(dataset_id_or_404(store, dataset))
-    return store.query(
-        "SELECT r.id, r.prompt_id, r.status, r.all_bad, r.comment, r.guideline_version, r.time_on_task_ms, "
-        "CAST(r.created_at AS VARCHAR) AS created_at FROM rankings r JOIN prompts p ON p.id = r.prompt_id "
-        f"WHERE r.user_id = ?{where} ORDER BY r.id DESC LIMIT {int(limit)}",  # noqa: S608 (int)
-        params,
-    )
+    """Your rankings from the Rank page, newest first, a page at a time (`limit`, `offset`): each with a snippet
+    of its prompt, its status, when you submitted it and whether you can still change it (`editable`)."""
+    dataset_id = dataset_id_or_404(store, dataset) if dataset is not None else None
+    return history.mine(store, user["id"], dataset_id=dataset_id, limit=limit, offset=offset)
+
+
+def _own_or_refuse(store: Store, user: dict, ranking_id: int) -> None:
+    """404 if there is no such ranking, 403 if it is someone else's."""
+    owner = history.owner_of(store, ranking_id)
+    if owner is None:
+        raise ApiError(404, f"no ranking with id {ranking_id}", field="ranking_id")
+    if owner != user["id"]:
+        raise ApiError(403, f"ranking {ranking_id} is someone else's", field="ranking_id")
+
+
+@router.get("/rankings/{ranking_id}")
+def my_ranking(
+    ranking_id: int, store: Store = Depends(get_store), user: dict = Depends(require_role(*ANYONE))
+) -> dict:
+    """One of your rankings as you saw it: the prompt, the answers in your order (no model names), your ranks."""
+    _own_or_refuse(store, user, ranking_id)
+    return history.own(store, user["id"], ranking_id)
+
+
+@router.put("/rankings/{ranking_id}")
+def change_ranking(
+    ranking_id: int,
+    body: RankingChange,
+    store: Store = Depends(get_store),
+    user: dict = Depends(require_role(*ANYONE)),
+) -> dict:
+    """Change one of your rankings while its prompt is open; its pairs are derived again. 403 for someone
+    else's, 409 once the prompt is closed (k rankings, or adjudicated). Answers like GET /api/rankings/{id}."""
+    _own_or_refuse(store, user, ranking_id)
+    return history.change(store, user["id"], ranking_id, **body.model_dump())

@@ -301,3 +301,91 @@ def test_api_stores_the_ranking_when_the_next_item_fails(store, monkeypatch):
         assert calls and store.scalar("SELECT count(*) FROM rankings WHERE id = ?", [r.json()["ranking_id"]]) == 1
         assert r.json()["next"]["item"]["prompt"]["id"] != item["prompt"]["id"]
         assert r.json()["next"]["progress"] == {"done_today": 1, "remaining": 2}
+
+
+def test_releasing_someone_elses_assignment_is_refused_and_ones_own_works(q):
+    store, ds, prompts, u = q
+    lease = queue.next_assignment(store, ds, u["ann"], now=T0)
+    with pytest.raises(NotFoundError, match="of yours"):
+        queue.release(store, u["bob"], lease["assignment_id"])
+    assert store.scalar("SELECT status FROM assignments WHERE id = ?", [lease["assignment_id"]]) == "leased"
+    with pytest.raises(NotFoundError):
+        queue.release(store, u["bob"], 10**9)
+    assert queue.release(store, u["ann"], lease["assignment_id"]) is True
+    assert store.scalar("SELECT status FROM assignments WHERE id = ?", [lease["assignment_id"]]) == "released"
+    assert queue.release(store, u["ann"], lease["assignment_id"]) is False  # already given back: nothing to do
+
+
+def _pairs(store, rid):
+    rows = store.con.execute(
+        "SELECT chosen_id, rejected_id, margin, is_tie FROM pairs WHERE ranking_id = ? ORDER BY ALL", [rid]
+    ).fetchall()
+    return [tuple(r) for r in rows]
+
+
+def test_changing_ones_own_ranking_rederives_its_pairs_while_the_prompt_is_open(q):
+    from db import history
+
+    store, ds, prompts, u = q  # k = 2
+    lease = queue.next_assignment(store, ds, u["ann"], now=T0)
+    order = lease["answer_order"]
+    rid = queue.submit(store, u["ann"], lease["assignment_id"], status="submitted", ranks=_ranks(lease), now=T0)
+    [row] = history.mine(store, u["ann"])
+    assert row["id"] == rid and row["editable"] and row["snippet"] == "question 0 ¿qué? 東京 🗼"
+    assert history.mine(store, u["bob"]) == []
+
+    reversed_ranks = {str(g): len(order) - i for i, g in enumerate(order)}  # the worst is now the best
+    changed = history.change(store, u["ann"], rid, status="submitted", ranks=reversed_ranks, comment="¡mejor así!")
+    assert [a["id"] for a in changed["answers"]] == order  # still in the order ann saw them
+    assert changed["ranks"] == {g: len(order) - i for i, g in enumerate(order)} and changed["comment"] == "¡mejor así!"
+    expected = sorted(
+        (c, r, m, t) for c, r, m, t in queue.ranking_pairs({g: len(order) - i for i, g in enumerate(order)})
+    )
+    assert _pairs(store, rid) == expected
+    assert store.scalar("SELECT count(*) FROM pairs WHERE ranking_id = ?", [rid]) == 6
+    with pytest.raises(NotFoundError, match="of yours"):
+        history.change(store, u["bob"], rid, status="submitted", ranks=reversed_ranks)
+
+    # bob completes the prompt (k = 2): it is closed, ann's ranking stays as it is
+    b = queue.next_assignment(store, ds, u["bob"], now=T0)
+    assert b["prompt_id"] == lease["prompt_id"]
+    queue.submit(store, u["bob"], b["assignment_id"], status="submitted", ranks=_ranks(b), now=T0)
+    assert history.mine(store, u["ann"])[0]["editable"] is False
+    with pytest.raises(ConflictError, match="closed"):
+        history.change(store, u["ann"], rid, status="skipped", skip_reason="changed my mind")
+    assert _pairs(store, rid) == expected
+
+
+def test_a_skip_turned_into_a_ranking_takes_a_slot(q):
+    from db import history
+
+    store, ds, prompts, u = q  # k = 2
+    a = queue.next_assignment(store, ds, u["ann"], now=T0)
+    rid = queue.submit(store, u["ann"], a["assignment_id"], status="skipped", skip_reason="unsure", now=T0)
+    b = queue.next_assignment(store, ds, u["bob"], now=T0)
+    queue.submit(store, u["bob"], b["assignment_id"], status="submitted", ranks=_ranks(b), now=T0)
+    assert b["prompt_id"] == a["prompt_id"]
+    c = queue.next_assignment(store, ds, u["cat"], now=T0)
+    assert c["prompt_id"] == a["prompt_id"]  # one slot left, cat holds it
+    with pytest.raises(ConflictError, match="slot"):  # ann's skip cannot become a third ranking
+        history.change(store, u["ann"], rid, status="submitted", ranks=_ranks(a), now=T0)
+    queue.release(store, u["cat"], c["assignment_id"])
+    history.change(store, u["ann"], rid, status="submitted", ranks=_ranks(a), now=T0)
+    assert store.scalar("SELECT count(*) FROM pairs WHERE ranking_id = ?", [rid]) == 6
+    # the prompt is complete now: the queue hands cat the next one
+    assert queue.next_assignment(store, ds, u["cat"], now=T0)["prompt_id"] == prompts[1]
+    assert history.mine(store, u["ann"])[0]["editable"] is False
+
+
+def test_a_ranking_turned_into_a_flag_frees_its_slot(q):
+    from db import history
+
+    store, ds, prompts, u = q  # k = 2
+    a = queue.next_assignment(store, ds, u["ann"], now=T0)
+    rid = queue.submit(store, u["ann"], a["assignment_id"], status="submitted", ranks=_ranks(a), now=T0)
+    assert queue.next_assignment(store, ds, u["bob"], now=T0)["prompt_id"] == prompts[0]  # the second slot
+    assert queue.next_assignment(store, ds, u["cat"], now=T0)["prompt_id"] == prompts[1]  # none left on prompt 0
+    queue.release(store, u["cat"], store.scalar("SELECT max(id) FROM assignments"))
+    history.change(store, u["ann"], rid, status="flagged", flag_reason="harmful after all", now=T0)
+    assert store.scalar("SELECT count(*) FROM pairs WHERE ranking_id = ?", [rid]) == 0  # a flag carries no pairs
+    assert queue.next_assignment(store, ds, u["cat"], now=T0)["prompt_id"] == prompts[0]  # ann's slot is free again

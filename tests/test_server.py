@@ -348,3 +348,57 @@ def test_sampling_job_records_failure_and_refuses_bad_requests(env, tmp_path, mo
     assert job["failures"] == 4 and job["answers_stored"] == 0
     assert [j["id"] for j in c.get("/api/sampling-jobs", headers=h["adm"]).json()] == [job["id"]]
     assert c.post(f"/api/sampling-jobs/{job['id']}/cancel", headers=h["adm"]).status_code == 409
+
+
+def test_releasing_someone_elses_assignment_is_refused_with_a_json_error(env):
+    c, store, prompts, h = env
+    item = c.get("/api/queue/next", params={"dataset": "d"}, headers=h["ann"]).json()["item"]
+    r = c.post(f"/api/assignments/{item['assignment_id']}/release", headers=h["bob"])
+    assert r.status_code == 404 and r.json()["error"]["field"] == "assignment_id", r.text
+    assert store.scalar("SELECT status FROM assignments WHERE id = ?", [item["assignment_id"]]) == "leased"
+    r = c.post(f"/api/assignments/{item['assignment_id']}/release", headers=h["ann"])
+    assert r.status_code == 200 and r.json() == {"ok": True, "released": True}, r.text
+    assert store.scalar("SELECT status FROM assignments WHERE id = ?", [item["assignment_id"]]) == "released"
+
+
+def test_my_rankings_are_paged_and_can_be_changed_only_by_me_while_open(env):
+    c, store, prompts, h = env  # k = 2
+    ids = []
+    for _ in range(3):
+        item = c.get("/api/queue/next", params={"dataset": "d"}, headers=h["ann"]).json()["item"]
+        r = c.post(
+            "/api/rankings", headers=h["ann"], json={"assignment_id": item["assignment_id"], "ranks": rank_all(item)}
+        )
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["ranking_id"])
+    page = c.get("/api/rankings/mine", params={"limit": 2}, headers=h["ann"]).json()
+    assert [row["id"] for row in page] == ids[::-1][:2]  # newest first
+    assert page[0]["snippet"].endswith("東京 🗼") and page[0]["editable"] and page[0]["created_at"]
+    older = c.get("/api/rankings/mine", params={"limit": 2, "offset": 2}, headers=h["ann"]).json()
+    assert [row["id"] for row in older] == [ids[0]]
+    assert c.get("/api/rankings/mine", headers=h["bob"]).json() == []
+
+    rid = ids[0]
+    one = c.get(f"/api/rankings/{rid}", headers=h["ann"]).json()
+    assert "secret-model" not in json.dumps(one) and len(one["answers"]) == 4
+    order = [a["id"] for a in one["answers"]]
+    new_ranks = {str(g): 1 for g in order}  # all tied now
+    assert c.get(f"/api/rankings/{rid}", headers=h["bob"]).status_code == 403
+    r = c.put(f"/api/rankings/{rid}", headers=h["bob"], json={"ranks": new_ranks})
+    assert r.status_code == 403 and r.json()["error"]["field"] == "ranking_id", r.text
+    assert c.put("/api/rankings/999999", headers=h["ann"], json={"ranks": new_ranks}).status_code == 404
+    r = c.put(f"/api/rankings/{rid}", headers=h["ann"], json={"ranks": {str(order[0]): 1}})
+    assert r.status_code == 400 and r.json()["error"]["field"].startswith("ranks."), r.text
+    r = c.put(f"/api/rankings/{rid}", headers=h["ann"], json={"ranks": new_ranks, "comment": "todos iguales 🤝"})
+    assert r.status_code == 200, r.text
+    assert r.json()["ranks"] == {str(g): 1 for g in order} and r.json()["comment"] == "todos iguales 🤝"
+    assert store.scalar("SELECT count(*) FROM pairs WHERE ranking_id = ? AND is_tie", [rid]) == 6
+
+    # bob ranks the same prompt: k = 2 reached, the prompt is closed and ann's ranking is final
+    item = c.get("/api/queue/next", params={"dataset": "d"}, headers=h["bob"]).json()["item"]
+    assert item["prompt"]["id"] == one["prompt_id"]
+    c.post("/api/rankings", headers=h["bob"], json={"assignment_id": item["assignment_id"], "ranks": rank_all(item)})
+    r = c.put(f"/api/rankings/{rid}", headers=h["ann"], json={"ranks": {str(g): i + 1 for i, g in enumerate(order)}})
+    assert r.status_code == 409 and "closed" in r.json()["error"]["message"], r.text
+    assert store.scalar("SELECT count(*) FROM pairs WHERE ranking_id = ? AND is_tie", [rid]) == 6
+    assert c.get(f"/api/rankings/{rid}", headers=h["ann"]).json()["editable"] is False
