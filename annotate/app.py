@@ -2,7 +2,7 @@
 
     preflab ui --server http://127.0.0.1:8000      # runs `streamlit run annotate/entry/app.py`, which calls main()
 
-Navigation by role (st.navigation): annotator -> Rank (+ Arena); reviewer -> + Review; admin -> + Data,
+Navigation by role (st.navigation): annotator -> Rank, My rankings (+ Arena); reviewer -> + Review; admin -> + Data,
 Admin (+ Training, Loop); Leaderboard, when the arena is installed, for everyone logged in. Pages written by
 other areas (pages/training.py, pages/arena.py, pages/leaderboard.py, pages/loop.py) join the menu when their
 file exists. The app talks only to the server (annotate.client); it never opens the database.
@@ -10,6 +10,9 @@ file exists. The app talks only to the server (annotate.client); it never opens 
 Why the entry script lives in annotate/entry/ and not here: Streamlit treats a folder named `pages/` beside
 the entry script as an old-style multipage app and then serves every file in it by URL (/admin, /data) to
 anyone, before the entry script's role checks run. Each page also checks the role itself (`require_role`).
+
+A reload (F5) keeps the sign-in: the token is also kept in a cookie (annotate.client, "the sign-in cookie"), read
+once when a session starts and checked with GET /api/me; logging out clears it and ends the token on the server.
 """
 
 from __future__ import annotations
@@ -19,7 +22,21 @@ from pathlib import Path
 
 import streamlit as st
 
-from annotate.client import AUTH_KEY, FLASH_KEY, ApiError, current_user, get_client, server_url
+from annotate.client import (
+    AUTH_KEY,
+    COOKIE_CHECKED,
+    FLASH_KEY,
+    ApiError,
+    current_user,
+    forget_sign_in,
+    get_client,
+    read_cookie,
+    remember_sign_in,
+    restore_sign_in,
+    server_url,
+    write_cookie,
+)
+from annotate.render import safe_markdown
 
 PAGES = Path(__file__).parent / "pages"
 ROLE_LABELS = {"annotator": "Annotator", "reviewer": "Reviewer", "admin": "Admin"}
@@ -34,8 +51,9 @@ def _page(file: str, title: str, icon: str, *, default: bool = False) -> st.Page
 def _login() -> None:
     st.write("")
     _, middle, _ = st.columns([1, 1.1, 1])
+    write_cookie()  # below the form (a logout clears the cookie here)
     with middle:
-        st.title("⚖️ PrefLab")
+        st.title("⚖️ PrefLab", anchor=False)
         st.caption("Rank model answers. Your judgements teach the next model.")
         flash = st.session_state.pop(FLASH_KEY, None)
         if flash:
@@ -56,17 +74,19 @@ def _login() -> None:
                 st.error(f"Could not log in: {e}", icon=":material/lock:")
                 st.stop()
             st.session_state[AUTH_KEY] = auth
+            remember_sign_in(auth)
             st.session_state.pop("login_password", None)
             st.rerun()
         st.caption(f"Server: `{server_url()}`")
 
 
 def _logout() -> None:
-    get_client().logout()
-    keep = {FLASH_KEY}
+    get_client().logout()  # ends the token on the server too, so the cookie's copy is useless from here on
+    keep = {FLASH_KEY, COOKIE_CHECKED}  # the cookie this session started with is not read again
     for key in list(st.session_state.keys()):
         if key not in keep:
             del st.session_state[key]
+    forget_sign_in()
 
 
 def _expired(auth: dict) -> bool:
@@ -84,8 +104,9 @@ def _expired(auth: dict) -> bool:
 
 def _sidebar(user: dict) -> None:
     with st.sidebar:
-        st.markdown(f"**{user['name']}**  \n{ROLE_LABELS.get(user['role'], user['role'])}")
+        st.markdown(f"**{safe_markdown(user['name'])}**  \n{ROLE_LABELS.get(user['role'], user['role'])}")
         st.button("Log out", key="logout", icon=":material/logout:", on_click=_logout, width="stretch")
+        write_cookie()
 
 
 def _pages_for(role: str) -> dict[str, list[st.Page]]:
@@ -93,6 +114,7 @@ def _pages_for(role: str) -> dict[str, list[st.Page]]:
         "Annotate": [
             _page("rank.py", "Rank", ":material/format_list_numbered:", default=True),
             _page("arena.py", "Arena", ":material/swords:"),
+            _page("history.py", "My rankings", ":material/history:"),
         ],
         "Review": [_page("review.py", "Review", ":material/rule:")] if role in ("reviewer", "admin") else [],
         "Manage": [
@@ -111,10 +133,17 @@ def _pages_for(role: str) -> dict[str, list[st.Page]]:
 def main() -> None:
     """Streamlit entry: the login page, or the pages of the logged-in user's role."""
     st.set_page_config(page_title="PrefLab", page_icon="⚖️", layout="wide", initial_sidebar_state="expanded")
+    if AUTH_KEY not in st.session_state and not st.session_state.get(COOKIE_CHECKED):
+        st.session_state[COOKIE_CHECKED] = True  # a fresh session (a reload): sign in again from the cookie
+        token = read_cookie()
+        restored = restore_sign_in(token) if token else None
+        if restored:
+            st.session_state[AUTH_KEY] = restored
     auth = st.session_state.get(AUTH_KEY)
     if auth and _expired(auth):
         st.session_state.pop(AUTH_KEY, None)
         st.session_state[FLASH_KEY] = "Your session has expired. Please log in again."
+        forget_sign_in()
     user = current_user()
     if user is None:  # the arena leaderboard needs a login too (its API does), so: the login page only
         login = st.Page(_login, title="Log in", icon=":material/login:", url_path="login", default=True)

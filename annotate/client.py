@@ -2,6 +2,7 @@
 
     from annotate.client import get_client, ApiError
     client = get_client()                 # one per Streamlit session; the token lives in st.session_state
+                                          # (and in a cookie, so a reload keeps the sign-in)
     item = client.queue_next("oasst")     # {"item": {...} | None, "progress": {...}}
 
 Each API call is one method. A failed call raises ApiError carrying the server's
@@ -11,9 +12,12 @@ means the session expired: `get_client()` wires that to "log out and show the lo
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -183,6 +187,36 @@ class Client:
         """Give a lease back (the annotator moved to another dataset): the prompt returns to the queue now."""
         return self.post(f"/api/assignments/{assignment_id}/release")
 
+    def my_rankings(self, *, limit: int = 20, offset: int = 0, dataset: str | None = None) -> list[dict]:
+        """Your rankings, newest first: [{id, prompt_id, dataset, status, snippet, created_at, editable, ...}]."""
+        return self.get("/api/rankings/mine", limit=limit, offset=offset, dataset=dataset)
+
+    def my_ranking(self, ranking_id: int) -> dict:
+        """One of your rankings as you saw it: {prompt, answers (your order), ranks, status, editable, ...}."""
+        return self.get(f"/api/rankings/{ranking_id}")
+
+    def change_ranking(
+        self,
+        ranking_id: int,
+        *,
+        status: str = "submitted",
+        ranks: dict[int, int] | None = None,
+        all_bad: bool = False,
+        skip_reason: str | None = None,
+        flag_reason: str | None = None,
+        comment: str | None = None,
+    ) -> dict:
+        """Change one of your rankings while its prompt is open (PUT /api/rankings/{id}); -> my_ranking's shape."""
+        payload = {
+            "status": status,
+            "ranks": {str(g): int(r) for g, r in (ranks or {}).items()},
+            "all_bad": all_bad,
+            "skip_reason": skip_reason or None,
+            "flag_reason": flag_reason or None,
+            "comment": comment or None,
+        }
+        return self.request("PUT", f"/api/rankings/{ranking_id}", json=payload).json()
+
     def asset(self, prompt_id: int, index: int) -> bytes:
         """The bytes of a prompt's asset (the image of a visual question)."""
         return self.request("GET", f"/api/prompts/{prompt_id}/assets/{index}").content
@@ -246,7 +280,7 @@ class Client:
 
     def update_user(self, name: str, **fields) -> dict:
         """fields: role, disabled, password."""
-        return self.patch(f"/api/users/{name}", fields)
+        return self.patch(f"/api/users/{quote(name, safe='')}", fields)  # an older name may hold a '/'
 
     # ---- engines, models and sampling -------------------------------------------------------------
 
@@ -292,7 +326,85 @@ def _expire_session(error: SessionExpiredError) -> None:
 
     st.session_state.pop(AUTH_KEY, None)
     st.session_state[FLASH_KEY] = "Your session has expired. Please log in again."
+    forget_sign_in()
     st.rerun()
+
+
+# ---- the sign-in cookie: a reload (F5) keeps you signed in ------------------------------------------------
+#
+# A reload starts a new Streamlit session with empty session state; the browser's cookies come with it
+# (st.context.cookies, read-only). The token is written to a cookie by a small script in the page, since Streamlit
+# cannot set one itself: SameSite=Strict, Secure over https, expiring with the token. It is never put in a URL.
+# The API reads only the Authorization header, never this cookie, so the cookie adds no cross-site request risk.
+
+COOKIE = "preflab_session"
+COOKIE_KEY = "auth_cookie"  # st.session_state: (token, max-age seconds) to write, or (None, 0) to clear
+COOKIE_CHECKED = "auth_cookie_checked"  # the cookie was read once this session (it does not change until a reload)
+
+
+def cookie_script(token: str | None, max_age_s: int) -> str:
+    """A <script> that sets the sign-in cookie to `token` for `max_age_s` seconds, or clears it (token None)."""
+    value = json.dumps(token or "").replace("<", "\\u003c")  # a JS string literal that cannot end the script
+    age = max(0, int(max_age_s)) if token else 0
+    return (
+        "<script>(function(){var secure=location.protocol==='https:'?'; Secure':'';"
+        f"document.cookie='{COOKIE}='+encodeURIComponent({value})+'; Max-Age={age}; Path=/; SameSite=Strict'+secure;"
+        "})();</script>"
+    )
+
+
+def remember_sign_in(auth: dict) -> None:
+    """After a login: write the cookie on the next page render, expiring when the token does."""
+    import streamlit as st
+
+    max_age = 12 * 3600  # the server's default token lifetime, if its expiry cannot be read
+    raw = auth.get("expires_at")
+    if raw:
+        try:
+            expires = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+            now = datetime.now(expires.tzinfo) if expires.tzinfo else datetime.now()
+            max_age = int((expires - now).total_seconds())
+        except ValueError:
+            pass
+    if max_age > 0:
+        st.session_state[COOKIE_KEY] = (auth["token"], max_age)
+
+
+def forget_sign_in() -> None:
+    """Clear the cookie on the next page render (log out, expired or refused token)."""
+    import streamlit as st
+
+    st.session_state[COOKIE_KEY] = (None, 0)
+
+
+def write_cookie() -> None:
+    """Render the pending cookie change, if any (an invisible script element)."""
+    import streamlit as st
+
+    pending = st.session_state.pop(COOKIE_KEY, None)
+    if pending is not None:
+        st.html(cookie_script(*pending), unsafe_allow_javascript=True)
+
+
+def read_cookie() -> str | None:
+    """The token in the sign-in cookie the browser sent when this session started, if any."""
+    import streamlit as st
+
+    return st.context.cookies.get(COOKIE) or None
+
+
+def restore_sign_in(token: str) -> dict | None:
+    """A token from the cookie, checked with GET /api/me: the session's auth dict, or None (and the cookie is
+    cleared) if the server refuses it. An unreachable server keeps the cookie for the next try."""
+    client = Client(server_url(), token=token, http=_shared_http())
+    try:
+        user = client.me()
+    except SessionExpiredError:
+        forget_sign_in()
+        return None
+    except ApiError:
+        return None
+    return {"token": token, "expires_at": None, "user": user}
 
 
 def get_client() -> Client:

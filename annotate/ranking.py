@@ -4,7 +4,7 @@
 
 Equal ranks are ties. Widget keys are `{prefix}_{position}` (position = where the answer is shown), so a new
 item gets fresh widgets and tests can drive them. `typed_order_box` lets a keyboard user type "2 > 1 = 3 > 4"
-and sets the pickers from it.
+and sets the pickers from it; `number_keys` lets them press a digit to rank the answer whose picker has focus.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def answer_cards(answers: list[dict], *, prefix: str, extra: dict[int, str] | No
             answer = answers[pos]
             with col, st.container(border=True, key=f"{prefix}_card_{pos}"):
                 head, picker = st.columns([1, 1.6], vertical_alignment="center")
-                head.markdown(f"##### {label(pos)}")
+                head.markdown(f"**{label(pos)}**")  # not a markdown heading: its link anchor would be a tab stop
                 ranks[answer["id"]] = picker.segmented_control(
                     f"Rank for {label(pos)}",
                     list(range(1, k + 1)),
@@ -115,3 +115,32 @@ def typed_order_box(prefix: str, k: int) -> None:
     error = st.session_state.pop(f"{box_key}_error", None)
     if error:
         st.error(error)
+
+
+# Pressing a digit while focus is inside an answer's card (its rank picker) picks that rank. Streamlit has no key
+# events, so a few lines of script in the page do it by clicking the picker's button, as a mouse would; keys typed
+# into text boxes are left alone. Installed once per browser tab.
+_NUMBER_KEYS_JS = """<script>(function () {
+  if (window.__preflabNumberKeys) return;
+  window.__preflabNumberKeys = true;
+  document.addEventListener("keydown", function (e) {
+    if (e.ctrlKey || e.metaKey || e.altKey || e.repeat || !/^[1-9]$/.test(e.key)) return;
+    var target = e.target;
+    if (!target || !target.closest || target.closest("input, textarea, select, [contenteditable]")) return;
+    var card = target.closest("[class*='st-key-'][class*='_card_']");
+    var group = card && card.querySelector("[role='radiogroup']");
+    if (!group) return;
+    var button = Array.prototype.find.call(group.querySelectorAll("button"), function (b) {
+      return b.textContent.trim() === e.key;
+    });
+    if (!button) return;
+    e.preventDefault();
+    if (button.getAttribute("aria-checked") !== "true") button.click();  // a second click would clear the rank
+    button.focus();
+  }, true);
+})();</script>"""
+
+
+def number_keys() -> None:
+    """Digit keys rank the focused answer (Tab to an answer's picker, press 1-K)."""
+    st.html(_NUMBER_KEYS_JS, unsafe_allow_javascript=True)

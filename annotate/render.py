@@ -5,8 +5,9 @@
 
 Streamlit's st.markdown (unsafe_allow_html=False, never changed here) already refuses to run HTML; on top of
 that `safe_markdown` turns "<" into an entity outside code, so a <script> or <img onerror> in an answer is
-shown to the annotator as the literal text the model wrote (they may need to judge it), and "$" is escaped so
-prices are not swallowed by Streamlit's LaTeX. Code blocks and inline code are left untouched: there markdown
+shown to the annotator as the literal text the model wrote (they may need to judge it), "$" is escaped so
+prices are not swallowed by Streamlit's LaTeX, and a markdown image becomes a link, so showing a text never makes
+the browser fetch a URL from elsewhere. Code blocks and inline code are left untouched: there markdown
 shows every character as written.
 """
 
@@ -38,7 +39,19 @@ def _escape_text(text: str) -> str:
 
 def _escape_plain(text: str) -> str:
     text = text.replace("<", "&lt;")
+    text = _unimage(text)
     return re.sub(r"(?<!\\)\$", r"\\$", text)
+
+
+# ![alt](url) and ![alt][ref]: the browser would fetch the URL as soon as the text is shown (a tracking pixel in a
+# model answer or a comment tells its owner who read it, and when). Shown as a link to click instead.
+_IMAGE = re.compile(r"!\[([^\[\]\n]*)\]")
+
+
+def _unimage(text: str) -> str:
+    """Every markdown image becomes a link: `![cat](u)` -> `[🖼 cat](u)`; any other `![` loses its image meaning."""
+    text = _IMAGE.sub(lambda m: f"[🖼 {m.group(1).strip() or 'image'}]", text)
+    return text.replace("![", "!\\[")
 
 
 def safe_markdown(text: str | None) -> str:

@@ -322,6 +322,11 @@ def test_users_named_before_the_rule_still_sign_in_and_are_managed(client, app_s
     adm = signed_in(client, "adm")
     r = client.patch("/api/users/..%2Fold%20user", headers=adm, json={"role": "reviewer"})
     assert r.status_code == 200 and r.json()["name"] == "../old user" and r.json()["role"] == "reviewer"
+    # the Admin page's client quotes the name, so it manages such a user too
+    from annotate.client import Client
+
+    ui = Client("http://testserver", token=adm["Authorization"].split()[1], http=client)
+    assert ui.update_user("../old user", role="annotator")["role"] == "annotator"
 
 
 def test_user_cli_refuses_a_bad_name_in_one_line(run_cli, store):

@@ -235,3 +235,55 @@ def test_every_page_renders_for_its_role(app_url, browser):
         assert page.get_by_role("link", name="Admin").count() == 0
         assert page.get_by_role("link", name="Review").count() == 0
     page.close()
+
+
+def test_reload_keeps_the_sign_in_number_keys_rank_and_popovers_close(app_url, browser):
+    url, server = app_url
+    page = open_logged_in(browser, url, "ann2")
+    settle(page)
+    cookies = {c["name"]: c for c in page.context.cookies()}
+    assert cookies["preflab_session"]["sameSite"] == "Strict" and cookies["preflab_session"]["expires"] > time.time()
+    assert cookies["preflab_session"]["value"] not in page.url
+
+    # F5: a new Streamlit session, signed in again from the cookie
+    page.reload(wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Rank answers").wait_for()
+    assert page.get_by_label("User name").count() == 0
+    page.get_by_text("Say hello in Chinese and Spanish").wait_for()
+
+    # headings carry no link anchor a Tab would stop at
+    settle(page)
+    assert page.locator("h1 a[href^='#'], h2 a[href^='#'], h3 a[href^='#'], h5 a[href^='#']").count() == 0
+
+    # a digit ranks the answer whose picker has focus
+    page.get_by_role("radiogroup", name="Rank for Answer 1").get_by_role("radio", name="1", exact=True).focus()
+    page.keyboard.press("3")
+    page.get_by_text("Your order: Answer 1", exact=False).wait_for()
+    page.get_by_role("radiogroup", name="Rank for Answer 2").get_by_role("radio", name="1", exact=True).focus()
+    page.keyboard.press("2")
+    page.get_by_text("Answer 2 > Answer 1").wait_for()
+
+    # skip from the popover: the next prompt arrives with the popover closed
+    page.get_by_role("button", name="Skip").first.click()
+    page.get_by_text("Why skip?").wait_for()
+    page.get_by_role("button", name="Skip this prompt").click()
+    page.get_by_text("Say hello in Chinese and Spanish").wait_for(state="detached")
+    page.get_by_role("button", name="Submit ranking").wait_for()
+    settle(page)
+    assert not page.get_by_text("Why skip?").is_visible()
+    assert not page.get_by_text("What is wrong?").is_visible()
+    notice = page.get_by_text("Skipped").first  # the badge under the title (after its icon), clear of the counters
+    notice.wait_for()
+    notice = notice.bounding_box()
+    counters = page.get_by_text("Left in queue").first.bounding_box()
+    assert notice["x"] + notice["width"] < counters["x"]
+    shot(page, "rank-after-skip")
+
+    # logging out clears the cookie: a reload shows the login page
+    page.get_by_role("button", name="Log out").click()
+    page.get_by_label("User name").wait_for()
+    settle(page)
+    assert "preflab_session" not in {c["name"] for c in page.context.cookies()}
+    page.reload(wait_until="domcontentloaded")
+    page.get_by_label("User name").wait_for()
+    page.close()

@@ -446,7 +446,7 @@ def test_an_empty_queue_shows_all_done(server):
     at = login("ann")
     at.selectbox(key="rank_dataset").set_value("zz-empty").run()
     assert at.session_state["rank_queue"]["item"] is None
-    assert any("All done for now" in m.value for m in at.markdown)
+    assert any("All done for now" in h.value for h in at.subheader)  # a heading without a link anchor
     assert at.button(key="rank_refresh") is not None
 
 
@@ -563,3 +563,135 @@ def test_engines_tab_offers_registered_adapters_to_serve(server):
     at.button(key="admin_serve_submit").click().run()
     # the folder is gone: one clear refusal from the server, no engine started
     assert any("not a PEFT adapter folder" in e.value for e in at.error), [e.value for e in at.error]
+
+
+# ---- sign-in cookie, remote images, headings, notices, my rankings --------------------------------------------
+
+
+def _cookie_scripts(at: AppTest) -> list[str]:
+    return [h.value for h in at.html if "preflab_session=" in h.value]
+
+
+def test_a_reload_signs_in_again_from_the_cookie_and_logout_clears_it(server, monkeypatch):
+    at = login("ann")
+    [script] = _cookie_scripts(at)  # the login writes the token to a cookie, expiring with it
+    token = at.session_state["auth"]["token"]
+    assert token in script and "SameSite=Strict" in script and "Max-Age=0" not in script
+    assert "Max-Age=" in script and "location.protocol==='https:'?'; Secure'" in script
+
+    # a reload is a new session whose only memory is the cookie the browser sends
+    monkeypatch.setattr("annotate.app.read_cookie", lambda: token)
+    again = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not again.exception, again.exception
+    assert again.session_state["auth"]["user"]["name"] == "ann"
+    assert [t.value for t in again.title] == ["Rank answers"]
+
+    again.button(key="logout").click().run()
+    assert "auth" not in again.session_state
+    assert any("Max-Age=0" in s for s in _cookie_scripts(again))  # the cookie is cleared
+    assert httpx.get(f"{server.url}/api/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    again.run()  # the session still carries the old cookie: it is not used again
+    assert "auth" not in again.session_state
+
+    # a cookie whose token the server refuses shows the login page and is cleared
+    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert "auth" not in fresh.session_state and fresh.text_input(key="login_name") is not None
+    assert any("Max-Age=0" in s for s in _cookie_scripts(fresh))
+
+
+def test_markdown_images_from_outside_are_links_and_never_loaded():
+    from markdown_it import MarkdownIt
+
+    from annotate.render import safe_markdown
+
+    md = MarkdownIt("commonmark")
+    texts_in = [
+        "Mira: ![gato](https://tracker.example/p.gif?u=ann) 🐱",
+        "![](https://tracker.example/empty.png)",
+        "![ref][r]\n\n[r]: https://tracker.example/ref.png",
+        "![a [nested] alt](https://tracker.example/n.png)",
+        "\\\\![escaped backslash](https://tracker.example/b.png)",
+        "[![badge](https://tracker.example/badge.svg)](https://example.org)",
+    ]
+    for text in texts_in:
+        html = md.render(safe_markdown(text))
+        assert "<img" not in html, (text, html)
+    assert md.render(safe_markdown(texts_in[0])).count('<a href="https://tracker.example/p.gif?u=ann">🖼 gato</a>') == 1
+    assert "```\n![keep](x.png)\n```" in safe_markdown("```\n![keep](x.png)\n```")  # code shows as written
+
+
+def test_rank_page_headings_have_no_anchor_links_and_the_saved_notice_is_no_toast(server):
+    who = _own_dataset(server, "kai", "ui-keys")
+    at = login("kai", who["password"])
+    at.selectbox(key="rank_dataset").set_value("ui-keys").run()
+    headings = list(at.title) + list(at.header) + list(at.subheader)
+    assert headings and all(h.proto.hide_anchor for h in headings), [(h.value, h.proto.hide_anchor) for h in headings]
+    assert not [m.value for m in at.markdown if m.value.lstrip().startswith("#")]  # markdown headings get anchors
+    item = at.session_state["rank_queue"]["item"]
+    aid = item["assignment_id"]
+    for pos in range(len(item["answers"])):
+        at.segmented_control(key=f"rank_{aid}_{pos}").set_value(pos + 1)
+    at.button(key="rank_submit").click().run()
+    assert not at.exception, at.exception
+    assert not at.toast, [t.value for t in at.toast]  # a toast would cover the progress counters
+    assert any("Ranking saved" in m.value for m in at.markdown), texts(at)
+    assert all(h.proto.hide_anchor for h in at.subheader)  # "All done for now" too
+
+
+def _own_dataset(server, user: str, dataset: str, *, k: int = 3) -> dict:
+    """A user of our own with a dataset of our own (one prompt, three answers, k annotators), so a test does not
+    depend on what earlier tests ranked: {"password", "head"} (the user's API headers)."""
+    from argon2 import PasswordHasher
+
+    from db import queue
+    from db.hashing import prompt_hash, text_hash
+    from db.store import Batch
+
+    store, password = server.store, f"{user}-secret-1"
+    hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    users.add_user(store, user, role="annotator", password_hash=hasher.hash(password), created_by="test")
+    messages = [{"role": "user", "content": "¿Qué hora es en Tokio? 東京 🕰️"}]
+    key = prompt_hash(messages)
+    batch = Batch(prompts=[{"key": key, "messages": json.dumps(messages, ensure_ascii=False)}])
+    batch.generations = [{"prompt_key": key, "gen_key": text_hash(t), "text": t} for t in ("Las 9.", "No sé.", "9 AM")]
+    store.write_batch(dataset, batch, created_by="test")
+    queue.update_dataset(store, dataset, k=k)
+    token = httpx.post(f"{server.url}/api/auth/login", json={"name": user, "password": password}, timeout=30)
+    return {"password": password, "head": {"Authorization": f"Bearer {token.json()['token']}"}}
+
+
+def _history_fixture(server) -> tuple[int, list[int]]:
+    """User hana and one open prompt (k = 3) she ranked 1, 2, 3 in the order shown: (ranking id, that order)."""
+    who = _own_dataset(server, "hana", "ui-history")
+    with httpx.Client(base_url=server.url, timeout=30, headers=who["head"]) as api:
+        item = api.get("/api/queue/next", params={"dataset": "ui-history"}).json()["item"]
+        order = [a["id"] for a in item["answers"]]
+        body = {"assignment_id": item["assignment_id"], "ranks": {str(g): i + 1 for i, g in enumerate(order)}}
+        r = api.post("/api/rankings", json=body)
+        assert r.status_code == 201, r.text
+    return r.json()["ranking_id"], order
+
+
+def test_my_rankings_lists_mine_and_changes_one_while_its_prompt_is_open(server):
+    rid, order = _history_fixture(server)
+    at = login("hana", "hana-secret-1")
+    at.switch_page("../pages/history.py").run()
+    assert not at.exception, at.exception
+    assert [t.value for t in at.title] == ["My rankings"]
+    assert "¿Qué hora es en Tokio? 東京 🕰️" in texts(at)
+    at.button(key=f"history_open_{rid}").click().run()
+    assert not at.exception, at.exception
+    # the answers come in hana's own order, with her ranks in the pickers
+    assert [at.segmented_control(key=f"history_{rid}_{pos}").value for pos in range(3)] == [1, 2, 3]
+    at.segmented_control(key=f"history_{rid}_2").set_value(1).run()  # Answer 3 ties for best
+    at.text_input(key=f"history_{rid}_comment").input("3 también vale 👍")
+    at.button(key="history_save").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert any(f"Ranking {rid} changed" in s.value for s in at.success)
+    rows = server.store.query("SELECT generation_id, rank FROM ranking_items WHERE ranking_id = ?", [rid])
+    stored = {row["generation_id"]: row["rank"] for row in rows}
+    assert stored == {order[0]: 1, order[1]: 2, order[2]: 1}
+    assert server.store.scalar("SELECT comment FROM rankings WHERE id = ?", [rid]) == "3 también vale 👍"
+    pairs = server.store.query("SELECT chosen_id, rejected_id, is_tie FROM pairs WHERE ranking_id = ?", [rid])
+    assert len(pairs) == 3 and sum(p["is_tie"] for p in pairs) == 1

@@ -117,7 +117,10 @@ def seed_visual(store: Store, image: Path) -> None:
     """VISUAL_DATASET: one visual question whose image the server serves from `image`."""
     from PIL import Image
 
+    from db import media
+
     Image.new("RGB", (64, 48), (79, 70, 229)).save(image)
+    image, _ = media.keep(image, media.media_dir(store))  # where an import keeps it: the server serves only those
     messages = [{"role": "user", "content": "What colour is this image? 🎨"}]
     key = prompt_hash(messages)
     batch = Batch(prompts=[{"key": key, "messages": _json(messages), "assets": _json([str(image)])}])

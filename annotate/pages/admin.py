@@ -20,7 +20,7 @@ ACTIVE = ("queued", "running")
 require_role("admin")
 client = get_client()
 me = current_user() or {}
-st.title("Admin")
+st.title("Admin", anchor=False)
 
 users_tab, datasets_tab, sampling_tab, engines_tab = st.tabs(["Users", "Datasets", "Sampling jobs", "Engines"])
 

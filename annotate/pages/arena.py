@@ -32,7 +32,7 @@ def new_battle() -> None:
     st.session_state.arena_reveal = None
 
 
-st.title("Arena")
+st.title("Arena", anchor=False)
 st.caption(
     "Two anonymous models answer the same question. Vote for the better answer; the names are revealed "
     "after your vote."

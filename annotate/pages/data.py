@@ -37,7 +37,7 @@ ALL = "(all datasets)"
 
 require_role("admin")
 client = get_client()
-st.title("Data")
+st.title("Data", anchor=False)
 
 try:
     datasets = client.datasets()

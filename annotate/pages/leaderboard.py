@@ -13,7 +13,7 @@ from annotate.client import ApiError, get_client
 require_role("annotator", "reviewer", "admin")
 client = get_client()
 
-st.title("Leaderboard")
+st.title("Leaderboard", anchor=False)
 exclude = st.toggle("Leave out battles where an answer named a model (identity leak)", key="lb_exclude")
 try:
     board = client.get("/api/arena/leaderboard", exclude_flagged=str(exclude).lower(), bootstrap_rounds=1000)
@@ -58,7 +58,7 @@ st.dataframe(
     },
 )
 
-st.subheader("Win rate", divider="gray")
+st.subheader("Win rate", divider="gray", anchor=False)
 st.caption(
     "Row model's share of its games against the column model (ties count half); the label is the number "
     "of votes between them."

@@ -15,7 +15,7 @@ from annotate.client import ApiError, get_client
 
 require_role("admin")
 client = get_client()
-st.title("Run the loop")
+st.title("Run the loop", anchor=False)
 st.caption(
     "Sample answers from the current policy, rank them with synthetic annotators (keyword first, then "
     "shorter), train over LoRA, and compare the new adapter with its parent in a blind arena on held-out "

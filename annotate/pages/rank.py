@@ -1,8 +1,8 @@
 """Rank: one prompt, its K answers (labelled Answer 1..K in this annotator's stored order), a rank each.
 
 The item comes from GET /api/queue/next and is kept in session state, so clicking rank pickers never goes
-back to the server; submitting (POST /api/rankings) returns the next item, shown at once. Time on task runs
-from the moment an item is first shown to the submit.
+back to the server; submitting (POST /api/rankings) returns the next item, shown at once, with a badge under
+the title saying what was saved. Time on task runs from the moment an item is first shown to the submit.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import streamlit as st
 
 from annotate.app import require_role
 from annotate.client import ApiError, get_client
-from annotate.ranking import answer_cards, preview_line, typed_order_box
+from annotate.ranking import answer_cards, number_keys, preview_line, typed_order_box
 from annotate.render import dense_ranks, safe_markdown, show_conversation
 
 SKIP_REASONS = [
@@ -44,11 +44,11 @@ def _load(dataset: str | None) -> None:
     st.session_state.rank_queue = {"dataset": dataset, **client.queue_next(dataset)}
 
 
-def _accept(response: dict, dataset: str | None, toast: str) -> None:
-    """After a submit: the response carries the next item; show it at once."""
+def _accept(response: dict, dataset: str | None, notice: str) -> None:
+    """After a submit: the response carries the next item; show it at once, with a word on what was saved."""
     nxt = response.get("next") or client.queue_next(dataset)
     st.session_state.rank_queue = {"dataset": dataset, **nxt}
-    st.session_state.rank_toast = toast
+    st.session_state.rank_notice = ((nxt.get("item") or {}).get("assignment_id"), notice)
     st.rerun()
 
 
@@ -63,7 +63,7 @@ if "rank_datasets" not in st.session_state:
 names: list[str] = st.session_state.rank_datasets
 
 title_col, ds_col, done_col, left_col = st.columns([3, 2, 1, 1], vertical_alignment="bottom")
-title_col.title("Rank answers")
+title_col.title("Rank answers", anchor=False)
 if not names:
     st.info("There is nothing to rank yet: no dataset exists. An admin can import prompts on the Data page.")
     st.stop()
@@ -71,6 +71,7 @@ dataset = ds_col.selectbox("Dataset", names, key="rank_dataset") if len(names) >
 
 queue = st.session_state.rank_queue
 if queue is None or queue.get("dataset") != dataset:
+    st.session_state.pop("rank_notice", None)
     held = (queue or {}).get("item")
     if held:  # switching datasets: hand the old prompt back instead of sitting on it until the lease ends
         try:
@@ -88,15 +89,16 @@ progress = queue.get("progress") or {}
 done_col.metric("Done today", progress.get("done_today", 0))
 left_col.metric("Left in queue", progress.get("remaining", "—"))
 
-toast = st.session_state.pop("rank_toast", None)
-if toast:
-    st.toast(toast, icon=":material/check_circle:")
-
 item = queue.get("item")
+# What the last submit did, under the title while its next prompt is on screen: a toast would sit in the top-right
+# corner, over the progress counters, and vanish before it is read.
+notice = st.session_state.get("rank_notice")
+if notice and notice[0] == (item or {}).get("assignment_id"):
+    title_col.badge(notice[1], icon=":material/check_circle:", color="green")
 if not item:
     st.write("")
     with st.container(border=True, key="rank_all_done"):
-        st.markdown("### 🎉 All done for now")
+        st.subheader("🎉 All done for now", anchor=False)
         st.write(
             f"Nothing is waiting for you in **{dataset}**. Thank you! New prompts show up here as they are "
             "added; try another dataset or check back later."
@@ -124,7 +126,7 @@ with st.expander(f"Guidelines{f' · version {version}' if version else ''}", ico
     else:
         st.caption("This dataset has no guidelines yet. Rank by helpfulness, correctness and safety.")
 
-st.subheader("Prompt", divider="gray")
+st.subheader("Prompt", divider="gray", anchor=False)
 show_conversation(prompt.get("messages") or [])
 
 assets = prompt.get("assets") or []
@@ -145,9 +147,13 @@ if assets:
 
 # ---- answers ------------------------------------------------------------------------------------------
 
-st.subheader(f"{len(answers)} answers", divider="gray")
-st.caption("Give each answer a rank: **1 is best**. Equal numbers mean a tie. Model names are hidden on purpose.")
+st.subheader(f"{len(answers)} answers", divider="gray", anchor=False)
+st.caption(
+    "Give each answer a rank: **1 is best**. Equal numbers mean a tie. Model names are hidden on purpose. "
+    f"Keyboard: Tab to an answer's picker and press 1–{len(answers)}; Ctrl+Enter submits."
+)
 ranks = answer_cards(answers, prefix=prefix)
+number_keys()
 
 order, missing = preview_line(answers, ranks)
 with st.container(border=True, key="rank_summary"):
@@ -179,11 +185,12 @@ with st.container(border=True, key="rank_summary"):
         icon=":material/send:",
         shortcut="Ctrl+Enter",
     )
-    with skip_col.popover("Skip", icon=":material/skip_next:", width="stretch"):
+    # keyed by the assignment: the next prompt gets closed popovers (with one key, the open one stayed open)
+    with skip_col.popover("Skip", icon=":material/skip_next:", width="stretch", key=f"{prefix}_skip_popover"):
         skip_reason = st.selectbox("Why skip?", SKIP_REASONS, key=f"{prefix}_skip_reason")
         skip_note = st.text_input("Details (optional)", key=f"{prefix}_skip_note")
         skipped = st.button("Skip this prompt", key="rank_skip", width="stretch")
-    with flag_col.popover("Flag harmful", icon=":material/flag:", width="stretch"):
+    with flag_col.popover("Flag harmful", icon=":material/flag:", width="stretch", key=f"{prefix}_flag_popover"):
         flag_reason = st.selectbox("What is wrong?", FLAG_REASONS, key=f"{prefix}_flag_reason")
         flag_note = st.text_input("Details (optional)", key=f"{prefix}_flag_note")
         flagged = st.button("Flag this prompt", key="rank_flag", type="primary", width="stretch")
@@ -222,7 +229,7 @@ def _send(status: str, **fields) -> None:
             st.rerun()
         st.stop()
     labels = {"submitted": "Ranking saved", "skipped": "Skipped", "flagged": "Flagged for review"}
-    _accept(response, dataset, f"{labels[status]}. Here is the next prompt.")
+    _accept(response, dataset, labels[status])
 
 
 complete = {gid: r for gid, r in ranks.items() if r is not None}

@@ -13,13 +13,13 @@ import streamlit as st
 from annotate.app import require_role
 from annotate.client import ApiError, get_client
 from annotate.ranking import answer_cards, label, preview_line
-from annotate.render import dense_ranks, show_conversation
+from annotate.render import dense_ranks, safe_markdown, show_conversation
 from annotate.stats_view import agreement_metrics, annotator_table
 
 require_role("reviewer", "admin")
 client = get_client()
 
-st.title("Review")
+st.title("Review", anchor=False)
 
 try:
     names = [d["name"] for d in client.datasets()]
@@ -38,7 +38,7 @@ except ApiError as e:
     st.error(f"Could not load the review data: {e}")
     st.stop()
 
-st.subheader("Agreement", divider="gray")
+st.subheader("Agreement", divider="gray", anchor=False)
 agreement_metrics(stats)
 table = annotator_table(stats)
 if table is not None and not table.empty:
@@ -57,7 +57,7 @@ if table is not None and not table.empty:
     # two decimals and a dash for "not measured", not pandas' 0.0000 and None
     st.table(table.set_index(table.columns[0]).style.format(precision=2, na_rep="—"))
 
-st.subheader("Most disagreement", divider="gray")
+st.subheader("Most disagreement", divider="gray", anchor=False)
 if not disputed:
     st.info(
         "No prompt has two or more rankings that disagree yet. With k ≥ 2 annotators per prompt, "
@@ -74,7 +74,7 @@ else:
     prompt_ids = [int(row.get("prompt_id", row.get("id"))) for row in disputed]
 
 
-st.subheader("Flagged and skipped", divider="gray")
+st.subheader("Flagged and skipped", divider="gray", anchor=False)
 try:
     queue = client.get("/api/review/flagged", dataset=dataset, limit=50)
 except ApiError as e:
@@ -85,12 +85,14 @@ if not queue:
 for row in queue:
     with st.container(border=True, key=f"review_queue_{row['ranking_id']}"):
         text, action = st.columns([6, 1], vertical_alignment="center")
-        why = " · ".join(str(x) for x in (row.get("reason"), row.get("comment")) if x)
+        # reasons and comments are people's text: nothing in them may load a remote image or act as HTML
+        why = safe_markdown(" · ".join(str(x) for x in (row.get("reason"), row.get("comment")) if x))
         done = " · adjudicated" if row.get("adjudicated") else ""
         text.markdown(
-            f"**#{row['prompt_id']}** {row['status']} by **{row['annotator']}**{(': ' + why) if why else ''}{done}"
+            f"**#{row['prompt_id']}** {row['status']} by **{safe_markdown(row['annotator'])}**"
+            f"{(': ' + why) if why else ''}{done}"
         )
-        text.caption(f"{row['preview'][:120]} · {str(row.get('created_at') or '')[:16]}")
+        text.caption(safe_markdown(f"{row['preview'][:120]} · {str(row.get('created_at') or '')[:16]}"))
         if action.button("Open", key=f"review_open_{row['ranking_id']}", icon=":material/open_in_new:"):
             st.session_state.review_prompt_id_next = row["prompt_id"]  # applied before the id box is drawn
             st.rerun()
@@ -104,7 +106,7 @@ def _describe(pid: int) -> str:
     return f"#{pid}{extra} · {text[:70]}"
 
 
-st.subheader("One prompt, every ranking", divider="gray")
+st.subheader("One prompt, every ranking", divider="gray", anchor=False)
 pick_col, id_col = st.columns([3, 1])
 picked = pick_col.selectbox(
     "Prompt",
@@ -153,7 +155,8 @@ else:
         ranks = {int(g): v for g, v in (r.get("ranks") or {}).items()}
         side[who] = [ranks.get(a["id"]) for a in answers]
         if r.get("status") and r["status"] != "submitted":
-            notes.append(f"**{who}** {r['status']}: {r.get('skip_reason') or r.get('flag_reason') or ''}")
+            reason = safe_markdown(r.get("skip_reason") or r.get("flag_reason") or "")
+            notes.append(f"**{safe_markdown(who)}** {r['status']}: {reason}")
         # their own numbering: a comment like "2 and 3 tie" means what they saw, not this page's order
         seen = _numbering(r)
         if any(index.get(g) is not None and n != index[g] + 1 for g, n in seen.items()):
@@ -164,7 +167,7 @@ else:
             order = sorted(seen.items(), key=lambda kv: kv[1])
             notes.append(f"**{who}** saw: " + " · ".join(f"{n}={label(index[g])}" for g, n in order if g in index))
         if r.get("comment"):
-            notes.append(f"**{who}** commented: {r['comment']}")
+            notes.append(f"**{who}** commented: {safe_markdown(r['comment'])}")
         if r.get("all_bad"):
             notes.append(f"**{who}** marked all answers bad")
     grid = pd.DataFrame(side, index=[label(i) for i in range(len(answers))])
@@ -176,7 +179,7 @@ else:
     for note in notes:
         st.markdown(f"- {note}")
 
-st.subheader("Adjudicate", divider="gray")
+st.subheader("Adjudicate", divider="gray", anchor=False)
 st.caption(
     "Record the final ranking for this prompt. It is stored as an adjudication and wins over the "
     "individual rankings when pairs are built by consensus."

@@ -45,7 +45,7 @@ CHART_KEYS = {
 
 require_role("admin")
 client = get_client()
-st.title("Training")
+st.title("Training", anchor=False)
 
 try:
     models = client.models()
@@ -190,7 +190,7 @@ def live(run_id: int) -> None:
 
 live(picked)
 
-st.subheader("Past runs")
+st.subheader("Past runs", anchor=False)
 table = pd.DataFrame(
     [
         {
