@@ -8,6 +8,7 @@ go to test-artifacts/screenshots/ (kept as test artifacts; docs/screenshots/ hol
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -286,4 +287,46 @@ def test_reload_keeps_the_sign_in_number_keys_rank_and_popovers_close(app_url, b
     assert "preflab_session" not in {c["name"] for c in page.context.cookies()}
     page.reload(wait_until="domcontentloaded")
     page.get_by_label("User name").wait_for()
+    page.close()
+
+
+def test_training_page_follows_the_run_just_started(app_url, browser, tiny_model_dir):
+    """An earlier run is on show; starting one selects the new run, and its label turns from running to finished
+    without a reload (a real SFT step on the tiny model)."""
+    from playwright.sync_api import expect
+
+    from db import runs
+
+    url, server = app_url
+    old = runs.create_run(server.store, stage="dpo", run_dir=str(tiny_model_dir.parent / "old-run"), base="tiny",
+                          parent=None, snapshot_id="ab" * 32, config={}, created_by="adm")  # fmt: skip
+    runs.mark_done(server.store, old, "finished", metrics={})
+    page = open_logged_in(browser, url, "adm")
+    page.get_by_role("link", name="Training").click()
+    page.get_by_role("heading", name="Training").wait_for()
+    picker = page.get_by_role("combobox", name="Run")  # the selected run's label is the combobox's value
+    expect(picker).to_have_value(f"#{old} dpo · finished")
+    page.get_by_role("combobox", name="Stage").click()
+    page.get_by_role("option", name="sft", exact=True).click()
+    settle(page)
+    base = page.get_by_label("Base model (folder or registered name)")
+    base.fill(str(tiny_model_dir))
+    base.press("Tab")
+    steps = page.get_by_label("max_steps")
+    steps.fill("1")
+    steps.press("Tab")
+    settle(page)
+    page.get_by_role("button", name="Start training").click()
+    settle(page)
+    new = server.store.scalar("SELECT max(id) FROM runs")
+    assert new != old
+    expect(picker).to_have_value(re.compile(rf"^#{new} sft · "))  # the picker moved to the new run at once
+    deadline = time.monotonic() + 300  # loading torch and TRL in the job takes a while on a loaded machine
+    while (status := server.store.scalar("SELECT status FROM runs WHERE id = ?", [new])) == "running":
+        assert time.monotonic() < deadline, "the one-step run did not end in 300 s"
+        time.sleep(1)
+    error = server.store.scalar("SELECT error FROM runs WHERE id = ?", [new])
+    assert status == "finished", error
+    expect(picker).to_have_value(f"#{new} sft · finished", timeout=30_000)  # the label follows, with no reload
+    shot(page, "training")
     page.close()

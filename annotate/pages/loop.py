@@ -12,6 +12,7 @@ import streamlit as st
 
 from annotate.app import require_role
 from annotate.client import ApiError, get_client
+from annotate.picker import pick_run
 
 require_role("admin")
 client = get_client()
@@ -76,21 +77,8 @@ if not loops:
     st.stop()
 
 ids = [lp["id"] for lp in loops]
-# A keyed selectbox keeps its value whatever `index` says: a loop just started is selected through its state,
-# set before the widget is drawn. The labels come from this rerun's list, so a finished loop never reads running.
-pending = st.session_state.pop("loop_pick_next", None)
-if pending in ids:
-    st.session_state.loop_pick = pending
-elif st.session_state.get("loop_pick") not in ids:
-    st.session_state.loop_pick = ids[0]
-chosen = st.selectbox(
-    "Loop",
-    ids,
-    key="loop_pick",
-    format_func=lambda i: next(
-        f"#{lp['id']} {lp['status']} ({lp['config']['method']})" for lp in loops if lp["id"] == i
-    ),
-)
+labels = {lp["id"]: f"#{lp['id']} {lp['status']} ({lp['config']['method']})" for lp in loops}
+chosen = pick_run("Loop", ids, labels, key="loop_pick")
 view = next(lp for lp in loops if lp["id"] == chosen)
 
 steps = ["engine", "sample", "rank", "snapshot", "train", "arena", "done"]

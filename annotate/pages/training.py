@@ -12,6 +12,7 @@ import streamlit as st
 from annotate import training_client as tc
 from annotate.app import require_role
 from annotate.client import ApiError, get_client
+from annotate.picker import pick_run
 
 # Main hyperparameters per stage and their defaults (alignment.config.default_values, repeated here so the
 # page does not import the training stack).
@@ -116,7 +117,7 @@ with st.expander("Start a run", expanded="train_run_id" not in st.session_state)
                 reward_model=reward_model,
             )
             st.session_state.train_run_id = run["id"]
-            st.session_state.train_pick_next = run["id"]  # the picker follows the new run (set before it is drawn)
+            st.session_state.train_pick_next = run["id"]  # the picker follows the new run (annotate.picker)
             st.toast(f"run {run['id']} started", icon=":material/play_arrow:")
         except (ApiError, ValueError, yaml.YAMLError) as e:
             st.error(f"Could not start: {e}")
@@ -132,19 +133,7 @@ if not runs:
 
 ids = [r["id"] for r in runs]
 status_of = {r["id"]: r["status"] for r in runs}  # this rerun's statuses: the labels below are never older
-# A keyed selectbox keeps its old value whatever `index` says, so a run just started is selected through the
-# widget's state, which may only be set before the widget is drawn.
-pending = st.session_state.pop("train_pick_next", None)
-if pending in ids:
-    st.session_state.train_pick = pending
-elif st.session_state.get("train_pick") not in ids:
-    st.session_state.train_pick = ids[0]
-picked = st.selectbox(
-    "Run",
-    ids,
-    key="train_pick",
-    format_func=lambda i: next(f"#{r['id']} {r['stage']} · {r['status']}" for r in runs if r["id"] == i),
-)
+picked = pick_run("Run", ids, {r["id"]: f"#{r['id']} {r['stage']} · {r['status']}" for r in runs}, key="train_pick")
 
 
 @st.fragment(run_every=2)
