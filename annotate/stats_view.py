@@ -127,3 +127,9 @@ def charts(stats: dict) -> None:
             st.bar_chart(frame, x=x, y="prompts", height=240, x_label="Kendall's W", y_label="prompts")
         else:
             st.caption("Needs prompts ranked by two or more annotators.")
+
+
+def curve(frame: pd.DataFrame, **kwargs) -> None:
+    """A line per column over the index; points while there is one row (a line through one point draws nothing,
+    as after a run's first logged step)."""
+    (st.line_chart if len(frame) > 1 else st.scatter_chart)(frame, **kwargs)

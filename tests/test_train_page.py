@@ -124,3 +124,23 @@ def test_run_picker_follows_the_run_just_started_and_its_label_stays_current(sto
 def run_picker(at):
     """The Training page's run picker (its key carries a digest of the labels: annotate.picker)."""
     return next(s for s in at.selectbox if s.label == "Run")
+
+
+def test_a_curve_of_one_logged_step_is_drawn_as_points():
+    import json
+
+    from streamlit.testing.v1 import AppTest
+
+    def script():
+        import pandas as pd
+
+        from annotate.stats_view import curve
+
+        curve(pd.DataFrame({"loss": [0.69]}, index=pd.Index([1], name="step")))
+        curve(pd.DataFrame({"loss": [0.69, 0.6]}, index=pd.Index([1, 2], name="step")))
+
+    at = AppTest.from_function(script).run()
+    assert not at.exception, at.exception
+    specs = [json.loads(node.proto.spec) for node in at.main.children.values()]
+    assert specs[0]["mark"]["type"] == "circle"  # one step: a point that shows
+    assert [layer["mark"]["type"] for layer in specs[1]["layer"]][0] == "line"

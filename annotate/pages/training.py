@@ -13,6 +13,7 @@ from annotate import training_client as tc
 from annotate.app import require_role
 from annotate.client import ApiError, get_client
 from annotate.picker import pick_run
+from annotate.stats_view import curve
 
 # Main hyperparameters per stage and their defaults (alignment.config.default_values, repeated here so the
 # page does not import the training stack).
@@ -164,9 +165,9 @@ def live(run_id: int) -> None:
         keys = [k for k in CHART_KEYS.get(run["stage"], ["loss"]) if k in frame]
         if keys:
             chart = frame.dropna(subset=keys, how="all").set_index("step")[keys]
-            st.line_chart(chart)
+            curve(chart)
         if "learning_rate" in frame:
-            st.line_chart(frame.dropna(subset=["learning_rate"]).set_index("step")[["learning_rate"]], height=150)
+            curve(frame.dropna(subset=["learning_rate"]).set_index("step")[["learning_rate"]], height=150)
     if run.get("error"):
         st.error(run["error"][-2000:])
     st.code(log_tail or "(no log yet)", language="text")
