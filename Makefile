@@ -42,7 +42,7 @@ browser:
 	@# CJK and emoji fonts, so screenshots show 中文 and 🎉 instead of empty boxes
 	@fc-list | grep -qi microhei || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei fonts-noto-color-emoji >/dev/null || true
 
-test: install vllm-env browser
+test: lint vllm-env browser
 	$(VPY) -m pytest -q
 
 test-fast: install
@@ -51,6 +51,7 @@ test-fast: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: install
 	$(VENV)/bin/ruff check --fix .

@@ -2,10 +2,9 @@
 
     preflab ui --server http://127.0.0.1:8000      # runs `streamlit run annotate/entry/app.py`, which calls main()
 
-Navigation by role (st.navigation): annotator -> Rank, My rankings (+ Arena); reviewer -> + Review; admin -> + Data,
-Admin (+ Training, Loop); Leaderboard, when the arena is installed, for everyone logged in. Pages written by
-other areas (pages/training.py, pages/arena.py, pages/leaderboard.py, pages/loop.py) join the menu when their
-file exists. The app talks only to the server (annotate.client); it never opens the database.
+Navigation by role (st.navigation): annotator -> Rank, Arena, My rankings; reviewer -> + Review; admin -> + Data,
+Admin, Training, Loop; Leaderboard for everyone signed in. The app talks only to the server (annotate.client);
+it never opens the database.
 
 Why the entry script lives in annotate/entry/ and not here: Streamlit treats a folder named `pages/` beside
 the entry script as an old-style multipage app and then serves every file in it by URL (/admin, /data) to
@@ -42,10 +41,9 @@ PAGES = Path(__file__).parent / "pages"
 ROLE_LABELS = {"annotator": "Annotator", "reviewer": "Reviewer", "admin": "Admin"}
 
 
-def _page(file: str, title: str, icon: str, *, default: bool = False) -> st.Page | None:
-    """A page from annotate/pages/, or None while that file does not exist (another area adds it)."""
-    path = PAGES / file
-    return st.Page(str(path), title=title, icon=icon, default=default) if path.is_file() else None
+def _page(file: str, title: str, icon: str, *, default: bool = False) -> st.Page:
+    """A page from annotate/pages/."""
+    return st.Page(str(PAGES / file), title=title, icon=icon, default=default)
 
 
 def _login() -> None:
@@ -127,7 +125,7 @@ def _pages_for(role: str) -> dict[str, list[st.Page]]:
         else [],
         "Results": [_page("leaderboard.py", "Leaderboard", ":material/leaderboard:")],
     }
-    return {name: [p for p in pages if p] for name, pages in sections.items() if any(pages)}
+    return {name: pages for name, pages in sections.items() if pages}
 
 
 def main() -> None:

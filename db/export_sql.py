@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import duckdb
 
 from db.consensus import consensus_pairs_sql
-
-if TYPE_CHECKING:
-    from db.export import ExportConfig
+from db.export_config import ExportConfig
 
 PAIR_FORMATS = ("trl", "trl-messages", "llamafactory", "parquet")
 SPLIT_BUCKETS = 1_000_000
@@ -58,7 +55,7 @@ def _prompts_table(con, cfg: ExportConfig, dataset_id: int | None, wanted: str) 
                    CASE WHEN md5_number_lower(p.content_hash || ':' || CAST(? AS VARCHAR)) % {SPLIT_BUCKETS} < ?
                         THEN 'test' ELSE 'train' END AS split
             FROM prompts p JOIN datasets d ON d.id = p.dataset_id
-            WHERE p.id IN ({wanted}) AND (CAST(? AS INTEGER) IS NULL OR p.dataset_id = ?)""",  # noqa: S608
+            WHERE p.id IN ({wanted}) AND (CAST(? AS INTEGER) IS NULL OR p.dataset_id = ?)""",
         [cfg.seed, threshold, dataset_id, dataset_id],
     )
 
@@ -67,8 +64,7 @@ def _pairs_table(con, cfg: ExportConfig, dataset_id: int | None, *, keep_ties: b
     sql, params = consensus_pairs_sql(dataset_id=dataset_id, source=cfg.source, provenance=provenance)
     ties = "" if keep_ties else "AND NOT is_tie"
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE x_pairs AS SELECT * FROM ({sql}) "  # noqa: S608
-        f"WHERE n_votes >= ? AND agreement >= ? {ties}",
+        f"CREATE OR REPLACE TEMP TABLE x_pairs AS SELECT * FROM ({sql}) WHERE n_votes >= ? AND agreement >= ? {ties}",
         [*params, cfg.min_annotators, cfg.min_agreement],
     )
 
@@ -122,7 +118,7 @@ def _pair_select(cfg: ExportConfig, *, images: bool = False) -> str:
                JOIN generations gc ON gc.id = c.chosen_id JOIN generations gr ON gr.id = c.rejected_id
                WHERE p.split = $1 AND c.prompt_id >= $2 AND c.prompt_id < $3 AND p.id >= $2 AND p.id < $3
                  AND gc.prompt_id >= $2 AND gc.prompt_id < $3 AND gr.prompt_id >= $2 AND gr.prompt_id < $3
-               ORDER BY c.prompt_id, c.chosen_id, c.rejected_id"""  # noqa: S608
+               ORDER BY c.prompt_id, c.chosen_id, c.rejected_id"""
 
 
 def _copy_pairs(con, select: str, side: str, path: Path, fmt: str, digests: dict[Path, str]) -> int:
@@ -208,7 +204,7 @@ def write_export(store, cfg: ExportConfig, temps: dict[str, Path], digests: dict
                      WHERE (CAST(? AS INTEGER) IS NULL OR dataset_id = ?)
                        AND (CASE WHEN md5_number_lower(content_hash || ':' || CAST(? AS VARCHAR)) % {SPLIT_BUCKETS}
                                  < ? THEN 'test' ELSE 'train' END) = ?
-                     ORDER BY id"""  # noqa: S608
+                     ORDER BY id"""
         rows = {
             s: _copy(con, select, [dataset_id, dataset_id, cfg.seed, threshold, side], temps[s], cfg.format)
             for s, side in sides.items()
@@ -257,6 +253,6 @@ def _sft_table(con, cfg: ExportConfig, dataset_id: int | None) -> None:
             both_ AS (SELECT prompt_id, g, 'ranked' AS origin, {0 if ranked_first else 1} AS pref FROM ranked
                       UNION ALL SELECT prompt_id, g, 'reference', {1 if ranked_first else 0} FROM ref)
             SELECT prompt_id, g AS generation_id, origin FROM both_
-            QUALIFY row_number() OVER (PARTITION BY prompt_id ORDER BY pref) = 1""",  # noqa: S608
+            QUALIFY row_number() OVER (PARTITION BY prompt_id ORDER BY pref) = 1""",
         [dataset_id, dataset_id],
     )

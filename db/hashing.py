@@ -1,7 +1,7 @@
 """Content hashes that make imports idempotent and snapshots identifiable.
 
 The prompt hash is defined on a plain rendering (not on JSON) so that SQL can compute the same value:
-for each message, role + U+001F + content + U+001E, then sha256 as hex. `db.fastimport` relies on that.
+for each message, role + U+001F + content + U+001E, then sha256 as hex. `db.importers.fastimport` relies on that.
 """
 
 from __future__ import annotations

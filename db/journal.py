@@ -5,7 +5,7 @@
 
 The server (serving/queue_front.py) answers an annotator's submit once it is a line of this file, fsynced,
 and stores it right behind. A server that is killed leaves lines that may not be in the database yet:
-`preflab server` and every CLI command that opens the database file store them first (db/cli.py), so
+`preflab server` and every CLI command that opens the database file store them first (serving/cli/root.py), so
 nothing acknowledged is missing from what they read. Storing is idempotent (queue.apply_reserved skips a
 ranking id already there). A line the database refuses is kept, with the reason, in
 `<database>.submits.failed.jsonl`, never dropped.

@@ -1,6 +1,6 @@
 """The CLI's HTTP transport: when a server holds the database, commands send their work there.
 
-    url = db.cli.server_url(ctx)          # None: no server runs for this database; use the file
+    url = remote.server_url(ctx)          # None: no server runs for this database; use the file
     if url:
         from serving import remote
         report = remote.import_file(url, path, dataset="demo", format="oasst")
@@ -22,14 +22,33 @@ import httpx
 
 from db.errors import InputError, NotFoundError, PrefLabError
 from db.paths import home
+from db.store import DEFAULT_DB
 
 TIMEOUT = httpx.Timeout(30.0, read=3600.0)  # long imports and exports stream for a while
 
 
-def server_url() -> str | None:
-    from db.cli import server_url as _server_url
+def server_url(ctx=None) -> str | None:
+    """URL of the PrefLab server that holds this database, or None: then the command opens the file itself.
 
-    return _server_url()
+    PREFLAB_URL wins; otherwise the server's state file (PREFLAB_HOME/server.json) counts when its process is
+    alive and it serves the same database file as the --db of `ctx` (a click context; its root's obj holds
+    db_path), or PREFLAB_DB. Commands that work through a
+    server (import, export, stats, sample) call serving.remote when this returns a URL.
+    """
+    if os.environ.get("PREFLAB_URL"):
+        return os.environ["PREFLAB_URL"].rstrip("/")
+    state = home() / "server.json"
+    try:
+        info = json.loads(state.read_text(encoding="utf-8"))
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if ctx is not None:
+        root = ctx.find_root()
+        db_path = (root.obj or {}).get("db_path") or os.environ.get("PREFLAB_DB", DEFAULT_DB)
+        if info.get("db") and Path(db_path).resolve() != Path(info["db"]):
+            return None
+    return str(info["url"]).rstrip("/")
 
 
 def token_path() -> Path:

@@ -5,14 +5,13 @@
 
 The server is the only process that opens the DuckDB file. It writes db.paths.home()/server.json
 ({url, pid, db}) while it runs, so the CLI sends its commands here instead of hitting the file lock
-(serving.remote). Routers of other areas plug in when their module exists: serving.api_runs (training
-runs), serving.api_arena (arena), serving.gateway (/v1 OpenAI-compatible routes), serving.api_loop (the loop).
+(serving.remote). Its routes: serving.api_* (/api: auth, queue, data, review, sampling jobs, training runs,
+arena, loop) and serving.gateway (/v1, OpenAI-compatible).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import ipaddress
 import json
 import logging
@@ -39,7 +38,6 @@ log = logging.getLogger(__name__)
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 KEEP_ALIVE_S = 75  # seconds an idle client connection stays open (nginx's default)
-PLUGIN_ROUTERS = ("serving.api_runs", "serving.api_arena", "serving.gateway", "serving.api_loop")
 
 
 @dataclass(kw_only=True)
@@ -157,7 +155,7 @@ class BodyLimitMiddleware:
 
 def create_app(store: Store, config: ServerConfig | None = None) -> FastAPI:
     """The FastAPI app serving `store`: data API under /api, OpenAPI docs at /docs."""
-    from serving import api_auth, api_data, api_jobs, api_queue, api_review
+    from serving import api_arena, api_auth, api_data, api_jobs, api_loop, api_queue, api_review, api_runs, gateway
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -213,16 +211,8 @@ def create_app(store: Store, config: ServerConfig | None = None) -> FastAPI:
             return {"ok": True}
         return {"ok": True, "db": store.path, "pid": os.getpid(), "queue_writer": app.state.front.stats()}
 
-    for router_module in (api_auth, api_queue, api_data, api_review, api_jobs):
+    for router_module in (api_auth, api_queue, api_data, api_review, api_jobs, api_runs, api_arena, gateway, api_loop):
         app.include_router(router_module.router)
-    for name in PLUGIN_ROUTERS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name == name:
-                continue
-            raise
-        app.include_router(module.router)
     return app
 
 

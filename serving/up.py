@@ -27,6 +27,8 @@ import httpx
 
 from db import paths
 from db.store import Store
+from serving.auth import DEMO_USERS
+from serving.ui_launch import streamlit_command
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,6 @@ DEMO_DATASET = "oasst-demo"
 DEMO_PROMPTS = "demo-prompts"  # short keyword prompts the tiny model answers; sampled at start
 # Demo logins. These passwords are on the server's list of demo passwords, so it refuses to listen beyond
 # localhost while they are set (serving.server.check_public_bind).
-DEMO_USERS = [("admin", "admin", "admin"), ("alice", "annotator", "annotator"), ("bob", "annotator", "annotator")]
 
 
 @dataclass(kw_only=True)
@@ -203,7 +204,7 @@ def run_up(cfg: UpConfig, echo: Callable[[str], None]) -> int:
             [
                 sys.executable,
                 "-c",
-                "from db.cli import main; main()",
+                "from serving.cli import main; main()",
                 "--db",
                 db_path,
                 "server",
@@ -218,8 +219,6 @@ def run_up(cfg: UpConfig, echo: Callable[[str], None]) -> int:
         _wait_http(f"{server_url}/api/health", server, 60, "the server", server_log)
         if cfg.demo and backend:
             _demo_sampling(server_url, engine_name, engine_name, cfg, echo)
-        from annotate.cli import streamlit_command
-
         ui_log = logs / "ui.log"
         ui = _start(
             streamlit_command(cfg.ui_port, host=cfg.host), ui_log, env={**os.environ, "PREFLAB_URL": server_url}
@@ -246,7 +245,7 @@ def run_up(cfg: UpConfig, echo: Callable[[str], None]) -> int:
                     code = 1
                     stop.set()
             stop.wait(0.5)
-    except Exception as e:  # noqa: BLE001 (one line for the user, then clean up)
+    except Exception as e:  # one line for the user, then clean up
         echo(f"preflab up: {e}")
         code = 1
     finally:
@@ -256,7 +255,7 @@ def run_up(cfg: UpConfig, echo: Callable[[str], None]) -> int:
         if started_engine:
             try:
                 stop_engine(started_engine)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 log.warning("could not stop engine %s: %s", started_engine, e)
         for s, handler in previous.items():
             signal.signal(s, handler)

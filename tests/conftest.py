@@ -9,10 +9,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import pytest  # noqa: E402
-from click.testing import CliRunner  # noqa: E402
+import pytest
+from click.testing import CliRunner
 
-from db.store import Store  # noqa: E402
+from db.store import Store
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def store(db_path):
 @pytest.fixture
 def run_cli(db_path):
     """Invoke `preflab ...` in-process; returns the click Result. Use `assert r.exit_code == 0, r.output`."""
-    from db.cli import cli
+    from serving.cli import cli
 
     runner = CliRunner()
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from annotate.cli import streamlit_command
+from serving.ui_launch import streamlit_command
 from tests.ui_support import PASSWORDS, SCRIPT_ANSWER, free_port, start_server
 
 pytestmark = pytest.mark.slow
@@ -45,7 +45,7 @@ def app_url(tmp_path_factory, tiny_hf_engine):
     save_engine(tiny_hf_engine)  # but the session's transformers engine (tiny, tiny-lora), for the arena
     server = start_server(tmp_path_factory.mktemp("browser") / "ui.duckdb", k=2)
     port = free_port()
-    log = open(tmp_path_factory.mktemp("browser-log") / "streamlit.log", "wb")  # noqa: SIM115
+    log = open(tmp_path_factory.mktemp("browser-log") / "streamlit.log", "wb")
     proc = subprocess.Popen(
         streamlit_command(port), env={**os.environ, "PREFLAB_URL": server.url}, stdout=log, stderr=subprocess.STDOUT
     )

@@ -20,7 +20,7 @@ HEAVY = [
 
 def test_help_starts_without_heavy_imports():
     code = (
-        "import sys; from db.cli import cli; "
+        "import sys; from serving.cli import cli; "
         "from click.testing import CliRunner; r = CliRunner().invoke(cli, ['--help']); "
         "assert r.exit_code == 0, r.output; "
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
@@ -30,7 +30,7 @@ def test_help_starts_without_heavy_imports():
 
 
 def test_every_subcommand_help_works(run_cli):
-    from db.cli import cli
+    from serving.cli import cli
 
     for name, cmd in cli.commands.items():
         r = run_cli(name, "--help")

@@ -37,7 +37,7 @@ def hf_engine(tiny_model_dir, lora_dir, tmp_path_factory):
     """One transformers engine for the module, started with the CLI; stopped (and checked gone) after."""
     from click.testing import CliRunner
 
-    from db.cli import cli
+    from serving.cli import cli
     from serving.engines import registry
 
     home = tmp_path_factory.mktemp("home")

@@ -423,7 +423,7 @@ def test_duckdb_path_hands_bad_files_to_the_python_path(tmp_path, store):
 def test_duckdb_path_commits_big_files_in_chunks(tmp_path, monkeypatch):
     """Over COMMIT_ROWS records the DuckDB path commits in chunks (memory); the rows are those of one
     transaction, including prompts ranked by several annotators in different chunks, and a re-run adds nothing."""
-    from db import fastimport
+    from db.importers import fastimport
     from db.store import Store
 
     src = tmp_path / "multi.jsonl"

@@ -89,7 +89,7 @@ def test_annotator_token_cannot_import(live, tmp_path):
 def test_server_url_from_env_or_a_live_state_file_for_the_same_db(tmp_path, monkeypatch, db_path):
     import click
 
-    from db.cli import server_url
+    from serving.remote import server_url
 
     monkeypatch.setenv("PREFLAB_HOME", str(tmp_path))
     ctx = click.Context(click.Command("x"), obj={"db_path": str(db_path)})

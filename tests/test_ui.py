@@ -318,7 +318,7 @@ def test_data_page_import_reports_counts_and_errors(server):
 
 
 def test_ui_command_starts_streamlit_headless_without_usage_stats(run_cli):
-    from annotate.cli import streamlit_command
+    from serving.ui_launch import streamlit_command
 
     result = run_cli("ui", "--help")
     assert result.exit_code == 0, result.output

@@ -28,7 +28,7 @@ PROMPTS = ["¿Qué es la luz?", "解释一下重力", "Tell me a joke 🃏"]
 def vllm_engine(tiny_model_dir, tmp_path_factory):
     from click.testing import CliRunner
 
-    from db.cli import cli
+    from serving.cli import cli
     from serving.engines import registry
 
     assert vllm_python().exists(), f"{vllm_python()} is missing: run `make vllm-env` (or PREFLAB_SKIP_VLLM=1)"

@@ -1,10 +1,10 @@
-"""Import files into the store: `import_file(store, path, fmt="auto")`. The CLI is db/import_cli.py.
+"""Import files into the store: `import_file(store, path, fmt="auto")`. The CLI is serving/cli/imports.py.
 
 A file is read as a stream of records (db.importers.reader), each record is checked and turned into staging
 rows by its format's converter (one module per family: sft, classification inside sft, preference, oasst),
 and the rows are written in ONE transaction after the whole file passed: a bad file changes nothing. Every
 error names file, line and field. Large `ranked`/`preference` JSON Lines files take the DuckDB-native path
-(db.fastimport), which gives the same rows.
+(db.importers.fastimport), which gives the same rows.
 """
 
 from __future__ import annotations
@@ -276,7 +276,7 @@ def import_file(
     """Validate the whole file, then add what is new in one transaction (nothing at all on error); on the
     DuckDB path a file of more than fastimport.COMMIT_ROWS records is committed in transactions of that many.
 
-    `engine`: "python", "duckdb" (db.fastimport; ranked/preference JSON Lines only) or "auto" (duckdb for
+    `engine`: "python", "duckdb" (db.importers.fastimport; ranked/preference JSON Lines only) or "auto" (duckdb for
     files over FAST_MIN_BYTES). `on_progress(bytes_read)` is called now and then, for a progress bar.
     """
     path = Path(path)
@@ -301,7 +301,7 @@ def import_file(
         and container == "jsonl"
         and (engine == "duckdb" or path.stat().st_size >= FAST_MIN_BYTES)
     ):
-        from db import fastimport
+        from db.importers import fastimport  # here: it builds on this module's ImportReport and write_staged
 
         report = fastimport.import_jsonl(
             store,

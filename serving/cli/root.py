@@ -1,15 +1,15 @@
-"""The `preflab` command: one click group; each package contributes its subcommands.
+"""The root of the `preflab` command: the click group, its options, the Store of one invocation, `db migrate`.
 
     preflab --help
     preflab --db my.duckdb db migrate --list
 
+The command groups live beside this module (serving/cli/<group>.py) and are added by serving/cli/__init__.py.
 Heavy libraries (torch, transformers, trl, vllm, faiss, streamlit) are imported inside the commands that
 need them, so `preflab --help` starts fast (tests/test_cli.py keeps it so).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 
@@ -18,18 +18,6 @@ import click
 from db import journal
 from db.errors import PrefLabError
 from db.store import DEFAULT_DB, Store
-
-# Packages that add commands: each module has `register(cli: click.Group)`.
-COMMAND_MODULES = [
-    "db.import_cli",  # import
-    "db.export_cli",  # export, stats
-    "serving.engine_cli",  # tiny-model, engine, sample
-    "serving.server_cli",  # server, user, transport to a running server
-    "serving.rag_cli",  # rag, apikey, arena
-    "alignment.cli",  # train, runs, models
-    "annotate.cli",  # ui
-    "serving.loop_cli",  # up, loop
-]
 
 
 class PrefLabGroup(click.Group):
@@ -62,34 +50,6 @@ def cli(ctx: click.Context, db_path: str, verbose: bool) -> None:
     ctx.obj["db_path"] = db_path
 
 
-def server_url(ctx: click.Context | None = None) -> str | None:
-    """URL of the PrefLab server that holds this database, or None: then the command opens the file itself.
-
-    PREFLAB_URL wins; otherwise the server's state file (PREFLAB_HOME/server.json) counts when its process is
-    alive and it serves the same database file as this invocation's --db. Commands that work through a
-    server (import, export, stats, sample) call serving.remote when this returns a URL.
-    """
-    import json
-    from pathlib import Path
-
-    from db.paths import home
-
-    if os.environ.get("PREFLAB_URL"):
-        return os.environ["PREFLAB_URL"].rstrip("/")
-    state = home() / "server.json"
-    try:
-        info = json.loads(state.read_text(encoding="utf-8"))
-        os.kill(int(info["pid"]), 0)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if ctx is not None:
-        root = ctx.find_root()
-        db_path = (root.obj or {}).get("db_path") or os.environ.get("PREFLAB_DB", DEFAULT_DB)
-        if info.get("db") and Path(db_path).resolve() != Path(info["db"]):
-            return None
-    return str(info["url"]).rstrip("/")
-
-
 def open_store(ctx: click.Context) -> Store:
     """The Store for this invocation (opened once, migrated, closed when the command ends)."""
     root = ctx.find_root()
@@ -118,20 +78,6 @@ def db_migrate(ctx: click.Context, list_only: bool) -> None:
             click.echo(f"{name}\t{applied or 'pending'}")
     else:
         click.echo(f"{store.path}: schema up to date ({len(store.migration_status())} migrations)")
-
-
-def _register_all() -> None:
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name == name:  # that package has no commands yet
-                continue
-            raise
-        module.register(cli)
-
-
-_register_all()
 
 
 def main() -> None:

@@ -17,6 +17,9 @@ import time
 
 import click
 
+from serving.cli.root import open_store
+from serving.remote import server_url
+
 
 def _loop_values(preset: str, overrides: dict) -> dict:
     from serving.loop import PRESETS
@@ -132,7 +135,6 @@ def register(cli: click.Group) -> None:
         report.json) gives the new adapter's win rate over its parent on held-out prompts with a 95% Wilson
         interval, the training curves, the annotators' agreement and the lineage.
         """
-        from db.cli import open_store, server_url  # here, not at the top: db.cli imports this module
 
         values = _loop_values(preset, options)
         url = server_url(ctx)

@@ -29,7 +29,7 @@ from serving.sampler import SamplingConfig, SamplingReport, store_prompt_answers
 
 log = logging.getLogger(__name__)
 
-BATCH_SCRIPT = Path(__file__).with_name("vllm_batch.py")
+BATCH_SCRIPT = Path(__file__).parent / "engines" / "vllm_batch.py"  # run by the vLLM venv's python
 
 
 def _model_source(model: str, engine: str | None) -> tuple[str, str, str | None, str | None]:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from db.cli import open_store
+from serving.cli.root import open_store
+from serving.remote import server_url
 
 FORMAT_NAMES = [
     "auto",
@@ -85,7 +86,6 @@ def register(cli: click.Group) -> None:
         commits files of over 100,000 records 100,000 at a time to bound memory: if the import is
         killed midway, run it again to add the rest.
         """
-        from db.cli import server_url
 
         url = server_url(ctx)
         if url:  # a server holds the database: upload the file to it (serving/remote.py)

@@ -13,7 +13,9 @@ import json
 import click
 
 from db.consensus import SOURCES
-from db.export import FORMATS
+from db.export_config import FORMATS
+from serving.cli.root import open_store
+from serving.remote import server_url
 
 
 def _fmt(value) -> str:
@@ -33,7 +35,6 @@ def _table(rows: list[list], header: list[str]) -> str:
 
 
 def register(cli: click.Group) -> None:
-    from db.cli import open_store
 
     @cli.command("export")
     @click.option("--format", "fmt", required=True, type=click.Choice(FORMATS), help="Export format.")
@@ -93,7 +94,6 @@ def register(cli: click.Group) -> None:
         ctx, fmt, out, dataset, split, seed, min_annotators, min_agreement, ties, source, layout, sft_prefer
     ):
         """Export pairs, SFT data or examples as training files and print the snapshot id."""
-        from db.cli import server_url
 
         options = dict(  # the same filters whether the server exports (remote) or this process does
             dataset=dataset,
@@ -141,7 +141,6 @@ def register(cli: click.Group) -> None:
     def stats_cmd(ctx, dataset, source, as_json):
         """Counts (prompts, answers, rankings, pairs, ties, annotators) and inter-annotator agreement."""
         from db.agreement import dataset_stats
-        from db.cli import server_url
 
         url = server_url(ctx)
         if url:  # a server holds the database: ask it (serving/remote.py)

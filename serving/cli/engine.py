@@ -13,6 +13,8 @@ import json
 import click
 
 from db.errors import PrefLabError
+from serving.cli.root import open_store
+from serving.remote import server_url
 
 
 def _parse_loras(specs: tuple[str, ...]) -> dict[str, str]:
@@ -143,8 +145,6 @@ def register(cli: click.Group) -> None:
         """Sample n answers per prompt and store them with provenance (resumable; rerun to continue)."""
         from tqdm import tqdm
 
-        from db.cli import open_store, server_url
-
         url = None if offline else server_url(ctx)
         if url:  # a server holds the database: run it as a sampling job there and follow it
             from serving import remote
@@ -192,7 +192,7 @@ def register(cli: click.Group) -> None:
 
         try:
             if offline:
-                from serving.engines.offline import run_offline_sampling
+                from serving.offline_sampler import run_offline_sampling
 
                 report = run_offline_sampling(
                     store, dataset, model, engine=engine_name, progress=progress, enforce_eager=eager, **kw

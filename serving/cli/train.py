@@ -17,6 +17,8 @@ from pathlib import Path
 
 import click
 
+from serving.cli.root import open_store
+
 STAGES = ("sft", "reward", "ppo", "rloo", "grpo", "dpo")
 
 
@@ -54,7 +56,6 @@ def reconcile(store) -> None:
 
 
 def register(cli: click.Group) -> None:
-    from db.cli import open_store
 
     @cli.command("train")
     @click.argument("stage", type=click.Choice(STAGES))

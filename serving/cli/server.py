@@ -15,7 +15,7 @@ import sys
 
 import click
 
-from db.cli import open_store
+from serving.cli.root import open_store
 
 ROLES = ("annotator", "reviewer", "admin")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from db.cli import open_store
+from serving.cli.root import open_store
 
 
 def _short(text: str, n: int = 160) -> str:
