@@ -89,7 +89,7 @@ def _in_hub_cache(repo_id: str) -> bool:
         from huggingface_hub import try_to_load_from_cache
 
         return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
-    except Exception:  # noqa: BLE001 (an id the hub library rejects is simply not cached)
+    except Exception:  # an id the hub library rejects is simply not cached
         return False
 
 

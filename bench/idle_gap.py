@@ -47,7 +47,7 @@ def main() -> None:
     def point_read() -> None:
         con.execute("SELECT v FROM t WHERE id = ?", [next_id[0] % 1_000_000]).fetchall()
 
-    journal = open(path.with_suffix(".journal"), "a", encoding="utf-8")  # noqa: SIM115 (closed below)
+    journal = open(path.with_suffix(".journal"), "a", encoding="utf-8")  # closed below
 
     def append_fsync() -> None:  # what a write-ahead journal of submits would cost per request
         journal.write('{"assignment_id": 1, "ranks": {"1": 1, "2": 2, "3": 2, "4": 3}, "comment": "sí 好 🙂"}\n')

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from db.hashing import prompt_hash  # noqa: E402
-from db.store import Batch, Store  # noqa: E402
+from db.hashing import prompt_hash
+from db.store import Batch, Store
 
 TOPICS = ["la luz", "gravity", "量子力学", "the sea", "volcanoes", "el tiempo", "photosynthesis", "音乐", "chess",
           "bread", "rivers", "la historia de Roma", "black holes", "typography", "bees", "compilers"]  # fmt: skip

@@ -153,7 +153,7 @@ def dataset_alpha(store, dataset_id: int | None = None, *, source: str = "all") 
               m AS (SELECT unit, count(*) AS m FROM v GROUP BY unit HAVING count(*) >= 2)
               SELECT a.val AS c, b.val AS k, sum(1.0 / (m.m - 1)) AS o
               FROM v a JOIN m ON m.unit = a.unit JOIN v b ON b.unit = a.unit AND b.coder <> a.coder
-              GROUP BY 1, 2"""  # noqa: S608
+              GROUP BY 1, 2"""
     with store._lock:
         rows = store.con.execute(sql, params).fetchall()
     if not rows:
@@ -179,7 +179,7 @@ def agreement_stats(store, dataset_id: int | None = None, *, source: str = "all"
               SELECT r.prompt_id, r.id, u.name, i.generation_id, i.rank
               FROM r JOIN multi USING (prompt_id) JOIN users u ON u.id = r.user_id
               JOIN ranking_items i ON i.ranking_id = r.id
-              ORDER BY r.prompt_id, r.id, i.generation_id"""  # noqa: S608
+              ORDER BY r.prompt_id, r.id, i.generation_id"""
     with store._lock:
         rows = store.con.execute(sql, params).fetchall()
     by_prompt: dict[int, dict[int, dict[int, int]]] = defaultdict(lambda: defaultdict(dict))
@@ -254,18 +254,18 @@ def dataset_stats(store, dataset: str | None = None, *, source: str = "all") -> 
     dataset_id = store.dataset_id(dataset) if dataset is not None else None
     scope = "WHERE dataset_id = ?" if dataset_id is not None else ""
     sp = [dataset_id] if dataset_id is not None else []
-    prompts = f"SELECT id FROM prompts {scope}"  # noqa: S608
+    prompts = f"SELECT id FROM prompts {scope}"
     with store._lock:
         q = store._first
-        n_prompts = q(f"SELECT count(*) FROM prompts {scope}", sp)[0]  # noqa: S608
+        n_prompts = q(f"SELECT count(*) FROM prompts {scope}", sp)[0]
         gens, refs = q(
-            f"SELECT count(*), count(*) FILTER (WHERE kind = 'reference') FROM generations "  # noqa: S608
+            f"SELECT count(*), count(*) FILTER (WHERE kind = 'reference') FROM generations "
             f"WHERE prompt_id IN ({prompts})",
             sp,
         )
         status = dict(
             store.con.execute(
-                f"SELECT status, count(*) FROM rankings WHERE prompt_id IN ({prompts}) GROUP BY status",  # noqa: S608
+                f"SELECT status, count(*) FROM rankings WHERE prompt_id IN ({prompts}) GROUP BY status",
                 sp,
             ).fetchall()
         )
@@ -274,17 +274,17 @@ def dataset_stats(store, dataset: str | None = None, *, source: str = "all") -> 
                 FROM rankings r JOIN users u ON u.id = r.user_id WHERE r.prompt_id IN ({prompts})
                 GROUP BY u.name ORDER BY u.name""",
             sp,
-        ).fetchall()  # noqa: S608
+        ).fetchall()
         pairs, ties = q(
-            f"SELECT count(*) FILTER (WHERE NOT is_tie), count(*) FILTER (WHERE is_tie) FROM pairs "  # noqa: S608
+            f"SELECT count(*) FILTER (WHERE NOT is_tie), count(*) FILTER (WHERE is_tie) FROM pairs "
             f"WHERE prompt_id IN ({prompts})",
             sp,
         )
-        examples = q(f"SELECT count(*) FROM examples {scope}", sp)[0]  # noqa: S608
+        examples = q(f"SELECT count(*) FROM examples {scope}", sp)[0]
         csql, cparams = consensus_pairs_sql(dataset_id=dataset_id, source=source)
         n_cons, mean_agree = q(
             f"SELECT count(*), avg(agreement) FILTER (WHERE votes_chosen + votes_rejected >= 2) FROM ({csql})", cparams
-        )  # noqa: S608
+        )
     agreement = agreement_stats(store, dataset_id, source=source)
     agreement["pair_agreement"] = mean_agree
     overlap = {a["annotator"]: a for a in agreement["per_annotator"]}

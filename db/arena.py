@@ -213,7 +213,7 @@ def list_votes(store: Store, *, exclude_flagged: bool = False, source: str = "hu
     votes: people's (the default; the human leaderboard), the loop's synthetic judge, or all."""
     return store.query(
         "SELECT v.id, v.model_a, v.model_b, v.winner, v.identity_leak FROM arena_votes v "
-        f"LEFT JOIN users u ON u.id = v.user_id WHERE {_vote_filter(source, exclude_flagged)} ORDER BY v.id"  # noqa: S608
+        f"LEFT JOIN users u ON u.id = v.user_id WHERE {_vote_filter(source, exclude_flagged)} ORDER BY v.id"
     )
 
 
@@ -221,6 +221,6 @@ def vote_counts(store: Store, *, source: str = "human") -> dict:
     """{votes, flagged} among the votes of `source`."""
     rows = store.query(
         "SELECT count(*) AS votes, count(*) FILTER (WHERE v.identity_leak) AS flagged FROM arena_votes v "
-        f"LEFT JOIN users u ON u.id = v.user_id WHERE {_vote_filter(source, False)}"  # noqa: S608
+        f"LEFT JOIN users u ON u.id = v.user_id WHERE {_vote_filter(source, False)}"
     )
     return rows[0]

@@ -76,7 +76,7 @@ def votes_sql(*, dataset_id: int | None = None, source: str = "all", names: bool
                      p.margin, p.chosen_id, p.rejected_id, p.is_tie{", u.name AS annotator" if names else ""}
               FROM pairs p JOIN rankings r ON r.id = p.ranking_id
               {"JOIN users u ON u.id = r.user_id" if names else ""}
-              WHERE {where}"""  # noqa: S608 (fragments are constants; values are parameters)
+              WHERE {where}"""  # fragments are constants; values are parameters
     return sql, params
 
 
@@ -133,7 +133,7 @@ def consensus_pairs_sql(
                      CASE WHEN a.v_lo > a.v_hi THEN a.m_lo WHEN a.v_hi > a.v_lo THEN a.m_hi
                           ELSE 0 END::DOUBLE AS margin
                      {many_out}
-              FROM a"""  # noqa: S608
+              FROM a"""
     return sql, [*params, *vparams]
 
 
@@ -208,7 +208,7 @@ def prompt_rankings(store, prompt_id: int, *, source: str = "all") -> dict[int, 
     rows = store.query(
         f"""SELECT r.id AS ranking_id, r.source, i.generation_id, i.rank
             FROM rankings r JOIN ranking_items i ON i.ranking_id = r.id
-            WHERE {" AND ".join(where)} ORDER BY r.id, i.generation_id""",  # noqa: S608
+            WHERE {" AND ".join(where)} ORDER BY r.id, i.generation_id""",
         params,
     )
     if any(r["source"] == "adjudication" for r in rows):

@@ -49,7 +49,7 @@ def _open_state(store: Store, prompt_ids: list[int]) -> dict[int, tuple[int, boo
     rows = store.con.execute(
         f"""SELECT prompt_id, count(*) FILTER (WHERE status = 'submitted' AND source IN ({srcs})),
                    bool_or(source = 'adjudication')
-            FROM rankings WHERE prompt_id IN ({marks}) GROUP BY prompt_id""",  # noqa: S608 (constant SQL)
+            FROM rankings WHERE prompt_id IN ({marks}) GROUP BY prompt_id""",  # constant SQL
         prompt_ids,
     ).fetchall()
     return {pid: (n, bool(adj)) for pid, n, adj in rows}
@@ -71,7 +71,7 @@ def mine(store: Store, user_id: int, *, dataset_id: int | None = None, limit: in
             "SELECT r.id, r.prompt_id, d.name AS dataset, d.annotators_per_prompt AS k, r.status, r.all_bad, "
             "r.comment, r.guideline_version, r.time_on_task_ms, CAST(r.created_at AS VARCHAR) AS created_at, "
             "p.messages FROM rankings r JOIN prompts p ON p.id = r.prompt_id JOIN datasets d ON d.id = p.dataset_id "
-            f"WHERE r.user_id = ? AND r.source = 'human'{where} ORDER BY r.id DESC LIMIT ? OFFSET ?",  # noqa: S608
+            f"WHERE r.user_id = ? AND r.source = 'human'{where} ORDER BY r.id DESC LIMIT ? OFFSET ?",
             [*params, int(limit), int(offset)],
         )
         cols = [c[0] for c in cur.description]

@@ -62,7 +62,7 @@ def register_model(
 
 
 def get_model(store, name: str) -> dict:
-    rows = store.query(f"SELECT {_COLUMNS} FROM models WHERE name = ?", [name])  # noqa: S608
+    rows = store.query(f"SELECT {_COLUMNS} FROM models WHERE name = ?", [name])
     if not rows:
         known = ", ".join(r["name"] for r in store.query("SELECT name FROM models ORDER BY name")) or "none"
         raise NotFoundError(f"no model named '{name}' (known: {known})")
@@ -71,11 +71,11 @@ def get_model(store, name: str) -> dict:
 
 def list_models(store, *, kind: str | None = None) -> list[dict]:
     where, params = ("WHERE kind = ?", [kind]) if kind else ("", [])
-    return [_decode(r) for r in store.query(f"SELECT {_COLUMNS} FROM models {where} ORDER BY id", params)]  # noqa: S608
+    return [_decode(r) for r in store.query(f"SELECT {_COLUMNS} FROM models {where} ORDER BY id", params)]
 
 
 def model_for_run(store, run_id: int) -> dict | None:
-    rows = store.query(f"SELECT {_COLUMNS} FROM models WHERE run_id = ?", [run_id])  # noqa: S608
+    rows = store.query(f"SELECT {_COLUMNS} FROM models WHERE run_id = ?", [run_id])
     return _decode(rows[0]) if rows else None
 
 

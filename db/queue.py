@@ -100,7 +100,7 @@ def _live_leases(rows: list, now: datetime, skip: int | None = None) -> list:
 def _read_state(store: Store, dataset_id: int | None, user_id: int, now: datetime, name: str | None = None) -> dict:
     """The dataset's state (by id or name) and the user's live leases; NotFoundError for an unknown name."""
     where, key = ("d.name = ?", name) if name is not None else ("d.id = ?", dataset_id)
-    row = store._first(f"{_STATE} WHERE {where}", [key])  # noqa: S608 (constant SQL)
+    row = store._first(f"{_STATE} WHERE {where}", [key])  # constant SQL
     if row is None:
         store.dataset_id(name if name is not None else str(dataset_id))  # raises NotFoundError naming the known
     leases = store.con.execute(_LEASES.format(extra=""), [user_id, now]).fetchall()
@@ -137,7 +137,7 @@ def _fold_in(store: Store, dataset_id: int, k: int, mark: tuple | None, gmax: in
                 LEFT JOIN (SELECT prompt_id, count(*) AS n FROM rankings r WHERE {_counted_sql("r")}
                            GROUP BY prompt_id) r ON r.prompt_id = p.id
                 WHERE p.dataset_id = ? AND coalesce(r.n, 0) < ?
-                ORDER BY p.id""",  # noqa: S608 (constant SQL)
+                ORDER BY p.id""",  # constant SQL
             [dataset_id, k],
         )
     else:
@@ -156,7 +156,7 @@ def _fold_in(store: Store, dataset_id: int, k: int, mark: tuple | None, gmax: in
                                         WHERE r.prompt_id = t.prompt_id AND {_counted_sql("r")}) AS n
                 FROM queue_touched t
                 WHERE (SELECT count(*) FROM generations g WHERE g.prompt_id = t.prompt_id) >= 2
-                  AND n < ?""",  # noqa: S608
+                  AND n < ?""",
             [dataset_id, k],
         )
         c.execute("DROP TABLE queue_touched")
@@ -206,7 +206,7 @@ def _pick_and_progress(
     if not progress:
         progress_sql, progress_params = "NULL, NULL", []
     prompt_id, done_today, remaining = store._first(
-        f"SELECT {pick_sql}, {progress_sql}",  # noqa: S608 (constant SQL)
+        f"SELECT {pick_sql}, {progress_sql}",  # constant SQL
         [*pick_params, *progress_params],
     )
     if pick and prompt_id is None:  # all of the front is taken or ranked by this user
@@ -308,10 +308,10 @@ def _finish(reader: Store, lease: dict | None, dataset_id: int, user_id: int, no
     params = _progress_params(dataset_id, user_id, now)
     with reader._lock:
         if lease is None or lease["messages"] is not None:
-            done_today, remaining = reader._first(f"SELECT {_PROGRESS}", params)  # noqa: S608 (constant SQL)
+            done_today, remaining = reader._first(f"SELECT {_PROGRESS}", params)  # constant SQL
         else:
             done_today, remaining, _, messages, assets, gens = reader._first(
-                f"SELECT {_PROGRESS}, {_CONTENT} FROM prompts p WHERE p.id = ?",  # noqa: S608
+                f"SELECT {_PROGRESS}, {_CONTENT} FROM prompts p WHERE p.id = ?",
                 [*params, lease["prompt_id"], lease["prompt_id"]],
             )
             lease.update(messages=messages, assets=assets, texts={g["id"]: g["text"] for g in gens or []})
@@ -512,7 +512,7 @@ def _submit_in_tx(
                      + (SELECT count(*) FROM assignments a WHERE a.prompt_id = ? AND a.status = 'leased'
                         AND a.expires_at > ? AND a.id <> ?),
                        (SELECT min(id) FROM assignments a WHERE a.prompt_id = ? AND a.user_id = ?
-                        AND a.status = 'leased' AND a.expires_at > ? AND a.id <> ?)""",  # noqa: S608
+                        AND a.status = 'leased' AND a.expires_at > ? AND a.id <> ?)""",
             [prompt_id, prompt_id, now, assignment_id, prompt_id, user_id, now, assignment_id],
         )
         if again is not None:  # one submit per prompt and person: the live lease is the one to submit

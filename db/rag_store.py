@@ -121,7 +121,7 @@ def chunks_by_ids(store: Store, ids: list[int]) -> dict[int, dict]:
     marks = ",".join("?" * len(ids))
     rows = store.query(
         "SELECT k.id AS chunk_id, k.document_id, k.ordinal, k.text, k.heading, d.source, d.title "
-        f"FROM rag_chunks k JOIN rag_documents d ON d.id = k.document_id WHERE k.id IN ({marks})",  # noqa: S608
+        f"FROM rag_chunks k JOIN rag_documents d ON d.id = k.document_id WHERE k.id IN ({marks})",
         ids,
     )
     return {r["chunk_id"]: r for r in rows}

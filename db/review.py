@@ -35,7 +35,7 @@ def _multi_ranked(store: Store, dataset_id: int | None) -> dict[int, dict[int, d
                        WHERE r.status = 'submitted' AND r.source <> 'adjudication' {where}),
                  multi AS (SELECT prompt_id FROM r GROUP BY prompt_id HAVING count(*) >= 2)
             SELECT r.prompt_id, r.id, i.generation_id, i.rank
-            FROM r JOIN multi USING (prompt_id) JOIN ranking_items i ON i.ranking_id = r.id""",  # noqa: S608
+            FROM r JOIN multi USING (prompt_id) JOIN ranking_items i ON i.ranking_id = r.id""",
         params,
     )
     out: dict[int, dict[int, dict[int, int]]] = defaultdict(lambda: defaultdict(dict))
@@ -74,7 +74,7 @@ def disagreements(store: Store, dataset_id: int | None, *, limit: int = 20) -> l
             FROM prompts p WHERE p.id IN ({marks})""",
             ids,
         )
-    }  # noqa: S608
+    }
     out = []
     for w, prompt_id, n in top:
         messages = json.loads(info[prompt_id]["messages"])
@@ -110,7 +110,7 @@ def flagged_and_skipped(
                        AS adjudicated
             FROM rankings r JOIN prompts p ON p.id = r.prompt_id JOIN datasets d ON d.id = p.dataset_id
                  JOIN users u ON u.id = r.user_id
-            WHERE {" AND ".join(where)} ORDER BY r.created_at DESC, r.id DESC LIMIT ?""",  # noqa: S608
+            WHERE {" AND ".join(where)} ORDER BY r.created_at DESC, r.id DESC LIMIT ?""",
         [*params, limit],
     )
     for row in rows:
@@ -238,7 +238,7 @@ def activity(store: Store, dataset: str | None, *, days: int = 90) -> dict:
     per_day = store.query(
         f"""SELECT CAST(CAST(r.created_at AS DATE) AS VARCHAR) AS day, count(*) AS rankings
             FROM rankings r JOIN prompts p ON p.id = r.prompt_id
-            WHERE r.source = 'human' AND r.created_at >= ? {where} GROUP BY 1 ORDER BY 1""",  # noqa: S608
+            WHERE r.source = 'human' AND r.created_at >= ? {where} GROUP BY 1 ORDER BY 1""",
         [since, *params],
     )
     per_annotator = store.query(
@@ -247,7 +247,7 @@ def activity(store: Store, dataset: str | None, *, days: int = 90) -> dict:
                    count(*) FILTER (WHERE r.status = 'flagged') AS flagged,
                    median(r.time_on_task_ms) AS median_time_ms
             FROM rankings r JOIN prompts p ON p.id = r.prompt_id JOIN users u ON u.id = r.user_id
-            WHERE r.source <> 'adjudication' {where} GROUP BY 1 ORDER BY 2 DESC, 1""",  # noqa: S608
+            WHERE r.source <> 'adjudication' {where} GROUP BY 1 ORDER BY 2 DESC, 1""",
         params,
     )
     bins = [0] * 10

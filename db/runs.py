@@ -45,7 +45,7 @@ def create_run(
 
 
 def get_run(store, run_id: int) -> dict:
-    rows = store.query(f"SELECT {_COLUMNS} FROM runs WHERE id = ?", [run_id])  # noqa: S608
+    rows = store.query(f"SELECT {_COLUMNS} FROM runs WHERE id = ?", [run_id])
     if not rows:
         raise NotFoundError(f"no run with id {run_id}")
     return _decode(rows[0])
@@ -53,7 +53,7 @@ def get_run(store, run_id: int) -> dict:
 
 def list_runs(store, *, status: str | None = None, limit: int = 200) -> list[dict]:
     where, params = ("WHERE status = ?", [status]) if status else ("", [])
-    rows = store.query(f"SELECT {_COLUMNS} FROM runs {where} ORDER BY id DESC LIMIT ?", [*params, limit])  # noqa: S608
+    rows = store.query(f"SELECT {_COLUMNS} FROM runs {where} ORDER BY id DESC LIMIT ?", [*params, limit])
     return [_decode(r) for r in rows]
 
 
@@ -83,7 +83,7 @@ def active_runs(store) -> list[dict]:
     return [
         _decode(r)
         for r in store.query(f"SELECT {_COLUMNS} FROM runs WHERE status IN ('queued', 'running') ORDER BY id")
-    ]  # noqa: S608
+    ]
 
 
 def finish_run(store, run_id: int, *, status: str, metrics: dict | None = None, error: str | None = None) -> None:

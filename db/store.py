@@ -312,7 +312,7 @@ class Store:
             "models",
         ]
         with self._lock:
-            return {t: self.con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in tables}  # noqa: S608
+            return {t: self.con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in tables}
 
     # ---- datasets ---------------------------------------------------------------------------------
 

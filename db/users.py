@@ -64,7 +64,7 @@ def same_name(store: Store, name: str) -> dict | None:
 
 def get_user(store: Store, name: str, *, with_hash: bool = False) -> dict | None:
     cols = _COLUMNS + (", password_hash" if with_hash else "")
-    rows = store.query(f"SELECT {cols} FROM users WHERE name = ?", [name])  # noqa: S608 (constant columns)
+    rows = store.query(f"SELECT {cols} FROM users WHERE name = ?", [name])  # constant columns
     return rows[0] if rows else None
 
 
@@ -78,7 +78,7 @@ def require_user(store: Store, name: str) -> dict:
 def list_users(store: Store, *, with_hash: bool = False, humans_only: bool = False) -> list[dict]:
     cols = _COLUMNS + (", password_hash" if with_hash else "")
     where = "WHERE kind = 'human'" if humans_only else ""
-    return store.query(f"SELECT {cols} FROM users {where} ORDER BY name")  # noqa: S608
+    return store.query(f"SELECT {cols} FROM users {where} ORDER BY name")
 
 
 def add_user(store: Store, name: str, *, role: str, password_hash: str | None, created_by: str) -> dict:

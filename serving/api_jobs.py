@@ -58,7 +58,7 @@ class JobManager:
                     "UPDATE sampling_jobs SET status = 'failed', error = 'server restarted' "
                     "WHERE status IN ('queued', 'running')"
                 )
-        except Exception:  # noqa: BLE001 (no sampling_jobs table: the engines migration is absent)
+        except Exception:  # no sampling_jobs table: the engines migration is absent
             log.debug("no sampling_jobs table yet")
 
     def start(self, body: SamplingJobIn, created_by: str) -> int:
@@ -128,13 +128,13 @@ class JobManager:
                 failures=len(data["failures"]),
                 finished_at="now",
             )
-        except Exception as e:  # noqa: BLE001 (the job records any failure; the server keeps running)
+        except Exception as e:  # the job records any failure; the server keeps running
             log.exception("sampling job %s failed", job_id)
             try:
                 sampling.update_job(
                     self.store, job_id, status="failed", error=f"{type(e).__name__}: {e}", finished_at="now"
                 )
-            except Exception:  # noqa: BLE001 - e.g. the Store was closed under a job that outlived shutdown()
+            except Exception:
                 log.exception("sampling job %s: could not record its failure", job_id)
         finally:
             self.cancels.pop(job_id, None)

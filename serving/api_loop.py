@@ -95,7 +95,7 @@ class LoopManager:
         try:
             entry["summary"] = entry["loop"].run()
             entry["status"] = "finished"
-        except Exception as e:  # noqa: BLE001 (reported through GET /api/loop/{id})
+        except Exception as e:  # reported through GET /api/loop/{id}
             log.exception("loop %s failed", entry["id"])
             entry["error"] = str(e)
             entry["status"] = "cancelled" if entry["cancel"].is_set() else "failed"

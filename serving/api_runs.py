@@ -134,7 +134,7 @@ class RunManager:
             self.cancelling.discard(run_id)
         try:
             record_end(self.store, runs.get_run(self.store, run_id), cancelled=cancelled, exit_code=code)
-        except Exception:  # noqa: BLE001 (a watcher must never take the server down)
+        except Exception:  # a watcher must never take the server down
             log.exception("recording the end of run %s failed", run_id)
 
     def reconcile(self) -> None:
@@ -171,7 +171,7 @@ def stop_process(proc, grace: float) -> None:
     def _kill_later():
         try:
             proc.wait(timeout=grace)
-        except Exception:  # noqa: BLE001 (subprocess.TimeoutExpired: still running)
+        except Exception:  # subprocess.TimeoutExpired: still running
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:

@@ -40,7 +40,7 @@ def start_server(db: Path, home: Path, port: int) -> subprocess.Popen:
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=open(home / "server.log", "ab"),
-    )  # noqa: SIM115
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

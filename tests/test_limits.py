@@ -210,7 +210,7 @@ def test_a_real_public_server_keeps_its_files_private_and_bounds_bodies(tmp_path
     env = {**os.environ, "PREFLAB_HOME": str(home), "PREFLAB_DB": str(db)}
     env.pop("PREFLAB_URL", None)
     preflab = str(Path(sys.executable).with_name("preflab"))
-    log = open(home / "server.log", "wb")  # noqa: SIM115 (closed below)
+    log = open(home / "server.log", "wb")  # closed below
     proc = subprocess.Popen(
         [preflab, "--db", str(db), "server", "--host", "0.0.0.0", "--port", str(port)],
         env=env,

@@ -43,7 +43,7 @@ def display_name(path: Path) -> str:
 
 def open_binary(path: Path) -> BinaryIO:
     """The file's bytes, gunzipped when the name ends in .gz."""
-    raw = open(path, "rb")  # noqa: SIM115 (closed by the caller via the returned object)
+    raw = open(path, "rb")  # closed by the caller via the returned object
     if path.name.endswith(".gz"):
         return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
     return raw

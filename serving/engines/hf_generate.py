@@ -267,7 +267,7 @@ class MicroBatcher:
                 for job, res in zip(batch, results, strict=True):
                     if not job[3].done():
                         job[3].set_result(res)
-            except Exception as e:  # noqa: BLE001 - hand the error to every waiting request
+            except Exception as e:
                 log.exception("generation failed")
                 for job in batch:
                     if not job[3].done():
