@@ -2,14 +2,13 @@
 
     .venv/bin/python bench/idle_gap.py [--rounds 20]
 
-bench/annotate.py found that a submit costs 4-5x more CPU when it follows an idle gap (20 annotators who think
-~5 s each) than back to back (one annotator alone). This script isolates that from PrefLab: (a) a small DuckDB
-transaction like a submit (5 point reads and 5 inserts on a 1M-row table with a primary key, one commit) and
-(b) one point read on that table, (c) appending a line to a file with fsync (what a write-ahead journal of
-submits would cost) and (d) summing a 16 MB numpy array (pure memory reads), each timed back to back (the
-baseline) and after sleeps of 0.3 s and 1 s, with the process's page faults. A ratio far above 1 that grows
-with the pause, with no page faults, means memory access itself is slow after idle on this machine (a property
-of the VM, not of the code).
+A DuckDB submit costs 4-5x more CPU when it follows an idle gap (20 annotators who think ~5 s each) than back to
+back (one annotator alone), as bench/annotate.py shows. This script isolates that from PrefLab: (a) a small DuckDB
+transaction like a submit (5 point reads and 5 inserts on a 1M-row table with a primary key, one commit) and (b)
+one point read on that table, (c) appending a line to a file with fsync (what the journal of submits costs) and
+(d) summing a 16 MB numpy array (pure memory reads), each timed back to back (the baseline) and after sleeps of
+0.3 s and 1 s, with the process's page faults. A ratio far above 1 that grows with the pause, with no page faults,
+means memory access itself is slow after idle on this machine (a property of the VM, not of the code).
 """
 
 from __future__ import annotations
@@ -49,7 +48,7 @@ def main() -> None:
 
     journal = open(path.with_suffix(".journal"), "a", encoding="utf-8")  # closed below
 
-    def append_fsync() -> None:  # what a write-ahead journal of submits would cost per request
+    def append_fsync() -> None:  # what the journal of submits (db.journal) costs per request
         journal.write('{"assignment_id": 1, "ranks": {"1": 1, "2": 2, "3": 2, "4": 3}, "comment": "sí 好 🙂"}\n')
         journal.flush()
         os.fsync(journal.fileno())

@@ -17,11 +17,11 @@ writers need not know the queue exists. Everything runs under the Store lock in 
 what keeps concurrent submits within k (the server is one process); UNIQUE(prompt_id, user_id) on rankings
 backs up "one ranking per person".
 
-Cost per request (bench/annotate.py): a submit and the next lease are one transaction, 13 statements from
-BEGIN to the one COMMIT (it was 19 with two commits); the answer texts and the progress can be read after the
-commit on another cursor (`reader`), off the lock. DuckDB charges ~1-4 ms for each statement on the shared
-2-core machine, more for plans with many joins, and grows with the data where a correlated subquery meets a
-big table, so the reads here are point lookups on primary keys with constants.
+Cost per request (bench/annotate.py): DuckDB charges ~1-4 ms for each statement on the shared 2-core
+machine, more for plans with many joins, and grows with the data where a correlated subquery meets a big
+table. So a submit and the next lease are one transaction of 13 statements from BEGIN to a single COMMIT,
+the reads in it are point lookups on primary keys with constants, and the answer texts and the progress are
+read after the commit on another cursor (`reader`), off the lock.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Regenerate the README's command reference from `preflab --help`, so it cannot drift.
+"""Regenerate the command reference in docs/cli.md from `preflab --help`, so it cannot drift.
 
-.venv/bin/python docs/gen_cli_reference.py          # rewrite README.md between the markers
-.venv/bin/python docs/gen_cli_reference.py --check  # exit 1 if README.md is stale (tests/test_docs.py)
+.venv/bin/python docs/gen_cli_reference.py          # rewrite docs/cli.md between the markers
+.venv/bin/python docs/gen_cli_reference.py --check  # exit 1 if docs/cli.md is stale (tests/test_docs.py)
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from serving.cli import cli
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+REFERENCE = Path(__file__).resolve().parent / "cli.md"
 BEGIN, END = "<!-- cli-reference:begin -->", "<!-- cli-reference:end -->"
 
 
@@ -34,16 +34,16 @@ def render() -> str:
 
 
 def main() -> int:
-    text = README.read_text(encoding="utf-8")
+    text = REFERENCE.read_text(encoding="utf-8")
     head, _, rest = text.partition(BEGIN)
     _, _, tail = rest.partition(END)
     new = f"{head}{BEGIN}\n{render()}\n{END}{tail}"
     if "--check" in sys.argv:
         if new != text:
-            print("README.md's command reference is stale: run .venv/bin/python docs/gen_cli_reference.py")  # noqa: T201 (a script: its output is the message)
+            print("docs/cli.md is stale: run .venv/bin/python docs/gen_cli_reference.py")  # noqa: T201 (a script: its output is the message)
             return 1
         return 0
-    README.write_text(new, encoding="utf-8")
+    REFERENCE.write_text(new, encoding="utf-8")
     return 0
 
 

@@ -18,7 +18,7 @@ statements) misses 100 ms at p95. The answer the annotator waits for needs no Du
   (queue.validate), appended to the journal and fsynced, then answered with the item ahead. The writer thread
   stores the ranking (queue.apply_reserved, under its reserved id and with the submit's own time), renews the
   handed-out lease and leases the next item ahead.
-- Everything else goes to DuckDB as before: a lease this server did not hand out (after a restart), a lease
+- Everything else goes straight to DuckDB: a lease this server did not hand out (after a restart), a lease
   within a minute of expiring, no item ahead (the queue's end), and every other route. Before it does, the
   Store's gate (Store.set_gate) waits until the writer has stored every submit acknowledged so far, so all
   reads and writes through the Store see them: k, one ranking per person and the leases stay DuckDB's rules.

@@ -287,7 +287,7 @@ def run_server(db_path: str, *, host: str = "127.0.0.1", port: int = 8000, confi
         try:
             # keep idle connections longer than clients do (httpx drops its own after 5 s, uvicorn's default is
             # also 5 s): otherwise a request sent as the server closes the connection fails with "Server
-            # disconnected", which bench/annotate.py met once in 400 submits of annotators who think 2.5-7.5 s
+            # disconnected", and annotators who pause seconds between submits send requests at that moment
             uvicorn.run(
                 app, host=host, port=port, log_level="warning", access_log=False, timeout_keep_alive=KEEP_ALIVE_S
             )

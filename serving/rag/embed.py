@@ -6,10 +6,10 @@ computes, but skips importing sentence-transformers (tens of seconds on a busy 2
 Vectors have unit length, so inner product = cosine similarity (faiss IndexFlatIP / HNSW inner product).
 
 Queries (calls with at most QUERY_BATCH texts) run on one thread in float32. PREFLAB_EMBED_QUERY_DTYPE=bfloat16
-runs them in bfloat16 instead (cosine 0.9999 to float32): under load it saved ~20% per query, but on the idle
-machine bench/rag.py measured no gain (100k chunks, IVF: p95 16.7 ms vs 17.3 ms) and recall@5 against exact
-float32 search fell from 0.979 to 0.962, so float32 is the default. Int8 dynamic quantisation was tried and
-rejected: twice as fast, but cosine 0.94-0.98 and half the true top-5 lost. Documents are embedded in float32.
+runs them in bfloat16 instead (cosine 0.9999 to float32): it saves ~20% per query on a loaded machine but
+nothing on an idle one (bench/rag.py, 100k chunks, IVF: p95 16.7 ms vs 17.3 ms), and it lowers recall@5
+against exact float32 search from 0.979 to 0.962, so float32 is the default. Int8 dynamic quantisation is not
+offered: twice as fast, but cosine 0.94-0.98 and half the true top-5 lost. Documents are embedded in float32.
 """
 
 from __future__ import annotations
