@@ -26,9 +26,9 @@ import yaml
 from trl import DPOConfig, GRPOConfig, RewardConfig, RLOOConfig, SFTConfig
 from trl.trainer.base_config import _BaseConfig
 
+from alignment import STAGES
 from alignment.errors import ConfigError
 
-STAGES = ("sft", "reward", "ppo", "rloo", "grpo", "dpo")
 NEEDS_REWARD_MODEL = ("ppo", "rloo", "grpo")
 
 
@@ -161,7 +161,6 @@ class PPOConfig(_BaseConfig, PrefLabFields):
             )
 
 
-PPORunConfig = PPOConfig
 CONFIG_CLASSES: dict[str, type] = {
     "sft": SFTRunConfig,
     "reward": RewardRunConfig,

@@ -39,8 +39,3 @@ def lora_config_for(model: nn.Module, cfg, *, task_type: str = "CAUSAL_LM"):
         task_type=task_type,
         bias="none",
     )
-
-
-def lora_b_state(model: nn.Module) -> dict:
-    """Copies of every LoRA B matrix (zero at init): tests and sanity checks compare them before/after."""
-    return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}

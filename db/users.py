@@ -168,5 +168,6 @@ def delete_token(store: Store, token_hash: str) -> None:
 
 
 def purge_expired_tokens(store: Store, now: datetime) -> int:
+    """Delete the tokens that expired before `now` (the server does it when it starts); returns how many."""
     with store._lock:
         return store.con.execute("DELETE FROM api_tokens WHERE expires_at <= ?", [now]).fetchall()[0][0]

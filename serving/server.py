@@ -21,12 +21,14 @@ import sys
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 import anyio
 import anyio.to_thread
 from fastapi import FastAPI, Request
 
+from db import users
 from db.errors import PrefLabError
 from db.paths import home
 from db.store import Store
@@ -178,6 +180,7 @@ def create_app(store: Store, config: ServerConfig | None = None) -> FastAPI:
     # submits answered from memory once journaled (serving.queue_front); the journal of a killed server is
     # stored first, and from here on every use of the Store waits for the submits acknowledged before it
     app.state.front = QueueFront(store, lease_s=app.state.config.lease_s)
+    users.purge_expired_tokens(store, datetime.now())  # sign-ins that ended while the server was down
     store.set_gate(app.state.front.drain)
     install_error_handlers(app)
 

@@ -376,3 +376,13 @@ def test_which_hosts_are_public(host, public):
     from serving.server import is_public
 
     assert is_public(host) is public
+
+
+def test_the_server_purges_expired_sign_ins_when_it_starts(store):
+    from datetime import datetime, timedelta
+
+    uid = add_user(store, "eve")
+    users.add_token(store, "old", uid, datetime.now() - timedelta(hours=1))
+    users.add_token(store, "live", uid, datetime.now() + timedelta(hours=1))
+    create_app(store)
+    assert [r[0] for r in store.con.execute("SELECT token_hash FROM api_tokens").fetchall()] == ["live"]

@@ -17,32 +17,9 @@ from pathlib import Path
 
 import click
 
+from alignment import STAGES
 from serving.cli.root import open_store
-
-STAGES = ("sft", "reward", "ppo", "rloo", "grpo", "dpo")
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a finished child we started is a zombie until reaped; reap it (ours) or treat it as alive
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return Path(f"/proc/{pid}").exists() and "Z" not in _proc_state(pid)
-
-
-def _proc_state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-    except OSError:
-        return "Z"
+from serving.engines.registry import pid_alive
 
 
 def reconcile(store) -> None:
@@ -51,7 +28,7 @@ def reconcile(store) -> None:
     from db import runs
 
     for row in runs.active_runs(store):
-        if row["status"] == "running" and not _pid_alive(row["pid"]):
+        if row["status"] == "running" and not pid_alive(row["pid"]):
             record_end(store, row)
 
 
@@ -225,16 +202,16 @@ def register(cli: click.Group) -> None:
 
         store = open_store(ctx)
         row = runs.get_run(store, run_id)
-        if row["status"] != "running" or not _pid_alive(row["pid"]):
+        if row["status"] != "running" or not pid_alive(row["pid"]):
             raise click.ClickException(f"run {run_id} is not running (status {row['status']})")
         try:
             os.killpg(row["pid"], signal.SIGTERM)
         except ProcessLookupError:
             pass
         deadline = time.monotonic() + grace
-        while _pid_alive(row["pid"]) and time.monotonic() < deadline:
+        while pid_alive(row["pid"]) and time.monotonic() < deadline:
             time.sleep(0.2)
-        if _pid_alive(row["pid"]):
+        if pid_alive(row["pid"]):
             os.killpg(row["pid"], signal.SIGKILL)
         click.echo(f"run {run_id}: {record_end(store, row, cancelled=True)}")
 

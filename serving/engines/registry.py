@@ -81,6 +81,8 @@ def remove_engine(name: str) -> dict | None:
 
 
 def pid_alive(pid: int | None) -> bool:
+    """Whether process `pid` (an engine, a training job) still runs. A child of this process that exited is
+    reaped here; any other exited process that waits to be reaped (a zombie) counts as gone."""
     if not pid:
         return False
     try:
@@ -89,7 +91,12 @@ def pid_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    try:  # a zombie (exited child not yet reaped) is not alive
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:  # not our child: read its state
+        pass
+    try:
         with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
