@@ -95,12 +95,11 @@ def free_port() -> int:
 
 
 def serve(db: Path, home: Path, port: int) -> subprocess.Popen:
-    preflab = str(Path(sys.executable).with_name("preflab"))
-    env = {**os.environ, "PREFLAB_HOME": str(home)}
+    # this checkout's code, whichever one is installed: a baseline checkout runs beside the current one
+    env = {**os.environ, "PREFLAB_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "serving.cli", "--db", str(db), "server", "--port", str(port)]
     with open(home / "server.log", "wb") as log:  # shown if a submit fails
-        proc = subprocess.Popen(
-            [preflab, "--db", str(db), "server", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     for _ in range(600):
         try:
             if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
