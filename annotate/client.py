@@ -70,6 +70,18 @@ def _error_from(response: httpx.Response) -> ApiError:
     return cls(message, status=response.status_code, field=field)
 
 
+def _ranking_body(status, ranks, all_bad, skip_reason, flag_reason, comment) -> dict:
+    """The fields a submit and a change of a ranking share, as the API takes them (ids as strings, no empty text)."""
+    return {
+        "status": status,
+        "ranks": {str(g): int(r) for g, r in (ranks or {}).items()},
+        "all_bad": all_bad,
+        "skip_reason": skip_reason or None,
+        "flag_reason": flag_reason or None,
+        "comment": comment or None,
+    }
+
+
 class Client:
     """One method per API call. `token` authenticates; `on_expired` runs when the server answers 401."""
 
@@ -171,17 +183,10 @@ class Client:
         time_on_task_ms: int | None = None,
     ) -> dict:
         """-> {ranking_id, next: <same shape as queue_next>}"""
-        payload = {
-            "assignment_id": assignment_id,
-            "status": status,
-            "ranks": {str(g): int(r) for g, r in (ranks or {}).items()},
-            "all_bad": all_bad,
-            "skip_reason": skip_reason or None,
-            "flag_reason": flag_reason or None,
-            "comment": comment or None,
-            "time_on_task_ms": time_on_task_ms,
-        }
-        return self.post("/api/rankings", payload)
+        payload = _ranking_body(status, ranks, all_bad, skip_reason, flag_reason, comment)
+        return self.post(
+            "/api/rankings", {"assignment_id": assignment_id, **payload, "time_on_task_ms": time_on_task_ms}
+        )
 
     def release(self, assignment_id: int) -> dict:
         """Give a lease back (the annotator moved to another dataset): the prompt returns to the queue now."""
@@ -207,14 +212,7 @@ class Client:
         comment: str | None = None,
     ) -> dict:
         """Change one of your rankings while its prompt is open (PUT /api/rankings/{id}); -> my_ranking's shape."""
-        payload = {
-            "status": status,
-            "ranks": {str(g): int(r) for g, r in (ranks or {}).items()},
-            "all_bad": all_bad,
-            "skip_reason": skip_reason or None,
-            "flag_reason": flag_reason or None,
-            "comment": comment or None,
-        }
+        payload = _ranking_body(status, ranks, all_bad, skip_reason, flag_reason, comment)
         return self.request("PUT", f"/api/rankings/{ranking_id}", json=payload).json()
 
     def asset(self, prompt_id: int, index: int) -> bytes:
