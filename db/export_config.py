@@ -8,7 +8,7 @@ db.export_sql builds the SQL from a config.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from db.consensus import SOURCES
 from db.errors import InputError
@@ -18,18 +18,43 @@ FORMATS = ("trl", "trl-messages", "llamafactory", "sft", "classification", "parq
 
 @dataclass(kw_only=True)
 class ExportConfig:
-    """What to export. Values may arrive as strings (CLI, HTTP query): they are converted here."""
+    """What to export. Values may arrive as strings (CLI, HTTP query): they are converted here. Each filter's
+    help and allowed values live in its metadata, which the CLI's options are built from (serving.cli.options)."""
 
     format: str
-    dataset: str | None = None
-    split: str | float | None = None  # "test=0.1", 0.1 or None (one file)
-    seed: int = 0
-    min_annotators: int = 1  # votes on a pair (ties count: they are judgments)
-    min_agreement: float = 0.0  # share of non-tie votes for the majority direction
-    ties: str = "drop"  # keep: consensus ties are exported too, marked is_tie
-    source: str = "all"  # human | arena | all (db.consensus.SOURCES)
-    layout: str = "alpaca"  # llamafactory: alpaca | sharegpt
-    sft_prefer: str = "ranked"  # sft: ranked (best-ranked, else reference) | reference (reference, else ranked)
+    dataset: str | None = field(default=None, metadata={"help": "Only this dataset (default: all)."})
+    split: str | float | None = field(  # "test=0.1", 0.1 or None (one file)
+        default=None, metadata={"help": "Hold out prompts for testing, e.g. test=0.1 (by prompt)."}
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the split."})
+    min_annotators: int = field(  # ties count: they are judgments
+        default=1, metadata={"help": "Keep pairs with at least N votes.", "min": 1}
+    )
+    min_agreement: float = field(
+        default=0.0,
+        metadata={"help": "Keep pairs whose majority has at least this share of the non-tie votes.", "range": (0, 1)},
+    )
+    ties: str = field(
+        default="drop",
+        metadata={"help": "keep: export consensus ties too, marked is_tie.", "choices": ("drop", "keep")},
+    )
+    source: str = field(
+        default="all",
+        metadata={
+            "help": "Which rankings vote: human (people, imports), arena (arena votes) or all.",
+            "choices": tuple(SOURCES),
+        },
+    )
+    layout: str = field(
+        default="alpaca", metadata={"help": "llamafactory only: the data layout.", "choices": ("alpaca", "sharegpt")}
+    )
+    sft_prefer: str = field(
+        default="ranked",
+        metadata={
+            "help": "sft only: the best-ranked answer or the reference answer first (the other as fallback).",
+            "choices": ("ranked", "reference"),
+        },
+    )
     test_fraction: float = field(init=False, default=0.0)
 
     def __post_init__(self):
@@ -45,14 +70,10 @@ class ExportConfig:
             raise InputError("min_annotators must be 1 or more", field="min_annotators")
         if not 0.0 <= self.min_agreement <= 1.0:
             raise InputError("min_agreement is a share: use a number from 0 to 1, e.g. 0.66", field="min_agreement")
-        for name, allowed in (
-            ("ties", ("drop", "keep")),
-            ("source", tuple(SOURCES)),
-            ("layout", ("alpaca", "sharegpt")),
-            ("sft_prefer", ("ranked", "reference")),
-        ):
-            if getattr(self, name) not in allowed:
-                raise InputError(f"'{getattr(self, name)}' is not one of {', '.join(allowed)}", field=name)
+        for f in fields(self):
+            allowed = f.metadata.get("choices")
+            if allowed and getattr(self, f.name) not in allowed:
+                raise InputError(f"'{getattr(self, f.name)}' is not one of {', '.join(allowed)}", field=f.name)
 
     def filters(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k not in ("format", "test_fraction")}
@@ -73,3 +94,9 @@ def parse_split(split: str | float | None) -> float:
             f"cannot read split '{text}': write test=FRACTION with 0 < FRACTION < 1, e.g. test=0.1", field="split"
         )
     return fraction
+
+
+def filter_fields(names: tuple[str, ...] | None = None) -> list:
+    """The dataclass fields of ExportConfig's filters (every field but format), or of `names` in that order."""
+    by_name = {f.name: f for f in fields(ExportConfig) if f.init and f.name != "format"}
+    return [by_name[n] for n in names] if names else list(by_name.values())

@@ -49,3 +49,20 @@ def test_migrate_list(run_cli):
 def test_unknown_command_is_a_usage_error(run_cli):
     r = run_cli("no-such-command")
     assert r.exit_code == 2
+
+
+def test_export_and_train_take_the_export_filters_from_one_definition(run_cli):
+    """--source was a choice in export and free text in train; both now come from ExportConfig's fields."""
+    from serving.cli import cli
+
+    def option(command, name):
+        return next(p for p in cli.commands[command].params if p.name == name)
+
+    for name in ("min_annotators", "min_agreement", "ties", "source"):
+        exported, trained = option("export", name), option("train", name)
+        assert exported.help == trained.help and type(exported.type) is type(trained.type), name
+    # train overrides the run's filters only with what is typed
+    params = cli.commands["train"].make_context("train", ["dpo"]).params
+    assert [params[n] for n in ("min_annotators", "min_agreement", "ties", "source")] == [None] * 4
+    r = run_cli("train", "dpo", "--dataset", "d", "--source", "robots", "--base", "x")
+    assert r.exit_code == 2 and "'robots' is not one of 'human', 'arena', 'all'" in r.output, r.output

@@ -14,6 +14,7 @@ import click
 
 from db.consensus import SOURCES
 from db.export_config import FORMATS
+from serving.cli.options import export_filter_options
 from serving.cli.root import open_store
 from serving.remote import server_url
 
@@ -44,51 +45,7 @@ def register(cli: click.Group) -> None:
         type=click.Path(dir_okay=False),
         help="Output file (with --split: OUT_train.EXT and OUT_test.EXT).",
     )
-    @click.option("--dataset", default=None, help="Only this dataset (default: all).")
-    @click.option("--split", default=None, help="Hold out prompts for testing, e.g. test=0.1 (by prompt).")
-    @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the split.")
-    @click.option(
-        "--min-annotators",
-        default=1,
-        show_default=True,
-        type=click.IntRange(min=1),
-        help="Keep pairs with at least N votes.",
-    )
-    @click.option(
-        "--min-agreement",
-        default=0.0,
-        show_default=True,
-        type=click.FloatRange(0, 1),
-        help="Keep pairs whose majority has at least this share of the non-tie votes.",
-    )
-    @click.option(
-        "--ties",
-        default="drop",
-        show_default=True,
-        type=click.Choice(["drop", "keep"]),
-        help="keep: export consensus ties too, marked is_tie.",
-    )
-    @click.option(
-        "--source",
-        default="all",
-        show_default=True,
-        type=click.Choice(list(SOURCES)),
-        help="Which rankings vote: human (people, imports), arena (arena votes) or all.",
-    )
-    @click.option(
-        "--layout",
-        default="alpaca",
-        show_default=True,
-        type=click.Choice(["alpaca", "sharegpt"]),
-        help="llamafactory only: the data layout.",
-    )
-    @click.option(
-        "--sft-prefer",
-        default="ranked",
-        show_default=True,
-        type=click.Choice(["ranked", "reference"]),
-        help="sft only: the best-ranked answer or the reference answer first (the other as fallback).",
-    )
+    @export_filter_options()
     @click.pass_context
     def export_cmd(
         ctx, fmt, out, dataset, split, seed, min_annotators, min_agreement, ties, source, layout, sft_prefer

@@ -18,8 +18,11 @@ from pathlib import Path
 import click
 
 from alignment import STAGES
+from serving.cli.options import export_filter_options
 from serving.cli.root import open_store
 from serving.engines.registry import pid_alive
+
+TRAIN_FILTERS = ("min_annotators", "min_agreement", "ties", "source")  # export filters of --dataset
 
 
 def reconcile(store) -> None:
@@ -40,10 +43,7 @@ def register(cli: click.Group) -> None:
     @click.option("--adapter", help="Parent adapter: a registered model name or an adapter folder.")
     @click.option("--dataset", help="Export this dataset now (in the stage's format) and train on that snapshot.")
     @click.option("--data", "data", type=click.Path(dir_okay=False), help="An existing snapshot file instead.")
-    @click.option("--min-annotators", type=int, help="Export filter: votes per pair.")
-    @click.option("--min-agreement", type=float, help="Export filter: majority share of non-tie votes.")
-    @click.option("--ties", type=click.Choice(["drop", "keep"]), help="Export filter.")
-    @click.option("--source", help="Export filter: human | arena | all.")
+    @export_filter_options(TRAIN_FILTERS, defaults=False)
     @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), help="YAML config.")
     @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeat).")
     @click.option("--reward-model", help="ppo/rloo/grpo: a reward run's adapter (or its model name).")
