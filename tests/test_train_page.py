@@ -15,7 +15,6 @@ APP = str(Path(__file__).resolve().parents[1] / "annotate" / "entry" / "app.py")
 
 @pytest.mark.slow
 def test_training_page_shows_runs_curves_and_lineage(store, tmp_path, monkeypatch):
-    from streamlit.testing.v1 import AppTest
 
     from db import models_registry, runs
     from serving.server import create_app
@@ -54,11 +53,7 @@ def test_training_page_shows_runs_curves_and_lineage(store, tmp_path, monkeypatc
     server, thread, url = serve(create_app(store))
     try:
         monkeypatch.setenv("PREFLAB_URL", url)
-        at = AppTest.from_file(APP, default_timeout=60).run()
-        at.text_input(key="login_name").input("adm")
-        at.text_input(key="login_password").input(PASSWORD)
-        at.button(key="login_submit").click().run()
-        at.switch_page("../pages/training.py").run()
+        at = training_page_as_admin()
         assert not at.exception, at.exception
         assert any(m.value == "finished" for m in at.metric)
         assert any("训练完成" in c.value for c in at.code)
@@ -76,7 +71,6 @@ def test_run_picker_follows_the_run_just_started_and_its_label_stays_current(sto
     status the server has now. No training process: the server's launch is replaced by marking it running."""
     import os
 
-    from streamlit.testing.v1 import AppTest
     from test_train_runs import _fake_model_folder, seed_rankings
 
     from db import runs
@@ -97,11 +91,7 @@ def test_run_picker_follows_the_run_just_started_and_its_label_stays_current(sto
     server, thread, url = serve(create_app(store))
     try:
         monkeypatch.setenv("PREFLAB_URL", url)
-        at = AppTest.from_file(APP, default_timeout=60).run()
-        at.text_input(key="login_name").input("adm")
-        at.text_input(key="login_password").input(PASSWORD)
-        at.button(key="login_submit").click().run()
-        at.switch_page("../pages/training.py").run()
+        at = training_page_as_admin()
         assert run_picker(at).value == old
         at.text_input(key="train_base").input("models/tiny")
         at.selectbox(key="train_dataset").set_value("prefs")
@@ -144,3 +134,14 @@ def test_a_curve_of_one_logged_step_is_drawn_as_points():
     specs = [json.loads(node.proto.spec) for node in at.main.children.values()]
     assert specs[0]["mark"]["type"] == "circle"  # one step: a point that shows
     assert [layer["mark"]["type"] for layer in specs[1]["layer"]][0] == "line"
+
+
+def training_page_as_admin():
+    """The app signed in as adm (PREFLAB_URL set by the test), on the Training page."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.text_input(key="login_name").input("adm")
+    at.text_input(key="login_password").input(PASSWORD)
+    at.button(key="login_submit").click().run()
+    return at.switch_page("../pages/training.py").run()
