@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,8 +33,10 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from db import users  # noqa: E402
-from db.store import Batch, Store  # noqa: E402
+from db import queue, users  # noqa: E402
+from db.bench_data import generate_answers  # noqa: E402
+from db.store import Store  # noqa: E402
+from serving.engines.launcher import free_port  # noqa: E402
 
 PASSWORD = "bench password"
 ANSWERS = 4
@@ -46,52 +47,18 @@ def build(db: Path, generations: int, annotators: int, k: int) -> float:
     t0 = time.perf_counter()
     prompts = generations // ANSWERS
     store = Store.open(db)
-    con = store.con
-    empty = Batch().tables()
-    for name in ("stage_rankings", "stage_items", "stage_examples"):
-        con.register(name, empty[name])
-    con.execute(
-        """CREATE TEMP TABLE stage_prompts AS
-           SELECT sha256('user' || chr(31) || q || chr(30)) AS key,
-                  json_array(json_object('role', 'user', 'content', q))::VARCHAR AS messages,
-                  'bench' AS source, CAST(i AS VARCHAR) AS external_id, NULL::VARCHAR AS metadata,
-                  NULL::VARCHAR AS assets
-           FROM (SELECT range AS i, 'Question ' || range || ': explain why the sky looks blue at noon but red '
-                        || 'at sunset, briefly. ¿Por qué? 为什么？' AS q FROM range(?))""",
-        [prompts],
-    )
-    con.execute(
-        """CREATE TEMP TABLE stage_generations AS
-           SELECT p.key AS prompt_key, sha256(t) AS gen_key, t AS text, 'model' AS kind, 'bench-' || j AS model,
-                  NULL::VARCHAR AS adapter, 'bench' AS engine, NULL::VARCHAR AS params, NULL::BIGINT AS seed,
-                  NULL::INTEGER AS prompt_tokens, NULL::INTEGER AS completion_tokens, NULL::DOUBLE AS latency_ms,
-                  'stop' AS finish_reason, NULL::VARCHAR AS metadata
-           FROM stage_prompts p, range(?) r(j),
-                LATERAL (SELECT 'Answer ' || j || ' to ' || p.external_id || ': Rayleigh scattering favours '
-                                || 'short wavelengths; at sunset light crosses more air. ' || repeat('x', 20 * j)
-                                AS t)""",
-        [ANSWERS],
-    )
-    with store.transaction():
-        dataset_id = store.ensure_dataset("bench", created_by="bench")
-        store.commit_staged(dataset_id, created_by="bench")
-        con.execute("UPDATE datasets SET annotators_per_prompt = ? WHERE id = ?", [k, dataset_id])
+    generate_answers(store, "bench", prompts=prompts, answers=ANSWERS)
+    queue.update_dataset(store, "bench", k=k)
     from serving.auth import hash_password
 
     pw = hash_password(PASSWORD)
     for i in range(annotators):
         users.add_user(store, f"ann{i:02d}", role="annotator", password_hash=pw, created_by="bench")
     users.add_user(store, "bench-admin", role="admin", password_hash=pw, created_by="bench")  # reads /api/health
-    n = store.scalar("SELECT count(*) FROM generations")
+    n = store.counts()["generations"]
     assert n == prompts * ANSWERS, n
     store.close()
     return time.perf_counter() - t0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve(db: Path, home: Path, port: int) -> subprocess.Popen:

@@ -30,52 +30,30 @@ BASELINE_SQL = """SELECT pr.messages->>'$[0].content', gc.text, gr.text FROM pai
 
 
 def build(db: Path, n: int) -> None:
+    from db.bench_data import generate_ranked
     from db.store import Store
 
     store = Store.open(db)
-    c = store.con
-    with store.transaction():
-        c.execute("INSERT INTO datasets (name, created_by) VALUES ('bench', 'bench')")
-        c.execute("INSERT INTO users (name, role, kind, created_by) VALUES ('ann', 'annotator', 'imported', 'bench')")
-        c.execute(
-            """INSERT INTO prompts (id, dataset_id, messages, content_hash, created_by)
-               SELECT i, 1, to_json([{'role': 'user', 'content': '¿Pregunta ' || i || '? 東京 🗼'}]),
-                      sha256(i::VARCHAR), 'bench' FROM range(1, ? + 1) t(i)""",
-            [n],
-        )
-        c.execute(
-            """INSERT INTO generations (id, prompt_id, text, content_hash, kind, created_by)
-               SELECT i, (i - 1) // 4 + 1, 'Respuesta ' || i || ' — 答案 😀 with some more words in it',
-                      sha256(i::VARCHAR), 'imported', 'bench' FROM range(1, 4 * ? + 1) t(i)""",
-            [n],
-        )
-        c.execute(
-            """INSERT INTO rankings (id, prompt_id, user_id, status, source, created_by)
-               SELECT i, i, 1, 'submitted', 'import', 'bench' FROM range(1, ? + 1) t(i)""",
-            [n],
-        )
-        c.execute(
-            """INSERT INTO ranking_items (ranking_id, generation_id, rank)
-               SELECT (i - 1) // 4 + 1, i, ((i * 7) % 4) + 1 FROM range(1, 4 * ? + 1) t(i)""",
-            [n],
-        )
-        store._derive_pairs_for("SELECT id FROM rankings")
+    generate_ranked(store, n)
     store.close()
 
 
 def run_side(side: str, db: Path, out: Path) -> dict:
-    from db.store import Store
-
-    store = Store.open(db)
-    t0 = time.perf_counter()
     if side == "preflab":
         from db.export import export
+        from db.store import Store
 
+        store = Store.open(db)
+        t0 = time.perf_counter()
         rows = export(store, "trl", out).counts["pairs"]
-    else:
+    else:  # plain DuckDB on its own connection, not the Store: what one writes without PrefLab
+        import duckdb
+
+        con = duckdb.connect(str(db))
+        t0 = time.perf_counter()
         rows = 0
-        with out.open("w", encoding="utf-8") as f, store._lock:
-            cur = store.con.execute(BASELINE_SQL)
+        with out.open("w", encoding="utf-8") as f:
+            cur = con.execute(BASELINE_SQL)
             while batch := cur.fetchmany(10_000):
                 for prompt, chosen, rejected in batch:
                     f.write(json.dumps({"prompt": prompt, "chosen": chosen, "rejected": rejected}, ensure_ascii=False))

@@ -69,7 +69,7 @@ def run_preflab(src: Path, out: Path, db: Path, memory_limit: str | None) -> dic
     t0 = time.perf_counter()
     store = Store.open(db)
     if memory_limit:  # DuckDB's own default is 80% of RAM; below the limit it spills to disk
-        store.con.execute(f"SET memory_limit = '{memory_limit}'")
+        store.set_memory_limit(memory_limit)
     report = import_file(store, src, fmt="ranked", dataset="bench")
     t1 = time.perf_counter()
     result = export(store, "trl", out, dataset="bench")

@@ -25,7 +25,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from db.hashing import prompt_hash
-from db.store import Batch, Store
+from db.sampling import delete_answers
+from db.staging import Batch
+from db.store import Store
 
 TOPICS = ["la luz", "gravity", "量子力学", "the sea", "volcanoes", "el tiempo", "photosynthesis", "音乐", "chess",
           "bread", "rivers", "la historia de Roma", "black holes", "typography", "bees", "compilers"]  # fmt: skip
@@ -124,8 +126,7 @@ def main() -> None:
               f"{tok / el:.1f} tokens/s (start-up {startup:.0f}s, not timed)", flush=True)  # fmt: skip
         # the next engine must sample from scratch: drop this engine's answers
         s = Store.open(db)
-        with s.transaction() as con:
-            con.execute("DELETE FROM generations")
+        delete_answers(s, "bench")
         s.close()
     c = results["c_naive_hf_generate"]["tokens_per_s"]
     if "a_vllm_engine" in results:

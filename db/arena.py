@@ -20,7 +20,8 @@ import secrets
 
 from db.errors import ConflictError, InputError, NotFoundError
 from db.hashing import prompt_hash, text_hash
-from db.store import STAGE_SCHEMAS, Batch, Store
+from db.staging import STAGE_SCHEMAS, Batch
+from db.store import Store
 
 ARENA_DATASET = "arena"
 WINNERS = ("a", "b", "tie", "both_bad")

@@ -69,9 +69,24 @@ def get_model(store, name: str) -> dict:
     return _decode(rows[0])
 
 
-def list_models(store, *, kind: str | None = None) -> list[dict]:
+def find_model(store, name: str) -> dict | None:
+    """The registered model with this name, or None (get_model when a missing name is the caller's error)."""
+    rows = store.query(f"SELECT {_COLUMNS} FROM models WHERE name = ?", [name])
+    return _decode(rows[0]) if rows else None
+
+
+def list_models(store, *, kind: str | None = None, metrics_as_text: bool = False) -> list[dict]:
+    """Every registered model in registration order, optionally of one kind. `metrics_as_text` keeps the final
+    metrics as the stored JSON text, which is what GET /api/models answers."""
     where, params = ("WHERE kind = ?", [kind]) if kind else ("", [])
-    return [_decode(r) for r in store.query(f"SELECT {_COLUMNS} FROM models {where} ORDER BY id", params)]
+    rows = store.query(f"SELECT {_COLUMNS} FROM models {where} ORDER BY id", params)
+    return rows if metrics_as_text else [_decode(r) for r in rows]
+
+
+def model_cards(store) -> list[dict]:
+    """name, kind, base and created (Unix seconds) of every registered model in registration order: what the
+    OpenAI-compatible /v1/models lists beside the engines' own models."""
+    return store.query("SELECT name, kind, base, epoch(created_at)::BIGINT AS created FROM models ORDER BY id")
 
 
 def model_for_run(store, run_id: int) -> dict | None:

@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
-from db import queue, review
+from db import models_registry, queue, review
 from db.errors import ConflictError, InputError
 from db.store import Store
 from serving.deps import ApiError, get_store, read_store, require_role
@@ -59,7 +59,7 @@ def create_dataset(
     body: DatasetIn, store: Store = Depends(get_store), admin: dict = Depends(require_role("admin"))
 ) -> dict:
     """Create an empty dataset (imports create theirs on the fly too)."""
-    if store.query("SELECT 1 FROM datasets WHERE name = ?", [body.name]):
+    if store.has_dataset(body.name):
         raise ConflictError(f"dataset '{body.name}' already exists; change it with PATCH /api/datasets/{body.name}")
     store.ensure_dataset(body.name, created_by=admin["name"], description=body.description)
     return queue.update_dataset(store, body.name, k=body.annotators_per_prompt, guidelines=body.guidelines, new=True)
@@ -233,10 +233,7 @@ def engines(user: dict = Depends(require_role("admin"))) -> list[dict]:
 @router.get("/models")
 def models(store: Store = Depends(get_store), user: dict = Depends(require_role(*ANYONE))) -> list[dict]:
     """Registered models and adapters. Only an admin sees where they are on the server (path, base, run)."""
-    rows = store.query(
-        "SELECT id, name, kind, base, path, stage, parent, run_id, snapshot_id, metrics, created_by, "
-        "CAST(created_at AS VARCHAR) AS created_at FROM models ORDER BY id"
-    )
+    rows = models_registry.list_models(store, metrics_as_text=True)
     if user["role"] != "admin":
         rows = [{k: v for k, v in r.items() if k not in ("base", "path", "run_id", "metrics")} for r in rows]
     return rows

@@ -31,7 +31,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
-from db import apikeys
+from db import apikeys, models_registry
 from db.errors import NotFoundError, PrefLabError
 from db.store import Store
 
@@ -146,7 +146,7 @@ async def _resolve(model: str, store: Store) -> dict:
     try:
         return await asyncio.to_thread(resolve_model, model)
     except NotFoundError as e:
-        registered = {r["name"] for r in _models_table(store)}
+        registered = {r["name"] for r in models_registry.model_cards(store)}
         hint = (
             (
                 " It is registered as an adapter but no running engine has it loaded: "
@@ -291,10 +291,6 @@ async def completions(request: Request):
     return await _forward(request, "/completions", chat=False)
 
 
-def _models_table(store: Store) -> list[dict]:
-    return store.query("SELECT name, kind, base, epoch(created_at)::BIGINT AS created FROM models ORDER BY id")
-
-
 @router.get("/v1/models")
 @_guard
 async def list_models(request: Request):
@@ -308,7 +304,7 @@ async def list_models(request: Request):
             continue
         for m in e["models"]:
             seen.setdefault(m, {"id": m, "object": "model", "created": now, "owned_by": f"engine:{e['name']}"})
-    for row in _models_table(_store(request)):
+    for row in models_registry.model_cards(_store(request)):
         seen.setdefault(
             row["name"],
             {

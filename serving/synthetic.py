@@ -30,7 +30,9 @@ import random
 import re
 from dataclasses import dataclass, field
 
-from db.store import Batch, Store
+from db import synthetic
+from db.staging import Batch
+from db.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -134,12 +136,7 @@ def annotate_dataset(store: Store, dataset: str, config: SyntheticConfig, *, min
     twice adds nothing. Returns counts; pairs and ties are what the SQL derivation stored for the new rankings.
     """
     dataset_id = store.dataset_id(dataset)
-    rows = store.query(
-        "SELECT p.id AS prompt_id, p.content_hash AS prompt_key, CAST(p.messages AS VARCHAR) AS messages, "
-        "g.text, g.content_hash AS gen_key FROM prompts p JOIN generations g ON g.prompt_id = p.id "
-        "WHERE p.dataset_id = ? AND g.kind = 'model' ORDER BY p.id, g.id",
-        [dataset_id],
-    )
+    rows = synthetic.model_answers(store, dataset_id)
     by_prompt: dict[int, dict] = {}
     for r in rows:
         entry = by_prompt.setdefault(
@@ -178,22 +175,11 @@ def annotate_dataset(store: Store, dataset: str, config: SyntheticConfig, *, min
                 )
     if not batch.rankings:
         return result
-    before_pairs = store.scalar("SELECT max(id) FROM pairs") or 0
-    before_rankings = store.scalar("SELECT max(id) FROM rankings") or 0
+    after_ranking, after_pair = synthetic.last_ids(store)
     counts = store.write_batch(dataset, batch, created_by="synthetic-annotator")
     result.rankings = counts.rankings
-    stats = store.query(
-        "SELECT count(*) FILTER (WHERE NOT is_tie) AS pairs, count(*) FILTER (WHERE is_tie) AS ties FROM pairs "
-        "WHERE id > ? AND source = 'synthetic'",
-        [before_pairs],
-    )[0]
-    result.pairs, result.ties = int(stats["pairs"] or 0), int(stats["ties"] or 0)
-    k = store.query(
-        "SELECT coalesce(sum(n * (n - 1) / 2), 0) AS expected FROM (SELECT r.id, count(*) AS n FROM rankings r "
-        "JOIN ranking_items i ON i.ranking_id = r.id JOIN prompts p ON p.id = r.prompt_id "
-        "WHERE p.dataset_id = ? AND r.source = 'synthetic' AND r.id > ? GROUP BY r.id)",
-        [dataset_id, before_rankings],
-    )[0]["expected"]
-    result.expected_pairs = int(k)
+    result.pairs, result.ties, result.expected_pairs = synthetic.pairs_added(
+        store, dataset_id, after_ranking=after_ranking, after_pair=after_pair
+    )
     log.info("synthetic annotation of %s: %s", dataset, result.as_dict())
     return result

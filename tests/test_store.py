@@ -1,5 +1,5 @@
 from db.hashing import prompt_hash, text_hash
-from db.store import Batch
+from db.staging import Batch
 
 
 def _ranked_batch(answers_by_rank, annotator="ann1"):
@@ -63,3 +63,16 @@ def test_failed_write_changes_nothing(store):
     with pytest.raises(duckdb.ConstraintException):
         store.write_batch("demo", bad, created_by="test")
     assert store.counts() == before
+
+
+def test_row_reads_one_row_as_a_dict_or_none(store):
+    store.write_batch("demo", _ranked_batch([("B", 1), ("A", 2)]), created_by="test")
+    assert store.has_dataset("demo") and not store.has_dataset("nope")
+    row = store.row("SELECT name, annotators_per_prompt AS k FROM datasets WHERE name = ?", ["demo"])
+    assert row == {"name": "demo", "k": 1}
+    assert store.row("SELECT name FROM datasets WHERE name = ?", ["nope"]) is None
+
+
+def test_memory_limit_is_set_for_the_database(store):
+    store.set_memory_limit("512MB")
+    assert store.scalar("SELECT current_setting('memory_limit')") == "488.2 MiB"  # DuckDB shows it in MiB

@@ -5,6 +5,11 @@ rows by its format's converter (one module per family: sft, classification insid
 and the rows are written in ONE transaction after the whole file passed: a bad file changes nothing. Every
 error names file, line and field. Large `ranked`/`preference` JSON Lines files take the DuckDB-native path
 (db.importers.fastimport), which gives the same rows.
+
+The package owns the file formats that come in and their checks: it fills the staging relations (stage_*)
+and leaves the write to the Store (`Store.commit_staged`), so the rules of what is new and what is a
+duplicate live in one place. It never keeps part of a file that failed a check, and never reads from the
+network: a path comes in, rows go to the Store.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from db.importers import oasst, preference, sft
 from db.importers.fields import MAX_FIELD_BYTES, Ctx
 from db.importers.reader import BadRecord, open_binary, read_records
 from db.media import media_dir
-from db.store import Batch, Store, WriteCounts
+from db.staging import Batch, WriteCounts
+from db.store import Store
 
 log = logging.getLogger(__name__)
 

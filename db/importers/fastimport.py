@@ -37,7 +37,8 @@ from db.hashing import SQL_USER_PROMPT_HASH
 from db.importers import ImportReport, write_staged
 from db.importers.fields import MAX_FIELD_BYTES
 from db.importers.reader import MAX_RECORD_BYTES
-from db.store import STAGE_SCHEMAS, Store, WriteCounts
+from db.staging import STAGE_SCHEMAS, WriteCounts
+from db.store import Store
 
 log = logging.getLogger(__name__)
 

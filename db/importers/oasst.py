@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from db.importers.fields import Ctx, generation_row, get, prompt_row, text, type_name
-from db.store import Batch
+from db.staging import Batch
 
 CONSENSUS_ANNOTATOR = "oasst-consensus"
 ROLES = {"prompter": "user", "assistant": "assistant"}

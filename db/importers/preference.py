@@ -29,7 +29,7 @@ from db.importers.fields import (
     text,
     type_name,
 )
-from db.store import Batch
+from db.staging import Batch
 
 _HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ ]?")
 

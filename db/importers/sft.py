@@ -29,7 +29,7 @@ from db.importers.fields import (
     text,
     type_name,
 )
-from db.store import Batch
+from db.staging import Batch
 
 SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system"}
 

@@ -1,0 +1,189 @@
+"""The staging path of bulk writes: the stage_* relations, the rows that fill them, and the SQL that commits them.
+
+An importer fills stage_prompts, stage_generations, stage_rankings, stage_items and stage_examples (from
+Python rows through `Batch` and Arrow, or straight from a file in SQL on the fast path,
+db/importers/fastimport.py); `commit_staged` moves what is new into the real tables, resolving content hashes
+to ids in SQL. Re-importing the same rows adds nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+STAGE_SCHEMAS: dict[str, pa.Schema] = {
+    "stage_prompts": pa.schema(
+        [
+            ("key", pa.string()),
+            ("messages", pa.string()),
+            ("source", pa.string()),
+            ("external_id", pa.string()),
+            ("metadata", pa.string()),
+            ("assets", pa.string()),
+        ]
+    ),
+    "stage_generations": pa.schema(
+        [
+            ("prompt_key", pa.string()),
+            ("gen_key", pa.string()),
+            ("text", pa.string()),
+            ("kind", pa.string()),
+            ("model", pa.string()),
+            ("adapter", pa.string()),
+            ("engine", pa.string()),
+            ("params", pa.string()),
+            ("seed", pa.int64()),
+            ("prompt_tokens", pa.int32()),
+            ("completion_tokens", pa.int32()),
+            ("latency_ms", pa.float64()),
+            ("finish_reason", pa.string()),
+            ("metadata", pa.string()),
+        ]
+    ),
+    "stage_rankings": pa.schema(
+        [
+            ("ranking_key", pa.string()),
+            ("prompt_key", pa.string()),
+            ("annotator", pa.string()),
+            ("user_kind", pa.string()),
+            ("status", pa.string()),
+            ("source", pa.string()),
+            ("all_bad", pa.bool_()),
+            ("skip_reason", pa.string()),
+            ("flag_reason", pa.string()),
+            ("comment", pa.string()),
+            ("time_on_task_ms", pa.int64()),
+            ("guideline_version", pa.int32()),
+        ]
+    ),
+    "stage_items": pa.schema(
+        [("ranking_key", pa.string()), ("gen_key", pa.string()), ("rank", pa.int32()), ("position", pa.int32())]
+    ),
+    "stage_examples": pa.schema(
+        [
+            ("key", pa.string()),
+            ("text", pa.string()),
+            ("label", pa.string()),
+            ("metadata", pa.string()),
+            ("source", pa.string()),
+        ]
+    ),
+}
+
+
+@dataclass
+class Batch:
+    """Rows for `Store.write_batch`, one dict per row with the keys of STAGE_SCHEMAS (missing keys are NULL).
+
+    Keys tie rows together: a generation's prompt_key is its prompt's key (db.hashing.prompt_hash), its
+    gen_key is db.hashing.text_hash(text); an item names its ranking by ranking_key and its answer by gen_key.
+    """
+
+    prompts: list[dict] = field(default_factory=list)
+    generations: list[dict] = field(default_factory=list)
+    rankings: list[dict] = field(default_factory=list)
+    items: list[dict] = field(default_factory=list)
+    examples: list[dict] = field(default_factory=list)
+
+    def tables(self) -> dict[str, pa.Table]:
+        rows = {
+            "stage_prompts": self.prompts,
+            "stage_generations": self.generations,
+            "stage_rankings": self.rankings,
+            "stage_items": self.items,
+            "stage_examples": self.examples,
+        }
+        return {name: pa.Table.from_pylist(rows[name], schema=schema) for name, schema in STAGE_SCHEMAS.items()}
+
+
+@dataclass
+class WriteCounts:
+    """What a write added (rows that were already stored are not counted)."""
+
+    prompts: int = 0
+    generations: int = 0
+    rankings: int = 0
+    pairs: int = 0
+    examples: int = 0
+    users: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+    def __add__(self, other: WriteCounts) -> WriteCounts:  # the totals of writes made in several transactions
+        return WriteCounts(**{name: value + getattr(other, name) for name, value in self.as_dict().items()})
+
+
+def commit_staged(store, dataset_id: int, *, created_by: str) -> WriteCounts:
+    """Move new rows from the stage_* relations into the real tables. Call inside `transaction()`.
+
+    Rows already stored (same content hash, same annotator and prompt) are left alone, so a second
+    import of the same data adds nothing. Duplicates within the staged rows are dropped with DISTINCT ON
+    (2.4x faster than the equivalent row_number() window on 400k generations, bench/pairs.py).
+    """
+    c = store.con
+    n = WriteCounts()
+    n.prompts = c.execute(
+        """INSERT INTO prompts (dataset_id, messages, content_hash, source, external_id, metadata, assets,
+                                created_by)
+           SELECT ?, s.messages, s.key, s.source, s.external_id, s.metadata, s.assets, ?
+           FROM (SELECT DISTINCT ON (key) * FROM stage_prompts) s
+           WHERE NOT EXISTS (SELECT 1 FROM prompts p WHERE p.dataset_id = ? AND p.content_hash = s.key)""",
+        [dataset_id, created_by, dataset_id],
+    ).fetchall()[0][0]
+    n.generations = c.execute(
+        """INSERT INTO generations (prompt_id, text, content_hash, kind, model, adapter, engine, params, seed,
+                                    prompt_tokens, completion_tokens, latency_ms, finish_reason, metadata,
+                                    created_by)
+           SELECT p.id, g.text, g.gen_key, coalesce(g.kind, 'model'), g.model, g.adapter, g.engine, g.params,
+                  g.seed, g.prompt_tokens, g.completion_tokens, g.latency_ms, g.finish_reason, g.metadata, ?
+           FROM (SELECT DISTINCT ON (prompt_key, gen_key) * FROM stage_generations) g
+           JOIN prompts p ON p.dataset_id = ? AND p.content_hash = g.prompt_key
+           WHERE NOT EXISTS (SELECT 1 FROM generations x WHERE x.prompt_id = p.id AND x.content_hash = g.gen_key)
+           ORDER BY p.id""",
+        [created_by, dataset_id],
+    ).fetchall()[0][0]
+    n.users = c.execute(
+        """INSERT INTO users (name, role, kind, created_by)
+           SELECT DISTINCT annotator, 'annotator', coalesce(user_kind, 'imported'), ? FROM stage_rankings s
+           WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.name = s.annotator)""",
+        [created_by],
+    ).fetchall()[0][0]
+    # New rankings get ids from the sequence; remember them so items and pairs attach to the right rows.
+    c.execute(
+        """CREATE OR REPLACE TEMP TABLE new_rankings AS
+           SELECT nextval('seq_rankings') AS id, s.*, p.id AS prompt_id, u.id AS user_id
+           FROM (SELECT DISTINCT ON (ranking_key) * FROM stage_rankings) s
+           JOIN prompts p ON p.dataset_id = ? AND p.content_hash = s.prompt_key
+           JOIN users u ON u.name = s.annotator
+           WHERE NOT EXISTS (SELECT 1 FROM rankings r WHERE r.prompt_id = p.id AND r.user_id = u.id)
+           QUALIFY row_number() OVER (PARTITION BY p.id, u.id) = 1""",
+        [dataset_id],
+    )
+    n.rankings = c.execute(
+        """INSERT INTO rankings (id, prompt_id, user_id, status, source, all_bad, skip_reason, flag_reason,
+                                 comment, time_on_task_ms, guideline_version, created_by)
+           SELECT id, prompt_id, user_id, coalesce(status, 'submitted'), coalesce(source, 'import'),
+                  coalesce(all_bad, false), skip_reason, flag_reason, comment, time_on_task_ms,
+                  guideline_version, ?
+           FROM new_rankings ORDER BY id""",
+        [created_by],
+    ).fetchall()[0][0]
+    c.execute(
+        """INSERT INTO ranking_items (ranking_id, generation_id, rank, position)
+           SELECT DISTINCT ON (r.id, g.id) r.id, g.id, i.rank, i.position
+           FROM new_rankings r
+           JOIN stage_items i ON i.ranking_key = r.ranking_key
+           JOIN generations g ON g.prompt_id = r.prompt_id AND g.content_hash = i.gen_key"""
+    )
+    n.pairs = store._derive_pairs_for("SELECT id FROM new_rankings")
+    c.execute("DROP TABLE new_rankings")
+    n.examples = c.execute(
+        """INSERT INTO examples (dataset_id, text, label, content_hash, metadata, source, created_by)
+           SELECT ?, s.text, s.label, s.key, s.metadata, s.source, ?
+           FROM (SELECT DISTINCT ON (key) * FROM stage_examples) s
+           WHERE NOT EXISTS (SELECT 1 FROM examples e WHERE e.dataset_id = ? AND e.content_hash = s.key)""",
+        [dataset_id, created_by, dataset_id],
+    ).fetchall()[0][0]
+    return n
