@@ -8,7 +8,7 @@ import pytest
 
 from db.export import export
 from db.hashing import prompt_hash, text_hash
-from db.store import Batch
+from db.staging import Batch
 
 Q = "¿Qué es 東京? 🗼"
 ANSWERS = ["Es la capital de Japón 🇯🇵", "东京是日本的首都。", "No sé 🤷"]
@@ -265,14 +265,14 @@ def test_split_by_prompt_is_disjoint_and_deterministic(store, tmp_path):
 
 
 def test_chunked_writing_gives_the_same_bytes(store, tmp_path, monkeypatch):
-    import db.export_sql
+    import db.export.sql
 
     b = Batch()
     for i in range(12):
         add_prompt(store, f"Prompt {i} 🌸", [f"a{i}", f"b{i}", f"c{i}"], {"ana": [1, 2, 3]}, batch=b)
     store.write_batch("exp", b, created_by="test")
     whole = export(store, "trl-messages", tmp_path / "whole.jsonl", split="test=0.3")
-    monkeypatch.setattr(db.export_sql, "CHUNK_PAIRS", 5)  # 36 pairs in several prompt-id chunks
+    monkeypatch.setattr(db.export.sql, "CHUNK_PAIRS", 5)  # 36 pairs in several prompt-id chunks
     chunked = export(store, "trl-messages", tmp_path / "chunked.jsonl", split="test=0.3")
     assert chunked.snapshot_id == whole.snapshot_id and chunked.counts == whole.counts
     assert not list(tmp_path.glob(".*"))  # no temporary or part files left behind
@@ -329,6 +329,7 @@ def trl_files(store, tmp_path):
     return {fmt: export(store, fmt, tmp_path / f"{fmt}.jsonl").path for fmt in ("trl", "trl-messages")}
 
 
+@pytest.mark.slow  # a real TRL training on the export
 @pytest.mark.parametrize("fmt", ["trl", "trl-messages"])
 def test_dpo_trainer_trains_on_the_export(trl_files, tiny_model_dir, tmp_path, fmt):
     import torch
@@ -358,6 +359,7 @@ def test_dpo_trainer_trains_on_the_export(trl_files, tiny_model_dir, tmp_path, f
     assert any(not torch.equal(before[n], p) for n, p in model.named_parameters())
 
 
+@pytest.mark.slow  # a real TRL training on the export
 @pytest.mark.parametrize("fmt", ["trl", "trl-messages"])
 def test_reward_trainer_trains_on_the_export(trl_files, tiny_reward_dir, tmp_path, fmt):
     import torch

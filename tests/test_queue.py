@@ -1,4 +1,4 @@
-"""The assignment queue (db/queue.py): k slots per prompt, leases, expiry, stored random order, validation."""
+"""The assignment queue (db/queue/): k slots per prompt, leases, expiry, stored random order, validation."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import json
 from datetime import datetime, timedelta
 
 import pytest
-from server_helpers import add_user, seed
 
 from db import queue
 from db.errors import ConflictError, InputError, NotFoundError
+from tests.support.data import add_user, seed
 
 T0 = datetime(2026, 1, 5, 9, 0, 0)
 
@@ -177,7 +177,7 @@ def test_prompts_with_one_answer_are_not_queued_until_a_second_arrives(store):
     ds = store.dataset_id("d")
     assert queue.next_assignment(store, ds, uid, now=T0) is None
     from db.hashing import prompt_hash, text_hash
-    from db.store import Batch
+    from db.staging import Batch
 
     msgs = [{"role": "user", "content": "question 0 ¿qué? 東京 🗼"}]
     b = Batch(
@@ -272,9 +272,9 @@ def test_api_stores_the_ranking_when_the_next_item_fails(store, monkeypatch):
 
     import duckdb
     from fastapi.testclient import TestClient
-    from server_helpers import signed_in
 
     from serving.server import create_app
+    from tests.support.data import signed_in
 
     seed(store, prompts=3, answers=3, k=1)
     add_user(store, "ann")
@@ -285,7 +285,7 @@ def test_api_stores_the_ranking_when_the_next_item_fails(store, monkeypatch):
         # take the database path: no item leased ahead (serving/queue_front.py), and the writer thread idle
         app.state.front.drain()
         app.state.front.release_ahead(store.scalar("SELECT id FROM users WHERE name = 'ann'"), store.dataset_id("d"))
-        real = queue._next_in_tx
+        real = queue.leases._next_in_tx
 
         def broken(*args, **kwargs):
             if not calls and threading.current_thread().name != "preflab-queue-writer":
@@ -294,7 +294,7 @@ def test_api_stores_the_ranking_when_the_next_item_fails(store, monkeypatch):
             return real(*args, **kwargs)
 
         calls: list = []
-        monkeypatch.setattr(queue, "_next_in_tx", broken)
+        monkeypatch.setattr(queue.leases, "_next_in_tx", broken)
         ranks = {str(a["id"]): i + 1 for i, a in enumerate(item["answers"])}
         r = c.post("/api/rankings", headers=h, json={"assignment_id": item["assignment_id"], "ranks": ranks})
         assert r.status_code == 201, r.text

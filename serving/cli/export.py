@@ -13,7 +13,7 @@ import json
 import click
 
 from db.consensus import SOURCES
-from db.export_config import FORMATS
+from db.export.config import FORMATS
 from serving.cli.options import export_filter_options
 from serving.cli.root import open_store
 from serving.remote import server_url

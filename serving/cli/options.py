@@ -1,4 +1,4 @@
-"""Click options made from one definition: the export filters of db.export_config.ExportConfig.
+"""Click options made from one definition: the export filters of db.export.config.ExportConfig.
 
 @export_filter_options()                                  # every filter, with ExportConfig's defaults
 @export_filter_options(TRAIN_FILTERS, defaults=False)     # a few, None unless given (a run's own defaults)
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from db.export_config import filter_fields
+from db.export.config import filter_fields
 
 
 def _option_type(f):

@@ -1,27 +1,9 @@
-"""Exports: preference pairs, SFT data and labelled examples in the formats trainers read, with a snapshot id.
+"""The files of an export: one per split side, written under a temporary name and renamed when complete, the
+snapshot id (content hash) and PATH.snapshot.json beside them, and LLaMA-Factory's dataset_info.json entry.
 
-    from db.export import export
-    r = export(store, "trl", "out/prefs.jsonl", dataset="oasst-demo", split="test=0.1", seed=0)
-    r.snapshot_id, r.counts, r.paths      # paths: {"train": out/prefs_train.jsonl, "test": out/prefs_test.jsonl}
-
-Formats (one literal example of each in docs/formats.md):
-    trl            {"prompt": str, "chosen": str, "rejected": str} per pair; the prompt rendered as text
-    trl-messages   {"prompt": [messages], "chosen": [{"role": "assistant", ...}], "rejected": [...]}
-    llamafactory   LLaMA-Factory ranking data, --layout alpaca or sharegpt, plus its dataset_info.json entry
-    sft            {"messages": [..., {"role": "assistant", "content": best answer]} per prompt
-    classification {"text", "label"} as JSONL, or CSV when --out ends in .csv
-    parquet        pairs with every provenance column
-
-Pairs are the consensus pairs of db.consensus (one per answer pair of a prompt, majority direction, vote
-counts, agreement), filtered by min_annotators / min_agreement / ties / source. Everything is done by DuckDB
-(`COPY (SELECT ...) TO`, in db.export_sql), streaming and in order, so millions of pairs never become Python
-objects. Files are written under a temporary name and renamed when complete. The snapshot id is the sha256
-of the written file (with a split: of the lines "ROLE SHA256" of its files), also stored in
-PATH.snapshot.json with the format, filters, counts and each file's sha256.
-
-Split (--split test=0.1 --seed 0): a prompt goes to test when md5(content_hash:seed) mod 10^6 < 0.1 * 10^6,
-so no prompt is on both sides, the same seed always gives the same split, and the same prompt lands on the
-same side in every dataset. Files: OUT_train.EXT and OUT_test.EXT (OUT without its extension).
+The snapshot id is the sha256 of the written file (with a split: of the lines "ROLE SHA256" of its files), also
+stored in PATH.snapshot.json with the format, filters, counts and each file's sha256. db.export.sql says how
+DuckDB writes the rows.
 """
 
 from __future__ import annotations
@@ -36,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from db.errors import InputError
-from db.export_config import ExportConfig
-from db.export_sql import write_export
+from db.export.config import ExportConfig
+from db.export.sql import write_export
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +79,7 @@ def export(
     layout: str = "alpaca",
     sft_prefer: str = "ranked",
 ) -> ExportResult:
-    """Export `fmt` (alias `format`) to `out`; see the module docstring. Returns an ExportResult."""
+    """Export `fmt` (alias `format`) to `out`; see db.export's docstring. Returns an ExportResult."""
     if out is None:
         raise InputError("an export needs an output path", field="out")
     cfg = ExportConfig(

@@ -1,6 +1,6 @@
 """The SQL behind db.export: temporary tables of the pairs and prompts to write, and COPY statements per format.
 
-db.export decides what to write and where (formats, filters, split, file names, snapshot id); this module
+db.export.files decides what to write and where (formats, filters, split, file names, snapshot id); this module
 says how DuckDB writes it. Everything streams: rows go from the tables to the files without becoming
 Python objects, and JSON Lines are written in prompt-id chunks so the sort that fixes the row order stays
 small. Temporary tables (x_pairs, x_prompts, x_sft) live inside the export's transaction.
@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 
 from db.consensus import consensus_pairs_sql
-from db.export_config import ExportConfig
+from db.export.config import ExportConfig
 
 PAIR_FORMATS = ("trl", "trl-messages", "llamafactory", "parquet")
 SPLIT_BUCKETS = 1_000_000

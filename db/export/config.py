@@ -2,8 +2,8 @@
 
     cfg = ExportConfig(format="trl", dataset="oasst-demo", split="test=0.1", min_agreement="0.66")
 
-Values may arrive as strings (CLI, HTTP query) and are converted here. db.export writes the files and
-db.export_sql builds the SQL from a config.
+Values may arrive as strings (CLI, HTTP query) and are converted here. db.export.files writes the files and
+db.export.sql builds the SQL from a config.
 """
 
 from __future__ import annotations

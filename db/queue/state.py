@@ -1,0 +1,145 @@
+"""The queue's bookkeeping: queue_open (a dataset's open prompts with their count of counted rankings), queue_sync
+(the marks of what is folded in), and the one-statement read of a dataset's state that every request starts with.
+
+Speed: queue_open keeps only the *open* prompts of a dataset with their count of submitted rankings, so a
+request looks at the first few hundred open prompts in id order instead of joining all prompts with all
+generations. queue_sync holds high-water marks of generations and rankings already folded in; anything
+written since (by the importer, the sampler or this package) is folded in on the next request, so other
+writers need not know the queue exists. Everything runs under the Store lock in one transaction, which is
+what keeps concurrent submits within k (the server is one process); UNIQUE(prompt_id, user_id) on rankings
+backs up "one ranking per person".
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from db.queue.rules import COUNTED_SOURCES
+from db.store import Store
+
+_NEXT_RANKING = "nextval('seq_rankings')"
+
+
+def _now(now: datetime | None) -> datetime:
+    return now or datetime.now()
+
+
+def _counted_sql(alias: str) -> str:
+    srcs = ", ".join(f"'{s}'" for s in COUNTED_SOURCES)
+    return f"{alias}.status = 'submitted' AND {alias}.source IN ({srcs})"
+
+
+# The last ids handed out by the sequences of generations and rankings: a catalog lookup, where max(id) would scan a
+# million rows. Every id of those tables comes from them, so "anything newer than the mark" is id > mark.
+_LAST_IDS = (
+    "(SELECT coalesce(max(last_value) FILTER (WHERE sequence_name = 'seq_generations'), 0) AS gmax, "
+    "coalesce(max(last_value) FILTER (WHERE sequence_name = 'seq_rankings'), 0) AS rmax FROM duckdb_sequences()) x"
+)
+
+
+# What a request needs from the dataset row and the queue's bookkeeping, in one statement: the settings an item
+# shows (k, guidelines), the sync marks and the sequences' last ids (is anything new?). Cost note: DuckDB spends
+# more on a plan with many joins and correlated subqueries than on a few plain statements, so each statement
+# here is a point lookup on a primary key (or a tiny table) plus constants, never a subquery per outer row.
+_STATE_COLS = (
+    "d.id, d.name, d.annotators_per_prompt, d.guidelines, d.guideline_version, s.generation_mark, s.ranking_mark, "
+    "s.k, x.gmax, x.rmax"
+)
+_STATE = f"SELECT {_STATE_COLS} FROM datasets d LEFT JOIN queue_sync s ON s.dataset_id = d.id, {_LAST_IDS}"
+# The user's live leases (usually none or one), to hand back their own lease instead of a new one; with
+# `id = ? OR`, the assignment being submitted comes in the same statement.
+_LEASES = (
+    "SELECT id, prompt_id, status, expires_at, answer_order FROM assignments "
+    "WHERE {extra} (user_id = ? AND status = 'leased' AND expires_at > ?) ORDER BY id"
+)
+
+
+def _state(cols: tuple, leases: list) -> dict:
+    did, name, k, guidelines, version, gmark, rmark, mk, gmax, rmax = cols
+    return {
+        "dataset_id": did,
+        "dataset": name,
+        "k": k,
+        "guidelines": guidelines or "",
+        "guideline_version": version,
+        "mark": None if mk is None else (gmark, rmark, mk),
+        "gmax": gmax,
+        "rmax": rmax,
+        "leases": leases,  # [(id, prompt_id, answer_order JSON, expires_at)] of the user's live leases
+    }
+
+
+def _live_leases(rows: list, now: datetime, skip: int | None = None) -> list:
+    return [(r[0], r[1], r[4], r[3]) for r in rows if r[2] == "leased" and r[3] > now and r[0] != skip]
+
+
+def _read_state(store: Store, dataset_id: int | None, user_id: int, now: datetime, name: str | None = None) -> dict:
+    """The dataset's state (by id or name) and the user's live leases; NotFoundError for an unknown name."""
+    where, key = ("d.name = ?", name) if name is not None else ("d.id = ?", dataset_id)
+    row = store._first(f"{_STATE} WHERE {where}", [key])  # constant SQL
+    if row is None:
+        store.dataset_id(name if name is not None else str(dataset_id))  # raises NotFoundError naming the known
+    leases = store.con.execute(_LEASES.format(extra=""), [user_id, now]).fetchall()
+    return _state(row, _live_leases(leases, now))
+
+
+def _in_step(state: dict) -> bool:
+    mark = state["mark"]
+    return mark is not None and mark[2] == state["k"] and mark[0] >= state["gmax"] and mark[1] >= state["rmax"]
+
+
+def sync(store: Store, dataset_id: int) -> int:
+    """Fold generations and rankings written since the last call into queue_open; returns k."""
+    with store.transaction():
+        state = _read_state(store, dataset_id, -1, datetime.max)
+        if not _in_step(state):
+            _fold_in(store, dataset_id, state["k"], state["mark"], state["gmax"], state["rmax"])
+        return state["k"]
+
+
+def _fold_in(store: Store, dataset_id: int, k: int, mark: tuple | None, gmax: int, rmax: int) -> None:
+    c = store.con
+    if mark is None or mark[2] != k:  # first use, or k changed: rebuild this dataset's open set
+        c.execute("DELETE FROM queue_open WHERE dataset_id = ?", [dataset_id])
+        c.execute(
+            f"""INSERT INTO queue_open (prompt_id, dataset_id, done)
+                SELECT p.id, p.dataset_id, coalesce(r.n, 0)
+                FROM prompts p
+                JOIN (SELECT prompt_id FROM generations GROUP BY prompt_id HAVING count(*) >= 2) g
+                     ON g.prompt_id = p.id
+                LEFT JOIN (SELECT prompt_id, count(*) AS n FROM rankings r WHERE {_counted_sql("r")}
+                           GROUP BY prompt_id) r ON r.prompt_id = p.id
+                WHERE p.dataset_id = ? AND coalesce(r.n, 0) < ?
+                ORDER BY p.id""",  # constant SQL
+            [dataset_id, k],
+        )
+    else:
+        c.execute(
+            """CREATE OR REPLACE TEMP TABLE queue_touched AS
+               SELECT DISTINCT t.prompt_id FROM (
+                   SELECT prompt_id FROM generations WHERE id > ?
+                   UNION ALL SELECT prompt_id FROM rankings WHERE id > ?) t
+               JOIN prompts p ON p.id = t.prompt_id AND p.dataset_id = ?""",
+            [mark[0], mark[1], dataset_id],
+        )
+        c.execute("DELETE FROM queue_open WHERE prompt_id IN (SELECT prompt_id FROM queue_touched)")
+        c.execute(
+            f"""INSERT INTO queue_open (prompt_id, dataset_id, done)
+                SELECT t.prompt_id, ?, (SELECT count(*) FROM rankings r
+                                        WHERE r.prompt_id = t.prompt_id AND {_counted_sql("r")}) AS n
+                FROM queue_touched t
+                WHERE (SELECT count(*) FROM generations g WHERE g.prompt_id = t.prompt_id) >= 2
+                  AND n < ?""",
+            [dataset_id, k],
+        )
+        c.execute("DROP TABLE queue_touched")
+    c.execute(
+        "INSERT OR REPLACE INTO queue_sync (dataset_id, generation_mark, ranking_mark, k) VALUES (?, ?, ?, ?)",
+        [dataset_id, gmax, rmax, k],
+    )
+
+
+def invalidate(store: Store, dataset_id: int) -> None:
+    """Force a rebuild of the dataset's open set on the next request (e.g. after k changed)."""
+    with store._lock:
+        store.con.execute("DELETE FROM queue_sync WHERE dataset_id = ?", [dataset_id])
