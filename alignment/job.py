@@ -3,7 +3,8 @@
     prepare_run("dpo", run_dir, values={"base": ..., "data": ...})   # validates, writes config + snapshot info
     run_job(run_dir)                                                  # trains; resume=True continues
 
-`python -m alignment` calls run_job; the CLI and the server call prepare_run then launch that.
+`python -m alignment` calls run_job; `preflab train`, the server and the loop call prepare_run through
+alignment.launch.register_run, then start the job with alignment.launch.start_job.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""Starting training jobs: a fresh run directory, the data snapshot it trains on, and the subprocess.
+"""Starting training jobs: a fresh run directory, the data snapshot it trains on, the run's row, the subprocess.
 
-Used by `preflab train` and by the server (serving.api_runs). Training never runs inside the caller's
-process: `python -m alignment STAGE RUN_DIR` is started with its output going to RUN_DIR/train.log.
+Used by `preflab train`, the server (serving.api_runs) and the loop (serving.loop), the last two through
+serving.jobs.start_run. Training never runs inside the caller's process: `python -m alignment STAGE RUN_DIR` is
+started with its output going to RUN_DIR/train.log, and record_end records how it ended.
 """
 
 from __future__ import annotations
@@ -42,14 +43,15 @@ def resolve_model_path(store, value: str | None, *, field: str = "base", root: s
     must not stall on a download or fail on a connection error minutes later). Raises ConfigError(key=field).
     """
     from alignment.errors import ConfigError
+    from db.models_registry import find_model
 
     if not value:
         return value
-    rows = store.query("SELECT kind, path FROM models WHERE name = ?", [value])
-    if rows:
-        if not rows[0]["path"]:
-            raise ConfigError(f"model '{value}' is registered without a folder ({rows[0]['kind']})", key=field)
-        folder, what = Path(rows[0]["path"]), f"registered model '{value}' ({rows[0]['path']})"
+    model = find_model(store, value)
+    if model:
+        if not model["path"]:
+            raise ConfigError(f"model '{value}' is registered without a folder ({model['kind']})", key=field)
+        folder, what = Path(model["path"]), f"registered model '{value}' ({model['path']})"
     else:
         folder = Path(value).expanduser()
         if not folder.is_absolute():
@@ -59,7 +61,7 @@ def resolve_model_path(store, value: str | None, *, field: str = "base", root: s
         return str(folder.resolve())
     if folder.is_dir():
         raise ConfigError(f"{what} is not a model folder: it has no config.json", key=field)
-    if not rows and _in_hub_cache(value):
+    if not model and _in_hub_cache(value):
         return value
     raise ConfigError(
         f"{what} not found: not a folder (relative paths resolve against the project folder "
@@ -71,11 +73,13 @@ def resolve_model_path(store, value: str | None, *, field: str = "base", root: s
 def resolve_model_ref(store, value: str | None, *, root: str | Path | None = None) -> str | None:
     """An adapter or reward model: a registered name becomes its folder, a relative folder that exists in the
     project folder becomes absolute; anything else is left for the config's own checks to report."""
+    from db.models_registry import find_model
+
     if not value:
         return value
-    rows = store.query("SELECT path FROM models WHERE name = ?", [value])
-    if rows and rows[0]["path"]:
-        return rows[0]["path"]
+    model = find_model(store, value)
+    if model and model["path"]:
+        return model["path"]
     folder = Path(value).expanduser()
     if not folder.is_absolute() and (Path(root or project_dir()) / folder).exists():
         return str((Path(root or project_dir()) / folder).resolve())
@@ -129,6 +133,40 @@ def export_snapshot(store, stage: str, dataset: str, run_dir: str | Path, filter
         "files": {k: str(v) for k, v in result.paths.items()},
     }
     return {"data": str(path), "snapshot_id": result.snapshot_id, "snapshot_origin": origin}
+
+
+def register_run(
+    store,
+    stage: str | None,
+    run_dir: str | Path,
+    *,
+    created_by: str,
+    values: dict | None = None,
+    config_file: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    parent: str | None = None,
+    model_name: str | None = None,
+    threads: int | None = None,
+) -> tuple[int, object]:
+    """Validate the config and write RUN_DIR (alignment.job.prepare_run), then record the run as queued with its
+    resolved config, the name its adapter is registered under (`model_name`, default STAGE-runID) and the job's torch
+    threads. Returns (run id, config). Start it with start_job; record_end registers the adapter."""
+    from alignment.config import config_to_dict
+    from alignment.job import prepare_run
+    from db import runs
+
+    cfg = prepare_run(stage, run_dir, config_file=config_file, values=values, overrides=overrides)
+    run_id = runs.create_run(
+        store,
+        stage=cfg.stage,
+        run_dir=str(cfg.output_dir),
+        base=cfg.base,
+        parent=parent,
+        snapshot_id=cfg.snapshot_id,
+        config={**config_to_dict(cfg), "model_name": model_name, "threads": threads},
+        created_by=created_by,
+    )
+    return run_id, cfg
 
 
 def job_env(threads: int | None = None) -> dict:

@@ -1,4 +1,4 @@
-"""SQL for training runs (table `runs` in 0001_core.sql). The server's run manager is the main caller.
+"""SQL for training runs (table `runs` in 0001_core.sql), for alignment.launch, the server's runs and the CLI.
 
 Statuses: queued -> running -> finished | failed | cancelled. A resumed run goes back to running.
 """
@@ -36,8 +36,8 @@ def create_run(
     created_by: str,
 ) -> int:
     """Insert a queued run; return its id."""
-    with store._lock:
-        return store.con.execute(
+    with store.transaction() as con:
+        return con.execute(
             "INSERT INTO runs (stage, status, run_dir, base, parent, snapshot_id, config, created_by) "
             "VALUES (?, 'queued', ?, ?, ?, ?, ?, ?) RETURNING id",
             [stage, run_dir, base, parent, snapshot_id, json.dumps(config, ensure_ascii=False), created_by],
@@ -58,8 +58,8 @@ def list_runs(store, *, status: str | None = None, limit: int = 200) -> list[dic
 
 
 def mark_running(store, run_id: int, pid: int) -> None:
-    with store._lock:
-        store.con.execute(
+    with store.transaction() as con:
+        con.execute(
             "UPDATE runs SET status = 'running', pid = ?, error = NULL, finished_at = NULL, "
             "started_at = coalesce(started_at, current_timestamp) WHERE id = ?",
             [pid, run_id],
@@ -70,8 +70,8 @@ def mark_done(store, run_id: int, status: str, *, metrics: dict | None = None, e
     """Finished, failed or cancelled, with the final metrics or the error (log tail)."""
     if status not in RUN_STATUSES:
         raise ValueError(f"unknown run status {status}")
-    with store._lock:
-        store.con.execute(
+    with store.transaction() as con:
+        con.execute(
             "UPDATE runs SET status = ?, metrics = coalesce(?, metrics), error = ?, pid = NULL, "
             "finished_at = current_timestamp WHERE id = ?",
             [status, json.dumps(metrics, ensure_ascii=False) if metrics is not None else None, error, run_id],
@@ -84,8 +84,3 @@ def active_runs(store) -> list[dict]:
         _decode(r)
         for r in store.query(f"SELECT {_COLUMNS} FROM runs WHERE status IN ('queued', 'running') ORDER BY id")
     ]
-
-
-def finish_run(store, run_id: int, *, status: str, metrics: dict | None = None, error: str | None = None) -> None:
-    """mark_done with keyword status (the loop's spelling)."""
-    mark_done(store, run_id, status, metrics=metrics, error=error)

@@ -75,6 +75,16 @@ def insert_answers(store, prompt_id: int, rows: list[dict], *, created_by: str) 
     return added
 
 
+def delete_answers(store, dataset: str) -> int:
+    """Delete every answer of the dataset's prompts, so a sampler starts from none; returns how many. Answers
+    that rankings refer to cannot go (DuckDB keeps the foreign keys), so this is for a dataset nobody ranked."""
+    with store.transaction() as con:
+        return con.execute(
+            "DELETE FROM generations WHERE prompt_id IN (SELECT id FROM prompts WHERE dataset_id = ?)",
+            [store.dataset_id(dataset)],
+        ).fetchall()[0][0]
+
+
 # ---- sampling jobs (shown by the server) ------------------------------------------------------------
 
 
@@ -129,3 +139,13 @@ def list_jobs(store, *, dataset: str | None = None, limit: int = 100) -> list[di
     if dataset:
         return _job_rows(store, "WHERE dataset = ?", [dataset], limit)
     return _job_rows(store, "", [], limit)
+
+
+def fail_interrupted_jobs(store) -> int:
+    """Mark the jobs left queued or running by a server that stopped as failed ('server restarted'): their threads
+    died with it. Returns how many there were."""
+    with store.transaction() as con:
+        return con.execute(
+            "UPDATE sampling_jobs SET status = 'failed', error = 'server restarted' "
+            "WHERE status IN ('queued', 'running')"
+        ).fetchall()[0][0]

@@ -6,7 +6,8 @@ does not answer) is recorded on the job row, and a job where every prompt it sam
 
 Job rows live in sampling_jobs (db/sampling.py); live progress comes from the running thread and is written
 to the row as it goes, so GET shows it and a restart keeps the record (a job cut off by a restart is
-marked failed on start-up).
+marked failed on start-up). Each job is a thread of the server's job runner (serving.jobs); a stopping server
+cancels them and waits for them.
 
     GET  /api/engines/{name}/models   what one engine serves now (the sampling form offers only those)
     POST /api/models/{name}/serve     {"engine"?}: serve a registered adapter (hot-load, or start an engine)
@@ -25,6 +26,7 @@ from db.store import Store
 from serving.deps import ApiError, get_store, require_role
 from serving.engines.errors import ModelNotFoundError
 from serving.engines.registry import list_engines, resolve_model
+from serving.jobs import JobKind
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["sampling jobs"])
@@ -45,21 +47,14 @@ class SamplingJobIn(BaseModel):
     ignore_eos: bool = False
 
 
-class JobManager:
-    """The server's running sampling jobs: one thread and one cancel Event each."""
+class SamplingManager(JobKind):
+    """The server's sampling jobs (kind "sampling" of the job runner): one thread each, progress on the job's row."""
 
-    def __init__(self, store: Store):
-        self.store = store
-        self.threads: dict[int, threading.Thread] = {}
-        self.cancels: dict[int, threading.Event] = {}
-        try:  # jobs that were running when the server last stopped cannot still be running
-            with store._lock:
-                store.con.execute(
-                    "UPDATE sampling_jobs SET status = 'failed', error = 'server restarted' "
-                    "WHERE status IN ('queued', 'running')"
-                )
-        except Exception:  # no sampling_jobs table: the engines migration is absent
-            log.debug("no sampling_jobs table yet")
+    kind = "sampling"
+
+    def recover(self) -> None:
+        """Jobs that were running when the server last stopped cannot still be running: they become failed."""
+        sampling.fail_interrupted_jobs(self.store)
 
     def start(self, body: SamplingJobIn, created_by: str) -> int:
         params = body.model_dump(exclude={"dataset", "model", "engine"})
@@ -71,13 +66,9 @@ class JobManager:
             params=params,
             created_by=created_by,
         )
-        cancel = threading.Event()
-        thread = threading.Thread(
-            target=self._run, args=(job_id, body, params, cancel, created_by), name=f"sampling-{job_id}", daemon=True
+        self.runner.start_thread(
+            self.kind, job_id, lambda job: self._run(job_id, body, params, job.cancel, created_by)
         )
-        self.cancels[job_id] = cancel
-        self.threads[job_id] = thread
-        thread.start()
         return job_id
 
     def _run(self, job_id: int, body: SamplingJobIn, params: dict, cancel: threading.Event, created_by: str):
@@ -136,21 +127,6 @@ class JobManager:
                 )
             except Exception:
                 log.exception("sampling job %s: could not record its failure", job_id)
-        finally:
-            self.cancels.pop(job_id, None)
-
-    def cancel(self, job_id: int) -> bool:
-        event = self.cancels.get(job_id)
-        if event is None:
-            return False
-        event.set()
-        return True
-
-    def shutdown(self, timeout: float = 5.0) -> None:
-        for event in list(self.cancels.values()):
-            event.set()
-        for thread in list(self.threads.values()):
-            thread.join(timeout)
 
 
 @router.post("/sampling-jobs", status_code=201)

@@ -6,9 +6,10 @@
     GET  /api/loop/{id}/report          report.md as text; /api/loop/{id}/files/{name}: its SVG plots
     POST /api/loop/{id}/cancel
 
-One loop at a time (it uses every core). The loop runs with the server's Store, so the server keeps owning
-the database file; engines and training run as subprocesses. Loops are kept in memory: the report folder
-(report.md, report.json) is the durable record.
+One loop at a time (it uses every core). The loop is a thread of the server's job runner (serving.jobs) and runs
+with the server's Store, so the server keeps owning the database file; its engine is a subprocess and its training
+runs are training-run jobs of the same runner, so a stopping server stops all of them. Loops are kept in memory:
+the report folder (report.md, report.json) is the durable record.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from db.errors import PrefLabError
-from serving.deps import ApiError, get_store, require_role
+from serving.deps import ApiError, require_role
+from serving.jobs import JobKind
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["loop"])
@@ -50,18 +52,22 @@ class LoopIn(BaseModel):
     seed: int | None = None
 
 
-class LoopManager:
-    """The server's loops: at most one runs; each keeps its Loop object for progress."""
+class LoopManager(JobKind):
+    """The server's loops (kind "loop" of the job runner): at most one runs; each keeps its Loop object for progress.
+    Loops are kept in memory, so a restart has nothing to recover here (the runs a loop started are runs)."""
 
-    def __init__(self):
+    kind = "loop"
+
+    def __init__(self, store, runner):
         self.loops: dict[int, dict] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        super().__init__(store, runner)
 
     def running(self) -> dict | None:
         return next((e for e in self.loops.values() if e["status"] == "running"), None)
 
-    def start(self, store, body: LoopIn, user: str) -> dict:
+    def start(self, body: LoopIn, user: str) -> dict:
         from serving.loop import PRESETS, Loop, LoopConfig
 
         values = dict(PRESETS.get(body.preset, {})) if body.preset else {}
@@ -77,18 +83,11 @@ class LoopManager:
             except PrefLabError as e:
                 raise ApiError(400, str(e), field=None) from e
             cancel = threading.Event()
-            loop = Loop(store, cfg, cancel=cancel)
-            entry = {
-                "id": loop_id,
-                "status": "running",
-                "by": user,
-                "loop": loop,
-                "cancel": cancel,
-                "summary": None,
-                "error": None,
-            }
+            # the loop's training runs are jobs of the same runner: a stopping server stops them too
+            loop = Loop(self.store, cfg, cancel=cancel, runner=self.runner)
+            entry = {"id": loop_id, "status": "running", "by": user, "loop": loop, "summary": None, "error": None}
+            self.runner.start_thread(self.kind, loop_id, lambda job: self._run(entry), cancel=cancel)
             self.loops[loop_id] = entry
-        threading.Thread(target=self._run, args=(entry,), name=f"loop-{loop_id}", daemon=True).start()
         return self.view(entry)
 
     def _run(self, entry: dict) -> None:
@@ -98,7 +97,7 @@ class LoopManager:
         except Exception as e:  # reported through GET /api/loop/{id}
             log.exception("loop %s failed", entry["id"])
             entry["error"] = str(e)
-            entry["status"] = "cancelled" if entry["cancel"].is_set() else "failed"
+            entry["status"] = "cancelled" if entry["loop"].cancel.is_set() else "failed"
 
     def get(self, loop_id: int) -> dict:
         if loop_id not in self.loops:
@@ -136,15 +135,13 @@ class LoopManager:
 
 
 def _manager(request: Request) -> LoopManager:
-    if not hasattr(request.app.state, "loops"):
-        request.app.state.loops = LoopManager()
     return request.app.state.loops
 
 
 @router.post("/loop", status_code=202)
-def start_loop(body: LoopIn, request: Request, store=Depends(get_store), user=Depends(require_role("admin"))):
+def start_loop(body: LoopIn, request: Request, user=Depends(require_role("admin"))):
     """Start a loop (admin). 409 while another one runs."""
-    return _manager(request).start(store, body, user["name"])
+    return _manager(request).start(body, user["name"])
 
 
 @router.get("/loop")
@@ -180,5 +177,5 @@ def loop_file(loop_id: int, name: str, request: Request, user=Depends(require_ro
 def cancel_loop(loop_id: int, request: Request, user=Depends(require_role("admin"))):
     m = _manager(request)
     entry = m.get(loop_id)
-    entry["cancel"].set()
+    m.cancel(loop_id)  # a loop that has ended stays as it was
     return m.view(entry)

@@ -8,33 +8,33 @@
     POST /api/runs/{id}/cancel        SIGTERM (the job checkpoints and stops), SIGKILL after a grace period
     POST /api/runs/{id}/resume        start again from the last checkpoint
 
-Training never runs in the server process. A watcher thread per run waits for its process; when it ends the
-row becomes finished (and the adapter is registered as a model), cancelled, or failed with the log's tail.
+Training never runs in the server process. Each run is a job of the server's runner (serving.jobs.start_run): a
+watcher thread waits for its process; when it ends the row becomes finished (and the adapter is registered as a
+model), cancelled, or failed with the log's tail. A stopping server cancels its runs (SIGTERM: they checkpoint).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import threading
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
+from alignment import STAGES
 from db import models_registry, runs
+from db.errors import ConflictError
 from db.store import Store
 from serving.deps import ApiError, get_store, require_role
 from serving.engines.registry import pid_alive
+from serving.jobs import JobKind, start_run
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["training runs"])
-CANCEL_GRACE_S = 30.0
 
 
 class RunIn(BaseModel):
-    stage: str = Field(pattern="^(sft|reward|ppo|rloo|grpo|dpo)$")
+    stage: str = Field(pattern=f"^({'|'.join(STAGES)})$")
     base: str = Field(min_length=1, max_length=1000)
     adapter: str | None = Field(default=None, max_length=1000, description="parent adapter: model name or folder")
     dataset: str | None = Field(default=None, max_length=256)
@@ -46,19 +46,19 @@ class RunIn(BaseModel):
     threads: int | None = Field(default=None, ge=1, le=256)
 
 
-class RunManager:
-    """The server's training subprocesses: start, watch, cancel, resume."""
+class RunManager(JobKind):
+    """The server's training runs (kind "run" of the job runner): create, launch, cancel, reconcile, recover."""
 
-    def __init__(self, store: Store):
-        self.store = store
-        self.procs: dict[int, object] = {}
-        self.cancelling: set[int] = set()
-        self._lock = threading.Lock()
-        for row in runs.active_runs(store):  # a restart lost those processes: say so
-            if pid_alive(row["pid"]):  # started by `preflab train --background`: still going
+    kind = "run"
+
+    def recover(self) -> None:
+        """Runs recorded as active whose process is gone (a restart lost them) become failed; one still alive
+        (started by `preflab train --background`, or left by a server that was killed) is reconciled when it ends."""
+        for row in runs.active_runs(self.store):
+            if pid_alive(row["pid"]):
                 continue
             runs.mark_done(
-                store,
+                self.store,
                 row["id"],
                 "failed",
                 error="the server restarted while the run was active; resume it to continue from its last checkpoint",
@@ -66,8 +66,7 @@ class RunManager:
 
     def create(self, body: RunIn, created_by: str) -> int:
         from alignment.errors import ConfigError
-        from alignment.job import prepare_run
-        from alignment.launch import export_snapshot, new_run_dir, resolve_model_path, resolve_model_ref
+        from alignment.launch import export_snapshot, new_run_dir, register_run, resolve_model_path, resolve_model_ref
 
         if not body.dataset and not body.data:
             raise ApiError(422, "give a dataset (exported now) or data (an existing snapshot file)", field="dataset")
@@ -93,98 +92,43 @@ class RunManager:
             values.update(export_snapshot(self.store, body.stage, body.dataset, run_dir, body.filters))
         else:
             values["data"] = body.data
-        cfg = prepare_run(body.stage, run_dir, values=values)
-        from alignment.config import config_to_dict
-
-        config = config_to_dict(cfg)
-        config["model_name"] = body.name
-        config["threads"] = body.threads
-        run_id = runs.create_run(
+        run_id, _ = register_run(
             self.store,
-            stage=body.stage,
-            run_dir=str(run_dir),
-            base=cfg.base,
-            parent=body.adapter,
-            snapshot_id=cfg.snapshot_id,
-            config=config,
+            body.stage,
+            run_dir,
+            values=values,
             created_by=created_by,
+            parent=body.adapter,
+            model_name=body.name,
+            threads=body.threads,
         )
         self.launch(run_id)
         return run_id
 
     def launch(self, run_id: int, *, resume: bool = False) -> None:
-        from alignment.launch import start_job
-
-        row = runs.get_run(self.store, run_id)
-        with self._lock:
-            if run_id in self.procs:
-                raise ApiError(409, f"run {run_id} is already running", field="run_id")
-            proc = start_job(row["run_dir"], row["stage"], resume=resume, threads=(row["config"] or {}).get("threads"))
-            self.procs[run_id] = proc
-        runs.mark_running(self.store, run_id, proc.pid)
-        threading.Thread(target=self._watch, args=(run_id, proc), name=f"run-{run_id}", daemon=True).start()
-
-    def _watch(self, run_id: int, proc) -> None:
-        from alignment.launch import record_end
-
-        code = proc.wait()
-        with self._lock:
-            self.procs.pop(run_id, None)
-            cancelled = run_id in self.cancelling
-            self.cancelling.discard(run_id)
         try:
-            record_end(self.store, runs.get_run(self.store, run_id), cancelled=cancelled, exit_code=code)
-        except Exception:  # a watcher must never take the server down
-            log.exception("recording the end of run %s failed", run_id)
+            start_run(self.runner, self.store, run_id, resume=resume)
+        except ConflictError as e:
+            raise ApiError(409, f"run {run_id} is already running", field="run_id") from e
 
     def reconcile(self) -> None:
         """Runs this server did not start (`preflab train --background`) whose process has ended: record the end."""
         from alignment.launch import record_end
 
         for row in runs.active_runs(self.store):
-            if row["id"] not in self.procs and row["status"] == "running" and not pid_alive(row["pid"]):
+            ours = self.runner.get(self.kind, row["id"]) is not None
+            if not ours and row["status"] == "running" and not pid_alive(row["pid"]):
                 record_end(self.store, row)
 
-    def cancel(self, run_id: int) -> None:
-        with self._lock:
-            proc = self.procs.get(run_id)
-            if proc is None:
-                raise ApiError(409, f"run {run_id} is not running", field="run_id")
-            self.cancelling.add(run_id)
-        stop_process(proc, CANCEL_GRACE_S)
-
-    def shutdown(self) -> None:
-        for run_id in list(self.procs):
-            try:
-                self.cancel(run_id)
-            except ApiError:
-                pass
-
-
-def stop_process(proc, grace: float) -> None:
-    """SIGTERM now (the job saves a checkpoint and exits); SIGKILL if it is still alive after `grace` s."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        proc.terminate()
-
-    def _kill_later():
-        try:
-            proc.wait(timeout=grace)
-        except Exception:  # subprocess.TimeoutExpired: still running
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-    threading.Thread(target=_kill_later, daemon=True).start()
+    def cancel(self, run_id: int) -> bool:
+        """SIGTERM the run's job (it checkpoints and stops), SIGKILL after a grace period; 409 if it is not running."""
+        if not super().cancel(run_id):
+            raise ApiError(409, f"run {run_id} is not running", field="run_id")
+        return True
 
 
 def _manager(request: Request) -> RunManager:
-    state = request.app.state
-    if getattr(state, "runs", None) is None:
-        state.runs = RunManager(get_store(request))
-    return state.runs
+    return request.app.state.runs
 
 
 def _view(store: Store, run_id: int) -> dict:

@@ -6,7 +6,8 @@
 The server is the only process that opens the DuckDB file. It writes db.paths.home()/server.json
 ({url, pid, db}) while it runs, so the CLI sends its commands here instead of hitting the file lock
 (serving.remote). Its routes: serving.api_* (/api: auth, queue, data, review, sampling jobs, training runs,
-arena, loop) and serving.gateway (/v1, OpenAI-compatible).
+arena, loop) and serving.gateway (/v1, OpenAI-compatible). Its background work (sampling jobs, training runs,
+loops) runs under one serving.jobs.JobRunner, which the app's shutdown stops and joins.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ from db import users
 from db.errors import PrefLabError
 from db.paths import home
 from db.store import Store
+from serving import api_train_config
 from serving.auth import LoginThrottle, user_for_token
 from serving.deps import ApiError, bearer_token, error_response, install_error_handlers, thread_reader
+from serving.jobs import JobRunner
 from serving.queue_front import QueueFront
 
 log = logging.getLogger(__name__)
@@ -162,9 +165,9 @@ def create_app(store: Store, config: ServerConfig | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
-        # stop the sampling threads and store the queued submits before whoever owns the Store (run_server, a
+        # stop the background jobs and store the queued submits before whoever owns the Store (run_server, a
         # test's server) closes it
-        await asyncio.to_thread(app.state.jobs.shutdown)
+        await asyncio.to_thread(app.state.runner.shutdown)
         await asyncio.to_thread(close_front, app)
 
     app = FastAPI(
@@ -176,7 +179,12 @@ def create_app(store: Store, config: ServerConfig | None = None) -> FastAPI:
     )
     app.state.store = store
     app.state.config = config or ServerConfig()
-    app.state.jobs = api_jobs.JobManager(store)
+    # background work, one runner for every kind: sampling jobs, training runs, loops; creating each kind records
+    # the end of what a previous server left running
+    runner = app.state.runner = JobRunner()
+    app.state.jobs = api_jobs.SamplingManager(store, runner)
+    app.state.runs = api_runs.RunManager(store, runner)
+    app.state.loops = api_loop.LoopManager(store, runner)
     # submits answered from memory once journaled (serving.queue_front); the journal of a killed server is
     # stored first, and from here on every use of the Store waits for the submits acknowledged before it
     app.state.front = QueueFront(store, lease_s=app.state.config.lease_s)
@@ -216,6 +224,7 @@ def create_app(store: Store, config: ServerConfig | None = None) -> FastAPI:
 
     for router_module in (api_auth, api_queue, api_data, api_review, api_jobs, api_runs, api_arena, gateway, api_loop):
         app.include_router(router_module.router)
+    app.include_router(api_train_config.router)
     return app
 
 
@@ -296,7 +305,7 @@ def run_server(db_path: str, *, host: str = "127.0.0.1", port: int = 8000, confi
             )
         finally:
             signal.signal(signal.SIGTERM, previous)
-            app.state.jobs.shutdown()
+            app.state.runner.shutdown()
             close_front(app)
             try:
                 if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():

@@ -78,7 +78,7 @@ def prepare_demo(store: Store, cfg: UpConfig, echo: Callable[[str], None]) -> No
     """Tiny model, the OpenAssistant sample (once), demo users and demo prompts. Safe to run again."""
     from db import users
     from serving.auth import hash_password
-    from serving.loop import _add_prompts, make_prompts
+    from serving.loop import add_prompts, make_prompts
 
     model = Path(cfg.model)
     if not (model / "config.json").exists():
@@ -96,7 +96,7 @@ def prepare_demo(store: Store, cfg: UpConfig, echo: Callable[[str], None]) -> No
     for name, role, password in DEMO_USERS:
         if users.get_user(store, name) is None:
             users.add_user(store, name, role=role, password_hash=hash_password(password), created_by="preflab up")
-    _add_prompts(store, DEMO_PROMPTS, make_prompts(cfg.demo_prompts, seed=12345))
+    add_prompts(store, DEMO_PROMPTS, make_prompts(cfg.demo_prompts, seed=12345))
 
 
 def _start(cmd: list[str], log_path: Path, env: dict | None = None) -> subprocess.Popen:

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from db.hashing import prompt_hash, text_hash
-from db.store import Batch
+from db.staging import Batch
 from serving import synthetic
 from serving.synthetic import SyntheticConfig, annotate_dataset, judge, noisy_ranks, rule_ranks, rule_reward
 

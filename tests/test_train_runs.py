@@ -8,12 +8,10 @@ import time
 
 import pytest
 import torch
-from test_train_stages import FAST, PAIRS, lora_b, write_jsonl
 
 from alignment.job import prepare_run, run_job
 from alignment.runs import StopSignal, last_checkpoint, read_metrics
-from db.hashing import prompt_hash, text_hash
-from db.store import Batch
+from tests.support.training import FAST, PAIRS, fake_model_folder, lora_b, seed_rankings, write_jsonl
 
 
 @pytest.fixture(autouse=True)
@@ -22,22 +20,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def seed_rankings(store, dataset="prefs"):
-    """Four prompts (Spanish, Chinese, emoji), three answers each, ranked by one annotator."""
-    batch = Batch()
-    for i, q in enumerate(["¿Qué es 東京? 🗼", "¿Cuál es la raíz de 16?", "写一首诗 🌸", "Hola 👋"]):
-        msgs = [{"role": "user", "content": q}]
-        pk = prompt_hash(msgs)
-        batch.prompts.append({"key": pk, "messages": json.dumps(msgs, ensure_ascii=False)})
-        answers = [f"Buena respuesta {i} ✅", f"Mala {i}", f"很差 {i}"]
-        for a in answers:
-            batch.generations.append({"prompt_key": pk, "gen_key": text_hash(a), "text": a, "kind": "model"})
-        batch.rankings.append({"ranking_key": pk, "prompt_key": pk, "annotator": "ana"})
-        for rank, a in enumerate(answers, 1):
-            batch.items.append({"ranking_key": pk, "gen_key": text_hash(a), "rank": rank})
-    store.write_batch(dataset, batch, created_by="test")
 
 
 @pytest.mark.parametrize(
@@ -154,9 +136,9 @@ def _wait(c, headers, run_id, statuses, timeout=600):
 @pytest.mark.timeout(1500)  # three job processes; on a loaded 2-core machine each start can take minutes
 def test_api_launch_cancel_resume_and_failure(store, tmp_path, tiny_model_dir, monkeypatch):
     from fastapi.testclient import TestClient
-    from server_helpers import add_user, signed_in
 
     from serving.server import create_app
+    from tests.support.data import add_user, signed_in
 
     monkeypatch.setenv("PREFLAB_HOME", str(tmp_path / "home"))
     seed_rankings(store)
@@ -218,22 +200,14 @@ def test_api_launch_cancel_resume_and_failure(store, tmp_path, tiny_model_dir, m
         assert row["status"] == "failed" and "chosen" in row["error"], row
 
 
-def _fake_model_folder(root):
-    """A folder that passes the base check (config.json); nothing loads it in these tests."""
-    folder = root / "models" / "tiny"
-    folder.mkdir(parents=True)
-    (folder / "config.json").write_text("{}", encoding="utf-8")
-    return folder
-
-
 def test_api_base_resolves_against_the_project_folder_and_a_missing_one_is_one_400(store, tmp_path, monkeypatch):
     from fastapi.testclient import TestClient
-    from server_helpers import add_user, signed_in
 
     from serving.server import create_app
+    from tests.support.data import add_user, signed_in
 
     project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
-    _fake_model_folder(project)
+    fake_model_folder(project)
     elsewhere.mkdir()
     monkeypatch.setenv("PREFLAB_HOME", str(tmp_path / "home"))
     add_user(store, "adm", "admin")
@@ -258,7 +232,7 @@ def test_api_base_resolves_against_the_project_folder_and_a_missing_one_is_one_4
 
 def test_cli_train_checks_the_base_before_anything_is_written(run_cli, tmp_path, monkeypatch):
     project = tmp_path / "project"
-    _fake_model_folder(project)
+    fake_model_folder(project)
     monkeypatch.setenv("PREFLAB_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
     r = run_cli("train", "dpo", "--base", "models/tiny", "--data", "pairs.jsonl", "--out", tmp_path / "run")
