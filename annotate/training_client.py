@@ -1,8 +1,15 @@
-"""The training-run calls of the HTTP API (serving/api_runs.py), on top of annotate.client.Client."""
+"""The training calls of the HTTP API (serving/api_runs.py, serving/api_train_config.py), on top of
+annotate.client.Client."""
 
 from __future__ import annotations
 
 from annotate.client import Client
+
+
+def train_stages(client: Client) -> list[dict]:
+    """The training stages in pipeline order, each with the config fields the Training page offers: name, type,
+    default, value (the starting value to fill in), help, group, choices."""
+    return client.get("/api/train/stages")["stages"]
 
 
 def list_runs(client: Client) -> list[dict]:

@@ -66,3 +66,36 @@ def test_export_and_train_take_the_export_filters_from_one_definition(run_cli):
     assert [params[n] for n in ("min_annotators", "min_agreement", "ties", "source")] == [None] * 4
     r = run_cli("train", "dpo", "--dataset", "d", "--source", "robots", "--base", "x")
     assert r.exit_code == 2 and "'robots' is not one of 'human', 'arena', 'all'" in r.output, r.output
+
+
+def test_train_help_config_prints_every_field_of_the_stage(run_cli):
+    import dataclasses
+
+    from alignment.config import CONFIG_CLASSES
+
+    for stage in ("ppo", "dpo"):  # dpo last: its output is checked further below
+        r = run_cli("train", stage, "--help-config")
+        assert r.exit_code == 0, r.output
+        for f in dataclasses.fields(CONFIG_CLASSES[stage]):
+            if f.init:
+                assert f"\n  {f.name}: " in r.output, (stage, f.name)
+        assert "\nModel\n" in r.output and "\nLoRA\n" in r.output
+        assert "Training loop (transformers TrainingArguments)" in r.output
+        assert ("DPO (TRL DPOConfig)" if stage == "dpo" else "\nPPO\n") in r.output
+    assert '  loss_type: list[str] = ["sigmoid"]  (admin page: "sigmoid")' in r.output
+    assert "  lora_r: int = 16" in r.output and "LoRA rank" in r.output
+
+
+def test_the_command_a_config_error_promises_exists(run_cli):
+    import re
+
+    import pytest
+
+    from alignment.config import load_config
+    from alignment.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        load_config(stage="grpo", values={"base": "m", "data": "d", "zzqqxx": 1})
+    command = re.search(r"`preflab (.+?)`", str(e.value)).group(1).split()
+    r = run_cli(*command)
+    assert r.exit_code == 0 and "num_generations" in r.output, r.output

@@ -5,19 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
-from tests.server_helpers import PASSWORD, add_user
-from tests.test_gateway import serve
+from tests.support.data import PASSWORD, add_user
 
 APP = str(Path(__file__).resolve().parents[1] / "annotate" / "entry" / "app.py")
 
 
-@pytest.mark.slow
-def test_training_page_shows_runs_curves_and_lineage(store, tmp_path, monkeypatch):
-
+def test_training_page_shows_runs_curves_and_lineage(store, live_server, tmp_path, monkeypatch):
     from db import models_registry, runs
-    from serving.server import create_app
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -50,34 +44,29 @@ def test_training_page_shows_runs_curves_and_lineage(store, tmp_path, monkeypatc
         created_by="adm",
     )
     add_user(store, "adm", "admin")
-    server, thread, url = serve(create_app(store))
-    try:
-        monkeypatch.setenv("PREFLAB_URL", url)
-        at = training_page_as_admin()
-        assert not at.exception, at.exception
-        assert any(m.value == "finished" for m in at.metric)
-        assert any("训练完成" in c.value for c in at.code)
-        assert any("dpo-page" in c.value for c in at.caption)
-        assert list(at.dataframe[0].value["id"]) == [run_id]
-        assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")  # the live curves
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    url = live_server().url
+    monkeypatch.setenv("PREFLAB_URL", url)
+    at = training_page_as_admin()
+    assert not at.exception, at.exception
+    assert any(m.value == "finished" for m in at.metric)
+    assert any("训练完成" in c.value for c in at.code)
+    assert any("dpo-page" in c.value for c in at.caption)
+    assert list(at.dataframe[0].value["id"]) == [run_id]
+    assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")  # the live curves
 
 
-@pytest.mark.slow
-def test_run_picker_follows_the_run_just_started_and_its_label_stays_current(store, tmp_path, monkeypatch):
+def test_run_picker_follows_the_run_just_started_and_its_label_stays_current(
+    store, live_server, tmp_path, monkeypatch
+):
     """Start from the page: the picker selects the new run (not the one shown before), and its label reads the
     status the server has now. No training process: the server's launch is replaced by marking it running."""
     import os
 
-    from test_train_runs import _fake_model_folder, seed_rankings
-
     from db import runs
     from serving.api_runs import RunManager
-    from serving.server import create_app
+    from tests.support.training import fake_model_folder, seed_rankings
 
-    _fake_model_folder(tmp_path)
+    fake_model_folder(tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PREFLAB_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(
@@ -88,27 +77,23 @@ def test_run_picker_follows_the_run_just_started_and_its_label_stays_current(sto
                           snapshot_id="cd" * 32, config={}, created_by="adm")  # fmt: skip
     runs.mark_done(store, old, "finished", metrics={})
     add_user(store, "adm", "admin")
-    server, thread, url = serve(create_app(store))
-    try:
-        monkeypatch.setenv("PREFLAB_URL", url)
-        at = training_page_as_admin()
-        assert run_picker(at).value == old
-        at.text_input(key="train_base").input("models/tiny")
-        at.selectbox(key="train_dataset").set_value("prefs")
-        at.button(key="train_start").click().run()
-        assert not at.exception, at.exception
-        assert not at.error, [e.value for e in at.error]
-        new = store.scalar("SELECT max(id) FROM runs")
-        assert new != old
-        assert run_picker(at).value == new
-        assert f"#{new} dpo · running" in run_picker(at).options
-        runs.mark_done(store, new, "finished", metrics={})
-        at.run()
-        assert run_picker(at).value == new  # still on it
-        assert f"#{new} dpo · finished" in run_picker(at).options
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    url = live_server().url
+    monkeypatch.setenv("PREFLAB_URL", url)
+    at = training_page_as_admin()
+    assert run_picker(at).value == old
+    at.text_input(key="train_base").input("models/tiny")
+    at.selectbox(key="train_dataset").set_value("prefs")
+    at.button(key="train_start").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    new = store.scalar("SELECT max(id) FROM runs")
+    assert new != old
+    assert run_picker(at).value == new
+    assert f"#{new} dpo · running" in run_picker(at).options
+    runs.mark_done(store, new, "finished", metrics={})
+    at.run()
+    assert run_picker(at).value == new  # still on it
+    assert f"#{new} dpo · finished" in run_picker(at).options
 
 
 def run_picker(at):
@@ -145,3 +130,49 @@ def training_page_as_admin():
     at.text_input(key="login_password").input(PASSWORD)
     at.button(key="login_submit").click().run()
     return at.switch_page("../pages/training.py").run()
+
+
+def test_train_stages_route_gives_the_page_its_fields_admin_only(store):
+    from fastapi.testclient import TestClient
+
+    from alignment import STAGES
+    from serving.server import create_app
+    from tests.support.data import signed_in
+
+    add_user(store, "adm", "admin")
+    add_user(store, "ann", "annotator")
+    with TestClient(create_app(store)) as c:
+        assert c.get("/api/train/stages").status_code == 401
+        assert c.get("/api/train/stages", headers=signed_in(c, "ann")).status_code == 403
+        r = c.get("/api/train/stages", headers=signed_in(c, "adm"))
+    assert r.status_code == 200, r.text
+    stages = {s["stage"]: s for s in r.json()["stages"]}
+    assert list(stages) == list(STAGES)
+    assert [s for s in STAGES if stages[s]["needs_reward_model"]] == ["ppo", "rloo", "grpo"]
+    dpo = {f["name"]: f for f in stages["dpo"]["fields"]}
+    assert stages["dpo"]["config_class"] == "DPORunConfig"
+    assert dpo["loss_type"]["value"] == "sigmoid" and "ipo" in dpo["loss_type"]["choices"]
+    assert dpo["beta"]["value"] == 0.1 and dpo["learning_rate"]["value"] == 5e-5 and dpo["learning_rate"]["help"]
+    assert {"learning_rate", "gradient_accumulation_steps", "lora_r", "save_steps"} <= set(dpo)
+    assert {f["name"] for f in stages["ppo"]["fields"]} >= {"kl_coef", "cliprange", "max_completion_length"}
+
+
+def test_training_page_takes_its_fields_and_starting_values_from_the_server(store, live_server, monkeypatch):
+    """The page holds no copy of the defaults: change them on the server and the page shows the change."""
+    from alignment import STAGES
+    from alignment.dpo_config import DPORunConfig
+
+    monkeypatch.setattr(DPORunConfig, "page_values", {**DPORunConfig.page_values, "beta": 0.25, "loss_type": "ipo"})
+    add_user(store, "adm", "admin")
+    monkeypatch.setenv("PREFLAB_URL", live_server().url)
+    at = training_page_as_admin()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="train_stage").options == list(STAGES)
+    assert at.selectbox(key="train_stage").value == "dpo"
+    assert at.number_input(key="train_p_dpo_beta").value == 0.25
+    assert at.number_input(key="train_p_dpo_learning_rate").value == 5e-5
+    assert at.selectbox(key="train_p_dpo_loss_type").value == "ipo"
+    assert "sigmoid" in at.selectbox(key="train_p_dpo_loss_type").options
+    at.selectbox(key="train_stage").set_value("ppo").run()
+    assert at.number_input(key="train_p_ppo_kl_coef").value == 0.05
+    assert at.selectbox(key="train_reward_model")  # ppo needs a reward model: the page asks for one

@@ -17,40 +17,7 @@ from safetensors.torch import load_file
 from alignment.config import load_config
 from alignment.errors import ConfigError
 from alignment.job import prepare_run, run_job
-
-PAIRS = [
-    {
-        "prompt": [{"role": "user", "content": "Say hi"}],
-        "chosen": [{"role": "assistant", "content": "hello friend"}],
-        "rejected": [{"role": "assistant", "content": "no"}],
-    },
-    {
-        "prompt": [{"role": "user", "content": "¿Qué tal?"}],
-        "chosen": [{"role": "assistant", "content": "¡Muy bien! 😀"}],
-        "rejected": [{"role": "assistant", "content": "no"}],
-    },
-    {
-        "prompt": [{"role": "user", "content": "你好"}],
-        "chosen": [{"role": "assistant", "content": "你好，朋友"}],
-        "rejected": [{"role": "assistant", "content": "no"}],
-    },
-    {
-        "prompt": [{"role": "user", "content": "Count"}],
-        "chosen": [{"role": "assistant", "content": "one two three"}],
-        "rejected": [{"role": "assistant", "content": "no"}],
-    },
-]
-FAST = {
-    "max_steps": 2,
-    "save_steps": 1,
-    "logging_steps": 1,
-    "per_device_train_batch_size": 2,
-    "gradient_checkpointing": False,
-    "learning_rate": 1e-3,
-    "lora_r": 4,
-    "lora_alpha": 8,
-    "seed": 0,
-}
+from tests.support.training import FAST, PAIRS, lora_b, write_jsonl
 
 STAGE_METRICS = {
     "sft": {"loss", "learning_rate", "mean_token_accuracy"},
@@ -70,11 +37,6 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
 @pytest.fixture(scope="module")
 def pairs_file(tmp_path_factory):
     return write_jsonl(tmp_path_factory.mktemp("data") / "pairs.jsonl", PAIRS)
@@ -84,11 +46,6 @@ def pairs_file(tmp_path_factory):
 def sft_file(tmp_path_factory):
     rows = [{"messages": [*p["prompt"], *p["chosen"]]} for p in PAIRS]
     return write_jsonl(tmp_path_factory.mktemp("data") / "sft.jsonl", rows)
-
-
-def lora_b(adapter_dir: Path) -> dict[str, torch.Tensor]:
-    weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
-    return {k: v for k, v in weights.items() if "lora_B" in k}
 
 
 def assert_run_dir(run_dir: Path, stage: str) -> None:
@@ -281,3 +238,91 @@ def test_ppo_mean_reward_rises_with_a_rule_reward(tmp_path, tiny_model_dir):
     assert STAGE_METRICS["ppo"] <= set(records[-1])
     assert (run_dir / "checkpoint-12" / "value_head.pt").exists()
     assert list((run_dir / "tensorboard").rglob("events.out.tfevents*"))
+
+
+def test_one_config_class_per_stage_on_the_method_s_trl_config():
+    import dataclasses
+
+    import trl
+    from transformers import TrainingArguments
+
+    from alignment import STAGES
+    from alignment.config import CONFIG_CLASSES
+    from alignment.preflab_fields import PrefLabFields
+
+    assert tuple(CONFIG_CLASSES) == STAGES
+    expected = {"sft": trl.SFTConfig, "reward": trl.RewardConfig, "dpo": trl.DPOConfig, "rloo": trl.RLOOConfig}
+    expected |= {"grpo": trl.GRPOConfig, "ppo": TrainingArguments}
+    for stage, cls in CONFIG_CLASSES.items():
+        assert cls.stage == stage and issubclass(cls, expected[stage]) and issubclass(cls, PrefLabFields), stage
+        assert dataclasses.is_dataclass(cls) and cls.__name__.endswith("RunConfig"), cls
+        assert cls.needs_reward_model == (stage in ("ppo", "rloo", "grpo"))
+
+
+@pytest.mark.parametrize("stage", ["sft", "reward", "ppo", "rloo", "grpo", "dpo"])
+def test_every_field_is_described_once_with_preflab_groups_first(stage):
+    import dataclasses
+
+    from alignment.config import CONFIG_CLASSES, TRAINING_GROUP, describe_fields
+
+    rows = describe_fields(stage)
+    names = [r["name"] for r in rows]
+    assert sorted(names) == sorted(f.name for f in dataclasses.fields(CONFIG_CLASSES[stage]) if f.init)
+    groups = list(dict.fromkeys(r["group"] for r in rows))
+    assert groups[:3] == ["Model", "Data", "LoRA"] and groups[-1] == TRAINING_GROUP, groups
+    assert len(groups) == 5  # the method's own group (TRL's fields, or our PPO knobs) sits between
+    ours = [r for r in rows if r["group"] not in (TRAINING_GROUP, groups[3])] + (
+        [r for r in rows if r["group"] == "PPO"] if stage == "ppo" else []
+    )
+    assert all(r["help"] for r in ours), [r["name"] for r in ours if not r["help"]]
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["lora_r"]["type"] == "int" and by_name["lora_r"]["default"] == 16
+    assert by_name["lora_target_modules"]["type"] == "list[str] | None"
+
+
+@pytest.mark.parametrize("stage", ["sft", "reward", "ppo", "rloo", "grpo", "dpo"])
+def test_the_admin_page_values_make_a_valid_config(stage, pairs_file, tmp_path):
+    """What the Training page fills in is what the config accepts: a run started with them validates."""
+    from alignment.config import page_fields
+
+    fields = page_fields(stage)
+    for f in fields:
+        assert f["choices"] is None or f["value"] in f["choices"], f
+    values = {f["name"]: f["value"] for f in fields}
+    assert {"learning_rate", "lora_r", "max_steps"} <= set(values)
+    cfg = load_config(
+        stage=stage,
+        values={
+            **values,
+            "base": "m",
+            "data": str(pairs_file),
+            "output_dir": str(tmp_path),
+            "reward_model": str(tmp_path),
+        },
+    )
+    assert cfg.learning_rate == values["learning_rate"]
+
+
+def test_dpo_page_offers_loss_type_from_a_list():
+    from alignment.config import page_fields
+
+    loss = next(f for f in page_fields("dpo") if f["name"] == "loss_type")
+    assert loss["value"] == "sigmoid" and "ipo" in loss["choices"] and loss["default"] == ["sigmoid"]
+    lr = next(f for f in page_fields("dpo") if f["name"] == "learning_rate")
+    assert (lr["value"], lr["default"]) == (5e-5, 1e-6)  # the page's starting value; a CLI run keeps TRL's
+
+
+def test_an_unknown_key_points_to_help_config(pairs_file):
+    with pytest.raises(ConfigError, match=r"see `preflab train dpo --help-config`") as e:
+        load_config(stage="dpo", values={"base": "m", "data": str(pairs_file), "zzqqxx": 1})
+    assert e.value.key == "zzqqxx"
+
+
+def test_a_check_in_post_init_names_the_file_and_the_key_once(tmp_path, pairs_file):
+    path = tmp_path / "run.yaml"
+    path.write_text(f"stage: ppo\nbase: m\ndata: {pairs_file}\nreward_model: {tmp_path}\nnum_mini_batches: 3\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    message = str(e.value)
+    assert message.startswith(f"{path}: key 'num_mini_batches': ") and message.count("key '") == 1
+    assert "set num_mini_batches to one of its divisors" in message

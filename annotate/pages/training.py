@@ -6,6 +6,8 @@ asks for it and watches.
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import streamlit as st
 
@@ -15,27 +17,6 @@ from annotate.client import ApiError, get_client
 from annotate.picker import pick_run
 from annotate.stats_view import curve
 
-# Main hyperparameters per stage and their defaults (alignment.config.default_values, repeated here so the
-# page does not import the training stack).
-COMMON = {
-    "learning_rate": 1e-4,
-    "num_train_epochs": 1.0,
-    "max_steps": -1,
-    "per_device_train_batch_size": 4,
-    "lora_r": 16,
-    "lora_alpha": 32,
-    "lora_dropout": 0.05,
-    "save_steps": 100,
-    "logging_steps": 5,
-}
-STAGE_DEFAULTS = {
-    "sft": {"learning_rate": 2e-4, "max_length": 1024},
-    "reward": {"learning_rate": 1e-4, "max_length": 1024, "eval_fraction": 0.1},
-    "dpo": {"learning_rate": 5e-5, "beta": 0.1, "max_length": 1024},
-    "ppo": {"learning_rate": 1e-5, "kl_coef": 0.05, "cliprange": 0.2, "max_completion_length": 64},
-    "rloo": {"learning_rate": 1e-5, "beta": 0.05, "num_generations": 4, "max_completion_length": 64},
-    "grpo": {"learning_rate": 1e-5, "beta": 0.0, "num_generations": 4, "max_completion_length": 64},
-}
 CHART_KEYS = {
     "sft": ["loss", "mean_token_accuracy"],
     "reward": ["loss", "accuracy", "margin", "eval_accuracy"],
@@ -45,6 +26,25 @@ CHART_KEYS = {
     "grpo": ["loss", "reward"],
 }
 
+
+def field_input(col, stage: str, field: dict):
+    """One config field of GET /api/train/stages as a widget holding its starting value; returns what it holds."""
+    key, value = f"train_p_{stage}_{field['name']}", field["value"]
+    tip = f"{field['help']}\n\nType `{field['type']}`; a run without this field uses `{json.dumps(field['default'])}`."
+    if field["choices"]:
+        choices = field["choices"]
+        return col.selectbox(
+            field["name"], choices, index=choices.index(value) if value in choices else 0, key=key, help=tip
+        )
+    if isinstance(value, bool):
+        return col.checkbox(field["name"], value=value, key=key, help=tip)
+    if isinstance(value, float):
+        return col.number_input(field["name"], value=value, format="%g", key=key, help=tip)
+    if isinstance(value, int):
+        return int(col.number_input(field["name"], value=value, step=1, key=key, help=tip))
+    return col.text_input(field["name"], value="" if value is None else str(value), key=key, help=tip)
+
+
 require_role("admin")
 client = get_client()
 st.title("Training", anchor=False)
@@ -52,15 +52,18 @@ st.title("Training", anchor=False)
 try:
     models = client.models()
     datasets = [d["name"] for d in client.datasets()]
+    if "train_stages" not in st.session_state:  # the stages and their fields stay as the server said for the session
+        st.session_state.train_stages = {s["stage"]: s for s in tc.train_stages(client)}
 except ApiError as e:
     st.error(f"Could not reach the server: {e}")
     st.stop()
+stages = st.session_state.train_stages
 adapters = [m["name"] for m in models if m["kind"] == "adapter"]
 bases = [m["name"] for m in models if m["kind"] in ("base", "merged")]
 
 with st.expander("Start a run", expanded="train_run_id" not in st.session_state):
     c1, c2, c3 = st.columns(3)
-    stage = c1.selectbox("Stage", list(STAGE_DEFAULTS), index=list(STAGE_DEFAULTS).index("dpo"), key="train_stage")
+    stage = c1.selectbox("Stage", list(stages), index=list(stages).index("dpo"), key="train_stage")
     base = c2.text_input(
         "Base model (folder or registered name)", value=bases[0] if bases else "models/tiny", key="train_base"
     )
@@ -75,28 +78,17 @@ with st.expander("Start a run", expanded="train_run_id" not in st.session_state)
     min_annotators = c5.number_input("Min. annotators per pair", 1, 20, 1, key="train_min_annotators")
     min_agreement = c6.slider("Min. agreement", 0.0, 1.0, 0.0, 0.05, key="train_min_agreement")
     reward_model = None
-    if stage in ("ppo", "rloo", "grpo"):
+    if stages[stage]["needs_reward_model"]:
         rms = [m["name"] for m in models if m.get("stage") == "reward"]
         reward_model = st.selectbox(
             "Reward model", rms, key="train_reward_model", help="train one with the reward stage first"
         )
     st.caption(
-        "Hyperparameters (defaults that suit LoRA on a small model; any other key of the stage's config "
-        "can go in the YAML box)."
+        "Hyperparameters (starting values that suit LoRA on a small model; any other key of the stage's config "
+        f"can go in the YAML box: `preflab train {stage} --help-config` lists them)."
     )
-    defaults = {**COMMON, **STAGE_DEFAULTS[stage]}
     cols = st.columns(4)
-    params = {}
-    for i, (key, value) in enumerate(defaults.items()):
-        col = cols[i % 4]
-        if isinstance(value, float):
-            params[key] = col.number_input(key, value=value, format="%g", key=f"train_p_{stage}_{key}")
-        else:
-            params[key] = int(col.number_input(key, value=value, step=1, key=f"train_p_{stage}_{key}"))
-    if stage == "dpo":
-        params["loss_type"] = st.selectbox(
-            "loss_type", ["sigmoid", "ipo", "hinge", "robust", "sppo_hard"], key="train_loss_type"
-        )
+    params = {field["name"]: field_input(cols[i % 4], stage, field) for i, field in enumerate(stages[stage]["fields"])}
     extra = st.text_area("More config (YAML key: value)", value="", key="train_extra", height=80)
     name = st.text_input("Model name for the adapter (optional)", key="train_name")
     if st.button("Start training", type="primary", key="train_start", disabled=not datasets):

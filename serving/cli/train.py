@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import textwrap
 import time
 from pathlib import Path
 
@@ -51,6 +52,9 @@ def register(cli: click.Group) -> None:
     @click.option("--name", help="Model name for the finished adapter (default STAGE-runID).")
     @click.option("--threads", type=int, help="Torch CPU threads of the job.")
     @click.option("--background", is_flag=True, help="Start and return; watch with `preflab runs show ID`.")
+    @click.option(
+        "--help-config", is_flag=True, help="Print every config key of STAGE (type, default, help) and exit."
+    )
     @click.pass_context
     def train(
         ctx,
@@ -70,15 +74,19 @@ def register(cli: click.Group) -> None:
         name,
         threads,
         background,
+        help_config,
     ):
         """Train STAGE over LoRA (sft, reward, ppo, rloo, grpo, dpo) in a run directory; registers the adapter."""
-        from alignment.config import config_to_dict, load_config
+        if help_config:
+            click.echo(config_help(stage))
+            return
+        from alignment.config import load_config
         from alignment.errors import ConfigError
-        from alignment.job import prepare_run
         from alignment.launch import (
             export_snapshot,
             new_run_dir,
             record_end,
+            register_run,
             resolve_model_path,
             resolve_model_ref,
             start_job,
@@ -127,17 +135,17 @@ def register(cli: click.Group) -> None:
             values.update(export_snapshot(store, stage, dataset, run_dir, filters))
         elif not data and not config_file:
             raise click.UsageError("give --dataset NAME or --data SNAPSHOT (or a --config that names data)")
-        cfg = prepare_run(stage, run_dir, config_file=config_file, values=values, overrides=overrides)
-        config = {**config_to_dict(cfg), "model_name": name, "threads": threads}
-        run_id = runs.create_run(
+        run_id, cfg = register_run(
             store,
-            stage=stage,
-            run_dir=str(cfg.output_dir),
-            base=cfg.base,
-            parent=adapter,
-            snapshot_id=cfg.snapshot_id,
-            config=config,
+            stage,
+            run_dir,
             created_by="cli",
+            values=values,
+            config_file=config_file,
+            overrides=overrides,
+            parent=adapter,
+            model_name=name,
+            threads=threads,
         )
         click.echo(f"run {run_id}: {stage} in {cfg.output_dir} (snapshot {cfg.snapshot_id[:12]})")
         proc = start_job(cfg.output_dir, stage, threads=threads)
@@ -308,6 +316,31 @@ def register(cli: click.Group) -> None:
                 created_by="cli",
             )
         click.echo(f"merged '{name}' into {path}")
+
+
+def config_help(stage: str, width: int = 100) -> str:
+    """The text of `preflab train STAGE --help-config`: every field of the stage's config class by group, each
+    with its type, default, the admin page's starting value where it offers one, and its help."""
+    from alignment.config import config_class, describe_fields
+
+    cls = config_class(stage)
+    page = cls.page_values
+    lines = textwrap.wrap(
+        f"Config keys of `preflab train {stage}` ({cls.__name__}): set them in a YAML file (--config FILE, flat "
+        "key: value) or with --set KEY=VALUE. A run uses the defaults shown; the admin page fills in its own "
+        "starting values (for LoRA on a small model) where it says so.",
+        width,
+    )
+    group = None
+    for row in describe_fields(stage):
+        if row["group"] != group:
+            group = row["group"]
+            lines += ["", group]
+        start = f"  (admin page: {json.dumps(page[row['name']])})" if row["name"] in page else ""
+        lines.append(f"  {row['name']}: {row['type']} = {json.dumps(row['default'])}{start}")
+        if row["help"]:
+            lines += textwrap.wrap(row["help"], width, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    return "\n".join(lines)
 
 
 def _follow(proc, run_dir: Path) -> None:
