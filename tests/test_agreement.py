@@ -16,7 +16,7 @@ from db.agreement import (
 )
 from db.consensus import consensus_order, consensus_ranks, ranked_pairs
 from db.hashing import prompt_hash, text_hash
-from db.store import Batch
+from db.staging import Batch
 
 nan = math.nan
 

@@ -27,10 +27,10 @@ import pytest
 import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, settings
-from server_helpers import add_user, seed, signed_in
 
 from db.store import Store
 from serving.server import create_app
+from tests.support.data import add_user, seed, signed_in
 
 EXCLUDED = r"^/api/auth/logout$|^/api/users/\{name\}$|^/api/runs$|^/api/loop$|/resume$"
 

@@ -10,8 +10,7 @@ import pytest
 
 from serving.arena import detect_identity_leak
 from serving.ratings import SCALE, RatingsConfig, compute_leaderboard, leaderboard_from_arrays
-from tests.server_helpers import PASSWORD, add_user, signed_in
-from tests.test_gateway import serve
+from tests.support.data import PASSWORD, add_user, signed_in
 
 APP = str(Path(__file__).resolve().parents[1] / "annotate" / "entry" / "app.py")
 
@@ -75,7 +74,7 @@ def test_identity_leak_detection():
 
 
 @pytest.fixture(scope="module")
-def arena_env(tiny_hf_engine, tmp_path_factory):
+def arena_env(tiny_hf_engine, serve_app, tmp_path_factory):
     """The session's engine (tiny + tiny-lora) registered here, and the server app (in-process and on a port)."""
     from fastapi.testclient import TestClient
 
@@ -88,25 +87,21 @@ def arena_env(tiny_hf_engine, tmp_path_factory):
         mp.setenv("PREFLAB_HOME", str(home))
         save_engine(tiny_hf_engine)
         store = Store.open(home / "arena.duckdb")
-        server = None
         try:
             add_user(store, "ana")
             app = create_app(store)
             client = TestClient(app)
-            server, thread, url = serve(app)  # a real HTTP server too, for the Streamlit pages
-            mp.setenv("PREFLAB_URL", url)
+            live = serve_app(app, store=store)  # a real HTTP server too, for the Streamlit pages
+            mp.setenv("PREFLAB_URL", live.url)
             yield store, client, signed_in(client, "ana"), home
+            live.stop()
         finally:
-            if server is not None:
-                server.should_exit = True
-                thread.join(10)
             store.close()
 
 
 PARAMS = {"max_tokens": 6, "seed": 11, "temperature": 0.8}
 
 
-@pytest.mark.slow
 def test_battle_vote_reveal_and_arena_pairs(arena_env, tmp_path, run_cli):
     store, client, auth, home = arena_env
     from serving.rag import ingest_paths
@@ -196,7 +191,6 @@ def test_battle_vote_reveal_and_arena_pairs(arena_env, tmp_path, run_cli):
     assert "384,400" in json.dumps(rows[0], ensure_ascii=False)  # the prompt carries the RAG context
 
 
-@pytest.mark.slow
 def test_arena_and_leaderboard_pages(arena_env):
     from streamlit.testing.v1 import AppTest
 
@@ -267,7 +261,7 @@ def test_a_battle_belongs_to_its_user_and_ids_are_not_sequential(store):
 
 def test_the_loop_judges_votes_stay_off_the_human_leaderboard(store, run_cli):
     from serving.arena import leaderboard
-    from serving.loop import _store_votes
+    from serving.loop import store_votes as _store_votes
 
     ana = add_user(store, "ana", password=None)
     from db import arena as arena_db

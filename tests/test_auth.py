@@ -9,11 +9,11 @@ import time
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from server_helpers import PASSWORD, add_user, signed_in
 
 from db import users
 from db.errors import PrefLabError
 from serving.server import ServerConfig, check_public_bind, create_app
+from tests.support.data import PASSWORD, add_user, signed_in
 
 
 @pytest.fixture

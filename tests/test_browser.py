@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -17,37 +16,24 @@ from pathlib import Path
 import httpx
 import pytest
 
+from serving.engines.launcher import free_port
 from serving.ui_launch import streamlit_command
-from tests.ui_support import PASSWORDS, SCRIPT_ANSWER, free_port, start_server
+from tests.support.ui_data import PASSWORDS, SCRIPT_ANSWER
 
-pytestmark = pytest.mark.slow
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots"
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory, tiny_hf_engine):
+def app_url(ui_server, tiny_hf_engine, tmp_path_factory):
+    """`streamlit run` of the app against the module's ui_server, with the session's transformers engine (tiny,
+    tiny-lora) registered for the arena; yields (app url, server)."""
     from serving.engines.registry import save_engine
 
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.skip("chromium is not installed (make browser installs it)")
-    saved_home = os.environ.get("PREFLAB_HOME")
-    os.environ["PREFLAB_HOME"] = str(tmp_path_factory.mktemp("home"))  # no engines or state from elsewhere
-    save_engine(tiny_hf_engine)  # but the session's transformers engine (tiny, tiny-lora), for the arena
-    server = start_server(tmp_path_factory.mktemp("browser") / "ui.duckdb", k=2)
+    save_engine(tiny_hf_engine)  # in ui_server's own PREFLAB_HOME: no engines or state from elsewhere
     port = free_port()
     log = open(tmp_path_factory.mktemp("browser-log") / "streamlit.log", "wb")
     proc = subprocess.Popen(
-        streamlit_command(port), env={**os.environ, "PREFLAB_URL": server.url}, stdout=log, stderr=subprocess.STDOUT
+        streamlit_command(port), env={**os.environ, "PREFLAB_URL": ui_server.url}, stdout=log, stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -61,7 +47,7 @@ def app_url(tmp_path_factory, tiny_hf_engine):
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError(f"streamlit did not start; see {log.name}")
             time.sleep(0.3)
-        yield url, server
+        yield url, ui_server
     finally:
         proc.terminate()
         try:
@@ -69,23 +55,6 @@ def app_url(tmp_path_factory, tiny_hf_engine):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-        server.stop()
-        if saved_home is None:
-            os.environ.pop("PREFLAB_HOME", None)
-        else:
-            os.environ["PREFLAB_HOME"] = saved_home
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"), args=ARGS
-        )
-        yield b
-        b.close()
 
 
 def open_logged_in(browser, url: str, name: str):
@@ -114,7 +83,7 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
-def test_annotator_ranks_with_a_tie_and_script_stays_text(app_url, browser):
+def test_annotator_ranks_with_a_tie_and_script_stays_text(browser, app_url):
     url, server = app_url
     page = browser.new_page(viewport={"width": 1440, "height": 1500})  # tall: the whole ranking page in one shot
     page.set_default_timeout(60_000)  # generous: CI machines are often loaded
@@ -193,7 +162,7 @@ def test_annotator_ranks_with_a_tie_and_script_stays_text(app_url, browser):
     page.close()
 
 
-def test_every_page_renders_for_its_role(app_url, browser):
+def test_every_page_renders_for_its_role(browser, app_url):
     url, server = app_url
     page = open_logged_in(browser, url, "adm")  # an admin has every page
     page.get_by_role("link", name="Review").click()
@@ -238,7 +207,7 @@ def test_every_page_renders_for_its_role(app_url, browser):
     page.close()
 
 
-def test_reload_keeps_the_sign_in_number_keys_rank_and_popovers_close(app_url, browser):
+def test_reload_keeps_the_sign_in_number_keys_rank_and_popovers_close(browser, app_url):
     url, server = app_url
     page = open_logged_in(browser, url, "ann2")
     settle(page)
@@ -299,7 +268,7 @@ def test_reload_keeps_the_sign_in_number_keys_rank_and_popovers_close(app_url, b
     page.close()
 
 
-def test_training_page_follows_the_run_just_started(app_url, browser, tiny_model_dir):
+def test_training_page_follows_the_run_just_started(browser, app_url, tiny_model_dir):
     """An earlier run is on show; starting one selects the new run, and its label turns from running to finished
     without a reload (a real SFT step on the tiny model)."""
     from playwright.sync_api import expect
@@ -321,7 +290,7 @@ def test_training_page_follows_the_run_just_started(app_url, browser, tiny_model
     base = page.get_by_label("Base model (folder or registered name)")
     base.fill(str(tiny_model_dir))
     base.press("Tab")
-    steps = page.get_by_label("max_steps")
+    steps = page.get_by_label("max_steps", exact=True)
     steps.fill("1")
     steps.press("Tab")
     settle(page)

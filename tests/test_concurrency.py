@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,20 +16,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server_helpers import PASSWORD, add_user, seed
 
 from db.store import Store
+from serving.engines.launcher import free_port
+from tests.support.data import PASSWORD, add_user, seed
 
 ANNOTATORS = 20
 K = 2
 SECONDS = float(os.environ.get("PREFLAB_CONCURRENCY_SECONDS", "60"))
 PREFLAB = str(Path(sys.executable).with_name("preflab"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(db: Path, home: Path, port: int) -> subprocess.Popen:

@@ -9,50 +9,10 @@ import os
 import signal
 
 import pytest
-from server_helpers import add_prompts
 
-pytestmark = pytest.mark.slow
+from tests.support.data import add_prompts
 
 PROMPTS = ["¿Qué es la luz?", "解释一下重力", "Tell me a joke 🃏", "hello", "why is the sky blue?", "¿y el mar?"]
-
-
-@pytest.fixture(scope="module")
-def lora_dir(tiny_model_dir, tmp_path_factory):
-    """A LoRA adapter on the tiny model with random (non-zero) B weights, so it changes the outputs."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    cfg = LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj", "v_proj", "o_proj"], init_lora_weights=False)
-    peft_model = get_peft_model(model, cfg)
-    out = tmp_path_factory.mktemp("adapters") / "sft1"
-    peft_model.save_pretrained(out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def hf_engine(tiny_model_dir, lora_dir, tmp_path_factory):
-    """One transformers engine for the module, started with the CLI; stopped (and checked gone) after."""
-    from click.testing import CliRunner
-
-    from serving.cli import cli
-    from serving.engines import registry
-
-    home = tmp_path_factory.mktemp("home")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("PREFLAB_HOME", str(home))
-    runner = CliRunner()
-    r = runner.invoke(cli, ["engine", "start", "--model", str(tiny_model_dir), "--name", "tiny", "--backend",
-                            "transformers", "--lora", f"sft1={lora_dir}", "--timeout", "120"])  # fmt: skip
-    assert r.exit_code == 0, r.output
-    record = registry.get_engine("tiny")
-    yield record
-    r = runner.invoke(cli, ["engine", "stop", "--all"])
-    assert r.exit_code == 0, r.output
-    assert not registry.pid_alive(record["pid"])
-    mp.undo()
 
 
 @pytest.fixture
@@ -200,18 +160,19 @@ def test_fetch_models_refuses_an_unusable_url():
         registry.fetch_models("http://[::1/v1")
 
 
+@pytest.mark.slow  # starts a transformers engine through the API, not through a fixture
 def test_admin_serves_a_registered_adapter_by_starting_then_hot_loading(store, tiny_model_dir, lora_dir, tmp_path,
                                                                          monkeypatch):  # fmt: skip
     """POST /api/models/{name}/serve: nothing runs the base -> a transformers engine is started for the adapter;
     a second adapter on the same base -> loaded into that engine while it serves (no restart, same pid)."""
     import httpx
     from fastapi.testclient import TestClient
-    from server_helpers import add_user, signed_in
 
     from db import models_registry
     from serving.engines import registry
     from serving.engines.launcher import stop_engine
     from serving.server import create_app
+    from tests.support.data import add_user, signed_in
 
     monkeypatch.setenv("PREFLAB_HOME", str(tmp_path / "home"))
     add_user(store, "adm", "admin")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 from types import SimpleNamespace
 
 import httpx
@@ -15,28 +13,9 @@ import pytest
 from db import apikeys
 from db.store import Store
 
-pytestmark = pytest.mark.slow
-
-
-def serve(app):
-    """Run `app` with uvicorn on a free port in a thread; returns (server, thread, base url)."""
-    import uvicorn
-
-    from serving.engines.launcher import free_port
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    return server, thread, f"http://127.0.0.1:{port}"
-
 
 @pytest.fixture(scope="module")
-def gw(tiny_hf_engine, tmp_path_factory):
+def gw(tiny_hf_engine, serve_app, tmp_path_factory):
     from serving.engines.registry import save_engine
     from serving.server import create_app
 
@@ -45,15 +24,12 @@ def gw(tiny_hf_engine, tmp_path_factory):
         mp.setenv("PREFLAB_HOME", str(home))
         save_engine(tiny_hf_engine)  # the session's transformers engine: tiny + tiny-lora
         store = Store.open(home / "gw.duckdb")
-        server = None
         try:
-            server, thread, url = serve(create_app(store))
-            client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=120)
-            yield SimpleNamespace(url=url, store=store, home=home, client=client)
+            live = serve_app(create_app(store), store=store)
+            client = openai.OpenAI(base_url=live.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+            yield SimpleNamespace(url=live.url, store=store, home=home, client=client)
+            live.stop()
         finally:
-            if server is not None:
-                server.should_exit = True
-                thread.join(10)
             store.close()
 
 

@@ -16,13 +16,13 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from server_helpers import add_user, seed, signed_in
 
 from db import journal
 from db.models_registry import register_model
 from db.store import Store
 from serving.queue_front import QueueFront
 from serving.server import ServerConfig, create_app
+from tests.support.data import add_user, seed, signed_in
 
 MiB = 2**20
 
@@ -196,7 +196,7 @@ def test_database_and_journal_files_are_created_0600(tmp_path):
 def test_a_real_public_server_keeps_its_files_private_and_bounds_bodies(tmp_path):
     """`preflab server --host 0.0.0.0`: the .wal DuckDB makes while it runs is 0600 too, a chunked body over the
     limit gets 413 through uvicorn, and /v1 wants an API key although none exists."""
-    import socket
+    from serving.engines.launcher import free_port
 
     db, home = tmp_path / "pub.duckdb", tmp_path / "home"
     home.mkdir()
@@ -204,9 +204,7 @@ def test_a_real_public_server_keeps_its_files_private_and_bounds_bodies(tmp_path
     add_user(s, "adm", "admin")
     s.close()
     os.chmod(db, 0o644)  # as an old database might be: the files made from here on are private all the same
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "PREFLAB_HOME": str(home), "PREFLAB_DB": str(db)}
     env.pop("PREFLAB_URL", None)
     preflab = str(Path(sys.executable).with_name("preflab"))

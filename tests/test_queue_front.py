@@ -7,13 +7,13 @@ from contextlib import contextmanager
 
 import pytest
 from fastapi.testclient import TestClient
-from server_helpers import add_user, rank_all, seed, signed_in
 
 from db import queue
 from db.journal import path_of as journal_path
 from db.store import Store
 from serving.queue_front import QueueFront
 from serving.server import create_app
+from tests.support.data import add_user, rank_all, seed, signed_in
 
 
 def _journal(store) -> list[dict]:
@@ -145,7 +145,7 @@ def test_three_annotators_through_the_front_keep_k_and_one_ranking_each(store, k
 
 def _import_ranking(store, prompt_id: int, annotator: str) -> None:
     """A ranking written by an import (ids from the sequence, above the reserved ones): the queue folds it in."""
-    from db.store import Batch
+    from db.staging import Batch
 
     key, gens = store.con.execute(
         "SELECT p.content_hash, list(g.content_hash ORDER BY g.id) FROM prompts p "
@@ -243,9 +243,9 @@ def test_a_long_wait_for_the_store_lock_passes_the_gate_again(store, monkeypatch
     import threading
     import time
 
-    import db.store
+    import db.locks
 
-    monkeypatch.setattr(db.store, "REGATE_S", 0.1)
+    monkeypatch.setattr(db.locks, "REGATE_S", 0.1)
     calls = []
     store.set_gate(lambda: calls.append(threading.current_thread().name))
     held = threading.Event()

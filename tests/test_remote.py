@@ -4,40 +4,26 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
-import uvicorn
-from server_helpers import PASSWORD, add_user
 
 from db.errors import InputError, PrefLabError
 from serving import remote
-from serving.server import create_app
+from tests.support.data import PASSWORD, add_user
 
 DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture
-def live(store, tmp_path, monkeypatch):
+def live(store, live_server, tmp_path, monkeypatch):
+    """The PrefLab server over the test's store, users adm and ann, and adm signed in; yields (url, store)."""
     monkeypatch.setenv("PREFLAB_HOME", str(tmp_path / "home"))
     add_user(store, "adm", "admin")
     add_user(store, "ann", "annotator")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port}"
+    url = live_server().url
     remote.login(url, "adm", PASSWORD)  # token file under PREFLAB_HOME
-    yield url, store
-    server.should_exit = True
-    thread.join(10)
+    return url, store
 
 
 def test_import_stats_export_through_the_server(live, tmp_path):

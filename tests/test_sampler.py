@@ -8,61 +8,38 @@ tests/test_vllm_engine.py.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from server_helpers import add_prompts
 
 from db import sampling
+from serving.engines.launcher import free_port
+from tests.support.data import add_prompts
 
 PROMPTS = ["¿Qué es la luz?", "解释一下重力", "Tell me a joke 🃏"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class ScriptedEngine:
-    """Answers chat requests from `script(body, attempt) -> (status, json)`; records every request."""
+    """An OpenAI-compatible app that answers chat requests from `script(body, attempt) -> (status, json)` and
+    records every request; the `scripted` fixture serves it on a free port (`url`)."""
 
     def __init__(self, script):
-        self.script, self.requests = script, []
-        app = FastAPI()
+        self.script, self.requests, self.url = script, [], ""
+        self.app = FastAPI()
 
-        @app.get("/v1/models")
+        @self.app.get("/v1/models")
         def models():
             return {"object": "list", "data": [{"id": "scripted", "object": "model"}]}
 
-        @app.post("/v1/chat/completions")
+        @self.app.post("/v1/chat/completions")
         async def chat(request: Request):
             body = await request.json()
             self.requests.append(body)
             status, payload = self.script(body, len(self.requests))
             return JSONResponse(status_code=status, content=payload)
-
-        self.port = _free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "scripted engine did not start"
-            time.sleep(0.02)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def close(self):
-        self.server.should_exit = True
-        self.thread.join(5)
 
 
 def _reply(texts, usage=True):
@@ -87,20 +64,22 @@ def engine_home(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def scripted(engine_home, run_cli):
-    engines = []
+def scripted(engine_home, run_cli, serve_app):
+    """Factory: `scripted(script)` serves a ScriptedEngine and registers it as the external engine `ext`."""
+    servers = []
 
     def make(script):
         eng = ScriptedEngine(script)
-        engines.append(eng)
+        servers.append(serve_app(eng.app))
+        eng.url = servers[-1].url
         r = run_cli("engine", "add", "ext", eng.url)
         assert r.exit_code == 0, r.output
         assert "scripted" in r.output
         return eng
 
     yield make
-    for e in engines:
-        e.close()
+    for server in servers:
+        server.stop()
 
 
 def test_stores_answers_with_provenance_and_drops_duplicates(store, dataset, scripted):
@@ -187,7 +166,7 @@ def test_4xx_is_not_retried_and_is_reported_per_prompt(store, dataset, scripted,
 def test_unreachable_engine_fails_every_prompt_after_retries(store, dataset, engine_home, run_cli):
     from serving.sampler import run_sampling
 
-    port = _free_port()  # nothing listens here
+    port = free_port()  # nothing listens here
     assert run_cli("engine", "add", "gone", f"http://127.0.0.1:{port}/v1", "--no-check").exit_code == 0
     report = run_sampling(store, dataset, "m", engine="gone", retries=2, backoff_s=0.01)
     assert [f["prompt_id"] for f in report.failures] == [1, 2, 3]

@@ -1,12 +1,12 @@
 """The annotation app, page by page and role by role, with Streamlit's AppTest against a real server.
 
-The server (tests/ui_support.py) is the real FastAPI app under uvicorn on a free port; nothing is mocked.
+The server (the `ui_server` fixture, tests/conftest.py) is the real FastAPI app under uvicorn on a free port, over
+a database seeded by tests/support/ui_data.py; nothing is mocked.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import httpx
@@ -14,25 +14,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from db import users
-from tests.ui_support import DATASET, PASSWORDS, VISUAL_DATASET, start_server
+from tests.support.ui_data import DATASET, PASSWORDS, VISUAL_DATASET
 
 APP = str(Path(__file__).resolve().parents[1] / "annotate" / "entry" / "app.py")
 TIMEOUT = 30
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    saved = {k: os.environ.get(k) for k in ("PREFLAB_URL", "PREFLAB_HOME")}
-    os.environ["PREFLAB_HOME"] = str(tmp_path_factory.mktemp("home"))  # engine registry, server state
-    srv = start_server(tmp_path_factory.mktemp("ui") / "ui.duckdb", k=2)
-    os.environ["PREFLAB_URL"] = srv.url
-    yield srv
-    srv.stop()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 def login(name: str, password: str | None = None) -> AppTest:
@@ -50,8 +35,8 @@ def texts(at: AppTest) -> str:
     return "\n".join(parts)
 
 
-def ranking_of(server, user: str, prompt_id: int) -> dict | None:
-    rows = server.store.query(
+def ranking_of(ui_server, user: str, prompt_id: int) -> dict | None:
+    rows = ui_server.store.query(
         "SELECT r.id, r.status, r.skip_reason, r.flag_reason, r.comment, r.time_on_task_ms, r.guideline_version "
         "FROM rankings r JOIN users u ON u.id = r.user_id WHERE u.name = ? AND r.prompt_id = ?",
         [user, prompt_id],
@@ -61,7 +46,9 @@ def ranking_of(server, user: str, prompt_id: int) -> dict | None:
     row = rows[0]
     row["ranks"] = {
         r["generation_id"]: r["rank"]
-        for r in server.store.query("SELECT generation_id, rank FROM ranking_items WHERE ranking_id = ?", [row["id"]])
+        for r in ui_server.store.query(
+            "SELECT generation_id, rank FROM ranking_items WHERE ranking_id = ?", [row["id"]]
+        )
     }
     return row
 
@@ -69,14 +56,14 @@ def ranking_of(server, user: str, prompt_id: int) -> dict | None:
 # ---- login and roles ---------------------------------------------------------------------------------
 
 
-def test_wrong_password_shows_a_message_and_stays_on_login(server):
+def test_wrong_password_shows_a_message_and_stays_on_login(ui_server):
     at = login("ann", "not-the-password")
     assert any("wrong user name or password" in e.value for e in at.error), [e.value for e in at.error]
     assert "auth" not in at.session_state
     assert at.text_input(key="login_name").value == "ann"
 
 
-def test_annotator_sees_rank_only_and_cannot_reach_reviewer_or_admin_pages(server):
+def test_annotator_sees_rank_only_and_cannot_reach_reviewer_or_admin_pages(ui_server):
     at = login("ann")
     assert at.session_state["auth"]["user"]["role"] == "annotator"
     assert [t.value for t in at.title] == ["Rank answers"]
@@ -84,7 +71,7 @@ def test_annotator_sees_rank_only_and_cannot_reach_reviewer_or_admin_pages(serve
         with pytest.raises(ValueError, match="Could not find a navigation page"):
             at.switch_page(page)
     # and the server refuses the routes behind those pages, whatever the UI shows
-    with server.api("ann") as api:
+    with ui_server.api("ann") as api:
         for method, path in [
             ("GET", "/api/stats"),
             ("GET", f"/api/review/disagreements?dataset={DATASET}"),
@@ -103,7 +90,7 @@ def test_annotator_sees_rank_only_and_cannot_reach_reviewer_or_admin_pages(serve
             assert r.json()["error"]["message"]
 
 
-def test_reviewer_gets_review_but_not_admin_pages(server):
+def test_reviewer_gets_review_but_not_admin_pages(ui_server):
     at = login("rev")
     for page in ("../pages/data.py", "../pages/admin.py"):
         with pytest.raises(ValueError, match="Could not find a navigation page"):
@@ -113,18 +100,18 @@ def test_reviewer_gets_review_but_not_admin_pages(server):
     assert [t.value for t in at.title] == ["Review"]
 
 
-def test_logout_returns_to_login(server):
+def test_logout_returns_to_login(ui_server):
     at = login("ann")
     at.button(key="logout").click().run()
     assert "auth" not in at.session_state
-    assert at.text_input(key="login_name") is not None
+    assert "login_name" in {t.key for t in at.text_input}  # the login form again
 
 
-def test_expired_session_goes_back_to_login_with_a_message(server):
+def test_expired_session_goes_back_to_login_with_a_message(ui_server):
     at = login("ann2")
-    user_id = server.store.scalar("SELECT id FROM users WHERE name = 'ann2'")
-    with server.store._lock:  # what an expiry looks like to the server: the token no longer exists
-        server.store.con.execute("DELETE FROM api_tokens WHERE user_id = ?", [user_id])
+    user_id = ui_server.store.scalar("SELECT id FROM users WHERE name = 'ann2'")
+    with ui_server.store._lock:  # what an expiry looks like to the server: the token no longer exists
+        ui_server.store.con.execute("DELETE FROM api_tokens WHERE user_id = ?", [user_id])
     users.forget_tokens()  # the server remembers tokens it has seen; a real expiry is checked on every use
     at.session_state["rank_datasets"] = None  # force a call to the server on the next run
     del at.session_state["rank_datasets"]
@@ -136,7 +123,7 @@ def test_expired_session_goes_back_to_login_with_a_message(server):
 # ---- ranking -----------------------------------------------------------------------------------------
 
 
-def test_rank_with_a_tie_is_stored_and_the_next_prompt_follows(server):
+def test_rank_with_a_tie_is_stored_and_the_next_prompt_follows(ui_server):
     at = login("ann")
     item = at.session_state["rank_queue"]["item"]
     aid, prompt_id = item["assignment_id"], item["prompt"]["id"]
@@ -158,12 +145,12 @@ def test_rank_with_a_tie_is_stored_and_the_next_prompt_follows(server):
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
 
-    stored = ranking_of(server, "ann", prompt_id)
+    stored = ranking_of(ui_server, "ann", prompt_id)
     assert stored is not None and stored["status"] == "submitted"
     assert stored["ranks"] == {answers[0]: 2, answers[1]: 1, answers[2]: 2}
     assert stored["comment"] == "两个都可以 👍"
-    assert stored["time_on_task_ms"] is not None and stored["time_on_task_ms"] >= 0
-    assert stored["guideline_version"] == server.store.scalar(
+    assert stored["time_on_task_ms"] > 0  # from the first time the item was on screen to the submit
+    assert stored["guideline_version"] == ui_server.store.scalar(
         "SELECT guideline_version FROM datasets WHERE name = ?", [DATASET]
     )
     nxt = at.session_state["rank_queue"]["item"]
@@ -171,20 +158,20 @@ def test_rank_with_a_tie_is_stored_and_the_next_prompt_follows(server):
     assert at.metric[0].value == "1"  # done today
 
 
-def test_submit_with_an_unranked_answer_is_refused_with_a_message(server):
+def test_submit_with_an_unranked_answer_is_refused_with_a_message(ui_server):
     at = login("ann")
     item = at.session_state["rank_queue"]["item"]
     aid = item["assignment_id"]
-    before = server.store.scalar("SELECT count(*) FROM rankings")
+    before = ui_server.store.scalar("SELECT count(*) FROM rankings")
     at.segmented_control(key=f"rank_{aid}_0").set_value(1).run()
     at.button(key="rank_submit").click().run()
     errors = [e.value for e in at.error]
     assert any("Rank every answer" in e and "Answer 2" in e for e in errors), errors
-    assert server.store.scalar("SELECT count(*) FROM rankings") == before
+    assert ui_server.store.scalar("SELECT count(*) FROM rankings") == before
     assert at.session_state["rank_queue"]["item"]["assignment_id"] == aid  # still on the same prompt
 
 
-def test_typed_order_sets_every_rank_picker(server):
+def test_typed_order_sets_every_rank_picker(ui_server):
     at = login("ann")
     aid = at.session_state["rank_queue"]["item"]["assignment_id"]
     k = len(at.session_state["rank_queue"]["item"]["answers"])
@@ -196,7 +183,7 @@ def test_typed_order_sets_every_rank_picker(server):
     assert any("not an answer number" in e.value for e in at.error)
 
 
-def test_skip_with_a_reason_is_stored(server):
+def test_skip_with_a_reason_is_stored(ui_server):
     at = login("ann2")
     item = at.session_state["rank_queue"]["item"]
     aid, prompt_id = item["assignment_id"], item["prompt"]["id"]
@@ -204,23 +191,23 @@ def test_skip_with_a_reason_is_stored(server):
     at.text_input(key=f"rank_{aid}_skip_note").input("no sé Python")
     at.button(key="rank_skip").click().run()
     assert not at.exception, at.exception
-    stored = ranking_of(server, "ann2", prompt_id)
+    stored = ranking_of(ui_server, "ann2", prompt_id)
     assert stored["status"] == "skipped"
     assert stored["skip_reason"] == "Outside my expertise: no sé Python"
     assert at.session_state["rank_queue"]["item"]["prompt"]["id"] != prompt_id
 
 
-def test_flag_harmful_with_a_reason_is_stored(server):
+def test_flag_harmful_with_a_reason_is_stored(ui_server):
     at = login("ann2")
     item = at.session_state["rank_queue"]["item"]
     aid, prompt_id = item["assignment_id"], item["prompt"]["id"]
     at.selectbox(key=f"rank_{aid}_flag_reason").set_value("Personal or private data")
     at.button(key="rank_flag").click().run()
-    stored = ranking_of(server, "ann2", prompt_id)
+    stored = ranking_of(ui_server, "ann2", prompt_id)
     assert stored["status"] == "flagged" and stored["flag_reason"] == "Personal or private data"
 
 
-def test_visual_question_shows_its_image(server):
+def test_visual_question_shows_its_image(ui_server):
     at = login("rev")  # any role ranks; rev has no lease in the visual dataset yet
     at.selectbox(key="rank_dataset").set_value(VISUAL_DATASET).run()
     item = at.session_state["rank_queue"]["item"]
@@ -233,7 +220,7 @@ def test_visual_question_shows_its_image(server):
 # ---- review and admin ------------------------------------------------------------------------------------
 
 
-def test_review_shows_agreement_disagreements_and_records_an_adjudication(server):
+def test_review_shows_agreement_disagreements_and_records_an_adjudication(ui_server):
     at = login("rev")
     at.switch_page("../pages/review.py").run()
     assert not at.exception, at.exception
@@ -251,13 +238,13 @@ def test_review_shows_agreement_disagreements_and_records_an_adjudication(server
     at.run()
     at.button(key="review_adjudicate").click().run()
     assert any("Final ranking recorded" in s.value for s in at.success), [e.value for e in at.error]
-    source = server.store.scalar(
+    source = ui_server.store.scalar(
         "SELECT source FROM rankings WHERE prompt_id = ? AND source = 'adjudication'", [disputed]
     )
     assert source == "adjudication"
 
 
-def test_admin_pages_render_and_add_a_user(server):
+def test_admin_pages_render_and_add_a_user(ui_server):
     at = login("adm")
     pages = (("../pages/data.py", "Data"), ("../pages/admin.py", "Admin"), ("../pages/review.py", "Review"))
     for page, title in pages:
@@ -270,24 +257,24 @@ def test_admin_pages_render_and_add_a_user(server):
     at.text_input(key="admin_new_password").input("zoë-secret-1")
     at.button(key="admin_add_submit").click().run()
     assert not at.error, [e.value for e in at.error]
-    assert server.store.scalar("SELECT role FROM users WHERE name = 'zoë'") == "reviewer"
+    assert ui_server.store.scalar("SELECT role FROM users WHERE name = 'zoë'") == "reviewer"
 
 
-def test_admin_changes_k_and_guidelines(server):
-    version = server.store.scalar("SELECT guideline_version FROM datasets WHERE name = ?", [DATASET])
+def test_admin_changes_k_and_guidelines(ui_server):
+    version = ui_server.store.scalar("SELECT guideline_version FROM datasets WHERE name = ?", [DATASET])
     at = login("adm")
     at.switch_page("../pages/admin.py").run()
     at.number_input(key=f"admin_k_{DATASET}").set_value(3)
     at.text_area(key=f"admin_guidelines_{DATASET}").input("Nuevas pautas: sé amable. 新的指南 ✨")
     at.button(key="admin_ds_save").click().run()
     assert not at.error, [e.value for e in at.error]
-    row = server.store.query(
+    row = ui_server.store.query(
         "SELECT annotators_per_prompt AS k, guidelines, guideline_version AS v FROM datasets WHERE name = ?", [DATASET]
     )[0]
     assert row == {"k": 3, "guidelines": "Nuevas pautas: sé amable. 新的指南 ✨", "v": version + 1}
 
 
-def test_data_page_import_reports_counts_and_errors(server):
+def test_data_page_import_reports_counts_and_errors(ui_server):
     at = login("adm")
     at.switch_page("../pages/data.py").run()
     good = '{"prompt": "¿Qué es DuckDB? 🦆", "responses": ["Una base de datos.", "Un pato."], "ranks": [1, 2]}\n'
@@ -302,19 +289,19 @@ def test_data_page_import_reports_counts_and_errors(server):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics.get("Records read") == "1" and metrics.get("Rankings added") == "1", metrics
     assert (
-        server.store.scalar(
+        ui_server.store.scalar(
             "SELECT count(*) FROM prompts p JOIN datasets d ON d.id = p.dataset_id WHERE d.name = 'imported-ui'"
         )
         == 1
     )
 
-    before = server.store.counts()
+    before = ui_server.store.counts()
     at.file_uploader(key="data_upload").upload("broken.jsonl", b'{"prompt": "x", "responses": ["a"]\n')
     at.run()
     at.button(key="data_import").click().run()
     messages = [e.value for e in at.error]
     assert any("Nothing was imported" in m and "broken.jsonl" in m for m in messages), messages
-    assert server.store.counts() == before
+    assert ui_server.store.counts() == before
 
 
 def test_ui_command_starts_streamlit_headless_without_usage_stats(run_cli):
@@ -329,7 +316,7 @@ def test_ui_command_starts_streamlit_headless_without_usage_stats(run_cli):
     assert "--server.port=8555" in cmd
 
 
-def test_admin_starts_a_sampling_job_and_sees_it_in_the_list(server):
+def test_admin_starts_a_sampling_job_and_sees_it_in_the_list(ui_server):
     from serving.engines.registry import save_engine
 
     # an external endpoint nobody listens on: the job starts, then fails to reach it (and says so)
@@ -343,7 +330,7 @@ def test_admin_starts_a_sampling_job_and_sees_it_in_the_list(server):
     at.number_input(key="sample_temperature").set_value(0.5)
     at.button(key="sample_start").click().run()
     assert not at.error, [e.value for e in at.error]
-    job = server.store.query("SELECT dataset, model, engine, CAST(params AS VARCHAR) AS params FROM sampling_jobs")
+    job = ui_server.store.query("SELECT dataset, model, engine, CAST(params AS VARCHAR) AS params FROM sampling_jobs")
     assert len(job) == 1 and job[0]["dataset"] == DATASET and job[0]["model"] == "tiny-chat"
     assert '"n": 2' in job[0]["params"] and '"temperature": 0.5' in job[0]["params"]
     assert any("tiny-chat" in m.value for m in at.markdown)  # the job list shows it
@@ -364,7 +351,7 @@ def test_safe_markdown_escapes_html_outside_code_only():
     )
 
 
-def test_a_prompt_submitted_in_another_tab_gives_a_clear_way_on(server):
+def test_a_prompt_submitted_in_another_tab_gives_a_clear_way_on(ui_server):
     first, second = login("rev"), login("rev")  # two tabs of one person: the same live lease
     for at in (first, second):
         at.selectbox(key="rank_dataset").set_value(DATASET).run()
@@ -383,7 +370,7 @@ def test_a_prompt_submitted_in_another_tab_gives_a_clear_way_on(server):
 
 
 @pytest.mark.parametrize("name", ["ann", "rev", "adm"])
-def test_every_page_in_the_navigation_renders(server, name):
+def test_every_page_in_the_navigation_renders(ui_server, name):
     """Each role's menu, including pages other areas add (arena, leaderboard, training, loop), opens cleanly."""
     at = login(name)
     pages = [Path(info["script_path"]) for info in at._registered_pages.values() if info.get("script_path")]
@@ -397,7 +384,7 @@ def test_every_page_in_the_navigation_renders(server, name):
         assert not at.exception, (page.name, at.exception)
 
 
-def test_data_page_exports_a_download_with_filters(server):
+def test_data_page_exports_a_download_with_filters(ui_server):
     at = login("adm")
     at.switch_page("../pages/data.py").run()
     at.selectbox(key="export_format").set_value("trl")
@@ -412,16 +399,16 @@ def test_data_page_exports_a_download_with_filters(server):
     assert at.get("download_button")
 
 
-def test_switching_dataset_gives_the_held_prompt_back(server):
+def test_switching_dataset_gives_the_held_prompt_back(ui_server):
     at = login("adm")
     at.selectbox(key="rank_dataset").set_value(DATASET).run()
     held = at.session_state["rank_queue"]["item"]["assignment_id"]
     at.selectbox(key="rank_dataset").set_value(VISUAL_DATASET).run()
-    assert server.store.scalar("SELECT status FROM assignments WHERE id = ?", [held]) == "released"
+    assert ui_server.store.scalar("SELECT status FROM assignments WHERE id = ?", [held]) == "released"
 
 
-def test_admin_disables_a_user_and_resets_a_password(server):
-    with server.api("adm") as api:
+def test_admin_disables_a_user_and_resets_a_password(ui_server):
+    with ui_server.api("adm") as api:
         assert api.post("/api/users", json={"name": "olga", "role": "annotator", "password": "olga-old-1"}).is_success
     at = login("adm")
     at.switch_page("../pages/admin.py").run()
@@ -430,33 +417,33 @@ def test_admin_disables_a_user_and_resets_a_password(server):
     at.text_input(key="admin_password_olga").input("olga-new-2")
     at.button(key="admin_edit_submit").click().run()
     assert not at.error, [e.value for e in at.error]
-    assert server.store.scalar("SELECT role FROM users WHERE name = 'olga'") == "reviewer"
-    r = httpx.post(f"{server.url}/api/auth/login", json={"name": "olga", "password": "olga-new-2"}, timeout=30)
+    assert ui_server.store.scalar("SELECT role FROM users WHERE name = 'olga'") == "reviewer"
+    r = httpx.post(f"{ui_server.url}/api/auth/login", json={"name": "olga", "password": "olga-new-2"}, timeout=30)
     assert r.status_code == 200 and r.json()["user"]["role"] == "reviewer"
     at.toggle(key="admin_disabled_olga").set_value(True)
     at.button(key="admin_edit_submit").click().run()
-    assert server.store.scalar("SELECT disabled FROM users WHERE name = 'olga'") is True
-    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {r.json()['token']}"}) as api:
+    assert ui_server.store.scalar("SELECT disabled FROM users WHERE name = 'olga'") is True
+    with httpx.Client(base_url=ui_server.url, headers={"Authorization": f"Bearer {r.json()['token']}"}) as api:
         assert api.get("/api/me").status_code == 401  # disabling ended the session
 
 
-def test_an_empty_queue_shows_all_done(server):
-    with server.api("adm") as api:
+def test_an_empty_queue_shows_all_done(ui_server):
+    with ui_server.api("adm") as api:
         assert api.post("/api/datasets", json={"name": "zz-empty"}).is_success
     at = login("ann")
     at.selectbox(key="rank_dataset").set_value("zz-empty").run()
     assert at.session_state["rank_queue"]["item"] is None
     assert any("All done for now" in h.value for h in at.subheader)  # a heading without a link anchor
-    assert at.button(key="rank_refresh") is not None
+    assert "rank_refresh" in {b.key for b in at.button}
 
 
 # ---- review numbering and queue, per-day chart, sampling models, engines tab ---------------------------
 
 
-def _seed_review_dataset(server) -> int:
+def _seed_review_dataset(ui_server) -> int:
     """A dataset where tia saw the answers in reverse order (and said "2 and 3 tie"), and uma flagged it."""
     from db.hashing import prompt_hash, text_hash
-    from db.store import Batch
+    from db.staging import Batch
 
     messages = [{"role": "user", "content": "¿Qué color tiene el cielo? 🌤"}]
     key, answers = prompt_hash(messages), ["Azul.", "Rojo.", "Verde 🌿"]
@@ -471,20 +458,20 @@ def _seed_review_dataset(server) -> int:
         {"ranking_key": "tia", "gen_key": text_hash(t), "rank": r, "position": p}
         for t, r, p in (("Azul.", 1, 2), ("Rojo.", 2, 1), ("Verde 🌿", 2, 0))
     ]
-    server.store.write_batch("ui-review-numbering", batch, created_by="test")
-    return server.store.scalar(
+    ui_server.store.write_batch("ui-review-numbering", batch, created_by="test")
+    return ui_server.store.scalar(
         "SELECT p.id FROM prompts p JOIN datasets d ON d.id = p.dataset_id WHERE d.name = 'ui-review-numbering'"
     )
 
 
-def test_review_queue_opens_a_flagged_prompt_with_each_annotators_own_numbering(server):
-    prompt_id = _seed_review_dataset(server)
-    with server.api("rev") as c:
+def test_review_queue_opens_a_flagged_prompt_with_each_annotators_own_numbering(ui_server):
+    prompt_id = _seed_review_dataset(ui_server)
+    with ui_server.api("rev") as c:
         queue = c.get("/api/review/flagged", params={"dataset": "ui-review-numbering"}).json()
     assert [(q["annotator"], q["status"], q["reason"], q["prompt_id"]) for q in queue] == [
         ("uma", "flagged", "dañino ⚠", prompt_id)
     ]
-    with server.api("ann") as c:
+    with ui_server.api("ann") as c:
         assert c.get("/api/review/flagged").status_code == 403
 
     at = login("rev")
@@ -497,7 +484,7 @@ def test_review_queue_opens_a_flagged_prompt_with_each_annotators_own_numbering(
     assert at.number_input(key="review_prompt_id").value == prompt_id
     page = texts(at)
     # Review numbers the answers by id; tia saw Verde first, Rojo second, Azul third
-    with server.api("rev") as c:
+    with ui_server.api("rev") as c:
         on_review = [a["text"] for a in c.get(f"/api/prompts/{prompt_id}/rankings").json()["answers"]]
     seen = " · ".join(f"{n}=Answer {on_review.index(t) + 1}" for n, t in enumerate(["Verde 🌿", "Rojo.", "Azul."], 1))
     assert f"**tia (import)** saw: {seen}" in page, page
@@ -522,14 +509,14 @@ def test_rankings_per_day_draws_bars_with_a_single_day():
     assert all((m.get("type") if isinstance(m, dict) else m) == "bar" for m in marks), marks
 
 
-def test_sampling_form_offers_only_the_picked_engines_models(server):
+def test_sampling_form_offers_only_the_picked_engines_models(ui_server):
     from serving.engines.registry import remove_engine, save_engine
 
     # external endpoints nobody listens on: the form falls back to the models recorded for each
     save_engine({"name": "ext-a", "backend": "external", "url": "http://127.0.0.1:9/v1", "models": ["a-chat"]})
     save_engine({"name": "ext-b", "backend": "external", "url": "http://127.0.0.1:9/v1", "models": ["b-1", "b-2"]})
     try:
-        with server.api("adm") as c:
+        with ui_server.api("adm") as c:
             assert c.get("/api/engines/ext-b/models").json() == {
                 "engine": "ext-b",
                 "models": ["b-1", "b-2"],
@@ -549,11 +536,11 @@ def test_sampling_form_offers_only_the_picked_engines_models(server):
         remove_engine("ext-b")
 
 
-def test_engines_tab_offers_registered_adapters_to_serve(server):
+def test_engines_tab_offers_registered_adapters_to_serve(ui_server):
     from db import models_registry
 
     models_registry.register_model(
-        server.store, name="dpo-ui-tab", kind="adapter", path="/nonexistent/adapter", base="models/tiny",
+        ui_server.store, name="dpo-ui-tab", kind="adapter", path="/nonexistent/adapter", base="models/tiny",
         stage="dpo", created_by="test",
     )  # fmt: skip
     at = login("adm")
@@ -572,7 +559,7 @@ def _cookie_scripts(at: AppTest) -> list[str]:
     return [h.value for h in at.html if "preflab_session=" in h.value]
 
 
-def test_a_reload_signs_in_again_from_the_cookie_and_logout_clears_it(server, monkeypatch):
+def test_a_reload_signs_in_again_from_the_cookie_and_logout_clears_it(ui_server, monkeypatch):
     at = login("ann")
     [script] = _cookie_scripts(at)  # the login writes the token to a cookie, expiring with it
     token = at.session_state["auth"]["token"]
@@ -589,13 +576,13 @@ def test_a_reload_signs_in_again_from_the_cookie_and_logout_clears_it(server, mo
     again.button(key="logout").click().run()
     assert "auth" not in again.session_state
     assert any("Max-Age=0" in s for s in _cookie_scripts(again))  # the cookie is cleared
-    assert httpx.get(f"{server.url}/api/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert httpx.get(f"{ui_server.url}/api/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
     again.run()  # the session still carries the old cookie: it is not used again
     assert "auth" not in again.session_state
 
     # a cookie whose token the server refuses shows the login page and is cleared
     fresh = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    assert "auth" not in fresh.session_state and fresh.text_input(key="login_name") is not None
+    assert "auth" not in fresh.session_state and "login_name" in {t.key for t in fresh.text_input}
     assert any("Max-Age=0" in s for s in _cookie_scripts(fresh))
 
 
@@ -620,8 +607,8 @@ def test_markdown_images_from_outside_are_links_and_never_loaded():
     assert "```\n![keep](x.png)\n```" in safe_markdown("```\n![keep](x.png)\n```")  # code shows as written
 
 
-def test_rank_page_headings_have_no_anchor_links_and_the_saved_notice_is_no_toast(server):
-    who = _own_dataset(server, "kai", "ui-keys")
+def test_rank_page_headings_have_no_anchor_links_and_the_saved_notice_is_no_toast(ui_server):
+    who = _own_dataset(ui_server, "kai", "ui-keys")
     at = login("kai", who["password"])
     at.selectbox(key="rank_dataset").set_value("ui-keys").run()
     headings = list(at.title) + list(at.header) + list(at.subheader)
@@ -638,16 +625,16 @@ def test_rank_page_headings_have_no_anchor_links_and_the_saved_notice_is_no_toas
     assert all(h.proto.hide_anchor for h in at.subheader)  # "All done for now" too
 
 
-def _own_dataset(server, user: str, dataset: str, *, k: int = 3) -> dict:
+def _own_dataset(ui_server, user: str, dataset: str, *, k: int = 3) -> dict:
     """A user of our own with a dataset of our own (one prompt, three answers, k annotators), so a test does not
     depend on what earlier tests ranked: {"password", "head"} (the user's API headers)."""
     from argon2 import PasswordHasher
 
     from db import queue
     from db.hashing import prompt_hash, text_hash
-    from db.store import Batch
+    from db.staging import Batch
 
-    store, password = server.store, f"{user}-secret-1"
+    store, password = ui_server.store, f"{user}-secret-1"
     hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     users.add_user(store, user, role="annotator", password_hash=hasher.hash(password), created_by="test")
     messages = [{"role": "user", "content": "¿Qué hora es en Tokio? 東京 🕰️"}]
@@ -656,14 +643,14 @@ def _own_dataset(server, user: str, dataset: str, *, k: int = 3) -> dict:
     batch.generations = [{"prompt_key": key, "gen_key": text_hash(t), "text": t} for t in ("Las 9.", "No sé.", "9 AM")]
     store.write_batch(dataset, batch, created_by="test")
     queue.update_dataset(store, dataset, k=k)
-    token = httpx.post(f"{server.url}/api/auth/login", json={"name": user, "password": password}, timeout=30)
+    token = httpx.post(f"{ui_server.url}/api/auth/login", json={"name": user, "password": password}, timeout=30)
     return {"password": password, "head": {"Authorization": f"Bearer {token.json()['token']}"}}
 
 
-def _history_fixture(server) -> tuple[int, list[int]]:
+def _history_fixture(ui_server) -> tuple[int, list[int]]:
     """User hana and one open prompt (k = 3) she ranked 1, 2, 3 in the order shown: (ranking id, that order)."""
-    who = _own_dataset(server, "hana", "ui-history")
-    with httpx.Client(base_url=server.url, timeout=30, headers=who["head"]) as api:
+    who = _own_dataset(ui_server, "hana", "ui-history")
+    with httpx.Client(base_url=ui_server.url, timeout=30, headers=who["head"]) as api:
         item = api.get("/api/queue/next", params={"dataset": "ui-history"}).json()["item"]
         order = [a["id"] for a in item["answers"]]
         body = {"assignment_id": item["assignment_id"], "ranks": {str(g): i + 1 for i, g in enumerate(order)}}
@@ -672,8 +659,8 @@ def _history_fixture(server) -> tuple[int, list[int]]:
     return r.json()["ranking_id"], order
 
 
-def test_my_rankings_lists_mine_and_changes_one_while_its_prompt_is_open(server):
-    rid, order = _history_fixture(server)
+def test_my_rankings_lists_mine_and_changes_one_while_its_prompt_is_open(ui_server):
+    rid, order = _history_fixture(ui_server)
     at = login("hana", "hana-secret-1")
     at.switch_page("../pages/history.py").run()
     assert not at.exception, at.exception
@@ -689,9 +676,9 @@ def test_my_rankings_lists_mine_and_changes_one_while_its_prompt_is_open(server)
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     assert any(f"Ranking {rid} changed" in s.value for s in at.success)
-    rows = server.store.query("SELECT generation_id, rank FROM ranking_items WHERE ranking_id = ?", [rid])
+    rows = ui_server.store.query("SELECT generation_id, rank FROM ranking_items WHERE ranking_id = ?", [rid])
     stored = {row["generation_id"]: row["rank"] for row in rows}
     assert stored == {order[0]: 1, order[1]: 2, order[2]: 1}
-    assert server.store.scalar("SELECT comment FROM rankings WHERE id = ?", [rid]) == "3 también vale 👍"
-    pairs = server.store.query("SELECT chosen_id, rejected_id, is_tie FROM pairs WHERE ranking_id = ?", [rid])
+    assert ui_server.store.scalar("SELECT comment FROM rankings WHERE id = ?", [rid]) == "3 también vale 👍"
+    pairs = ui_server.store.query("SELECT chosen_id, rejected_id, is_tie FROM pairs WHERE ranking_id = ?", [rid])
     assert len(pairs) == 3 and sum(p["is_tie"] for p in pairs) == 1

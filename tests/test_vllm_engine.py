@@ -9,41 +9,12 @@ for quick local runs.
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
-from server_helpers import add_prompts
 
-from serving.engines.launcher import vllm_python
-
-pytestmark = pytest.mark.slow
-
-if os.environ.get("PREFLAB_SKIP_VLLM") == "1":
-    pytest.skip("PREFLAB_SKIP_VLLM=1", allow_module_level=True)
+from tests.support.data import add_prompts
 
 PROMPTS = ["¿Qué es la luz?", "解释一下重力", "Tell me a joke 🃏"]
-
-
-@pytest.fixture(scope="module")
-def vllm_engine(tiny_model_dir, tmp_path_factory):
-    from click.testing import CliRunner
-
-    from serving.cli import cli
-    from serving.engines import registry
-
-    assert vllm_python().exists(), f"{vllm_python()} is missing: run `make vllm-env` (or PREFLAB_SKIP_VLLM=1)"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("PREFLAB_HOME", str(tmp_path_factory.mktemp("home")))
-    runner = CliRunner()
-    r = runner.invoke(cli, ["engine", "start", "--model", str(tiny_model_dir), "--name", "tiny", "--timeout", "420",
-                            "--max-model-len", "512", "--enforce-eager"])  # fmt: skip
-    assert r.exit_code == 0, r.output
-    record = registry.get_engine("tiny")
-    yield record
-    r = runner.invoke(cli, ["engine", "stop", "tiny"])
-    assert r.exit_code == 0, r.output
-    assert not registry.pid_alive(record["pid"])
-    mp.undo()
 
 
 def test_vllm_engine_serves_and_samples(vllm_engine, store, run_cli):
@@ -83,29 +54,22 @@ def test_openai_client_against_vllm(vllm_engine):
     assert len([p for p in parts if p]) >= 2 and "".join(parts)
 
 
-def test_openai_client_through_the_gateway_to_vllm(vllm_engine, store):
+def test_openai_client_through_the_gateway_to_vllm(vllm_engine, live_server):
     """PrefLab's /v1 gateway routes the model name to the vLLM engine: plain, n > 1 and streaming."""
     import openai
 
-    from serving.server import create_app
-    from tests.test_gateway import serve
-
-    server, thread, url = serve(create_app(store))
-    try:
-        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=120)
-        assert "tiny" in [m.id for m in client.models.list()]
-        msgs = [{"role": "user", "content": "¿Qué tal? 你好 😀"}]
-        chat = client.chat.completions.create(model="tiny", messages=msgs, n=3, max_tokens=6, seed=1)
-        assert len(chat.choices) == 3 and chat.usage.completion_tokens > 0
-        stream = client.chat.completions.create(model="tiny", messages=msgs, max_tokens=8, stream=True,
-                                                extra_body={"ignore_eos": True})  # fmt: skip
-        parts = [c.choices[0].delta.content or "" for c in stream if c.choices]
-        assert len([p for p in parts if p]) >= 2
-        with pytest.raises(openai.NotFoundError):
-            client.chat.completions.create(model="no-such-model", messages=msgs, max_tokens=2)
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    url = live_server().url
+    client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    assert "tiny" in [m.id for m in client.models.list()]
+    msgs = [{"role": "user", "content": "¿Qué tal? 你好 😀"}]
+    chat = client.chat.completions.create(model="tiny", messages=msgs, n=3, max_tokens=6, seed=1)
+    assert len(chat.choices) == 3 and chat.usage.completion_tokens > 0
+    stream = client.chat.completions.create(model="tiny", messages=msgs, max_tokens=8, stream=True,
+                                            extra_body={"ignore_eos": True})  # fmt: skip
+    parts = [c.choices[0].delta.content or "" for c in stream if c.choices]
+    assert len([p for p in parts if p]) >= 2
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="no-such-model", messages=msgs, max_tokens=2)
 
 
 def test_offline_batch_mode_writes_the_same_rows(vllm_engine, tiny_model_dir, store, run_cli):

@@ -41,6 +41,7 @@ def vllm_python() -> Path:
 
 
 def free_port() -> int:
+    """A localhost TCP port that is free now (the OS picks it), for an engine, a server or a test to bind."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -1,25 +1,16 @@
-"""A real PrefLab server for the UI tests: uvicorn in a thread on a free port, over a temporary database.
-
-    server = start_server(tmp_path / "ui.duckdb")      # users ann / rev / adm and a dataset with answers
-    ...                                                 # point the app at server.url (PREFLAB_URL)
-    server.stop()
-
-No HTTP is mocked: the app under test talks to the same FastAPI app `preflab server` runs.
+"""The data the UI tests run against: four users (one per role, two annotators), DATASET with answers that
+hold HTML, CJK, tables, code and a long text, and VISUAL_DATASET with an image. The `ui_server` fixture
+(tests/conftest.py) serves a fresh database seeded with it.
 """
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
 
 from db import users as user_db
 from db.hashing import prompt_hash, text_hash
-from db.store import Batch, Store
+from db.staging import Batch
+from db.store import Store
 
 PASSWORDS = {"ann": "ann-secret-1", "ann2": "ann2-secret-1", "rev": "rev-secret-1", "adm": "adm-secret-1"}
 ROLES = {"ann": "annotator", "ann2": "annotator", "rev": "reviewer", "adm": "admin"}
@@ -59,13 +50,7 @@ PROMPTS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def seed(store: Store, *, k: int = 2) -> None:
+def seed_ui(store: Store, *, k: int = 2) -> None:
     """Users (one per role, two annotators) and DATASET with PROMPTS, k annotators per prompt."""
     from argon2 import PasswordHasher
 
@@ -132,47 +117,3 @@ def _json(value) -> str:
     import json
 
     return json.dumps(value, ensure_ascii=False)
-
-
-@dataclass
-class RunningServer:
-    url: str
-    store: Store
-    thread: threading.Thread
-    server: object
-
-    def token(self, name: str) -> str:
-        r = httpx.post(f"{self.url}/api/auth/login", json={"name": name, "password": PASSWORDS[name]}, timeout=30)
-        r.raise_for_status()
-        return r.json()["token"]
-
-    def api(self, name: str) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token(name)}"}, timeout=30)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.store.close()
-
-
-def start_server(db_path: Path, *, k: int = 2, token_ttl_s: int | None = None) -> RunningServer:
-    """Open a fresh database, seed it, and serve it with uvicorn in a daemon thread."""
-    import uvicorn
-
-    from serving.server import ServerConfig, create_app
-
-    store = Store.open(db_path)
-    seed(store, k=k)
-    config = ServerConfig(token_ttl_s=token_ttl_s) if token_ttl_s else ServerConfig()
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(store, config), host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True, name="preflab-test-server")
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.05)
-    return RunningServer(f"http://127.0.0.1:{port}", store, thread, server)

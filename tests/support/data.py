@@ -10,7 +10,8 @@ os.environ.setdefault("PREFLAB_KDF_MEMORY_KIB", "1024")
 
 from db import users
 from db.hashing import prompt_hash, text_hash
-from db.store import Batch, Store
+from db.staging import Batch
+from db.store import Store
 
 PASSWORD = "correct horse battery"
 
