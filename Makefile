@@ -62,7 +62,7 @@ bench: install
 
 # Tiny model in ./models/tiny, database, the OpenAssistant sample (once), demo users (localhost only), a
 # sampling job through vLLM on CPU, then server + UI + engine in the foreground: Ctrl-C stops them all.
-# A second `make demo` reuses everything (serving/up.py).
+# A second `make demo` reuses everything (serving/stack.py).
 demo: install vllm-env
 	$(VENV)/bin/preflab up --demo
 

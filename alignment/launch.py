@@ -1,6 +1,6 @@
 """Starting training jobs: a fresh run directory, the data snapshot it trains on, the run's row, the subprocess.
 
-Used by `preflab train`, the server (serving.api_runs) and the loop (serving.loop), the last two through
+Used by `preflab train`, the server (serving.api.runs) and the loop (serving.loop), the last two through
 serving.jobs.start_run. Training never runs inside the caller's process: `python -m alignment STAGE RUN_DIR` is
 started with its output going to RUN_DIR/train.log, and record_end records how it ended.
 """

@@ -1,4 +1,4 @@
-"""The training calls of the HTTP API (serving/api_runs.py, serving/api_train_config.py), on top of
+"""The training calls of the HTTP API (serving/api/runs.py, serving/api/train_config.py), on top of
 annotate.client.Client."""
 
 from __future__ import annotations

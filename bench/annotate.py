@@ -9,7 +9,7 @@ and loop POST /api/rankings, whose response carries the next item (what the UI d
 server-side from the X-Process-Time header (the app's own time, without client and socket cost), so the
 number measures the server, not this script (it does include waiting for the Store lock and for a CPU).
 Prints p50/p95 per size, the share of submits the server answered from memory once journaled (header
-X-PrefLab-Submit, serving/queue_front.py; the rest went to DuckDB), the growth ratio 1M/1k, and the load
+X-PrefLab-Submit, serving/api/queue_front.py; the rest went to DuckDB), the growth ratio 1M/1k, and the load
 average around each measurement, because on a shared machine the latency follows the load more than the data
 size.
 Targets (issue 4): p95 <= 100 ms, and at most 2x growth from 1k to 1M.
@@ -49,7 +49,7 @@ def build(db: Path, generations: int, annotators: int, k: int) -> float:
     store = Store.open(db)
     generate_answers(store, "bench", prompts=prompts, answers=ANSWERS)
     queue.update_dataset(store, "bench", k=k)
-    from serving.auth import hash_password
+    from serving.api.security import hash_password
 
     pw = hash_password(PASSWORD)
     for i in range(annotators):
@@ -111,7 +111,7 @@ def _pcts(times: list[tuple[float, bool]]) -> tuple[float, float]:
 
 
 def _journaled(times: list[tuple[float, bool]]) -> float:
-    """The share of submits answered from the server's memory once journaled (serving.queue_front)."""
+    """The share of submits answered from the server's memory once journaled (serving.api.queue_front)."""
     return sum(j for _, j in times) / len(times)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from serving.ratings import RatingsConfig, leaderboard_from_arrays
+from serving.arena.ratings import RatingsConfig, leaderboard_from_arrays
 
 
 def synthetic(n: int, k: int, seed: int = 0):

@@ -44,7 +44,7 @@ def main() -> int:
     os.environ["PREFLAB_HOME"] = str(out / "home")
     base = args.base
     if base is None:
-        from serving.tiny_model import build_tiny_model
+        from serving.engines.tiny_model import build_tiny_model
 
         base = str(build_tiny_model(out / "tiny"))
     overrides = {}

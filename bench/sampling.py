@@ -59,7 +59,7 @@ def naive_loop(model_dir: Path, texts: list[str], n: int, max_tokens: int) -> tu
 def through_engine(backend: str, model_dir: Path, db: Path, n: int, max_tokens: int, concurrency: int,
                    eager: bool) -> tuple:  # fmt: skip
     from serving.engines.launcher import start_engine, stop_engine
-    from serving.sampler import run_sampling
+    from serving.sampling.sampler import run_sampling
 
     name = f"bench-{backend}"
     t0 = time.perf_counter()
@@ -98,7 +98,7 @@ def main() -> None:
     os.environ["PREFLAB_HOME"] = str(work / "home")
     model_dir = args.model_dir
     if model_dir is None:
-        from serving.tiny_model import build_tiny_model
+        from serving.engines.tiny_model import build_tiny_model
 
         model_dir = build_tiny_model(work / args.size, size=args.size)
     texts = prompts(args.prompts)

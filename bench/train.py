@@ -155,7 +155,7 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     model = workdir / f"model-{args.size}"
     if not (model / "config.json").exists():
-        from serving.tiny_model import build_tiny_model
+        from serving.engines.tiny_model import build_tiny_model
 
         build_tiny_model(model, args.size)
     data = make_data(workdir)

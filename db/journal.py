@@ -3,7 +3,7 @@
     from db import journal
     journal.replay(store)          # what a killed server acknowledged and did not store: stored now
 
-The server (serving/queue_front.py) answers an annotator's submit once it is a line of this file, fsynced,
+The server (serving/api/queue_front.py) answers an annotator's submit once it is a line of this file, fsynced,
 and stores it right behind. A server that is killed leaves lines that may not be in the database yet:
 `preflab server` and every CLI command that opens the database file store them first (serving/cli/root.py), so
 nothing acknowledged is missing from what they read. Storing is idempotent (queue.apply_reserved skips a

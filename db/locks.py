@@ -13,7 +13,7 @@ class GatedLock:
     """A re-entrant lock that first calls `gate()` (when set), outside any Store lock, on a thread holding none.
 
     The Store's lock: the server sets the gate to "wait until the submits acknowledged so far are written"
-    (serving.queue_front.QueueFront.drain), so anything that goes through the Store sees them. A thread that
+    (serving.api.queue_front.QueueFront.drain), so anything that goes through the Store sees them. A thread that
     already holds a Store lock (this one or a cursor's) does not wait, so nothing waits on work queued behind it.
     """
 

@@ -86,7 +86,7 @@ class Store:
 
     def set_gate(self, gate) -> None:
         """Call `gate()` before this Store or one of its cursors takes its lock on a thread holding no Store
-        lock. The server passes the wait for its journaled submits to reach the database (serving.queue_front),
+        lock. The server passes the wait for its journaled submits to reach the database (serving.api.queue_front),
         so every read and write sees them. None removes it."""
         self._lock.gate = gate
 

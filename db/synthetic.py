@@ -1,4 +1,4 @@
-"""SQL for the synthetic annotator (serving/synthetic.py): the answers it ranks and what its rankings added.
+"""SQL for the synthetic annotator (serving/loop/synthetic.py): the answers it ranks and what its rankings added.
 
 after_ranking, after_pair = last_ids(store)
 store.write_batch(dataset, batch, created_by="synthetic-annotator")

@@ -1,4 +1,4 @@
-"""Users and API tokens (SQL only; hashing lives in serving.auth, which the db package may not import).
+"""Users and API tokens (SQL only; hashing lives in serving.api.security, which the db package may not import).
 
 from db import users
 users.add_user(store, "alice", role="annotator", password_hash=h, created_by="admin")

@@ -6,8 +6,8 @@
     runner.cancel("sampling", 7)                              # sets the Event; a process also gets SIGTERM
     runner.shutdown()                                         # cancel everything, stop processes, join every thread
 
-A job is named by its kind and key (the id of its row or loop). Each kind is a `JobKind` (serving.api_jobs,
-serving.api_runs, serving.api_loop) over one runner: it knows how to start its work, where its progress is kept
+A job is named by its kind and key (the id of its row or loop). Each kind is a `JobKind` (serving.api.sampling,
+serving.api.runs, serving.api.loops) over one runner: it knows how to start its work, where its progress is kept
 (a sampling_jobs row, a run's metrics.jsonl, a loop's state), and what a restart left behind (`recover`). A
 training run is a subprocess (`start_run`: alignment.launch.start_job, then alignment.launch.record_end when it
 ends), so the server, the CLI and the loop start and record runs the same way.

@@ -72,7 +72,7 @@ def run_cli(db_path):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """The embedded tiny causal LM (briefly pre-trained, trained BPE tokenizer, chat template), built once."""
-    from serving.tiny_model import build_tiny_model
+    from serving.engines.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
 
@@ -80,7 +80,7 @@ def tiny_model_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_reward_dir(tmp_path_factory):
     """The tiny model with a sequence-classification head (num_labels=1): a reward model to train."""
-    from serving.tiny_model import build_tiny_model
+    from serving.engines.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-rm", reward=True)
 
@@ -266,7 +266,7 @@ def live_server(serve_app, store):
     """Factory: `live_server()` serves the PrefLab app over this test's fresh `store` (`live_server(config)` with
     a ServerConfig) and returns the LiveServer; call it after seeding what the app should see at start. Stopped
     when the test ends."""
-    from serving.server import create_app
+    from serving.api.app import create_app
 
     started: list[LiveServer] = []
 
@@ -283,7 +283,7 @@ def live_server(serve_app, store):
 def ui_server(serve_app, tmp_path_factory):
     """One real server per test module for the UI tests: a fresh database seeded by tests/support/ui_data.py
     (users ann, ann2, rev, adm; DATASET with k=2, VISUAL_DATASET), its own PREFLAB_HOME, PREFLAB_URL at it."""
-    from serving.server import create_app
+    from serving.api.app import create_app
     from tests.support.ui_data import PASSWORDS, seed_ui
 
     with pytest.MonkeyPatch.context() as mp:

@@ -29,7 +29,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, settings
 
 from db.store import Store
-from serving.server import create_app
+from serving.api.app import create_app
 from tests.support.data import add_user, seed, signed_in
 
 EXCLUDED = r"^/api/auth/logout$|^/api/users/\{name\}$|^/api/runs$|^/api/loop$|/resume$"

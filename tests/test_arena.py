@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serving.arena import detect_identity_leak
-from serving.ratings import SCALE, RatingsConfig, compute_leaderboard, leaderboard_from_arrays
+from serving.arena.battles import detect_identity_leak
+from serving.arena.ratings import SCALE, RatingsConfig, compute_leaderboard, leaderboard_from_arrays
 from tests.support.data import PASSWORD, add_user, signed_in
 
 APP = str(Path(__file__).resolve().parents[1] / "annotate" / "entry" / "app.py")
@@ -79,8 +79,8 @@ def arena_env(tiny_hf_engine, serve_app, tmp_path_factory):
     from fastapi.testclient import TestClient
 
     from db.store import Store
+    from serving.api.app import create_app
     from serving.engines.registry import save_engine
-    from serving.server import create_app
 
     home = tmp_path_factory.mktemp("arena-home")
     with pytest.MonkeyPatch.context() as mp:
@@ -238,7 +238,7 @@ def _battle_with_a_turn(store, owner_id: int, owner: str, text_a="Rojo 🟥", te
 def test_a_battle_belongs_to_its_user_and_ids_are_not_sequential(store):
     from fastapi.testclient import TestClient
 
-    from serving.server import create_app
+    from serving.api.app import create_app
 
     ana, bob = add_user(store, "ana"), add_user(store, "bob")
     bids = [_battle_with_a_turn(store, ana, "ana") for _ in range(5)]
@@ -260,7 +260,7 @@ def test_a_battle_belongs_to_its_user_and_ids_are_not_sequential(store):
 
 
 def test_the_loop_judges_votes_stay_off_the_human_leaderboard(store, run_cli):
-    from serving.arena import leaderboard
+    from serving.arena.battles import leaderboard
     from serving.loop import store_votes as _store_votes
 
     ana = add_user(store, "ana", password=None)

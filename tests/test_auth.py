@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from db import users
 from db.errors import PrefLabError
-from serving.server import ServerConfig, check_public_bind, create_app
+from serving.api.app import ServerConfig, check_public_bind, create_app
 from tests.support.data import PASSWORD, add_user, signed_in
 
 
@@ -142,7 +142,7 @@ def test_public_bind_refused_with_demo_password(store):
     check_public_bind(store, "127.0.0.1")  # localhost is fine
     with pytest.raises(PrefLabError, match="admin.*default or demo password"):
         check_public_bind(store, "0.0.0.0")
-    from serving.auth import hash_password
+    from serving.api.security import hash_password
 
     users.update_user(store, "admin", password_hash=hash_password("a long real passphrase"))
     check_public_bind(store, "0.0.0.0")
@@ -171,7 +171,7 @@ def test_user_cli_add_list_role_disable(run_cli, store):
 @pytest.fixture
 def verifies(monkeypatch):
     """Counts password checks (argon2 verifies), the work a locked-out attempt must never cause."""
-    from serving import auth
+    from serving.api import security as auth
 
     calls = []
     real = auth._safe_verify
@@ -229,7 +229,7 @@ def test_a_success_clears_the_names_failures(app_store):
 
 
 def test_a_lockout_ends_and_old_failures_leave_the_window(monkeypatch):
-    from serving import auth
+    from serving.api import security as auth
 
     now = [1000.0]
     monkeypatch.setattr(auth.time, "monotonic", lambda: now[0])
@@ -249,7 +249,7 @@ def test_a_lockout_ends_and_old_failures_leave_the_window(monkeypatch):
 def test_a_flood_of_sign_ins_uses_two_threads_and_other_requests_go_on(app_store, monkeypatch):
     """At most login_concurrency password checks run at once; the rest wait on the event loop, not in worker
     threads, so a signed-in user's request is answered while checks are stuck."""
-    from serving import auth
+    from serving.api import security as auth
 
     running, most, gate = [0], [0], threading.Event()
     lock = threading.Lock()
@@ -312,7 +312,7 @@ def test_user_names_are_unique_ignoring_case(client):
 
 
 def test_users_named_before_the_rule_still_sign_in_and_are_managed(client, app_store):
-    from serving.auth import hash_password
+    from serving.api.security import hash_password
 
     app_store.con.execute(
         "INSERT INTO users (name, role, password_hash, kind, created_by) VALUES (?, 'annotator', ?, 'human', 't')",
@@ -373,7 +373,7 @@ def test_public_gateway_needs_an_api_key_even_before_one_exists(app_store, monke
     + [("::", True), ("192.168.1.20", True), ("myhost.example", True)],
 )
 def test_which_hosts_are_public(host, public):
-    from serving.server import is_public
+    from serving.api.app import is_public
 
     assert is_public(host) is public
 

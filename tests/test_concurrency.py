@@ -111,7 +111,7 @@ def test_twenty_annotators_then_sigkill_loses_nothing(tmp_path):
 
     assert not errors, errors[:3]
     assert acked  # work got done (how much depends on the machine)
-    assert journaled  # the journal path was taken (serving/queue_front.py), so the kill tests its replay
+    assert journaled  # the journal path was taken (serving/api/queue_front.py), so the kill tests its replay
     proc = start_server(db, home, port)  # restart over the WAL the killed server left behind
     try:
         assert httpx.get(f"{url}/api/health", timeout=5).json()["ok"]

@@ -104,7 +104,7 @@ def test_engine_killed_mid_run_then_second_run_completes_without_duplicates(
 ):
     from serving.engines import registry
     from serving.engines.launcher import start_engine
-    from serving.sampler import run_sampling
+    from serving.sampling.sampler import run_sampling
 
     texts = [f"{p} #{i}" for i in range(2) for p in PROMPTS]  # 12 prompts
     add_prompts(store, "faults", texts)
@@ -169,9 +169,9 @@ def test_admin_serves_a_registered_adapter_by_starting_then_hot_loading(store, t
     from fastapi.testclient import TestClient
 
     from db import models_registry
+    from serving.api.app import create_app
     from serving.engines import registry
     from serving.engines.launcher import stop_engine
-    from serving.server import create_app
     from tests.support.data import add_user, signed_in
 
     monkeypatch.setenv("PREFLAB_HOME", str(tmp_path / "home"))

@@ -16,8 +16,8 @@ from db.store import Store
 
 @pytest.fixture(scope="module")
 def gw(tiny_hf_engine, serve_app, tmp_path_factory):
+    from serving.api.app import create_app
     from serving.engines.registry import save_engine
-    from serving.server import create_app
 
     home = tmp_path_factory.mktemp("gateway-home")
     with pytest.MonkeyPatch.context() as mp:

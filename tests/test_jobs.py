@@ -56,7 +56,7 @@ def test_shutdown_kills_a_process_that_ignores_sigterm_and_records_its_end_then_
 def test_a_new_server_records_the_end_of_jobs_and_runs_a_stopped_one_left_running(store, tmp_path):
     from fastapi.testclient import TestClient
 
-    from serving.server import create_app
+    from serving.api.app import create_app
 
     store.ensure_dataset("qs", created_by="test")
     job_id = sampling.create_job(store, dataset="qs", model="m", engine=None, params={}, created_by="test")
@@ -92,9 +92,9 @@ def test_server_shutdown_stops_and_joins_sampling_jobs_training_runs_and_loops(
     from fastapi.testclient import TestClient
 
     from db.export import export
+    from serving.api.app import create_app
     from serving.loop import Loop
     from serving.loop.training import train_policy
-    from serving.server import create_app
     from tests.support.data import add_prompts, add_user, signed_in
     from tests.support.training import FAST, seed_rankings
     from tests.test_sampler import ScriptedEngine, _reply

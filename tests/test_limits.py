@@ -20,8 +20,8 @@ from fastapi.testclient import TestClient
 from db import journal
 from db.models_registry import register_model
 from db.store import Store
-from serving.queue_front import QueueFront
-from serving.server import ServerConfig, create_app
+from serving.api.app import ServerConfig, create_app
+from serving.api.queue_front import QueueFront
 from tests.support.data import add_user, seed, signed_in
 
 MiB = 2**20

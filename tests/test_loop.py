@@ -10,8 +10,8 @@ import pytest
 
 from db.hashing import prompt_hash, text_hash
 from db.staging import Batch
-from serving import synthetic
-from serving.synthetic import SyntheticConfig, annotate_dataset, judge, noisy_ranks, rule_ranks, rule_reward
+from serving.loop import synthetic
+from serving.loop.synthetic import SyntheticConfig, annotate_dataset, judge, noisy_ranks, rule_ranks, rule_reward
 
 PROMPT = 'Tell me about rivers. Use the word "water".'
 
@@ -131,7 +131,7 @@ def test_noise_makes_annotators_disagree_reproducibly(store):
 
 
 def test_wilson_interval_matches_known_values():
-    from serving.report import wilson_interval
+    from serving.loop.report import wilson_interval
 
     low, high = wilson_interval(7, 10)
     assert low == pytest.approx(0.3968, abs=1e-3) and high == pytest.approx(0.8922, abs=1e-3)
@@ -142,7 +142,7 @@ def test_wilson_interval_matches_known_values():
 
 
 def test_arena_tally_counts_from_the_models_side_and_excludes_ties_from_the_rate():
-    from serving.report import arena_tally
+    from serving.loop.report import arena_tally
 
     votes = [
         {"model_a": a, "model_b": b, "winner": w}
@@ -157,7 +157,7 @@ def test_arena_tally_counts_from_the_models_side_and_excludes_ties_from_the_rate
 def test_svg_plot_is_well_formed_xml():
     import xml.etree.ElementTree as ET
 
-    from serving.report import svg_plot
+    from serving.loop.report import svg_plot
 
     root = ET.fromstring(svg_plot({"loss": [(1, 0.7), (2, 0.5), (3, 0.2)], "margin <&>": [(1, 0.0), (3, 1.5)]}, "t"))
     assert root.tag.endswith("svg") and len(root.findall("{http://www.w3.org/2000/svg}polyline")) == 2

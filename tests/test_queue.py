@@ -273,7 +273,7 @@ def test_api_stores_the_ranking_when_the_next_item_fails(store, monkeypatch):
     import duckdb
     from fastapi.testclient import TestClient
 
-    from serving.server import create_app
+    from serving.api.app import create_app
     from tests.support.data import signed_in
 
     seed(store, prompts=3, answers=3, k=1)
@@ -282,7 +282,7 @@ def test_api_stores_the_ranking_when_the_next_item_fails(store, monkeypatch):
     with TestClient(app) as c:
         h = signed_in(c, "ann")
         item = c.get("/api/queue/next", params={"dataset": "d"}, headers=h).json()["item"]
-        # take the database path: no item leased ahead (serving/queue_front.py), and the writer thread idle
+        # take the database path: no item leased ahead (serving/api/queue_front.py), and the writer thread idle
         app.state.front.drain()
         app.state.front.release_ahead(store.scalar("SELECT id FROM users WHERE name = 'ann'"), store.dataset_id("d"))
         real = queue.leases._next_in_tx

@@ -1,4 +1,5 @@
-"""The queue's front in server memory (serving.queue_front): submits acknowledged from the journal, written behind."""
+"""The queue's front in server memory (serving.api.queue_front): submits acknowledged from the journal, written
+behind."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from fastapi.testclient import TestClient
 from db import queue
 from db.journal import path_of as journal_path
 from db.store import Store
-from serving.queue_front import QueueFront
-from serving.server import create_app
+from serving.api.app import create_app
+from serving.api.queue_front import QueueFront
 from tests.support.data import add_user, rank_all, seed, signed_in
 
 

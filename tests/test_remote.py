@@ -1,4 +1,4 @@
-"""The CLI's HTTP transport (serving/remote.py) against a real uvicorn server holding the database."""
+"""The CLI's HTTP transport (serving/cli/remote.py) against a real uvicorn server holding the database."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from db.errors import InputError, PrefLabError
-from serving import remote
+from serving.cli import remote
 from tests.support.data import PASSWORD, add_user
 
 DATA = Path(__file__).parent / "data"
@@ -75,7 +75,7 @@ def test_annotator_token_cannot_import(live, tmp_path):
 def test_server_url_from_env_or_a_live_state_file_for_the_same_db(tmp_path, monkeypatch, db_path):
     import click
 
-    from serving.remote import server_url
+    from serving.cli.remote import server_url
 
     monkeypatch.setenv("PREFLAB_HOME", str(tmp_path))
     ctx = click.Context(click.Command("x"), obj={"db_path": str(db_path)})

@@ -83,7 +83,7 @@ def scripted(engine_home, run_cli, serve_app):
 
 
 def test_stores_answers_with_provenance_and_drops_duplicates(store, dataset, scripted):
-    from serving.sampler import run_sampling
+    from serving.sampling.sampler import run_sampling
 
     def script(body, attempt):
         p = body["messages"][0]["content"]
@@ -106,7 +106,7 @@ def test_stores_answers_with_provenance_and_drops_duplicates(store, dataset, scr
 
 
 def test_resume_skips_complete_prompts_and_tops_up_the_rest(store, dataset, scripted):
-    from serving.sampler import run_sampling
+    from serving.sampling.sampler import run_sampling
 
     calls = []
 
@@ -133,7 +133,7 @@ def test_resume_skips_complete_prompts_and_tops_up_the_rest(store, dataset, scri
 
 
 def test_retries_5xx_and_429_then_succeeds(store, dataset, scripted):
-    from serving.sampler import run_sampling
+    from serving.sampling.sampler import run_sampling
 
     def script(body, attempt):
         if attempt <= 2:
@@ -147,7 +147,7 @@ def test_retries_5xx_and_429_then_succeeds(store, dataset, scripted):
 
 
 def test_4xx_is_not_retried_and_is_reported_per_prompt(store, dataset, scripted, run_cli):
-    from serving.sampler import run_sampling
+    from serving.sampling.sampler import run_sampling
 
     def script(body, attempt):
         if body["messages"][0]["content"] == PROMPTS[2]:
@@ -164,7 +164,7 @@ def test_4xx_is_not_retried_and_is_reported_per_prompt(store, dataset, scripted,
 
 
 def test_unreachable_engine_fails_every_prompt_after_retries(store, dataset, engine_home, run_cli):
-    from serving.sampler import run_sampling
+    from serving.sampling.sampler import run_sampling
 
     port = free_port()  # nothing listens here
     assert run_cli("engine", "add", "gone", f"http://127.0.0.1:{port}/v1", "--no-check").exit_code == 0
@@ -175,7 +175,7 @@ def test_unreachable_engine_fails_every_prompt_after_retries(store, dataset, eng
 
 
 def test_cancel_stops_sending(store, dataset, scripted):
-    from serving.sampler import run_sampling
+    from serving.sampling.sampler import run_sampling
 
     cancel = threading.Event()
     eng = scripted(lambda body, attempt: _reply(["a " + body["messages"][0]["content"]]))
@@ -242,8 +242,8 @@ def test_server_shutdown_cancels_running_sampling_jobs_first(store, dataset, scr
     so no job outlives it and writes to a Store its owner is about to close."""
     from fastapi.testclient import TestClient
 
-    from serving.api_jobs import SamplingJobIn
-    from serving.server import create_app
+    from serving.api.app import create_app
+    from serving.api.sampling import SamplingJobIn
 
     def slow(body, attempt):
         time.sleep(1.0)

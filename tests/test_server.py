@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.server import create_app
+from serving.api.app import create_app
 from tests.support.data import add_user, rank_all, seed, signed_in
 
 XSS = ["<script>alert('x')</script>", "<img src=x onerror=alert(1)>", "**bold** and `code`", "普通话 🙂 ¿sí?"]

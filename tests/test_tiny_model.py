@@ -27,7 +27,7 @@ def test_same_seed_same_weights(tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    from serving.tiny_model import build_tiny_model
+    from serving.engines.tiny_model import build_tiny_model
 
     # a short pre-training (the default is longer) still runs every part of it: init, examples, optimizer
     a = load_file(build_tiny_model(tmp_path / "a", pretrain_steps=8) / "model.safetensors")
@@ -73,7 +73,7 @@ def test_reward_variant_scores_one_number(tiny_reward_dir):
 
 
 def test_head_dim_16_is_refused():
-    from serving.tiny_model import TinyModelConfig
+    from serving.engines.tiny_model import TinyModelConfig
 
     with pytest.raises(ValueError, match="head_dim"):
         TinyModelConfig(

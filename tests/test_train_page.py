@@ -63,7 +63,7 @@ def test_run_picker_follows_the_run_just_started_and_its_label_stays_current(
     import os
 
     from db import runs
-    from serving.api_runs import RunManager
+    from serving.api.runs import RunManager
     from tests.support.training import fake_model_folder, seed_rankings
 
     fake_model_folder(tmp_path)
@@ -136,7 +136,7 @@ def test_train_stages_route_gives_the_page_its_fields_admin_only(store):
     from fastapi.testclient import TestClient
 
     from alignment import STAGES
-    from serving.server import create_app
+    from serving.api.app import create_app
     from tests.support.data import signed_in
 
     add_user(store, "adm", "admin")

@@ -137,7 +137,7 @@ def _wait(c, headers, run_id, statuses, timeout=600):
 def test_api_launch_cancel_resume_and_failure(store, tmp_path, tiny_model_dir, monkeypatch):
     from fastapi.testclient import TestClient
 
-    from serving.server import create_app
+    from serving.api.app import create_app
     from tests.support.data import add_user, signed_in
 
     monkeypatch.setenv("PREFLAB_HOME", str(tmp_path / "home"))
@@ -203,7 +203,7 @@ def test_api_launch_cancel_resume_and_failure(store, tmp_path, tiny_model_dir, m
 def test_api_base_resolves_against_the_project_folder_and_a_missing_one_is_one_400(store, tmp_path, monkeypatch):
     from fastapi.testclient import TestClient
 
-    from serving.server import create_app
+    from serving.api.app import create_app
     from tests.support.data import add_user, signed_in
 
     project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"

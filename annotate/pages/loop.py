@@ -1,6 +1,6 @@
 """Run the loop (admin): parameters, start, progress, and the report when it is written.
 
-The server runs the loop (POST /api/loop, serving/api_loop.py): sample -> synthetic ranks -> pairs -> snapshot
+The server runs the loop (POST /api/loop, serving/api/loops.py): sample -> synthetic ranks -> pairs -> snapshot
 -> train -> blind arena on held-out prompts -> report. This page only starts it and watches it.
 """
 

@@ -1,6 +1,6 @@
 """Training (admin): start a run (stage, base or parent adapter, dataset + filters, main hyperparameters),
 watch it live (metric curves, log tail, status, cancel, resume), and browse past runs with their lineage
-snapshot -> run -> adapter. The server runs the job as a subprocess (serving/api_runs.py); this page only
+snapshot -> run -> adapter. The server runs the job as a subprocess (serving/api/runs.py); this page only
 asks for it and watches.
 """
 

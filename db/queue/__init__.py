@@ -5,7 +5,7 @@ those before it: `rules` (what a submit must satisfy, no SQL), `state` (the open
 queue_open and queue_sync), `leases` (the next item, leases and progress), `submits` (a ranking with its
 items and pairs); `settings` (a dataset's k and guidelines) stands alone. Every call takes a Store and runs
 under its lock in one transaction; the package never holds anything in memory between calls, never answers
-from memory (serving.queue_front does, through lease_ahead and apply_reserved) and never speaks HTTP.
+from memory (serving.api.queue_front does, through lease_ahead and apply_reserved) and never speaks HTTP.
 
     from db import queue
     lease = queue.next_assignment(store, dataset_id, user_id)       # None when nothing is left

@@ -3,7 +3,7 @@
 Rules: a prompt is eligible when it has >= 2 answers; it is handed to a user who has not ranked it while
 (submitted rankings + live leases of others) < k; a user asking again gets their own live lease back (same
 prompt, same answer order); expired leases free their slot; complete prompts leave the queue. lease_ahead
-leases a second item for the server's in-memory front (serving.queue_front).
+leases a second item for the server's in-memory front (serving.api.queue_front).
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ def next_item(
     A lease is {assignment_id, prompt_id, answer_order (generation ids as shown), expires_at, texts, messages,
     assets, dataset, guidelines, guideline_version}: everything the annotator sees. NotFoundError for an unknown
     dataset name. One transaction, a handful of statements whatever the size of the dataset. With `reader` (a
-    Store on another cursor of the same database, e.g. serving.deps.thread_reader), the texts and the progress
+    Store on another cursor of the same database, e.g. serving.api.deps.thread_reader), the texts and the progress
     are read after the commit, outside the Store lock that other requests wait for.
     """
     now = _now(now)
@@ -237,7 +237,7 @@ def lease_ahead(
     reader: Store | None = None,
 ) -> tuple[dict | None, dict, int | None]:
     """The item after `current` (the assignment a user is working on), leased now so their next submit can be
-    answered from memory (serving.queue_front): (lease or None, progress, reserved ranking id or None).
+    answered from memory (serving.api.queue_front): (lease or None, progress, reserved ranking id or None).
 
     A live lease of theirs in this dataset other than `current` is that item (one leased ahead before a
     restart); else a second lease on a prompt they neither ranked nor hold, taking a slot like any lease.

@@ -1,6 +1,6 @@
 """What a submit must satisfy, in plain Python: statuses, text limits, ranks checked and made dense, and the pairs
 a ranking gives. No SQL here, so the queue, review (db.review), history edits (db.history) and the server's
-in-memory front (serving.queue_front) apply one rule set.
+in-memory front (serving.api.queue_front) apply one rule set.
 """
 
 from __future__ import annotations

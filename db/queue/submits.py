@@ -187,7 +187,7 @@ def submit_and_next(
     """submit() and next_item() in one transaction (one commit): (ranking id, next lease or None, progress).
 
     `fields` are submit()'s (status, ranks, ...); `reader` as in next_item. If the next lease fails, nothing is
-    written; the caller may fall back to submit() then next_item() (serving/api_queue.py does), so a ranking
+    written; the caller may fall back to submit() then next_item() (serving/api/queue.py does), so a ranking
     is never lost to it.
     """
     now = _now(now)

@@ -13,8 +13,8 @@ import json
 import click
 
 from db.errors import PrefLabError
+from serving.cli.remote import server_url
 from serving.cli.root import open_store
-from serving.remote import server_url
 
 
 def _parse_loras(specs: tuple[str, ...]) -> dict[str, str]:
@@ -44,7 +44,7 @@ def register(cli: click.Group) -> None:
         The tiny causal LM is pre-trained for ~20 s on chat turns from the shipped corpus so it writes
         word-like answers of varied length; --size small and --reward keep random weights.
         """
-        from serving.tiny_model import build_tiny_model
+        from serving.engines.tiny_model import build_tiny_model
 
         path = build_tiny_model(out, size=size, reward=reward)
         click.echo(f"built {size}{' reward' if reward else ''} model in {path}")
@@ -147,7 +147,7 @@ def register(cli: click.Group) -> None:
 
         url = None if offline else server_url(ctx)
         if url:  # a server holds the database: run it as a sampling job there and follow it
-            from serving import remote
+            from serving.cli import remote
 
             def show(job: dict) -> None:
                 click.echo(
@@ -192,13 +192,13 @@ def register(cli: click.Group) -> None:
 
         try:
             if offline:
-                from serving.offline_sampler import run_offline_sampling
+                from serving.sampling.offline import run_offline_sampling
 
                 report = run_offline_sampling(
                     store, dataset, model, engine=engine_name, progress=progress, enforce_eager=eager, **kw
                 )
             else:
-                from serving.sampler import run_sampling
+                from serving.sampling.sampler import run_sampling
 
                 report = run_sampling(store, dataset, model, engine=engine_name, concurrency=concurrency,
                                       progress=progress, **kw)  # fmt: skip

@@ -15,8 +15,8 @@ import click
 from db.consensus import SOURCES
 from db.export.config import FORMATS
 from serving.cli.options import export_filter_options
+from serving.cli.remote import server_url
 from serving.cli.root import open_store
-from serving.remote import server_url
 
 
 def _fmt(value) -> str:
@@ -64,8 +64,8 @@ def register(cli: click.Group) -> None:
             sft_prefer=sft_prefer,
         )
         url = server_url(ctx)
-        if url:  # a server holds the database: it exports, we receive the file(s) (serving/remote.py)
-            from serving import remote
+        if url:  # a server holds the database: it exports, we receive the file(s) (serving/cli/remote.py)
+            from serving.cli import remote
 
             r = remote.export(url, fmt, out, **options)
             click.echo(f"exported {fmt} via {url}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in r["counts"].items()))
@@ -100,8 +100,8 @@ def register(cli: click.Group) -> None:
         from db.agreement import dataset_stats
 
         url = server_url(ctx)
-        if url:  # a server holds the database: ask it (serving/remote.py)
-            from serving import remote
+        if url:  # a server holds the database: ask it (serving/cli/remote.py)
+            from serving.cli import remote
 
             stats = remote.stats(url, dataset=dataset, source=source)
         else:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
+from serving.cli.remote import server_url
 from serving.cli.root import open_store
-from serving.remote import server_url
 
 FORMAT_NAMES = [
     "auto",
@@ -34,7 +34,7 @@ def _counts(d: dict[str, int]) -> str:
 
 
 def _import_via_server(url: str, file: Path, fmt: str, dataset: str | None, dry_run: bool, skip_invalid: bool) -> None:
-    from serving import remote
+    from serving.cli import remote
 
     r = remote.import_file(url, file, dataset=dataset, fmt=fmt, dry_run=dry_run, skip_invalid=skip_invalid)
     if r["detected"]:
@@ -88,7 +88,7 @@ def register(cli: click.Group) -> None:
         """
 
         url = server_url(ctx)
-        if url:  # a server holds the database: upload the file to it (serving/remote.py)
+        if url:  # a server holds the database: upload the file to it (serving/cli/remote.py)
             _import_via_server(url, file, fmt, dataset, dry_run, skip_invalid)
             return
         from db.importers import import_file

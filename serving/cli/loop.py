@@ -1,8 +1,7 @@
-"""CLI: `preflab loop` (the closed loop, one command) and `preflab up` (server + UI + engine, Ctrl-C stops all).
+"""CLI: `preflab loop`, the closed loop in one command.
 
     preflab loop --base models/tiny --preset demo              # one DPO round; prints the report's path
     preflab loop --base models/tiny --method ppo --rounds 2
-    preflab up --demo                                          # what `make demo` runs
 
 With a server holding the database (PREFLAB_URL, or `preflab up` running), `preflab loop` asks the server to
 run it (POST /api/loop; sign in first with `preflab login`) and follows its progress.
@@ -12,13 +11,12 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 import time
 
 import click
 
+from serving.cli.remote import server_url
 from serving.cli.root import open_store
-from serving.remote import server_url
 
 
 def _loop_values(preset: str, overrides: dict) -> dict:
@@ -45,7 +43,7 @@ def _headline(summary_rounds: list[dict]) -> list[str]:
 def _remote_loop(url: str, values: dict, as_json: bool) -> None:
     import httpx
 
-    from serving import remote
+    from serving.cli import remote
 
     headers = {"Authorization": f"Bearer {remote.token()}"} if remote.token() else {}
     with httpx.Client(base_url=url, headers=headers, timeout=60.0) as client:
@@ -131,7 +129,7 @@ def register(cli: click.Group) -> None:
         """Sample -> rank (synthetic annotators) -> pairs -> snapshot -> train -> arena -> report, in one command.
 
         The synthetic annotators and the arena judge prefer answers that contain the keyword the prompt asks
-        for (earlier is better), then shorter ones (serving/synthetic.py). The report (markdown + SVG plots +
+        for (earlier is better), then shorter ones (serving/loop/synthetic.py). The report (markdown + SVG plots +
         report.json) gives the new adapter's win rate over its parent on held-out prompts with a 95% Wilson
         interval, the training curves, the annotators' agreement and the lineage.
         """
@@ -165,40 +163,3 @@ def register(cli: click.Group) -> None:
         for line in _headline(summary["rounds"]):
             click.echo(line)
         click.echo(f"report: {summary['out_dir']}/report.md")
-
-    @cli.command("up")
-    @click.option(
-        "--demo", is_flag=True, help="Also prepare the demo: tiny model, OpenAssistant sample, users, a sampling job."
-    )
-    @click.option("--host", default="127.0.0.1", show_default=True, help="Address of the server and the UI.")
-    @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Server port.")
-    @click.option("--ui-port", default=8501, show_default=True, type=click.IntRange(1, 65535), help="UI port.")
-    @click.option(
-        "--engine",
-        "backend",
-        type=click.Choice(["auto", "vllm", "transformers", "none"]),
-        default="auto",
-        show_default=True,
-        help="auto: vLLM when .venv-vllm exists, else transformers.",
-    )
-    @click.option("--model", default="models/tiny", show_default=True, help="Model folder the engine serves.")
-    @click.option("--engine-port", default=8001, show_default=True, type=click.IntRange(1, 65535))
-    @click.pass_context
-    def up(
-        ctx: click.Context, demo: bool, host: str, port: int, ui_port: int, backend: str, model: str, engine_port: int
-    ) -> None:
-        """Start the server, the UI and a default engine; print the URLs; Ctrl-C stops everything."""
-        from serving.up import UpConfig, run_up
-
-        db_path = ctx.find_root().obj["db_path"]
-        cfg = UpConfig(
-            db_path=db_path,
-            demo=demo,
-            host=host,
-            port=port,
-            ui_port=ui_port,
-            backend=backend,
-            model=model,
-            engine_port=engine_port,
-        )
-        sys.exit(run_up(cfg, echo=lambda msg: click.echo(msg, err=False)))

@@ -1,10 +1,8 @@
-"""CLI: `preflab rag ...` (ingest, query, eval, list), `preflab apikey ...` and `preflab arena leaderboard`.
+"""CLI: `preflab rag ...`: ingest, query, eval, list.
 
     preflab rag ingest docs/ notes.md --collection handbook --chunk-size 800 --overlap 120
     preflab rag query "how do I reset my password?" --collection handbook -k 4 [--hybrid]
     preflab rag eval questions.jsonl --collection handbook -k 5
-    preflab apikey create ci-bot            # prints the key once; /v1 then requires keys
-    preflab arena leaderboard --exclude-flagged
 
 These commands open the database file: run them while no server holds it.
 `rag eval` reads JSONL lines {"question": ..., and one of "source" (file name or path of the right
@@ -175,74 +173,3 @@ def register(cli: click.Group) -> None:
 
         for c in rag_store.list_collections(open_store(ctx)):
             click.echo(f"{c['name']}\t{c['documents']} documents\t{c['chunks']} chunks\t{c['index_kind']}")
-
-    @cli.group("apikey")
-    def apikey_group() -> None:
-        """Keys for the /v1 gateway (once one exists, every /v1 call needs one)."""
-
-    @apikey_group.command("create")
-    @click.argument("name")
-    @click.pass_context
-    def apikey_create(ctx, name) -> None:
-        """Create a key and print it (shown only now; only its hash is stored)."""
-        from db import apikeys
-
-        click.echo(apikeys.create_key(open_store(ctx), name, created_by="cli"))
-
-    @apikey_group.command("list")
-    @click.pass_context
-    def apikey_list(ctx) -> None:
-        from db import apikeys
-
-        for k in apikeys.list_keys(open_store(ctx)):
-            state = "revoked" if k["revoked"] else "active"
-            click.echo(f"{k['name']}\t{k['prefix']}…\t{state}\tlast used {k['last_used_at'] or 'never'}")
-
-    @apikey_group.command("revoke")
-    @click.argument("name")
-    @click.pass_context
-    def apikey_revoke(ctx, name) -> None:
-        from db import apikeys
-
-        apikeys.revoke_key(open_store(ctx), name)
-        click.echo(f"revoked {name}")
-
-    @cli.group("arena")
-    def arena_group() -> None:
-        """The blind A/B arena: ratings from votes."""
-
-    @arena_group.command("leaderboard")
-    @click.option("--exclude-flagged", is_flag=True, help="Leave out battles where an answer named a model.")
-    @click.option(
-        "--rounds",
-        default=1000,
-        show_default=True,
-        type=click.IntRange(0, 100_000),
-        help="Bootstrap rounds for the 95% intervals.",
-    )
-    @click.option(
-        "--source",
-        type=click.Choice(["human", "synthetic", "all"]),
-        default="human",
-        show_default=True,
-        help="Whose votes: people's, the loop's rule-based judge's, or both.",
-    )
-    @click.option("--json", "as_json", is_flag=True)
-    @click.pass_context
-    def arena_leaderboard(ctx, exclude_flagged, rounds, source, as_json) -> None:
-        """Bradley-Terry ratings with 95% bootstrap intervals, online Elo, and vote counts."""
-        from serving.arena import leaderboard
-
-        board = leaderboard(open_store(ctx), exclude_flagged=exclude_flagged, bootstrap_rounds=rounds, source=source)
-        if as_json:
-            click.echo(json.dumps(board, ensure_ascii=False))
-            return
-        flagged = f"{board['flagged']} flagged{', left out' if exclude_flagged else ''}"
-        click.echo(f"{board['n_votes']} votes ({source}; {flagged})")
-        click.echo(f"{'rank':>4}  {'model':<24} {'rating':>8} {'95% CI':>17} {'elo':>8} {'votes':>6}  W/L/T")
-        for r in board["rows"]:
-            ci = f"{r['ci_low']:.0f}..{r['ci_high']:.0f}" if r["ci_low"] is not None else "-"
-            click.echo(
-                f"{r['rank']:>4}  {r['model']:<24} {r['rating']:>8.1f} {ci:>17} {r['elo']:>8.1f} "
-                f"{r['votes']:>6}  {r['wins']}/{r['losses']}/{r['ties']}"
-            )

@@ -57,7 +57,7 @@ def register(cli: click.Group) -> None:
     @click.pass_context
     def server(ctx: click.Context, host: str, port: int, token_ttl_s: int, lease_s: int) -> None:
         """Run the PrefLab server (data API under /api, docs at /docs). It owns the database file."""
-        from serving.server import ServerConfig, run_server
+        from serving.api.app import ServerConfig, run_server
 
         db_path = ctx.find_root().obj["db_path"]
         click.echo(f"PrefLab server on http://{host}:{port} (database {db_path}); Ctrl-C stops it", err=True)
@@ -75,7 +75,7 @@ def register(cli: click.Group) -> None:
     def user_add(ctx: click.Context, name: str, role: str, password_stdin: bool) -> None:
         """Add a user; the password comes from a prompt (asked twice) or stdin."""
         from db import users
-        from serving.auth import hash_password
+        from serving.api.security import hash_password
 
         store = open_store(ctx)
         pw_hash = hash_password(_read_password(password_stdin))
@@ -121,7 +121,7 @@ def register(cli: click.Group) -> None:
     def user_passwd(ctx: click.Context, name: str, password_stdin: bool) -> None:
         """Set a new password (ends the user's current sessions)."""
         from db import users
-        from serving.auth import hash_password
+        from serving.api.security import hash_password
 
         store = open_store(ctx)
         users.require_user(store, name)
@@ -134,7 +134,7 @@ def register(cli: click.Group) -> None:
     @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
     def login(name: str, url: str | None, password_stdin: bool) -> None:
         """Sign in to the running server; the CLI then sends its import/export/sample/stats there."""
-        from serving import remote
+        from serving.cli import remote
 
         if password_stdin:
             password = sys.stdin.readline().rstrip("\r\n")
@@ -149,7 +149,7 @@ def register(cli: click.Group) -> None:
     @cli.command("logout")
     def logout() -> None:
         """Forget the stored token (and end its session on the server if one runs)."""
-        from serving import remote
+        from serving.cli import remote
 
         remote.logout()
         click.echo("signed out")

@@ -17,7 +17,7 @@ from db.errors import PrefLabError
 from db.staging import Batch
 from db.store import Store
 from serving.loop.config import LoopConfig
-from serving.synthetic import judge, rule_reward
+from serving.loop.synthetic import judge, rule_reward
 
 JUDGE = "synthetic-judge"
 
@@ -27,8 +27,8 @@ def run_arena(
 ) -> dict:
     """Blind A/B on held-out prompts: each side answers, the order is a coin flip, the rule judges. Returns the
     tally (child's side), the leaderboard, the stored votes and the mean rule reward of each side."""
-    from serving.ratings import RatingsConfig, compute_leaderboard
-    from serving.report import arena_tally
+    from serving.arena.ratings import RatingsConfig, compute_leaderboard
+    from serving.loop.report import arena_tally
 
     rng = random.Random(f"arena:{cfg.seed}:{round_no}")
     answers = asyncio.run(collect_answers(url, heldout, [parent, child], cfg))

@@ -4,14 +4,14 @@
 
 Each round:
 1. starts an engine (transformers by default: it serves LoRA adapters on CPU) on the base model plus the
-   current policy's adapter, and samples n answers per training prompt through it (serving.sampler);
-2. ranks them with several synthetic annotators (serving.synthetic: the documented keyword-then-shorter rule,
+   current policy's adapter, and samples n answers per training prompt through it (serving.sampling.sampler);
+2. ranks them with several synthetic annotators (serving.loop.synthetic: the documented keyword-then-shorter rule,
    with noise), written as source 'synthetic'; the Store derives the pairs in SQL;
 3. snapshots the pairs (db.export, format trl) and
 4. trains DPO over LoRA from the current policy, or a reward model and then PPO (serving.loop.training);
 5. serves the new adapter next to its parent and runs a blind arena on held-out prompts, judged by the same rule;
    votes are stored as arena votes (serving.loop.arena);
-6. writes the report (serving.report): win rate with a Wilson interval, curves, agreement, lineage.
+6. writes the report (serving.loop.report): win rate with a Wilson interval, curves, agreement, lineage.
 
 The engine is this loop's own subprocess and is stopped when the loop ends, also on errors. It is stopped
 during training too: the CPU is better spent on one thing at a time.
@@ -35,8 +35,8 @@ from serving.jobs import JobRunner
 from serving.loop.arena import run_arena
 from serving.loop.config import LoopConfig, LoopState
 from serving.loop.prompts import add_prompts, make_prompts
+from serving.loop.synthetic import SyntheticConfig, annotate_dataset
 from serving.loop.training import CREATED_BY, train_policy
-from serving.synthetic import SyntheticConfig, annotate_dataset
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class Loop:
         return summary
 
     def _write(self, summary: dict) -> Path:
-        from serving.report import write_report
+        from serving.loop.report import write_report
 
         return write_report(summary, self.out)
 
@@ -227,7 +227,7 @@ class Loop:
     # ---- steps -----------------------------------------------------------------------------------------
 
     def _sample(self, dataset: str, model: str) -> dict:
-        from serving.sampler import run_sampling
+        from serving.sampling.sampler import run_sampling
 
         cfg, t0 = self.cfg, time.perf_counter()
         report = run_sampling(

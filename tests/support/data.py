@@ -56,7 +56,7 @@ def seed(store: Store, dataset: str = "d", *, prompts: int = 3, answers: int = 4
 
 def add_user(store: Store, name: str, role: str = "annotator", password: str | None = PASSWORD) -> int:
     """A human user; password=None makes one that cannot sign in (and skips the deliberately slow hash)."""
-    from serving.auth import hash_password
+    from serving.api.security import hash_password
 
     pw_hash = hash_password(password) if password is not None else None
     return users.add_user(store, name, role=role, password_hash=pw_hash, created_by="test")["id"]

@@ -1,13 +1,13 @@
 """The PrefLab server: FastAPI app over the one Store, run by uvicorn. `preflab server --port 8000`.
 
-    from serving.server import create_app, ServerConfig
+    from serving.api.app import create_app, ServerConfig
     app = create_app(store, ServerConfig(token_ttl_s=60))   # e.g. in tests, with fastapi.testclient.TestClient
 
-The server is the only process that opens the DuckDB file. It writes db.paths.home()/server.json
-({url, pid, db}) while it runs, so the CLI sends its commands here instead of hitting the file lock
-(serving.remote). Its routes: serving.api_* (/api: auth, queue, data, review, sampling jobs, training runs,
-arena, loop) and serving.gateway (/v1, OpenAI-compatible). Its background work (sampling jobs, training runs,
-loops) runs under one serving.jobs.JobRunner, which the app's shutdown stops and joins.
+The server is the only process that opens the DuckDB file. It writes db.paths.home()/server.json ({url, pid, db})
+while it runs, so the CLI sends its commands here instead of hitting the file lock (serving.cli.remote). Its routes:
+the other modules of serving.api (/api: auth, queue, data, review, sampling jobs, training runs, arena, loop) and
+serving.api.gateway (/v1, OpenAI-compatible). Its background work (sampling jobs, training runs, loops) runs under
+one serving.jobs.JobRunner, which the app's shutdown stops and joins.
 """
 
 from __future__ import annotations
@@ -33,11 +33,10 @@ from db import users
 from db.errors import PrefLabError
 from db.paths import home
 from db.store import Store
-from serving import api_train_config
-from serving.auth import LoginThrottle, user_for_token
-from serving.deps import ApiError, bearer_token, error_response, install_error_handlers, thread_reader
+from serving.api.deps import ApiError, bearer_token, error_response, install_error_handlers, thread_reader
+from serving.api.queue_front import QueueFront
+from serving.api.security import LoginThrottle, user_for_token
 from serving.jobs import JobRunner
-from serving.queue_front import QueueFront
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +52,8 @@ class ServerConfig:
     # ~2.4 MB as escaped JSON) or a long chat for /v1; 8 MiB leaves room and stops a huge body before it is read.
     max_body_mb: int = 8
     max_upload_mb: int = 2048  # POST /api/import, the one route allowed more; streamed to disk
-    # Sign-in lockout (serving.auth.LoginThrottle): this many failures for one name within the window lock it for
-    # login_lockout_s; a client address gets 5 times as many (several annotators can share one address).
+    # Sign-in lockout (serving.api.security.LoginThrottle): this many failures for one name within the window lock
+    # it for login_lockout_s; a client address gets 5 times as many (several annotators can share one address).
     login_max_failures: int = 10
     login_window_s: int = 300
     login_lockout_s: int = 300
@@ -160,7 +159,7 @@ class BodyLimitMiddleware:
 
 def create_app(store: Store, config: ServerConfig | None = None) -> FastAPI:
     """The FastAPI app serving `store`: data API under /api, OpenAPI docs at /docs."""
-    from serving import api_arena, api_auth, api_data, api_jobs, api_loop, api_queue, api_review, api_runs, gateway
+    from serving.api import arena, auth, data, gateway, loops, queue, review, runs, sampling, train_config
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -182,10 +181,10 @@ def create_app(store: Store, config: ServerConfig | None = None) -> FastAPI:
     # background work, one runner for every kind: sampling jobs, training runs, loops; creating each kind records
     # the end of what a previous server left running
     runner = app.state.runner = JobRunner()
-    app.state.jobs = api_jobs.SamplingManager(store, runner)
-    app.state.runs = api_runs.RunManager(store, runner)
-    app.state.loops = api_loop.LoopManager(store, runner)
-    # submits answered from memory once journaled (serving.queue_front); the journal of a killed server is
+    app.state.jobs = sampling.SamplingManager(store, runner)
+    app.state.runs = runs.RunManager(store, runner)
+    app.state.loops = loops.LoopManager(store, runner)
+    # submits answered from memory once journaled (serving.api.queue_front); the journal of a killed server is
     # stored first, and from here on every use of the Store waits for the submits acknowledged before it
     app.state.front = QueueFront(store, lease_s=app.state.config.lease_s)
     users.purge_expired_tokens(store, datetime.now())  # sign-ins that ended while the server was down
@@ -215,16 +214,15 @@ def create_app(store: Store, config: ServerConfig | None = None) -> FastAPI:
     def health(request: Request) -> dict:
         """Liveness for the CLI and `preflab up`: {"ok": true}, with no sign-in. An admin's token adds the database
         path, the pid and `queue_writer`: submits acknowledged from the journal and how far the database write
-        behind them is (serving.queue_front)."""
+        behind them is (serving.api.queue_front)."""
         token = bearer_token(request)
         user = user_for_token(thread_reader(store), token) if token else None
         if user is None or user["role"] != "admin":
             return {"ok": True}
         return {"ok": True, "db": store.path, "pid": os.getpid(), "queue_writer": app.state.front.stats()}
 
-    for router_module in (api_auth, api_queue, api_data, api_review, api_jobs, api_runs, api_arena, gateway, api_loop):
-        app.include_router(router_module.router)
-    app.include_router(api_train_config.router)
+    for routes in (auth, queue, data, review, sampling, runs, train_config, arena, gateway, loops):
+        app.include_router(routes.router)
     return app
 
 
@@ -257,7 +255,7 @@ def check_public_bind(store: Store, host: str) -> None:
     """Refuse to listen beyond this machine while an enabled user has a demo/default password."""
     if not is_public(host):
         return
-    from serving.auth import users_with_demo_passwords
+    from serving.api.security import users_with_demo_passwords
 
     weak = users_with_demo_passwords(store)
     if weak:

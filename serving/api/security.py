@@ -1,11 +1,11 @@
 """Passwords and tokens: argon2id hashes (memory-hard), random bearer tokens stored as sha256 with an expiry.
 
-    from serving.auth import hash_password, login, user_for_token
+    from serving.api.security import hash_password, login, user_for_token
     token, expires_at, user = login(store, "alice", "s3cret")   # AuthError on a wrong name or password
 
 The same message answers an unknown user and a wrong password (no user enumeration), and an unknown
 user costs one argon2 verify too, so timing says little either. Repeated failures lock a name and a client
-address out for a while (LoginThrottle, applied by serving.api_auth before any hashing).
+address out for a while (LoginThrottle, applied by serving.api.auth before any hashing).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class LoginThrottle:
 
     `max_failures` misses for one name within `window_s` lock that name for `lockout_s`; an address gets
     `address_factor` times as many (an office or a classroom behind one NAT shares an address). A locked
-    attempt is refused before any password hashing (serving.api_auth), so a flood of guesses costs the server
+    attempt is refused before any password hashing (serving.api.auth), so a flood of guesses costs the server
     almost nothing and other users' requests stay fast. State is in memory: a restart forgets it.
     """
 

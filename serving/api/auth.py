@@ -12,8 +12,8 @@ from pydantic import BaseModel, Field
 
 from db import users as user_db
 from db.store import Store
-from serving import auth
-from serving.deps import ApiError, bearer_token, current_user, get_store, require_role
+from serving.api import security
+from serving.api.deps import ApiError, bearer_token, current_user, get_store, require_role
 
 router = APIRouter(prefix="/api", tags=["auth and users"])
 
@@ -28,16 +28,16 @@ class LoginIn(BaseModel):
 class UserIn(BaseModel):
     name: str = Field(min_length=1, max_length=user_db.MAX_NAME)
     role: Role = "annotator"
-    password: str = Field(min_length=auth.MIN_PASSWORD_LENGTH, max_length=1024)
+    password: str = Field(min_length=security.MIN_PASSWORD_LENGTH, max_length=1024)
 
 
 class UserPatch(BaseModel):
     role: Role | None = None
     disabled: bool | None = None
-    password: str | None = Field(default=None, min_length=auth.MIN_PASSWORD_LENGTH, max_length=1024)
+    password: str | None = Field(default=None, min_length=security.MIN_PASSWORD_LENGTH, max_length=1024)
 
 
-def _refuse_if_locked(throttle: auth.LoginThrottle, name: str, address: str | None) -> None:
+def _refuse_if_locked(throttle: security.LoginThrottle, name: str, address: str | None) -> None:
     wait = throttle.retry_after(name, address)
     if wait > 0:
         raise ApiError(
@@ -64,10 +64,10 @@ async def login(body: LoginIn, request: Request) -> dict:
         try:
             token, expires_at, user = await anyio.to_thread.run_sync(
                 functools.partial(
-                    auth.login, get_store(request), body.name, body.password, ttl_s=state.config.token_ttl_s
+                    security.login, get_store(request), body.name, body.password, ttl_s=state.config.token_ttl_s
                 )
             )
-        except auth.AuthError as e:
+        except security.AuthError as e:
             state.login_throttle.failed(body.name, address)
             raise ApiError(401, str(e), field="password") from None
     state.login_throttle.succeeded(body.name)
@@ -77,7 +77,7 @@ async def login(body: LoginIn, request: Request) -> dict:
 @router.post("/auth/logout")
 def logout(request: Request, store: Store = Depends(get_store), user: dict = Depends(current_user)) -> dict:
     """End this token's session."""
-    auth.logout(store, bearer_token(request))
+    security.logout(store, bearer_token(request))
     return {"ok": True}
 
 
@@ -95,7 +95,7 @@ def list_users(store: Store = Depends(get_store), admin: dict = Depends(require_
 
 def _check_new_password(request: Request, name: str, password: str) -> None:
     if request.app.state.config.public:  # the start-up rule (check_public_bind) holds for every later password
-        auth.check_public_password(name, password)
+        security.check_public_password(name, password)
 
 
 @router.post("/users", status_code=201)
@@ -107,7 +107,7 @@ def add_user(
     user_db.check_name(body.name)
     _check_new_password(request, body.name, body.password)
     return user_db.add_user(
-        store, body.name, role=body.role, password_hash=auth.hash_password(body.password), created_by=admin["name"]
+        store, body.name, role=body.role, password_hash=security.hash_password(body.password), created_by=admin["name"]
     )
 
 
@@ -125,5 +125,5 @@ def update_user(
     if body.password is not None:
         user_db.require_user(store, name)  # 404 before a password complaint about nobody
         _check_new_password(request, name, body.password)
-    pw_hash = auth.hash_password(body.password) if body.password is not None else None
+    pw_hash = security.hash_password(body.password) if body.password is not None else None
     return user_db.update_user(store, name, role=body.role, disabled=body.disabled, password_hash=pw_hash)

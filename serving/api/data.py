@@ -17,7 +17,7 @@ from starlette.background import BackgroundTask
 from db import models_registry, queue, review
 from db.errors import ConflictError, InputError
 from db.store import Store
-from serving.deps import ApiError, get_store, read_store, require_role
+from serving.api.deps import ApiError, get_store, read_store, require_role
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["data"])

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, StrictBool, StrictInt
 from db import history, media, queue
 from db.errors import NotFoundError
 from db.store import Store
-from serving.deps import ApiError, get_store, require_role, thread_reader
+from serving.api.deps import ApiError, get_store, require_role, thread_reader
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["annotation"])
@@ -73,7 +73,7 @@ def next_view(lease: dict | None, progress: dict) -> dict:
 
 # The two routes an annotator calls all day take the Store from the app (get_store(request)) instead of
 # Depends(get_store), and have no response model (FastAPI validates a sync route's return value in a worker
-# thread of its own): two worker-thread hand-offs fewer per request (see serving.deps.current_user).
+# thread of its own): two worker-thread hand-offs fewer per request (see serving.api.deps.current_user).
 
 
 @router.get("/queue/next", response_model=None)
@@ -106,7 +106,7 @@ def _next_item(request: Request, user: dict, **where) -> tuple[dict | None, dict
 
 def or_reclaimed(request: Request, user: dict, dataset_id: int, progress: dict) -> tuple[dict | None, dict]:
     """Nothing left for this user: at the end of a queue the last free prompts may be the items leased ahead for
-    others (serving.queue_front), which nobody has seen yet. Take those back and ask once more."""
+    others (serving.api.queue_front), which nobody has seen yet. Take those back and ask once more."""
     if not request.app.state.front.reclaim(dataset_id):
         return None, progress
     return _next_item(request, user, dataset_id=dataset_id)  # the Store's gate waits for the releases
@@ -119,7 +119,7 @@ def submit_ranking(
     """Store a ranking (or a skip / flag) for one of your assignments; returns {ranking_id, next}.
 
     Usually answered from the server's memory once the submit is in its journal on disk, with the next item
-    leased ahead (serving.queue_front); the database write follows right behind. Otherwise the ranking and the
+    leased ahead (serving.api.queue_front); the database write follows right behind. Otherwise the ranking and the
     next lease are written in one transaction. Should that fail on the database's side, the ranking is stored
     on its own and the next item fetched after it, so a submit is never lost to it. The header X-PrefLab-Submit
     says which way it went: `journal` or `database` (bench/annotate.py counts them).

@@ -261,7 +261,7 @@ def write_report(summary: dict, out_dir: str | Path) -> Path:
         f"{p.get('train_prompts')} training prompts and {p.get('heldout_prompts')} held-out prompts; "
         f"total {summary.get('seconds', 0):.0f}s.",
         "",
-        "The synthetic annotators and the arena judge apply the same rule (serving/synthetic.py): an answer "
+        "The synthetic annotators and the arena judge apply the same rule (serving/loop/synthetic.py): an answer "
         "that contains the keyword the prompt asks for wins, earlier is better; then shorter wins.",
         "",
     ]

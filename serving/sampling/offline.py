@@ -25,7 +25,7 @@ from db import sampling as sql
 from serving.engines import registry
 from serving.engines.errors import EngineError
 from serving.engines.launcher import log_tail, vllm_python
-from serving.sampler import SamplingConfig, SamplingReport, store_prompt_answers
+from serving.sampling.sampler import SamplingConfig, SamplingReport, store_prompt_answers
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def run_offline_sampling(store, dataset: str, model: str, *, engine: str | None 
                          timeout_s: float = 24 * 3600,
                          progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None,
                          created_by: str = "sampler") -> SamplingReport:  # fmt: skip
-    """Like serving.sampler.run_sampling, through LLM.chat in the vLLM venv instead of an engine."""
+    """Like serving.sampling.sampler.run_sampling, through LLM.chat in the vLLM venv instead of an engine."""
     cfg = SamplingConfig(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, limit=limit,
                          min_tokens=min_tokens, ignore_eos=ignore_eos)  # fmt: skip
     store.dataset_id(dataset)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from alignment import STAGES
-from serving.deps import require_role
+from serving.api.deps import require_role
 
 router = APIRouter(prefix="/api", tags=["training runs"])
 

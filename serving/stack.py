@@ -27,7 +27,7 @@ import httpx
 
 from db import paths
 from db.store import Store
-from serving.auth import DEMO_USERS
+from serving.api.security import DEMO_USERS
 from serving.ui_launch import streamlit_command
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ DEMO_DATA = PROJECT_ROOT / "demo" / "data" / "oasst2_sample.jsonl"
 DEMO_DATASET = "oasst-demo"
 DEMO_PROMPTS = "demo-prompts"  # short keyword prompts the tiny model answers; sampled at start
 # Demo logins. These passwords are on the server's list of demo passwords, so it refuses to listen beyond
-# localhost while they are set (serving.server.check_public_bind).
+# localhost while they are set (serving.api.app.check_public_bind).
 
 
 @dataclass(kw_only=True)
@@ -77,12 +77,12 @@ def port_free(host: str, port: int) -> bool:
 def prepare_demo(store: Store, cfg: UpConfig, echo: Callable[[str], None]) -> None:
     """Tiny model, the OpenAssistant sample (once), demo users and demo prompts. Safe to run again."""
     from db import users
-    from serving.auth import hash_password
+    from serving.api.security import hash_password
     from serving.loop import add_prompts, make_prompts
 
     model = Path(cfg.model)
     if not (model / "config.json").exists():
-        from serving.tiny_model import build_tiny_model
+        from serving.engines.tiny_model import build_tiny_model
 
         echo(f"building the tiny model in {model} ...")
         build_tiny_model(model)

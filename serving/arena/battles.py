@@ -337,7 +337,7 @@ def leaderboard(
 ) -> dict:
     """Bradley-Terry ratings with CIs, Elo, vote counts and the win-rate matrix over stored votes of `source`:
     people's by default; the loop's synthetic judge never mixes into them (source 'synthetic' or 'all' asks)."""
-    from serving.ratings import RatingsConfig, compute_leaderboard
+    from serving.arena.ratings import RatingsConfig, compute_leaderboard
 
     votes = arena_db.list_votes(store, exclude_flagged=exclude_flagged, source=source)
     board = compute_leaderboard(votes, RatingsConfig(bootstrap_rounds=bootstrap_rounds))

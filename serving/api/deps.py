@@ -1,6 +1,6 @@
 """What every /api router shares: the Store, the signed-in user, role checks and the JSON error format.
 
-    from serving.deps import get_store, read_store, current_user, require_role, ApiError
+    from serving.api.deps import get_store, read_store, current_user, require_role, ApiError
 
     @router.get("/api/things")
     def things(store=Depends(get_store), user=Depends(require_role("reviewer", "admin"))):
@@ -53,7 +53,7 @@ def error_response(status: int, message: str, field: str | None = None, headers:
 
 
 def get_store(request: Request) -> Store:
-    """The one Store of this server process (set by serving.server.create_app on app.state.store)."""
+    """The one Store of this server process (set by serving.api.app.create_app on app.state.store)."""
     return request.app.state.store
 
 
@@ -98,7 +98,7 @@ def current_user(request: Request) -> dict:
     Reads the Store from the app itself rather than through Depends(get_store): FastAPI runs every sync
     dependency in a worker thread of its own, and on a loaded 2-core machine each hand-off waits for a CPU.
     The token is looked up on the thread's own cursor (thread_reader), off the lock writers hold."""
-    from serving.auth import user_for_token  # auth imports this module's ApiError
+    from serving.api.security import user_for_token  # auth imports this module's ApiError
 
     token = bearer_token(request)
     if token is None:

@@ -1,4 +1,4 @@
-"""Sampling jobs (admin): start serving.sampler.run_sampling in a background thread, watch it, cancel it.
+"""Sampling jobs (admin): start serving.sampling.sampler.run_sampling in a background thread, watch it, cancel it.
 
 A job for a dataset or a model that nothing serves is refused with a 404 before it starts (a named local engine
 must be running, 409, and serve the model); a failure after the start (the engine dies, an external endpoint
@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from db import sampling
 from db.store import Store
-from serving.deps import ApiError, get_store, require_role
+from serving.api.deps import ApiError, get_store, require_role
 from serving.engines.errors import ModelNotFoundError
 from serving.engines.registry import list_engines, resolve_model
 from serving.jobs import JobKind
@@ -72,7 +72,7 @@ class SamplingManager(JobKind):
         return job_id
 
     def _run(self, job_id: int, body: SamplingJobIn, params: dict, cancel: threading.Event, created_by: str):
-        from serving.sampler import run_sampling
+        from serving.sampling.sampler import run_sampling
 
         sampling.update_job(self.store, job_id, status="running", started_at="now")
 

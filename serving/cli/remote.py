@@ -2,7 +2,7 @@
 
     url = remote.server_url(ctx)          # None: no server runs for this database; use the file
     if url:
-        from serving import remote
+        from serving.cli import remote
         report = remote.import_file(url, path, dataset="demo", format="oasst")
 
 The CLI signs in with `preflab login NAME` (token in PREFLAB_HOME/token) or PREFLAB_TOKEN. Server errors
@@ -33,7 +33,7 @@ def server_url(ctx=None) -> str | None:
     PREFLAB_URL wins; otherwise the server's state file (PREFLAB_HOME/server.json) counts when its process is
     alive and it serves the same database file as the --db of `ctx` (a click context; its root's obj holds
     db_path), or PREFLAB_DB. Commands that work through a
-    server (import, export, stats, sample) call serving.remote when this returns a URL.
+    server (import, export, stats, sample) call serving.cli.remote when this returns a URL.
     """
     if os.environ.get("PREFLAB_URL"):
         return os.environ["PREFLAB_URL"].rstrip("/")
@@ -150,7 +150,7 @@ def import_file(
     dry_run: bool = False,
     skip_invalid: bool = False,
 ) -> dict:
-    """Upload `path` to POST /api/import; returns the server's report (see serving.api_data.import_report)."""
+    """Upload `path` to POST /api/import; returns the server's report (see serving.api.data.import_report)."""
     path = Path(path)
     if not path.is_file():
         raise InputError("no such file", file=str(path))

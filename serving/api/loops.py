@@ -24,7 +24,7 @@ from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from db.errors import PrefLabError
-from serving.deps import ApiError, require_role
+from serving.api.deps import ApiError, require_role
 from serving.jobs import JobKind
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from pydantic import BaseModel, Field, StrictInt
 from db import review
 from db.queue import MAX_TEXT
 from db.store import Store
-from serving.api_queue import dataset_id_or_404
-from serving.deps import get_store, read_store, require_role
+from serving.api.deps import get_store, read_store, require_role
+from serving.api.queue import dataset_id_or_404
 
 router = APIRouter(prefix="/api", tags=["review"])
 

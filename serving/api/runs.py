@@ -25,7 +25,7 @@ from alignment import STAGES
 from db import models_registry, runs
 from db.errors import ConflictError
 from db.store import Store
-from serving.deps import ApiError, get_store, require_role
+from serving.api.deps import ApiError, get_store, require_role
 from serving.engines.registry import pid_alive
 from serving.jobs import JobKind, start_run
 

@@ -4,7 +4,7 @@ POST /api/arena/battles {"models": ["tiny", "sft1"] | null, "rag": {"collection"
      -> {"battle_id", "rag"}
 POST /api/arena/battles/{id}/turn {"message": "...", "stream": false, "params": {"max_tokens": 128}}
      -> {"turn", "user", "context", "identity_leak", "a": {"text", "citations", ...}, "b": {...}}
-     with "stream": true: text/event-stream of JSON events (see serving.arena.stream_turn)
+     with "stream": true: text/event-stream of JSON events (see serving.arena.battles.stream_turn)
 POST /api/arena/votes {"battle_id", "winner": "a"|"b"|"tie"|"both_bad", "comment"}
      -> {"vote_id", "ranking_id", "model_a", "model_b", ...}   (names revealed now)
 GET  /api/arena/leaderboard?exclude_flagged=true&bootstrap_rounds=1000&source=human|synthetic|all
@@ -24,8 +24,8 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from db.store import Store
-from serving import arena
-from serving.deps import ApiError, current_user, get_store
+from serving.api.deps import ApiError, current_user, get_store
+from serving.arena import battles as arena
 
 router = APIRouter(tags=["arena"])
 
