@@ -1,14 +1,13 @@
 """The PrefLab annotation app: log in, then the pages your role allows.
 
-    preflab ui --server http://127.0.0.1:8000      # runs `streamlit run annotate/entry/app.py`, which calls main()
+    preflab ui --server http://127.0.0.1:8000      # runs `streamlit run annotate/streamlit_app.py`, which calls main()
 
 Navigation by role (st.navigation): annotator -> Rank, Arena, My rankings; reviewer -> + Review; admin -> + Data,
 Admin, Training, Loop; Leaderboard for everyone signed in. The app talks only to the server (annotate.client);
 it never opens the database.
 
-Why the entry script lives in annotate/entry/ and not here: Streamlit treats a folder named `pages/` beside
-the entry script as an old-style multipage app and then serves every file in it by URL (/admin, /data) to
-anyone, before the entry script's role checks run. Each page also checks the role itself (`require_role`).
+Pages are the scripts in annotate/views/ (not `pages/`: Streamlit would serve a `pages/` folder beside the entry
+script by URL to anyone, before the role checks). Each page also checks the role itself (`require_role`).
 
 A reload (F5) keeps the sign-in: the token is also kept in a cookie (annotate.client, "the sign-in cookie"), read
 once when a session starts and checked with GET /api/me; logging out clears it and ends the token on the server.
@@ -21,29 +20,26 @@ from pathlib import Path
 
 import streamlit as st
 
-from annotate.client import (
-    AUTH_KEY,
+from annotate.client import AUTH_KEY, FLASH_KEY, ApiError, server_url
+from annotate.render import safe_markdown
+from annotate.session import (
     COOKIE_CHECKED,
-    FLASH_KEY,
-    ApiError,
     current_user,
     forget_sign_in,
     get_client,
     read_cookie,
     remember_sign_in,
     restore_sign_in,
-    server_url,
     write_cookie,
 )
-from annotate.render import safe_markdown
 
-PAGES = Path(__file__).parent / "pages"
+VIEWS = Path(__file__).parent / "views"
 ROLE_LABELS = {"annotator": "Annotator", "reviewer": "Reviewer", "admin": "Admin"}
 
 
 def _page(file: str, title: str, icon: str, *, default: bool = False) -> st.Page:
-    """A page from annotate/pages/."""
-    return st.Page(str(PAGES / file), title=title, icon=icon, default=default)
+    """A page from annotate/views/."""
+    return st.Page(str(VIEWS / file), title=title, icon=icon, default=default)
 
 
 def _login() -> None:
@@ -169,7 +165,3 @@ def require_role(*roles: str) -> dict:
         )
         st.stop()
     return user
-
-
-if __name__ == "__main__":  # `streamlit run annotate/app.py`: see the module docstring for why not
-    st.error("Start the app with `preflab ui` (or `streamlit run annotate/entry/app.py`), not annotate/app.py.")

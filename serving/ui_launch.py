@@ -1,4 +1,4 @@
-"""How the Streamlit annotation app is started: `streamlit run annotate/entry/app.py` with our flags.
+"""How the Streamlit annotation app is started: `streamlit run annotate/streamlit_app.py` with our flags.
 
     subprocess.Popen(streamlit_command(8501), env={**os.environ, "PREFLAB_URL": url})
 
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 # not annotate/app.py: see that module's docstring
-APP = Path(__file__).resolve().parent.parent / "annotate" / "entry" / "app.py"
+APP = Path(__file__).resolve().parent.parent / "annotate" / "streamlit_app.py"
 
 # A calm, readable theme; passed as flags so it applies wherever `preflab ui` is started from
 # (Streamlit reads .streamlit/config.toml only from the working directory).

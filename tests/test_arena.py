@@ -12,7 +12,7 @@ from serving.arena.battles import detect_identity_leak
 from serving.arena.ratings import SCALE, RatingsConfig, compute_leaderboard, leaderboard_from_arrays
 from tests.support.data import PASSWORD, add_user, signed_in
 
-APP = str(Path(__file__).resolve().parents[1] / "annotate" / "entry" / "app.py")
+APP = str(Path(__file__).resolve().parents[1] / "annotate" / "streamlit_app.py")
 
 
 def synthetic_votes(strengths: np.ndarray, n: int, seed: int = 0, tie_rate: float = 0.1):
@@ -199,7 +199,7 @@ def test_arena_and_leaderboard_pages(arena_env):
     at.text_input(key="login_name").input("ana")
     at.text_input(key="login_password").input(PASSWORD)
     at.button(key="login_submit").click().run()
-    at.switch_page("../pages/arena.py").run()
+    at.switch_page("views/arena.py").run()
     assert not at.exception, at.exception
     at.slider(key="arena_max_tokens").set_value(16).run()  # short answers keep the test quick
     at.chat_input(key="arena_input").set_value("Name a color 🎨").run()
@@ -211,7 +211,7 @@ def test_arena_and_leaderboard_pages(arena_env):
     assert not at.exception, at.exception
     assert store.scalar("SELECT count(*) FROM arena_votes") == before + 1
     assert any("Model A was **tiny" in s.value for s in at.success)
-    at.switch_page("../pages/leaderboard.py").run()
+    at.switch_page("views/leaderboard.py").run()
     assert not at.exception, at.exception
     assert {"tiny", "tiny-lora"} <= set(at.dataframe[0].value["model"])
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.support.data import PASSWORD, add_user
 
-APP = str(Path(__file__).resolve().parents[1] / "annotate" / "entry" / "app.py")
+APP = str(Path(__file__).resolve().parents[1] / "annotate" / "streamlit_app.py")
 
 
 def test_training_page_shows_runs_curves_and_lineage(store, live_server, tmp_path, monkeypatch):
@@ -129,7 +129,7 @@ def training_page_as_admin():
     at.text_input(key="login_name").input("adm")
     at.text_input(key="login_password").input(PASSWORD)
     at.button(key="login_submit").click().run()
-    return at.switch_page("../pages/training.py").run()
+    return at.switch_page("views/training.py").run()
 
 
 def test_train_stages_route_gives_the_page_its_fields_admin_only(store):

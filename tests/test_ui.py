@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 from db import users
 from tests.support.ui_data import DATASET, PASSWORDS, VISUAL_DATASET
 
-APP = str(Path(__file__).resolve().parents[1] / "annotate" / "entry" / "app.py")
+APP = str(Path(__file__).resolve().parents[1] / "annotate" / "streamlit_app.py")
 TIMEOUT = 30
 
 
@@ -67,7 +67,7 @@ def test_annotator_sees_rank_only_and_cannot_reach_reviewer_or_admin_pages(ui_se
     at = login("ann")
     assert at.session_state["auth"]["user"]["role"] == "annotator"
     assert [t.value for t in at.title] == ["Rank answers"]
-    for page in ("../pages/review.py", "../pages/data.py", "../pages/admin.py"):
+    for page in ("views/review.py", "views/data.py", "views/admin.py"):
         with pytest.raises(ValueError, match="Could not find a navigation page"):
             at.switch_page(page)
     # and the server refuses the routes behind those pages, whatever the UI shows
@@ -92,10 +92,10 @@ def test_annotator_sees_rank_only_and_cannot_reach_reviewer_or_admin_pages(ui_se
 
 def test_reviewer_gets_review_but_not_admin_pages(ui_server):
     at = login("rev")
-    for page in ("../pages/data.py", "../pages/admin.py"):
+    for page in ("views/data.py", "views/admin.py"):
         with pytest.raises(ValueError, match="Could not find a navigation page"):
             at.switch_page(page)
-    at.switch_page("../pages/review.py").run()
+    at.switch_page("views/review.py").run()
     assert not at.exception, at.exception
     assert [t.value for t in at.title] == ["Review"]
 
@@ -222,7 +222,7 @@ def test_visual_question_shows_its_image(ui_server):
 
 def test_review_shows_agreement_disagreements_and_records_an_adjudication(ui_server):
     at = login("rev")
-    at.switch_page("../pages/review.py").run()
+    at.switch_page("views/review.py").run()
     assert not at.exception, at.exception
     assert [t.value for t in at.title] == ["Review"]
     labels = [m.label for m in at.metric]
@@ -246,12 +246,12 @@ def test_review_shows_agreement_disagreements_and_records_an_adjudication(ui_ser
 
 def test_admin_pages_render_and_add_a_user(ui_server):
     at = login("adm")
-    pages = (("../pages/data.py", "Data"), ("../pages/admin.py", "Admin"), ("../pages/review.py", "Review"))
+    pages = (("views/data.py", "Data"), ("views/admin.py", "Admin"), ("views/review.py", "Review"))
     for page, title in pages:
         at.switch_page(page).run()
         assert not at.exception, (page, at.exception)
         assert [t.value for t in at.title] == [title]
-    at.switch_page("../pages/admin.py").run()
+    at.switch_page("views/admin.py").run()
     at.text_input(key="admin_new_name").input("zoë")
     at.selectbox(key="admin_new_role").set_value("reviewer")
     at.text_input(key="admin_new_password").input("zoë-secret-1")
@@ -263,7 +263,7 @@ def test_admin_pages_render_and_add_a_user(ui_server):
 def test_admin_changes_k_and_guidelines(ui_server):
     version = ui_server.store.scalar("SELECT guideline_version FROM datasets WHERE name = ?", [DATASET])
     at = login("adm")
-    at.switch_page("../pages/admin.py").run()
+    at.switch_page("views/admin.py").run()
     at.number_input(key=f"admin_k_{DATASET}").set_value(3)
     at.text_area(key=f"admin_guidelines_{DATASET}").input("Nuevas pautas: sé amable. 新的指南 ✨")
     at.button(key="admin_ds_save").click().run()
@@ -276,7 +276,7 @@ def test_admin_changes_k_and_guidelines(ui_server):
 
 def test_data_page_import_reports_counts_and_errors(ui_server):
     at = login("adm")
-    at.switch_page("../pages/data.py").run()
+    at.switch_page("views/data.py").run()
     good = '{"prompt": "¿Qué es DuckDB? 🦆", "responses": ["Una base de datos.", "Un pato."], "ranks": [1, 2]}\n'
     at.file_uploader(key="data_upload").upload("ranked.jsonl", good.encode("utf-8"))
     at.selectbox(key="data_format").set_value("ranked")
@@ -311,7 +311,7 @@ def test_ui_command_starts_streamlit_headless_without_usage_stats(run_cli):
     assert result.exit_code == 0, result.output
     assert "--server" in result.output and "--port" in result.output
     cmd = streamlit_command(8555)
-    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("annotate/entry/app.py")
+    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("annotate/streamlit_app.py")
     assert "--server.headless=true" in cmd and "--browser.gatherUsageStats=false" in cmd
     assert "--server.port=8555" in cmd
 
@@ -322,7 +322,7 @@ def test_admin_starts_a_sampling_job_and_sees_it_in_the_list(ui_server):
     # an external endpoint nobody listens on: the job starts, then fails to reach it (and says so)
     save_engine({"name": "ext", "backend": "external", "url": "http://127.0.0.1:9/v1", "models": ["tiny-chat"]})
     at = login("adm")
-    at.switch_page("../pages/admin.py").run()
+    at.switch_page("views/admin.py").run()
     at.selectbox(key="sample_dataset").set_value(DATASET)
     at.selectbox(key="sample_engine").set_value("ext")
     at.selectbox(key="sample_model").set_value("tiny-chat")
@@ -380,13 +380,13 @@ def test_every_page_in_the_navigation_renders(ui_server, name):
     if name != "adm":
         assert not {"data", "admin", "training", "loop"} & {p.stem for p in pages}
     for page in pages:
-        at.switch_page(f"../pages/{page.name}").run()
+        at.switch_page(f"views/{page.name}").run()
         assert not at.exception, (page.name, at.exception)
 
 
 def test_data_page_exports_a_download_with_filters(ui_server):
     at = login("adm")
-    at.switch_page("../pages/data.py").run()
+    at.switch_page("views/data.py").run()
     at.selectbox(key="export_format").set_value("trl")
     at.selectbox(key="export_dataset").set_value(DATASET)
     at.radio(key="export_ties").set_value("keep")
@@ -411,7 +411,7 @@ def test_admin_disables_a_user_and_resets_a_password(ui_server):
     with ui_server.api("adm") as api:
         assert api.post("/api/users", json={"name": "olga", "role": "annotator", "password": "olga-old-1"}).is_success
     at = login("adm")
-    at.switch_page("../pages/admin.py").run()
+    at.switch_page("views/admin.py").run()
     at.selectbox(key="admin_edit_user").set_value("olga").run()
     at.selectbox(key="admin_role_olga").set_value("reviewer")
     at.text_input(key="admin_password_olga").input("olga-new-2")
@@ -475,7 +475,7 @@ def test_review_queue_opens_a_flagged_prompt_with_each_annotators_own_numbering(
         assert c.get("/api/review/flagged").status_code == 403
 
     at = login("rev")
-    at.switch_page("../pages/review.py").run()
+    at.switch_page("views/review.py").run()
     at.selectbox(key="review_dataset").set_value("ui-review-numbering").run()
     assert not at.exception, at.exception
     assert "flagged by **uma**: dañino ⚠" in texts(at)
@@ -524,7 +524,7 @@ def test_sampling_form_offers_only_the_picked_engines_models(ui_server):
             }
             assert c.get("/api/engines/nope/models").json()["error"]["field"] == "engine"
         at = login("adm")
-        at.switch_page("../pages/admin.py").run()
+        at.switch_page("views/admin.py").run()
         at.selectbox(key="sample_engine").set_value("ext-a").run()
         assert at.selectbox(key="sample_model").options == ["a-chat"]
         at.selectbox(key="sample_engine").set_value("ext-b").run()
@@ -544,7 +544,7 @@ def test_engines_tab_offers_registered_adapters_to_serve(ui_server):
         stage="dpo", created_by="test",
     )  # fmt: skip
     at = login("adm")
-    at.switch_page("../pages/admin.py").run()
+    at.switch_page("views/admin.py").run()
     assert "dpo-ui-tab (dpo)" in at.selectbox(key="admin_serve_adapter").options
     at.selectbox(key="admin_serve_adapter").set_value("dpo-ui-tab").run()
     at.button(key="admin_serve_submit").click().run()
@@ -662,7 +662,7 @@ def _history_fixture(ui_server) -> tuple[int, list[int]]:
 def test_my_rankings_lists_mine_and_changes_one_while_its_prompt_is_open(ui_server):
     rid, order = _history_fixture(ui_server)
     at = login("hana", "hana-secret-1")
-    at.switch_page("../pages/history.py").run()
+    at.switch_page("views/history.py").run()
     assert not at.exception, at.exception
     assert [t.value for t in at.title] == ["My rankings"]
     assert "¿Qué hora es en Tokio? 東京 🕰️" in texts(at)

@@ -1,7 +1,7 @@
 """Admin: users (add, role, disable, reset password), datasets (k, guidelines), sampling jobs, and engines
 (serve a registered adapter, so the arena can pit it against the base without a command line).
 
-Training runs have their own page (annotate/pages/training.py, from the alignment work), listed under
+Training runs have their own page (annotate/views/training.py, from the alignment work), listed under
 Manage in the navigation next to this one.
 """
 
@@ -11,8 +11,9 @@ import pandas as pd
 import streamlit as st
 
 from annotate.app import require_role
-from annotate.client import ApiError, current_user, engine_models, get_client, serve_adapter
+from annotate.client import ApiError, engine_models, serve_adapter
 from annotate.render import safe_markdown
+from annotate.session import current_user, get_client
 
 ROLES = ["annotator", "reviewer", "admin"]
 ACTIVE = ("queued", "running")
@@ -366,4 +367,4 @@ with engines_tab:
                     verb = {"served": "was already served by", "loaded": "loaded into", "started": "served by new"}
                     _done(f"{to_serve} {verb.get(done['action'], done['action'])} engine {done['engine']}")
 
-# Training runs: annotate/pages/training.py (alignment) is its own page under "Manage" when installed.
+# Training runs: annotate/views/training.py (alignment) is its own page under "Manage" when installed.

@@ -12,9 +12,10 @@ import time
 import streamlit as st
 
 from annotate.app import require_role
-from annotate.client import ApiError, get_client
+from annotate.client import ApiError
 from annotate.ranking import answer_cards, number_keys, preview_line, typed_order_box
 from annotate.render import dense_ranks, safe_markdown, show_conversation
+from annotate.session import get_client
 
 SKIP_REASONS = [
     "Outside my expertise",

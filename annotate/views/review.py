@@ -11,9 +11,10 @@ import pandas as pd
 import streamlit as st
 
 from annotate.app import require_role
-from annotate.client import ApiError, get_client
+from annotate.client import ApiError
 from annotate.ranking import answer_cards, label, preview_line
 from annotate.render import dense_ranks, safe_markdown, show_conversation
+from annotate.session import get_client
 from annotate.stats_view import agreement_metrics, annotator_table
 
 require_role("reviewer", "admin")

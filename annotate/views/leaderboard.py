@@ -8,7 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from annotate.app import require_role
-from annotate.client import ApiError, get_client
+from annotate.client import ApiError
+from annotate.session import get_client
 
 require_role("annotator", "reviewer", "admin")
 client = get_client()

@@ -10,7 +10,8 @@ from __future__ import annotations
 import streamlit as st
 
 from annotate.app import require_role
-from annotate.client import ApiError, get_client
+from annotate.client import ApiError
+from annotate.session import get_client
 from annotate.stats_view import agreement_metrics, charts
 
 IMPORT_FORMATS = [

@@ -11,8 +11,9 @@ import time
 import streamlit as st
 
 from annotate.app import require_role
-from annotate.client import ApiError, get_client
+from annotate.client import ApiError
 from annotate.picker import pick_run
+from annotate.session import get_client
 
 require_role("admin")
 client = get_client()

@@ -10,9 +10,10 @@ from __future__ import annotations
 import streamlit as st
 
 from annotate.app import require_role
-from annotate.client import ApiError, get_client
+from annotate.client import ApiError
 from annotate.ranking import answer_cards, preview_line, rank_key
 from annotate.render import dense_ranks, safe_markdown, show_conversation
+from annotate.session import get_client
 
 PAGE_SIZE = 20
 STATUS_LABELS = {"submitted": "Ranked", "skipped": "Skipped", "flagged": "Flagged"}

@@ -13,8 +13,9 @@ import json
 import streamlit as st
 
 from annotate.app import require_role
-from annotate.client import ApiError, get_client
+from annotate.client import ApiError
 from annotate.render import safe_markdown
+from annotate.session import get_client
 
 require_role("annotator", "reviewer", "admin")
 client = get_client()

@@ -13,8 +13,9 @@ import streamlit as st
 
 from annotate import training_client as tc
 from annotate.app import require_role
-from annotate.client import ApiError, get_client
+from annotate.client import ApiError
 from annotate.picker import pick_run
+from annotate.session import get_client
 from annotate.stats_view import curve
 
 CHART_KEYS = {
