@@ -3,7 +3,7 @@
     from db.agreement import dataset_stats
     stats = dataset_stats(store, "oasst-demo")   # {"counts": {...}, "agreement": {...}}
 
-Measures (numpy only; each checked against textbook values in tests/test_agreement.py):
+Measures (numpy only; each checked against textbook values in tests/db/test_agreement.py):
 - Kendall's tau-b between two rankings of the same answers (ties corrected). Between two annotators: the
   mean over the prompts both ranked. Against the consensus: each ranking vs the ranked-pairs order of its
   prompt (db.consensus), averaged per annotator.

@@ -33,7 +33,7 @@ from serving.ui_launch import streamlit_command
 log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEMO_DATA = PROJECT_ROOT / "demo" / "data" / "oasst2_sample.jsonl"
+DEMO_DATA = Path(__file__).resolve().parent / "data" / "oasst2_sample.jsonl"
 DEMO_DATASET = "oasst-demo"
 DEMO_PROMPTS = "demo-prompts"  # short keyword prompts the tiny model answers; sampled at start
 # Demo logins. These passwords are on the server's list of demo passwords, so it refuses to listen beyond

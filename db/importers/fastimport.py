@@ -7,7 +7,7 @@ DuckDB reads the file itself (read_json with an explicit column spec, .gz too), 
 db.importers.preference run as SQL over every row, and the stage_* tables are filled in SQL; then
 Store.commit_staged moves what is new inside one transaction, as the Python path does. Keys are computed
 the same way (prompt key = db.hashing.SQL_USER_PROMPT_HASH, answer key = sha256(text), messages JSON as
-json.dumps(..., ensure_ascii=False) writes it), so both paths store identical rows (tests/test_import.py).
+json.dumps(..., ensure_ascii=False) writes it), so both paths store identical rows (tests/db/test_import.py).
 
 A file of more than COMMIT_ROWS records is checked whole first, then committed in transactions of COMMIT_ROWS
 records each: DuckDB keeps a transaction's new rows and index entries in memory until COMMIT, so one transaction

@@ -16,7 +16,7 @@ def ranking_pairs(ranks: dict[int, int]) -> list[tuple[int, int, int, bool]]:
     """(chosen, rejected, margin, is_tie) for every two answers: the rule of Store._derive_pairs_for, in Python.
 
     Computed here from the ranks in hand because the SQL version joins ranking_items with itself, a cost that
-    grows with every ranking ever stored; tests/test_queue.py checks both give the same rows.
+    grows with every ranking ever stored; tests/db/test_queue.py checks both give the same rows.
     """
     out = []
     for a, ra in ranks.items():

@@ -1,6 +1,6 @@
 """`preflab import FILE --format F [--dataset NAME] [--dry-run] [--skip-invalid]`.
 
-preflab import demo/data/oasst2_sample.jsonl                # format detected from the first record
+preflab import serving/data/oasst2_sample.jsonl                # format detected from the first record
 preflab import pairs.jsonl.gz --format preference --dataset hh --dry-run
 """
 

@@ -5,7 +5,7 @@
 
 The command groups live beside this module (serving/cli/<group>.py) and are added by serving/cli/__init__.py.
 Heavy libraries (torch, transformers, trl, vllm, faiss, streamlit) are imported inside the commands that
-need them, so `preflab --help` starts fast (tests/test_cli.py keeps it so).
+need them, so `preflab --help` starts fast (tests/serving/test_cli.py keeps it so).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from serving.sampling.sampler import SamplingConfig, SamplingReport, store_promp
 
 log = logging.getLogger(__name__)
 
-BATCH_SCRIPT = Path(__file__).parent / "engines" / "vllm_batch.py"  # run by the vLLM venv's python
+BATCH_SCRIPT = Path(__file__).resolve().parents[1] / "engines" / "vllm_batch.py"  # run by the vLLM venv's python
 
 
 def _model_source(model: str, engine: str | None) -> tuple[str, str, str | None, str | None]:

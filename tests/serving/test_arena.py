@@ -12,7 +12,7 @@ from serving.arena.battles import detect_identity_leak
 from serving.arena.ratings import SCALE, RatingsConfig, compute_leaderboard, leaderboard_from_arrays
 from tests.support.data import PASSWORD, add_user, signed_in
 
-APP = str(Path(__file__).resolve().parents[1] / "annotate" / "streamlit_app.py")
+APP = str(Path(__file__).resolve().parents[2] / "annotate" / "streamlit_app.py")
 
 
 def synthetic_votes(strengths: np.ndarray, n: int, seed: int = 0, tie_rate: float = 0.1):

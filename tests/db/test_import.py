@@ -13,9 +13,9 @@ import pytest
 from db.errors import InputError
 from db.importers import MAX_FIELD_BYTES, import_file
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 BAD = DATA / "bad"
-OASST_SAMPLE = Path(__file__).parent.parent / "demo" / "data" / "oasst2_sample.jsonl"
+OASST_SAMPLE = Path(__file__).resolve().parents[2] / "serving" / "data" / "oasst2_sample.jsonl"
 
 
 def texts(store, sql):

@@ -1,8 +1,8 @@
 """The sampler's bookkeeping against a scripted OpenAI-compatible endpoint (registered as an external engine).
 
 The endpoint is a small FastAPI app on a random local port whose answers the test chooses, so duplicates,
-empty answers, 5xx/429/4xx and resuming can be checked exactly. Real engines: tests/test_engines.py and
-tests/test_vllm_engine.py.
+empty answers, 5xx/429/4xx and resuming can be checked exactly. Real engines: tests/serving/test_engines.py and
+tests/serving/test_vllm_engine.py.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from db.errors import InputError, PrefLabError
 from serving.cli import remote
 from tests.support.data import PASSWORD, add_user
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 @pytest.fixture

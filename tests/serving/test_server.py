@@ -265,7 +265,7 @@ def test_prompt_image_is_served_by_index(env):
     from db import media
 
     c, store, prompts, h = env
-    image = Path(__file__).parent / "data" / "images" / "red.png"
+    image = Path(__file__).resolve().parents[1] / "data" / "images" / "red.png"
     kept, _ = media.keep(image, media.media_dir(store))
     store.con.execute("UPDATE prompts SET assets = ? WHERE id = ?", [json.dumps([str(kept)]), prompts[0]])
     item = c.get("/api/queue/next", params={"dataset": "d"}, headers=h["ann"]).json()["item"]
@@ -302,7 +302,7 @@ def test_an_annotator_fetches_images_only_of_prompts_handed_to_them(env):
     from db import media
 
     c, store, prompts, h = env
-    kept, _ = media.keep(Path(__file__).parent / "data" / "images" / "blue.png", media.media_dir(store))
+    kept, _ = media.keep(Path(__file__).resolve().parents[1] / "data" / "images" / "blue.png", media.media_dir(store))
     store.con.execute("UPDATE prompts SET assets = ?", [json.dumps([str(kept)])])
     mine = c.get("/api/queue/next", params={"dataset": "d"}, headers=h["ann"]).json()["item"]["prompt"]["id"]
     # the queue also leases one ahead for her (store.query waits for the queue's writer to do so)

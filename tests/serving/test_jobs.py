@@ -95,9 +95,9 @@ def test_server_shutdown_stops_and_joins_sampling_jobs_training_runs_and_loops(
     from serving.api.app import create_app
     from serving.loop import Loop
     from serving.loop.training import train_policy
+    from tests.serving.test_sampler import ScriptedEngine, _reply
     from tests.support.data import add_prompts, add_user, signed_in
     from tests.support.training import FAST, seed_rankings
-    from tests.test_sampler import ScriptedEngine, _reply
 
     monkeypatch.setenv("PREFLAB_HOME", str(tmp_path / "home"))
     seed_rankings(store)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.support.data import PASSWORD, add_user
 
-APP = str(Path(__file__).resolve().parents[1] / "annotate" / "streamlit_app.py")
+APP = str(Path(__file__).resolve().parents[2] / "annotate" / "streamlit_app.py")
 
 
 def test_training_page_shows_runs_curves_and_lineage(store, live_server, tmp_path, monkeypatch):

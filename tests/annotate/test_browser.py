@@ -20,7 +20,7 @@ from serving.engines.launcher import free_port
 from serving.ui_launch import streamlit_command
 from tests.support.ui_data import PASSWORDS, SCRIPT_ANSWER
 
-SHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots"
+SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ the caller is an admin, so role checks do not stop the requests before the code 
 
 Left out: signing out (it would end the caller's token), changing users (the fuzzer could disable the caller)
 and starting training runs or loops (each would train a model). Their bad-input answers are covered by
-tests/test_server.py, tests/test_auth.py and tests/test_train_runs.py.
+tests/serving/test_server.py, tests/serving/test_auth.py and tests/serving/test_train_runs.py.
 
 Hypothesis is derandomized, so a run is repeatable; a failure prints the request that caused it. This is a
 broad guard (12 examples per operation, the schema's boundary values among them: wrong methods and types,
@@ -18,7 +18,7 @@ OpenAssistant sample loaded, for example
         --phases coverage,fuzzing --max-time 500 --exclude-path-regex '/api/auth/logout|/api/runs$|/api/loop$'
 
 which, over about 20,000 requests, found a 500 on POST /api/adjudications for a prompt without answers and
-sampling jobs accepted for models nobody serves (both fixed, with tests in tests/test_server.py).
+sampling jobs accepted for models nobody serves (both fixed, with tests in tests/serving/test_server.py).
 """
 
 from __future__ import annotations

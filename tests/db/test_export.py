@@ -391,7 +391,7 @@ def test_reward_trainer_trains_on_the_export(trl_files, tiny_reward_dir, tmp_pat
 
 # ---- round trips with the importer's multilingual corpus (tests/data) --------------------------
 
-DATA = __import__("pathlib").Path(__file__).parent / "data"
+DATA = __import__("pathlib").Path(__file__).resolve().parents[1] / "data"
 
 
 def _records(name):

@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 from db import users
 from tests.support.ui_data import DATASET, PASSWORDS, VISUAL_DATASET
 
-APP = str(Path(__file__).resolve().parents[1] / "annotate" / "streamlit_app.py")
+APP = str(Path(__file__).resolve().parents[2] / "annotate" / "streamlit_app.py")
 TIMEOUT = 30
 
 
