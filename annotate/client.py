@@ -151,6 +151,10 @@ class Client:
 
     # ---- datasets ---------------------------------------------------------------------------------
 
+    def formats(self) -> dict:
+        """{"import": [names], "export": [{name, suffix, description}]} (admin)."""
+        return self.get("/api/formats")
+
     def datasets(self) -> list[dict]:
         data = self.get("/api/datasets")
         return data.get("datasets", data) if isinstance(data, dict) else data

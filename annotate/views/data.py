@@ -14,26 +14,6 @@ from annotate.client import ApiError
 from annotate.session import get_client
 from annotate.stats_view import agreement_metrics, charts
 
-IMPORT_FORMATS = [
-    "auto",
-    "alpaca",
-    "messages",
-    "sharegpt",
-    "classification",
-    "preference",
-    "implicit-preference",
-    "ranked",
-    "oasst",
-    "prompts",
-]
-EXPORT_FORMATS = {  # format -> (file suffix, what it is)
-    "trl": ("jsonl", "TRL preference pairs, prompt/chosen/rejected as strings (DPO, reward models)"),
-    "trl-messages": ("jsonl", "TRL conversational pairs: prompt as messages, one assistant message each"),
-    "llamafactory": ("zip", "LLaMA-Factory ranking data plus its dataset_info.json entry"),
-    "sft": ("jsonl", "the best-ranked (or reference) answer per prompt, as messages"),
-    "classification": ("jsonl", "labelled examples, as imported"),
-    "parquet": ("parquet", "preference pairs as Parquet (columnar, for Spark / Ray / pandas)"),
-}
 ALL = "(all datasets)"
 
 require_role("admin")
@@ -42,9 +22,12 @@ st.title("Data", anchor=False)
 
 try:
     datasets = client.datasets()
+    formats = client.formats()
 except ApiError as e:
     st.error(f"Could not load the datasets: {e}")
     st.stop()
+IMPORT_FORMATS = formats["import"]
+EXPORT_FORMATS = {f["name"]: (f["suffix"], f["description"]) for f in formats["export"]}  # name -> (suffix, what)
 names = [d["name"] for d in datasets]
 
 import_tab, export_tab, charts_tab = st.tabs(["Import", "Export", "Charts"])

@@ -13,7 +13,15 @@ from dataclasses import asdict, dataclass, field, fields
 from db.consensus import SOURCES
 from db.errors import InputError
 
-FORMATS = ("trl", "trl-messages", "llamafactory", "sft", "classification", "parquet")
+# format -> (file suffix, what it is): the CLI's --format choices, GET /api/formats and the Data page read this
+FORMATS = {
+    "trl": ("jsonl", "TRL preference pairs, prompt/chosen/rejected as strings (DPO, reward models)"),
+    "trl-messages": ("jsonl", "TRL conversational pairs: prompt as messages, one assistant message each"),
+    "llamafactory": ("zip", "LLaMA-Factory ranking data plus its dataset_info.json entry"),
+    "sft": ("jsonl", "the best-ranked (or reference) answer per prompt, as messages"),
+    "classification": ("jsonl", "labelled examples, as imported"),
+    "parquet": ("parquet", "preference pairs as Parquet (columnar, for Spark / Ray / pandas)"),
+}
 
 
 @dataclass(kw_only=True)

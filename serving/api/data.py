@@ -14,8 +14,9 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
-from db import models_registry, queue, review
+from db import importers, models_registry, queue, review
 from db.errors import ConflictError, InputError
+from db.export.config import FORMATS as EXPORT_FORMATS
 from db.store import Store
 from serving.api.deps import ApiError, get_store, read_store, require_role
 
@@ -37,6 +38,19 @@ class DatasetPatch(BaseModel):
     description: str | None = Field(default=None, max_length=10_000)
     annotators_per_prompt: int | None = Field(default=None, ge=1, le=100)
     guidelines: str | None = Field(default=None, max_length=MAX_GUIDELINES)
+
+
+# ---- formats ----------------------------------------------------------------------------------------
+
+
+@router.get("/formats")
+def formats(user: dict = Depends(require_role("admin"))) -> dict:
+    """The import formats (`auto` detects one from the file) and the export formats with their file suffix and
+    what each holds: the Data page's choices, from the same lists the CLI's --format options use."""
+    return {
+        "import": ["auto", *importers.FORMATS],
+        "export": [{"name": k, "suffix": suffix, "description": d} for k, (suffix, d) in EXPORT_FORMATS.items()],
+    }
 
 
 # ---- datasets ---------------------------------------------------------------------------------------

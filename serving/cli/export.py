@@ -38,7 +38,7 @@ def _table(rows: list[list], header: list[str]) -> str:
 def register(cli: click.Group) -> None:
 
     @cli.command("export")
-    @click.option("--format", "fmt", required=True, type=click.Choice(FORMATS), help="Export format.")
+    @click.option("--format", "fmt", required=True, type=click.Choice(list(FORMATS)), help="Export format.")
     @click.option(
         "--out",
         required=True,

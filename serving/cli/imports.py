@@ -11,21 +11,10 @@ from pathlib import Path
 
 import click
 
+from db import importers
 from serving.cli.remote import server_url
 from serving.cli.root import open_store
 
-FORMAT_NAMES = [
-    "auto",
-    "alpaca",
-    "messages",
-    "sharegpt",
-    "classification",
-    "preference",
-    "implicit-preference",
-    "ranked",
-    "oasst",
-    "prompts",
-]
 PROGRESS_MIN_BYTES = 8 * 2**20  # show a progress bar for files at least this big
 
 
@@ -60,7 +49,7 @@ def register(cli: click.Group) -> None:
     @click.option(
         "--format",
         "fmt",
-        type=click.Choice(FORMAT_NAMES),
+        type=click.Choice(["auto", *importers.FORMATS]),
         default="auto",
         show_default=True,
         help="Input format; auto detects it from the first record and says what it found.",

@@ -261,6 +261,20 @@ def test_models_engines_and_docs(env):
     assert r.headers["Server-Timing"] == f"app;dur={r.headers['X-Process-Time']}"
 
 
+def test_formats_list_what_import_and_export_accept_for_admins_only(env, tmp_path):
+    c, store, prompts, h = env
+    assert c.get("/api/formats", headers=h["ann"]).status_code == 403
+    formats = c.get("/api/formats", headers=h["adm"]).json()
+    assert formats["import"][0] == "auto" and {"oasst", "ranked", "preference"} <= set(formats["import"])
+    by_name = {f["name"]: f for f in formats["export"]}
+    assert by_name["parquet"]["suffix"] == "parquet" and by_name["trl"]["description"]
+    # every listed export format is one the export route takes
+    for name in by_name:
+        r = c.get(f"/api/export?format={name}", headers=h["adm"])
+        assert r.status_code == 200, (name, r.text)
+    assert c.get("/api/export?format=csv-ish", headers=h["adm"]).status_code == 400
+
+
 def test_prompt_image_is_served_by_index(env):
     from db import media
 
