@@ -32,6 +32,10 @@ CANCEL_GRACE_S = 30.0  # a cancelled training job saves a checkpoint; SIGKILL on
 JOIN_MARGIN_S = 5.0  # after the grace period: time for a killed job's watcher to record its end
 
 
+class ShuttingDownError(ConflictError):
+    """The runner is stopping with its server: it starts nothing more."""
+
+
 @dataclass(eq=False)
 class Job:
     """One piece of background work: a thread, or a subprocess with the thread that waits for it."""
@@ -64,7 +68,7 @@ class JobRunner:
 
     def _claim(self, kind: str, key: int) -> None:
         if self._closed:
-            raise ConflictError("the server is shutting down: no new background jobs")
+            raise ShuttingDownError("the server is shutting down: no new background jobs")
         if (kind, key) in self._jobs:
             raise ConflictError(f"{kind} {key} is already running")
 
@@ -186,7 +190,10 @@ class JobKind:
 
 def stop_process(proc: subprocess.Popen, grace: float) -> None:
     """SIGTERM to the process group now (a training job saves a checkpoint and exits); SIGKILL if it is still alive
-    after `grace` s. Returns at once; the caller waits for the process if it needs to."""
+    after `grace` s. Returns at once; the caller waits for the process if it needs to. A process that has ended
+    already is left alone: its pid may have been given to another process since."""
+    if proc.poll() is not None:
+        return
     try:
         os.killpg(proc.pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):

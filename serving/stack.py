@@ -28,6 +28,7 @@ import httpx
 from db import paths
 from db.store import Store
 from serving.api.security import DEMO_USERS
+from serving.jobs import CANCEL_GRACE_S, JOIN_MARGIN_S
 from serving.ui_launch import streamlit_command
 
 log = logging.getLogger(__name__)
@@ -250,8 +251,10 @@ def run_up(cfg: UpConfig, echo: Callable[[str], None]) -> int:
         code = 1
     finally:
         echo("stopping ...")
-        for _, p in reversed(procs):
-            _terminate(p)
+        for what, p in reversed(procs):
+            # the server stops its training runs first (SIGTERM, a checkpoint, SIGKILL after CANCEL_GRACE_S) and
+            # records how they ended: give it that long before killing it
+            _terminate(p, grace=CANCEL_GRACE_S + JOIN_MARGIN_S + 10 if what == "server" else 15.0)
         if started_engine:
             try:
                 stop_engine(started_engine)

@@ -27,7 +27,7 @@ from db.errors import ConflictError
 from db.store import Store
 from serving.api.deps import ApiError, get_store, require_role
 from serving.engines.registry import pid_alive
-from serving.jobs import JobKind, start_run
+from serving.jobs import JobKind, ShuttingDownError, start_run
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["training runs"])
@@ -108,6 +108,10 @@ class RunManager(JobKind):
     def launch(self, run_id: int, *, resume: bool = False) -> None:
         try:
             start_run(self.runner, self.store, run_id, resume=resume)
+        except ShuttingDownError as e:
+            if not resume:  # the row was recorded for this start: it must not wait as queued for ever
+                runs.mark_done(self.store, run_id, "failed", error=str(e))
+            raise ApiError(503, str(e), field="run_id") from e
         except ConflictError as e:
             raise ApiError(409, f"run {run_id} is already running", field="run_id") from e
 

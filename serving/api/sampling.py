@@ -26,7 +26,7 @@ from db.store import Store
 from serving.api.deps import ApiError, get_store, require_role
 from serving.engines.errors import ModelNotFoundError
 from serving.engines.registry import list_engines, resolve_model
-from serving.jobs import JobKind
+from serving.jobs import JobKind, ShuttingDownError
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["sampling jobs"])
@@ -66,9 +66,13 @@ class SamplingManager(JobKind):
             params=params,
             created_by=created_by,
         )
-        self.runner.start_thread(
-            self.kind, job_id, lambda job: self._run(job_id, body, params, job.cancel, created_by)
-        )
+        try:
+            self.runner.start_thread(
+                self.kind, job_id, lambda job: self._run(job_id, body, params, job.cancel, created_by)
+            )
+        except ShuttingDownError as e:
+            sampling.update_job(self.store, job_id, status="failed", error=str(e), finished_at="now")
+            raise ApiError(503, str(e)) from e
         return job_id
 
     def _run(self, job_id: int, body: SamplingJobIn, params: dict, cancel: threading.Event, created_by: str):

@@ -16,7 +16,7 @@ from pathlib import Path
 from db import runs
 from db.errors import PrefLabError
 from db.store import Store
-from serving.jobs import JOIN_MARGIN_S, Job, JobRunner, start_run
+from serving.jobs import JOIN_MARGIN_S, Job, JobRunner, ShuttingDownError, start_run
 from serving.loop.config import LoopConfig
 
 CREATED_BY = "preflab-loop"
@@ -123,7 +123,12 @@ def train_stage(
         model_name=model_name,
         threads=threads,
     )
-    wait_for_run(runner, start_run(runner, store, run_id), cancel)
+    try:
+        job = start_run(runner, store, run_id)
+    except ShuttingDownError as e:
+        runs.mark_done(store, run_id, "failed", error=str(e))
+        raise PrefLabError(f"{stage}: {e}") from e
+    wait_for_run(runner, job, cancel)
     if cancel.is_set():
         raise PrefLabError("the loop was cancelled")
     status = runs.get_run(store, run_id)["status"]

@@ -14,7 +14,7 @@ import pytest
 
 from db import runs, sampling
 from db.errors import ConflictError
-from serving.jobs import JOIN_MARGIN_S, JobRunner
+from serving.jobs import JOIN_MARGIN_S, JobRunner, stop_process
 
 
 def test_runner_cancels_and_forgets_a_thread_and_refuses_a_second_job_with_one_key():
@@ -51,6 +51,39 @@ def test_shutdown_kills_a_process_that_ignores_sigterm_and_records_its_end_then_
     with pytest.raises(ConflictError, match="shutting down"):
         runner.start_thread("t", 2, lambda job: None)
     runner.shutdown()  # idempotent
+
+
+def test_stopping_a_process_that_has_ended_sends_no_signal(monkeypatch):
+    proc = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
+    proc.wait()
+    sent = []
+    monkeypatch.setattr(os, "killpg", lambda pid, sig: sent.append((pid, sig)))
+    stop_process(proc, 0.1)  # its pid may belong to another process by now
+    assert sent == []
+
+
+def test_work_refused_while_the_server_shuts_down_is_recorded_as_failed_not_left_waiting(store, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from serving.api.app import create_app
+    from serving.api.deps import ApiError
+    from serving.api.sampling import SamplingJobIn
+
+    store.ensure_dataset("qs", created_by="test")
+    run_id = runs.create_run(store, stage="sft", run_dir=str(tmp_path / "r"), base="b", parent=None,
+                             snapshot_id=None, config={}, created_by="test")  # fmt: skip
+    with TestClient(create_app(store)) as c:
+        app = c.app
+        app.state.runner.shutdown()
+        with pytest.raises(ApiError) as refused:
+            app.state.jobs.start(SamplingJobIn(dataset="qs", model="m"), "adm")
+        assert refused.value.status_code == 503
+        with pytest.raises(ApiError) as refused:
+            app.state.runs.launch(run_id)
+        assert refused.value.status_code == 503
+    job = sampling.list_jobs(store, dataset="qs")[0]
+    assert (job["status"], job["error"]) == ("failed", "the server is shutting down: no new background jobs")
+    assert runs.get_run(store, run_id)["status"] == "failed"
 
 
 def test_a_new_server_records_the_end_of_jobs_and_runs_a_stopped_one_left_running(store, tmp_path):
