@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from db.hashing import text_hash
 from db.importers.fields import (
     Ctx,
     assistant_text,
@@ -26,6 +27,7 @@ from db.importers.fields import (
     messages,
     prompt_messages,
     prompt_row,
+    ranking_record,
     text,
     type_name,
 )
@@ -42,8 +44,13 @@ def ranking_batch(
     annotator: str | None,
     *,
     ranking_key: str | None = None,
+    source_record: str | None = None,
 ) -> Batch:
-    """A prompt, its answers [(field, text)] and one ranking of them, after every check has passed."""
+    """A prompt, its answers [(field, text)] and one ranking of them, after every check has passed.
+
+    `source_record` names the record the ranking came from (a format's own id where it has one); by default it is
+    the hash of the prompt and the ranked answers (fields.ranking_record), so the same ranking twice is one.
+    """
     seen: dict[str, str] = {}
     for fld, answer in answers:
         if answer in seen:
@@ -54,6 +61,7 @@ def ranking_batch(
     batch.prompts.append(p)
     name = _annotator(p["key"], annotator, ctx)
     rkey = ranking_key or str(ctx.line)
+    gen_keys = [text_hash(answer) for _, answer in answers]
     batch.rankings.append(
         {
             "ranking_key": rkey,
@@ -62,6 +70,7 @@ def ranking_batch(
             "user_kind": "imported",
             "status": "submitted",
             "source": "import",
+            "source_record": source_record or ranking_record(p["key"], list(zip(gen_keys, ranks, strict=True))),
         }
     )
     for position, ((_, answer), rank) in enumerate(zip(answers, ranks, strict=True)):
