@@ -8,8 +8,9 @@
 
 Each record becomes a prompt, its answers (generation kind 'imported') and one ranking (a pair is a ranking
 of two). Who ranked: the record's "annotator", else one named after the file ("imported:<stem>"). The same
-prompt ranked again further down the file without an annotator is a second ranking by "<name>#2" (one
-ranking per annotator per prompt is a schema rule); a named annotator ranking a prompt twice is an error.
+prompt ranked again further down the file without an annotator is a second ranking by "<name>#2" (unnamed
+rankers of one prompt are taken to be different people); a named annotator ranking a prompt twice is an
+error. A ranking's source record is the hash of its prompt and ranked answers (fields.ranking_record).
 """
 
 from __future__ import annotations
