@@ -21,6 +21,7 @@ STAGE_SCHEMAS: dict[str, pa.Schema] = {
             ("external_id", pa.string()),
             ("metadata", pa.string()),
             ("assets", pa.string()),
+            ("record", pa.int64()),
         ]
     ),
     "stage_generations": pa.schema(
@@ -39,6 +40,7 @@ STAGE_SCHEMAS: dict[str, pa.Schema] = {
             ("latency_ms", pa.float64()),
             ("finish_reason", pa.string()),
             ("metadata", pa.string()),
+            ("record", pa.int64()),
         ]
     ),
     "stage_rankings": pa.schema(
@@ -55,6 +57,8 @@ STAGE_SCHEMAS: dict[str, pa.Schema] = {
             ("comment", pa.string()),
             ("time_on_task_ms", pa.int64()),
             ("guideline_version", pa.int32()),
+            ("source_record", pa.string()),
+            ("record", pa.int64()),
         ]
     ),
     "stage_items": pa.schema(
@@ -67,6 +71,7 @@ STAGE_SCHEMAS: dict[str, pa.Schema] = {
             ("label", pa.string()),
             ("metadata", pa.string()),
             ("source", pa.string()),
+            ("record", pa.int64()),
         ]
     ),
 }
@@ -118,9 +123,9 @@ class WriteCounts:
 def commit_staged(store, dataset_id: int, *, created_by: str) -> WriteCounts:
     """Move new rows from the stage_* relations into the real tables. Call inside `transaction()`.
 
-    Rows already stored (same content hash, same annotator and prompt) are left alone, so a second
-    import of the same data adds nothing. Duplicates within the staged rows are dropped with DISTINCT ON
-    (2.4x faster than the equivalent row_number() window on 400k generations, bench/pairs.py).
+    Rows already stored (same content hash; for a ranking, same prompt, annotator and source record) are left
+    alone, so a second import of the same data adds nothing. Duplicates within the staged rows are dropped with
+    DISTINCT ON (2.4x faster than the equivalent row_number() window on 400k generations, bench/pairs.py).
     """
     c = store.con
     n = WriteCounts()
@@ -157,16 +162,17 @@ def commit_staged(store, dataset_id: int, *, created_by: str) -> WriteCounts:
            FROM (SELECT DISTINCT ON (ranking_key) * FROM stage_rankings) s
            JOIN prompts p ON p.dataset_id = ? AND p.content_hash = s.prompt_key
            JOIN users u ON u.name = s.annotator
-           WHERE NOT EXISTS (SELECT 1 FROM rankings r WHERE r.prompt_id = p.id AND r.user_id = u.id)
-           QUALIFY row_number() OVER (PARTITION BY p.id, u.id) = 1""",
+           WHERE NOT EXISTS (SELECT 1 FROM rankings r WHERE r.prompt_id = p.id AND r.user_id = u.id
+                                                     AND r.source_record = coalesce(s.source_record, ''))
+           QUALIFY row_number() OVER (PARTITION BY p.id, u.id, coalesce(s.source_record, '')) = 1""",
         [dataset_id],
     )
     n.rankings = c.execute(
         """INSERT INTO rankings (id, prompt_id, user_id, status, source, all_bad, skip_reason, flag_reason,
-                                 comment, time_on_task_ms, guideline_version, created_by)
+                                 comment, time_on_task_ms, guideline_version, created_by, source_record)
            SELECT id, prompt_id, user_id, coalesce(status, 'submitted'), coalesce(source, 'import'),
                   coalesce(all_bad, false), skip_reason, flag_reason, comment, time_on_task_ms,
-                  guideline_version, ?
+                  guideline_version, ?, coalesce(source_record, '')
            FROM new_rankings ORDER BY id""",
         [created_by],
     ).fetchall()[0][0]
@@ -187,3 +193,56 @@ def commit_staged(store, dataset_id: int, *, created_by: str) -> WriteCounts:
         [dataset_id, created_by, dataset_id],
     ).fetchall()[0][0]
     return n
+
+
+# Each staged row is new, stored (its twin is in the database) or a repeat of an earlier record's new row. A record
+# with a new row of its own added something; one whose rows are all stored or repeats was merged into an earlier
+# record of the file when any is a repeat, and was already stored otherwise.
+_CLASSIFY_SQL = """
+    WITH staged AS (
+        SELECT s.record, 'p:' || s.key AS k, p.id IS NOT NULL AS stored
+        FROM stage_prompts s LEFT JOIN prompts p ON p.dataset_id = $1 AND p.content_hash = s.key
+        UNION ALL
+        SELECT s.record, 'g:' || s.prompt_key || ':' || s.gen_key, g.id IS NOT NULL
+        FROM stage_generations s
+        LEFT JOIN prompts p ON p.dataset_id = $1 AND p.content_hash = s.prompt_key
+        LEFT JOIN generations g ON g.prompt_id = p.id AND g.content_hash = s.gen_key
+        UNION ALL
+        SELECT s.record, 'r:' || s.prompt_key || ':' || s.annotator || ':' || coalesce(s.source_record, ''),
+               r.id IS NOT NULL
+        FROM stage_rankings s
+        LEFT JOIN prompts p ON p.dataset_id = $1 AND p.content_hash = s.prompt_key
+        LEFT JOIN users u ON u.name = s.annotator
+        LEFT JOIN rankings r ON r.prompt_id = p.id AND r.user_id = u.id
+                                AND r.source_record = coalesce(s.source_record, '')
+        UNION ALL
+        SELECT s.record, 'e:' || s.key, e.id IS NOT NULL
+        FROM stage_examples s LEFT JOIN examples e ON e.dataset_id = $1 AND e.content_hash = s.key
+    ),
+    marked AS (SELECT record, stored, record = min(record) OVER (PARTITION BY k) AS first FROM staged
+               WHERE record IS NOT NULL),
+    per_record AS (SELECT bool_or(NOT stored AND first) AS added, bool_or(NOT stored) AS repeat
+                   FROM marked GROUP BY record)
+    SELECT count(*) FILTER (WHERE added), count(*) FILTER (WHERE repeat AND NOT added),
+           count(*) FILTER (WHERE NOT repeat)
+    FROM per_record"""
+
+
+@dataclass
+class RecordCounts:
+    """What became of each record of a file that staged rows: it added something, its rows were all merged into
+    an earlier record of the file (the same ranking twice), or they were all stored already."""
+
+    added: int = 0
+    merged: int = 0
+    already_stored: int = 0
+
+    def __add__(self, other: RecordCounts) -> RecordCounts:
+        return RecordCounts(**{name: value + getattr(other, name) for name, value in self.__dict__.items()})
+
+
+def classify_records(store, dataset_id: int) -> RecordCounts:
+    """Sort the records behind the stage_* rows (their `record` column) into added, merged and already stored.
+    Call inside `transaction()` before `commit_staged`, which makes every new row stored."""
+    added, merged, stored = store.con.execute(_CLASSIFY_SQL, [dataset_id]).fetchall()[0]
+    return RecordCounts(added=added, merged=merged, already_stored=stored)

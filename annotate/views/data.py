@@ -108,6 +108,15 @@ with import_tab:
             stored = {k: v for k, v in (body.get("already_stored") or {}).items() if v}
             if stored:
                 st.caption("Already stored, not added again: " + ", ".join(f"{v:,} {k}" for k, v in stored.items()))
+            outcome = body.get("records_outcome")
+            if isinstance(outcome, dict) and outcome.get("read"):
+                st.caption(
+                    f"Records: {outcome['read']:,} read = {outcome['added']:,} added + "
+                    f"{outcome['already_stored']:,} already stored + {outcome['merged']:,} merged (the same "
+                    f"ranking as an earlier record) + {outcome['skipped_invalid']:,} skipped as invalid + "
+                    f"{outcome['skipped_empty']:,} skipped as empty"
+                    + (f" ({body['empty']['reason']})" if outcome["skipped_empty"] else "")
+                )
             skipped = body.get("skipped")
             if isinstance(skipped, list) and skipped:
                 st.warning(f"{len(skipped)} invalid row(s) skipped; the rest was {verb}:")

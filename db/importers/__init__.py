@@ -26,7 +26,7 @@ from db.importers import oasst, preference, sft
 from db.importers.fields import MAX_FIELD_BYTES, Ctx
 from db.importers.reader import BadRecord, open_binary, read_records
 from db.media import media_dir
-from db.staging import Batch, WriteCounts
+from db.staging import Batch, RecordCounts, WriteCounts, classify_records
 from db.store import Store
 
 log = logging.getLogger(__name__)
@@ -47,11 +47,18 @@ FORMATS: dict[str, Callable] = {
 FAST_FORMATS = ("ranked", "preference")
 TOTAL_KEYS = ("prompts", "generations", "rankings", "pairs", "examples")
 FAST_MIN_BYTES = 32 * 2**20  # below this the Python path is fast enough and gives the same rows
+# why a valid record of a format can hold nothing to import (it is counted as skipped, with this reason)
+EMPTY_REASONS = {"oasst": "no prompter message has two or more ranked assistant replies: nothing to rank"}
 
 
 @dataclass
 class ImportReport:
-    """What an import found and did. `added` counts new rows; `in_file - added` were already stored."""
+    """What an import found and did. `added` counts new rows; `in_file - added` were already stored.
+
+    Every record read is accounted for once (`accounting()`): it added something, it was already stored (a
+    re-import), it was merged (the same ranking as an earlier record of the file), or it was skipped: invalid
+    (`skipped`, with the error) or holding nothing to import (`empty`, its lines, with `empty_reason`).
+    """
 
     file: str
     format: str
@@ -62,6 +69,20 @@ class ImportReport:
     skipped: list[InputError] = field(default_factory=list)
     added: WriteCounts = field(default_factory=WriteCounts)
     in_file: dict[str, int] = field(default_factory=dict)
+    outcome: RecordCounts = field(default_factory=RecordCounts)
+    empty: list[int] = field(default_factory=list)
+    empty_reason: str = ""
+
+    def accounting(self) -> dict[str, int]:
+        """Records read, and what became of each: the five outcomes add up to `read`."""
+        return {
+            "read": self.records + len(self.skipped),
+            "added": self.outcome.added,
+            "already_stored": self.outcome.already_stored,
+            "merged": self.outcome.merged,
+            "skipped_invalid": len(self.skipped),
+            "skipped_empty": len(self.empty),
+        }
 
     def already_stored(self) -> dict[str, int]:
         added = self.added.as_dict()
@@ -80,6 +101,8 @@ class ImportReport:
             "added": {k: added[k] for k in TOTAL_KEYS},
             "already_stored": self.already_stored(),
             "skipped": [{"file": e.file, "line": e.line, "field": e.field, "message": str(e)} for e in self.skipped],
+            "records_outcome": self.accounting(),
+            "empty": {"lines": self.empty, "reason": self.empty_reason},
         }
 
 
@@ -182,9 +205,13 @@ class ChunkedBatch(Batch):
         self._chunks: dict[str, list[pa.Table]] = {}
         self._rows = 0
 
-    def add(self, other: Batch) -> None:
+    def add(self, other: Batch, record: int | None = None) -> None:
+        """Take `other`'s rows, stamped with the ordinal of the file record they came from."""
         for name in ("prompts", "generations", "rankings", "items", "examples"):
             rows = getattr(other, name)
+            if record is not None and name != "items":
+                for row in rows:
+                    row["record"] = record
             getattr(self, name).extend(rows)
             self._rows += len(rows)
         if self._rows >= self.FLUSH_ROWS:
@@ -208,7 +235,8 @@ class ChunkedBatch(Batch):
 
 STAGED_TOTALS_SQL = """
     WITH r AS (SELECT ranking_key FROM stage_rankings
-               QUALIFY row_number() OVER (PARTITION BY prompt_key, annotator ORDER BY ranking_key) = 1),
+               QUALIFY row_number() OVER (PARTITION BY prompt_key, annotator, coalesce(source_record, '')
+                                          ORDER BY ranking_key) = 1),
          k AS (SELECT count(DISTINCT gen_key) AS k FROM stage_items JOIN r USING (ranking_key) GROUP BY ranking_key)
     SELECT (SELECT count(DISTINCT key) FROM stage_prompts),
            (SELECT count(*) FROM (SELECT DISTINCT prompt_key, gen_key FROM stage_generations)),
@@ -218,35 +246,36 @@ STAGED_TOTALS_SQL = """
 
 
 class _Rollback(Exception):
-    def __init__(self, counts: WriteCounts):
-        self.counts = counts
+    def __init__(self, counts: WriteCounts, outcome: RecordCounts):
+        self.counts, self.outcome = counts, outcome
 
 
 def write_staged(
     store: Store, dataset: str, *, created_by: str, dry_run: bool, totals: dict | None = None
-) -> tuple[WriteCounts, dict]:
+) -> tuple[WriteCounts, dict, RecordCounts]:
     """Commit the stage_* relations visible on store.con (call under store._lock).
 
-    Returns what was added and what the stage held (distinct rows; a ranking is one per prompt and
-    annotator, as the schema keeps it, so the same oasst tree twice counts once). A dry run computes the
-    same and rolls back.
+    Returns what was added, what the stage held (distinct rows; a ranking is one per prompt, annotator and
+    source record, as the schema keeps it, so the same oasst tree twice counts once) and what became of each
+    record. A dry run computes the same and rolls back.
     """
     if totals is None:
         totals = dict(zip(TOTAL_KEYS, store.con.execute(STAGED_TOTALS_SQL).fetchall()[0], strict=True))
     try:
         with store.transaction():
             dataset_id = store.ensure_dataset(dataset, created_by=created_by)
+            outcome = classify_records(store, dataset_id)
             counts = store.commit_staged(dataset_id, created_by=created_by)
             if dry_run:
-                raise _Rollback(counts)
+                raise _Rollback(counts, outcome)
     except _Rollback as r:
-        counts = r.counts
-    return counts, totals
+        counts, outcome = r.counts, r.outcome
+    return counts, totals, outcome
 
 
 def write_tables(
     store: Store, dataset: str, tables: dict[str, pa.Table], *, created_by: str, dry_run: bool
-) -> tuple[WriteCounts, dict]:
+) -> tuple[WriteCounts, dict, RecordCounts]:
     """write_staged over Arrow tables (the Python path's rows)."""
     with store._lock:
         for name, table in tables.items():
@@ -337,8 +366,12 @@ def import_file(
             if isinstance(item, BadRecord):
                 raise item
             ctx.line = item.line
-            batch.add(convert(item.value, ctx))
+            rows = convert(item.value, ctx)
             report.records += 1
+            if rows.prompts or rows.examples:
+                batch.add(rows, record=report.records)
+            else:  # a valid record with nothing in it to import: say so rather than drop it unseen
+                report.empty.append(item.line)
         except InputError as e:
             if not skip_invalid:
                 hint = (
@@ -351,5 +384,10 @@ def import_file(
     if report.records == 0:
         why = f"all {len(report.skipped)} records are invalid" if report.skipped else "no records to import"
         raise InputError(f"nothing to import: {why}", file=str(path))
-    report.added, report.in_file = write_tables(store, dataset, batch.tables(), created_by=created_by, dry_run=dry_run)
+    if report.empty:
+        report.empty_reason = EMPTY_REASONS.get(fmt, "the record holds nothing to import")
+        log.info("%s: %s records hold nothing to import (%s)", path, len(report.empty), report.empty_reason)
+    report.added, report.in_file, report.outcome = write_tables(
+        store, dataset, batch.tables(), created_by=created_by, dry_run=dry_run
+    )
     return report

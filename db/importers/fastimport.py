@@ -37,7 +37,7 @@ from db.hashing import SQL_USER_PROMPT_HASH
 from db.importers import ImportReport, write_staged
 from db.importers.fields import MAX_FIELD_BYTES
 from db.importers.reader import MAX_RECORD_BYTES
-from db.staging import STAGE_SCHEMAS, WriteCounts
+from db.staging import STAGE_SCHEMAS, RecordCounts, WriteCounts
 from db.store import Store
 
 log = logging.getLogger(__name__)
@@ -122,16 +122,26 @@ def _run(store, con, path, fmt, dataset, dry_run, created_by, annotator, t0) -> 
         return None
     log.info("%s: read and checked %s records in %.1fs", path, records, time.perf_counter() - t0)
     totals = _key_rows(con, annotator)
-    added = WriteCounts()
+    added, outcome = WriteCounts(), RecordCounts()
     step = records if dry_run else COMMIT_ROWS
     for lo in range(0, records, step):
         _stage_chunk(con, path, lo, lo + step)
-        counts, _ = write_staged(store, dataset, created_by=created_by, dry_run=dry_run, totals=totals)
+        # no two records share a (prompt, annotator) (checked), so no record of a later chunk is merged into one of
+        # an earlier chunk: the per-chunk outcomes add up to the file's
+        counts, _, chunk_outcome = write_staged(store, dataset, created_by=created_by, dry_run=dry_run, totals=totals)
         added += counts
+        outcome += chunk_outcome
         done = min(lo + step, records)
         log.info("%s: committed records %s-%s in %.1fs", path, lo + 1, done, time.perf_counter() - t0)
     return ImportReport(
-        file=str(path), format=fmt, engine="duckdb", dry_run=dry_run, records=records, added=added, in_file=totals
+        file=str(path),
+        format=fmt,
+        engine="duckdb",
+        dry_run=dry_run,
+        records=records,
+        added=added,
+        in_file=totals,
+        outcome=outcome,
     )
 
 
@@ -158,7 +168,10 @@ def _key_rows(con, annotator: str) -> dict[str, int]:
     key = SQL_USER_PROMPT_HASH.format(col="p")
     con.execute(
         f"""CREATE TEMP TABLE fi_keyed AS
-            SELECT rn, p, {key} AS prompt_key, coalesce(who, ?) AS who, answers, ranks FROM fi_rows""",
+            SELECT *, sha256(prompt_key || ':' || array_to_string(
+                       list_transform(range(len(answers)), lambda i: sha256(answers[i + 1]) || '=' || ranks[i + 1]),
+                       ',')) AS source_record
+            FROM (SELECT rn, p, {key} AS prompt_key, coalesce(who, ?) AS who, answers, ranks FROM fi_rows)""",
         [annotator],
     )
     con.execute("DROP TABLE fi_rows")
@@ -197,6 +210,7 @@ def _stage_chunk(con, path: Path, lo: int, hi: int) -> None:
             "key": "prompt_key",
             "messages": """'[{"role": "user", "content": ' || to_json(p) || '}]'""",
             "source": source,
+            "record": "rn",
         },
     )
     _stage_view(
@@ -210,13 +224,15 @@ def _stage_chunk(con, path: Path, lo: int, hi: int) -> None:
             "user_kind": "'imported'",
             "status": "'submitted'",
             "source": "'import'",
+            "source_record": "source_record",
+            "record": "rn",
         },
     )
     _stage_view(
         con,
         "stage_generations",
         answers,
-        {"prompt_key": "prompt_key", "gen_key": "gen_key", "text": "text", "kind": "'imported'"},
+        {"prompt_key": "prompt_key", "gen_key": "gen_key", "text": "text", "kind": "'imported'", "record": "rn"},
     )
     # items are joined on ranking_key: a table with the key computed once, not a view that recomputes it
     con.execute(

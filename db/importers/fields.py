@@ -166,3 +166,9 @@ def generation_row(
         "model": model,
         "metadata": dumps(metadata) if metadata else None,
     }
+
+
+def ranking_record(prompt_key: str, ranked: list[tuple[str, int]]) -> str:
+    """The source_record of a ranking whose record has no id of its own: the hash of its prompt and of its answers'
+    (gen_key, rank) in shown order. Migration 0006 and db/importers/fastimport.py compute the same in SQL."""
+    return text_hash(prompt_key + ":" + ",".join(f"{gen_key}={rank}" for gen_key, rank in ranked))

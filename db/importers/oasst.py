@@ -7,14 +7,16 @@ Every message with two or more (not deleted) assistant replies becomes a prompt:
 and including it (prompter -> user, assistant -> assistant). Its replies become generations (kind 'imported').
 OpenAssistant ranks siblings 0 = best, so rank r is stored as r + 1; the ranks come from the crowd's merged
 votes, so they form one ranking by a consensus annotator ("oasst-consensus", kind 'consensus'). Replies with
-no rank stay generations without a rank; fewer than two ranked replies give no ranking.
+no rank stay generations without a rank; fewer than two ranked replies give no ranking. A ranking's source record
+is "oasst:<message_id>" of the message its replies answer: trees that open with the same message keep a ranking
+each, and a tree repeated in the file (even with other metadata) is one ranking, the repeat counted as merged.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from db.importers.fields import Ctx, generation_row, get, prompt_row, text, type_name
+from db.importers.fields import Ctx, generation_row, get, prompt_row, ranking_record, text, type_name
 from db.staging import Batch
 
 CONSENSUS_ANNOTATOR = "oasst-consensus"
@@ -81,6 +83,10 @@ def _add_prompt(batch: Batch, convo: list[dict], msg: dict, answers: list, ctx: 
     if len(best) < 2:
         return 0
     key = f"{ctx.line}:{n}"
+    # the prompt message's id names the ranking (ids are UUIDs, unique across trees): two trees that open with the
+    # same text are two rankings, and the same tree twice is one
+    mid = msg.get("message_id")
+    source_record = f"oasst:{mid}" if isinstance(mid, str) and mid else ranking_record(p["key"], list(best.items()))
     batch.rankings.append(
         {
             "ranking_key": key,
@@ -89,6 +95,7 @@ def _add_prompt(batch: Batch, convo: list[dict], msg: dict, answers: list, ctx: 
             "user_kind": "consensus",
             "status": "submitted",
             "source": "consensus",
+            "source_record": source_record,
         }
     )
     batch.items.extend(

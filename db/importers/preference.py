@@ -8,8 +8,9 @@
 
 Each record becomes a prompt, its answers (generation kind 'imported') and one ranking (a pair is a ranking
 of two). Who ranked: the record's "annotator", else one named after the file ("imported:<stem>"). The same
-prompt ranked again further down the file without an annotator is a second ranking by "<name>#2" (one
-ranking per annotator per prompt is a schema rule); a named annotator ranking a prompt twice is an error.
+prompt ranked again further down the file without an annotator is a second ranking by "<name>#2" (unnamed
+rankers of one prompt are taken to be different people); a named annotator ranking a prompt twice is an
+error. A ranking's source record is the hash of its prompt and ranked answers (fields.ranking_record).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from db.hashing import text_hash
 from db.importers.fields import (
     Ctx,
     assistant_text,
@@ -26,6 +28,7 @@ from db.importers.fields import (
     messages,
     prompt_messages,
     prompt_row,
+    ranking_record,
     text,
     type_name,
 )
@@ -42,8 +45,13 @@ def ranking_batch(
     annotator: str | None,
     *,
     ranking_key: str | None = None,
+    source_record: str | None = None,
 ) -> Batch:
-    """A prompt, its answers [(field, text)] and one ranking of them, after every check has passed."""
+    """A prompt, its answers [(field, text)] and one ranking of them, after every check has passed.
+
+    `source_record` names the record the ranking came from (a format's own id where it has one); by default it is
+    the hash of the prompt and the ranked answers (fields.ranking_record), so the same ranking twice is one.
+    """
     seen: dict[str, str] = {}
     for fld, answer in answers:
         if answer in seen:
@@ -54,6 +62,7 @@ def ranking_batch(
     batch.prompts.append(p)
     name = _annotator(p["key"], annotator, ctx)
     rkey = ranking_key or str(ctx.line)
+    gen_keys = [text_hash(answer) for _, answer in answers]
     batch.rankings.append(
         {
             "ranking_key": rkey,
@@ -62,6 +71,7 @@ def ranking_batch(
             "user_kind": "imported",
             "status": "submitted",
             "source": "import",
+            "source_record": source_record or ranking_record(p["key"], list(zip(gen_keys, ranks, strict=True))),
         }
     )
     for position, ((_, answer), rank) in enumerate(zip(answers, ranks, strict=True)):

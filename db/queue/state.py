@@ -6,8 +6,8 @@ request looks at the first few hundred open prompts in id order instead of joini
 generations. queue_sync holds high-water marks of generations and rankings already folded in; anything
 written since (by the importer, the sampler or this package) is folded in on the next request, so other
 writers need not know the queue exists. Everything runs under the Store lock in one transaction, which is
-what keeps concurrent submits within k (the server is one process); UNIQUE(prompt_id, user_id) on rankings
-backs up "one ranking per person".
+what keeps concurrent submits within k (the server is one process); UNIQUE(prompt_id, user_id, source_record) on
+rankings (source_record is '' for people) backs up "one ranking per person".
 """
 
 from __future__ import annotations

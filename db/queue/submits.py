@@ -121,7 +121,7 @@ def _submit_in_tx(
                 created_at or now,
             ],
         ).fetchall()[0][0]
-    except duckdb.ConstraintException:  # UNIQUE (prompt_id, user_id): one ranking per person per prompt
+    except duckdb.ConstraintException:  # UNIQUE (prompt_id, user_id, ''): one ranking per person per prompt
         raise ConflictError(f"you already ranked prompt {prompt_id}") from None
     write_items(store, ranking_id, prompt_id, order, clean, status)
     c.execute("UPDATE assignments SET status = 'done' WHERE id = ?", [assignment_id])

@@ -112,6 +112,8 @@ def import_report(report, name: str) -> dict:
         "in_file": report.in_file,
         "already_stored": report.already_stored(),
         "skipped": [{"message": e.reason, "file": name, "line": e.line, "field": e.field} for e in report.skipped],
+        "records_outcome": report.accounting(),
+        "empty": {"lines": report.empty, "reason": report.empty_reason},
     }
 
 

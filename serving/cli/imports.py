@@ -22,6 +22,18 @@ def _counts(d: dict[str, int]) -> str:
     return ", ".join(f"{v} {k}" for k, v in d.items() if k != "users")
 
 
+def _echo_records(outcome: dict[str, int], empty: dict) -> None:
+    """What became of every record read: the outcomes add up to the records read."""
+    click.echo(
+        f"records: {outcome['read']} read = {outcome['added']} added + {outcome['already_stored']} already stored"
+        f" + {outcome['merged']} merged (the same ranking as an earlier record) + {outcome['skipped_invalid']}"
+        f" skipped as invalid + {outcome['skipped_empty']} skipped as empty"
+    )
+    if empty["lines"]:
+        shown = ", ".join(map(str, empty["lines"][:10])) + (", ..." if len(empty["lines"]) > 10 else "")
+        click.echo(f"skipped as empty ({empty['reason']}): lines {shown}")
+
+
 def _import_via_server(url: str, file: Path, fmt: str, dataset: str | None, dry_run: bool, skip_invalid: bool) -> None:
     from serving.cli import remote
 
@@ -37,6 +49,7 @@ def _import_via_server(url: str, file: Path, fmt: str, dataset: str | None, dry_
         f"{verb}: {_counts({k: r['added'][k] for k in r['in_file']})}"
     )
     click.echo(f"already stored: {_counts(r['already_stored'])}")
+    _echo_records(r["records_outcome"], r["empty"])
     if r["skipped"]:
         click.echo(f"skipped {len(r['skipped'])} invalid records (listed above)")
     if dry_run:
@@ -73,7 +86,8 @@ def register(cli: click.Group) -> None:
         Atomic (a bad file changes nothing; the error names file, line and field) and idempotent
         (importing the same file again adds nothing). The duckdb engine checks the whole file, then
         commits files of over 100,000 records 100,000 at a time to bound memory: if the import is
-        killed midway, run it again to add the rest.
+        killed midway, run it again to add the rest. The summary says what became of every record:
+        added, already stored, merged (the same ranking as an earlier record) or skipped, with why.
         """
 
         url = server_url(ctx)
@@ -118,6 +132,7 @@ def register(cli: click.Group) -> None:
             f"{verb}: {_counts({k: added[k] for k in report.in_file})}"
         )
         click.echo(f"already stored: {_counts(report.already_stored())}")
+        _echo_records(report.accounting(), {"lines": report.empty, "reason": report.empty_reason})
         if report.skipped:
             click.echo(f"skipped {len(report.skipped)} invalid records (listed above)")
         if dry_run:

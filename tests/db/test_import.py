@@ -337,7 +337,7 @@ def snapshot(store) -> dict[str, list]:
         "generations": "SELECT p.content_hash, g.text, g.content_hash, kind, model, g.metadata, g.created_by "
         "FROM generations g JOIN prompts p ON p.id = prompt_id",
         "users": "SELECT name, role, kind, created_by FROM users",
-        "rankings": "SELECT p.content_hash, u.name, status, r.source, all_bad, comment, r.created_by "
+        "rankings": "SELECT p.content_hash, u.name, status, r.source, all_bad, comment, r.created_by, source_record "
         "FROM rankings r JOIN prompts p ON p.id = prompt_id JOIN users u ON u.id = user_id",
         "items": "SELECT p.content_hash, u.name, g.content_hash, rank, position FROM ranking_items i "
         "JOIN rankings r ON r.id = ranking_id JOIN prompts p ON p.id = r.prompt_id "
@@ -350,6 +350,8 @@ def snapshot(store) -> dict[str, list]:
     }
     return {k: sorted(map(repr, store.con.execute(sql).fetchall())) for k, sql in q.items()}
 
+
+NONE_SKIPPED = {"added": 0, "already_stored": 0, "merged": 0, "skipped_invalid": 0, "skipped_empty": 0}
 
 TRICKY = [
     'comillas "dobles" y \\ barra',
@@ -455,6 +457,9 @@ def test_duckdb_path_commits_big_files_in_chunks(tmp_path, monkeypatch):
         assert commits == {"python": [], "one": [False], "chunked": [True, False, False, False, False, False]}[name]
         again = import_file(store, src, fmt="ranked", dataset="d", engine=engine)
         assert again.added.rankings == again.added.generations == again.added.pairs == 0
+        # every record accounted for, in chunks as in one transaction: 30 added, then 30 already stored
+        assert reports[name].accounting() == {**NONE_SKIPPED, "read": 30, "added": 30}
+        assert again.accounting() == {**NONE_SKIPPED, "read": 30, "already_stored": 30}
         snaps[name] = snapshot(store)
         store.close()
     assert reports["chunked"].engine == "duckdb"

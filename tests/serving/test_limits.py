@@ -122,6 +122,8 @@ def test_the_import_route_takes_up_to_the_upload_limit(small, tmp_path):
     files = {"file": ("big.jsonl", big, "application/jsonl")}
     r = c.post("/api/import", headers=adm, files=files, data={"dataset": "big", "dry_run": "true"})
     assert r.status_code == 200, r.text
+    outcome = r.json()["report"]["records_outcome"]  # every record accounted for (unnamed repeats: "#k" rankings)
+    assert outcome["read"] == outcome["added"] == big.count(b"\n") and outcome["merged"] == 0
     too_big = {"file": ("huge.jsonl", big * 2, "application/jsonl")}
     r = c.post("/api/import", headers=adm, files=too_big, data={"dataset": "huge"})
     assert r.status_code == 413 and "2 MiB" in r.json()["error"]["message"]
