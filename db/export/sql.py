@@ -9,6 +9,7 @@ small. Temporary tables (x_pairs, x_prompts, x_sft) live inside the export's tra
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import duckdb
@@ -46,7 +47,7 @@ TEXT_SQL = f"""CASE WHEN json_array_length(p.messages) = 1 AND p.messages->>'$[0
 
 def _copy(con, select: str, params: list, path: Path, fmt: str) -> int:
     name = path.name.removesuffix(".gz")
-    if fmt == "parquet" or name.endswith(".parquet"):
+    if is_parquet(path, fmt):
         options = "FORMAT parquet, COMPRESSION zstd"
     elif name.endswith(".csv"):
         options = "FORMAT csv, HEADER true"
@@ -54,6 +55,31 @@ def _copy(con, select: str, params: list, path: Path, fmt: str) -> int:
         options = "FORMAT json"
     target = f"${len(params) + 1}" if "$1" in select else "?"  # numbered and positional parameters do not mix
     return con.execute(f"COPY ({select}) TO {target} ({options})", [*params, str(path)]).fetchall()[0][0]
+
+
+def is_parquet(path: Path, fmt: str) -> bool:
+    """Whether `path` is written as Parquet (the parquet format, or a .parquet name for classification)."""
+    return fmt == "parquet" or path.name.removesuffix(".gz").endswith(".parquet")
+
+
+def add_parquet_metadata(con, path: Path, metadata: dict[str, str]) -> None:
+    """Rewrite the Parquet file `path` with `metadata` in its footer's key-value metadata (what pyarrow shows as
+    schema.metadata), so the file names its snapshot even apart from PATH.snapshot.json. DuckDB streams the
+    rows from the old file into the new one, in order."""
+
+    def quote(v: str) -> str:  # KV_METADATA takes literals; the values are ours (hex ids, names, JSON)
+        return "'" + v.replace("'", "''") + "'"
+
+    kv = ", ".join(f"{quote(k)}: {quote(v)}" for k, v in metadata.items())
+    tmp = path.with_name(f".meta-{path.name}")
+    try:
+        con.execute(
+            f"COPY (SELECT * FROM read_parquet(?)) TO ? (FORMAT parquet, COMPRESSION zstd, KV_METADATA {{{kv}}})",
+            [str(path), str(tmp)],
+        )
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _prompts_table(con, cfg: ExportConfig, dataset_id: int | None, wanted: str) -> None:
