@@ -32,7 +32,8 @@ PROMPT_STAGES = ("ppo", "rloo", "grpo")
 
 
 def snapshot_id(path: str | Path) -> str:
-    """The snapshot's content hash: the id db.export reported (sidecar), else sha256 of the file bytes."""
+    """The snapshot's content hash: the id db.export reported (sidecar, or a Parquet file's own metadata), else
+    sha256 of the file bytes."""
     path = Path(path)
     for sidecar in (path.with_name(path.name + ".snapshot.json"), path.with_name(path.name + ".meta.json")):
         if sidecar.exists():
@@ -43,6 +44,12 @@ def snapshot_id(path: str | Path) -> str:
                         return str(meta[key])
             except (OSError, json.JSONDecodeError):
                 pass
+    if path.suffix == ".parquet":  # a Parquet export names its snapshot inside (db.export.files)
+        import pyarrow.parquet as pq
+
+        embedded = (pq.read_schema(path).metadata or {}).get(b"preflab.snapshot_id")
+        if embedded:
+            return embedded.decode()
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -241,7 +241,8 @@ def agreement_stats(store, dataset_id: int | None = None, *, source: str = "all"
 def dataset_stats(store, dataset: str | None = None, *, source: str = "all") -> dict:
     """Counts and agreement for one dataset (or all): what `preflab stats` prints and GET /api/stats returns.
 
-    {"dataset", "source", "counts": {prompts, generations, reference_answers, rankings, submitted, skipped,
+    {"dataset", "source", "counts": {prompts, generations, reference_answers, empty_answers (empty or
+    whitespace-only text), rankings, submitted, skipped,
     flagged, pairs (non-tie), ties, annotators, examples, consensus_pairs, prompts_with_overlap},
     "agreement": {prompts_with_overlap, kendall_tau (mean tau-b over every two rankings of a prompt),
     kendall_w (mean over prompts), krippendorff_alpha (ordinal), pair_agreement (mean consensus agreement
@@ -258,8 +259,10 @@ def dataset_stats(store, dataset: str | None = None, *, source: str = "all") -> 
     with store._lock:
         q = store._first
         n_prompts = q(f"SELECT count(*) FROM prompts {scope}", sp)[0]
-        gens, refs = q(
-            f"SELECT count(*), count(*) FILTER (WHERE kind = 'reference') FROM generations "
+        # an empty (or whitespace-only) answer is kept as data; counted so a user sees how many there are
+        gens, refs, empty = q(
+            f"SELECT count(*), count(*) FILTER (WHERE kind = 'reference'), "
+            f"count(*) FILTER (WHERE regexp_full_match(text, '\\s*')) FROM generations "
             f"WHERE prompt_id IN ({prompts})",
             sp,
         )
@@ -306,6 +309,7 @@ def dataset_stats(store, dataset: str | None = None, *, source: str = "all") -> 
             "prompts": n_prompts,
             "generations": gens,
             "reference_answers": refs,
+            "empty_answers": empty,
             "rankings": sum(status.values()),
             **{s: status.get(s, 0) for s in ("submitted", "skipped", "flagged")},
             "pairs": pairs,

@@ -114,7 +114,7 @@ with import_tab:
                     f"Records: {outcome['read']:,} read = {outcome['added']:,} added + "
                     f"{outcome['already_stored']:,} already stored + {outcome['merged']:,} merged (the same "
                     f"ranking as an earlier record) + {outcome['skipped_invalid']:,} skipped as invalid + "
-                    f"{outcome['skipped_empty']:,} skipped as empty"
+                    f"{outcome['skipped_empty']:,} with nothing to import"
                     + (f" ({body['empty']['reason']})" if outcome["skipped_empty"] else "")
                 )
             skipped = body.get("skipped")

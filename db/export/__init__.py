@@ -11,7 +11,8 @@ file under its final name, and never imports a training library: alignment/ read
     r.snapshot_id, r.counts, r.paths      # paths: {"train": out/prefs_train.jsonl, "test": out/prefs_test.jsonl}
 
 Formats (one literal example of each in docs/formats.md):
-    trl            {"prompt": str, "chosen": str, "rejected": str} per pair; the prompt rendered as text
+    trl            {"prompt": str, "chosen": str, "rejected": str} per pair, HH-style text (the prompt ends on
+                   "\\n\\nAssistant:", each answer starts with a space)
     trl-messages   {"prompt": [messages], "chosen": [{"role": "assistant", ...}], "rejected": [...]}
     llamafactory   LLaMA-Factory ranking data, --layout alpaca or sharegpt, plus its dataset_info.json entry
     sft            {"messages": [..., {"role": "assistant", "content": best answer]} per prompt

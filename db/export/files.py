@@ -2,8 +2,11 @@
 snapshot id (content hash) and PATH.snapshot.json beside them, and LLaMA-Factory's dataset_info.json entry.
 
 The snapshot id is the sha256 of the written file (with a split: of the lines "ROLE SHA256" of its files), also
-stored in PATH.snapshot.json with the format, filters, counts and each file's sha256. db.export.sql says how
-DuckDB writes the rows.
+stored in PATH.snapshot.json with the format, filters, counts and each file's sha256. A Parquet file also carries
+the id in its key-value metadata (preflab.snapshot_id, with preflab.format, .split, .filters): as a file cannot
+hold its own hash, its id is taken from the rows as written and the metadata added after, so for Parquet the
+"sha256" of PATH.snapshot.json (the files as they are) differs from the id. db.export.sql says how DuckDB writes
+the rows.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 
 from db.errors import InputError
 from db.export.config import ExportConfig
-from db.export.sql import write_export
+from db.export.sql import add_parquet_metadata, is_parquet, write_export
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +111,19 @@ def export(
     try:
         with store.transaction():
             counts = write_export(store, cfg, temps, digests)
+        file_digests = {s: digests.get(temps[s]) or file_digest(temps[s]) for s in splits}
+        snapshot_id = snapshot_hash(file_digests)
+        for s in splits:
+            if is_parquet(temps[s], cfg.format):  # the id goes inside the file, so its digest is taken after
+                metadata = {
+                    "preflab.snapshot_id": snapshot_id,
+                    "preflab.format": cfg.format,
+                    "preflab.split": s,
+                    "preflab.filters": json.dumps(cfg.filters(), ensure_ascii=False, sort_keys=True),
+                }
+                with store.transaction() as con:
+                    add_parquet_metadata(con, temps[s], metadata)
+                file_digests[s] = file_digest(temps[s])
         for s, tmp in temps.items():
             os.replace(tmp, paths[s])
     finally:
@@ -115,8 +131,6 @@ def export(
             tmp.unlink(missing_ok=True)
     if cfg.format == "llamafactory":
         paths["dataset_info"] = _write_dataset_info(cfg, dict(paths), images=counts.pop("images", False))
-    file_digests = {s: digests.get(temps[s]) or file_digest(paths[s]) for s in splits}
-    snapshot_id = snapshot_hash(file_digests)
     snapshot_path = (paths.get("all") or out).with_name((paths.get("all") or out).name + ".snapshot.json")
     meta = {
         "id": snapshot_id,

@@ -9,6 +9,7 @@ small. Temporary tables (x_pairs, x_prompts, x_sft) live inside the export's tra
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import duckdb
@@ -21,8 +22,23 @@ SPLIT_BUCKETS = 1_000_000
 CHUNK_PAIRS = 500_000  # pairs per COPY when writing JSON Lines: bounds the memory of the sort
 
 MESSAGES_SQL = "list_transform(CAST(p.messages AS JSON[]), lambda m: {'role': m->>'role', 'content': m->>'content'})"
-# trl's string prompt: a single user turn as it is; otherwise "Role: content" blocks separated by a blank line.
-# The single-turn case (nearly every prompt) reads the JSON directly: parsing into a list costs 4x more.
+# The `trl` export is TRL's "standard" (plain text) preference format, which trainers tokenize as prompt + answer
+# with nothing in between, so the prompt ends the way the conversation continues: Anthropic HH style,
+# "\n\nHuman: ...\n\nAssistant:", and a non-empty answer starts with one space (" Cuatro"), as in HH-RLHF and in
+# TRL's own example (prompt "The sky is", chosen " blue."). A leading system message is the text before the
+# first "\n\nHuman:" (Anthropic's legacy prompt layout). The single-turn case (nearly every prompt) reads the
+# JSON directly: parsing into a list costs 4x more. docs/formats.md shows the literal result.
+_NL2 = "chr(10) || chr(10)"
+TRL_ANSWER_SQL = "CASE WHEN {col} = '' THEN '' ELSE ' ' || {col} END"
+TRL_PROMPT_SQL = f"""CASE WHEN json_array_length(p.messages) = 1 AND p.messages->>'$[0].role' = 'user'
+                    THEN {_NL2} || 'Human: ' || coalesce(p.messages->>'$[0].content', '') || {_NL2} || 'Assistant:'
+                    ELSE array_to_string(list_transform({MESSAGES_SQL}, lambda m, i: CASE
+                             WHEN m.role = 'user' THEN {_NL2} || 'Human: ' || coalesce(m.content, '')
+                             WHEN m.role = 'assistant' THEN {_NL2} || 'Assistant:'
+                                  || {TRL_ANSWER_SQL.format(col="coalesce(m.content, '')")}
+                             WHEN i = 1 THEN coalesce(m.content, '')
+                             ELSE {_NL2} || coalesce(m.content, '') END), '') || {_NL2} || 'Assistant:' END"""
+# parquet's prompt_text: the prompt for reading (a single user turn as it is, else "Role: content" blocks)
 TEXT_SQL = f"""CASE WHEN json_array_length(p.messages) = 1 AND p.messages->>'$[0].role' = 'user'
                     THEN coalesce(p.messages->>'$[0].content', '')
                     ELSE array_to_string(list_transform({MESSAGES_SQL}, lambda m: upper(left(m.role, 1))
@@ -31,7 +47,7 @@ TEXT_SQL = f"""CASE WHEN json_array_length(p.messages) = 1 AND p.messages->>'$[0
 
 def _copy(con, select: str, params: list, path: Path, fmt: str) -> int:
     name = path.name.removesuffix(".gz")
-    if fmt == "parquet" or name.endswith(".parquet"):
+    if is_parquet(path, fmt):
         options = "FORMAT parquet, COMPRESSION zstd"
     elif name.endswith(".csv"):
         options = "FORMAT csv, HEADER true"
@@ -41,11 +57,38 @@ def _copy(con, select: str, params: list, path: Path, fmt: str) -> int:
     return con.execute(f"COPY ({select}) TO {target} ({options})", [*params, str(path)]).fetchall()[0][0]
 
 
+def is_parquet(path: Path, fmt: str) -> bool:
+    """Whether `path` is written as Parquet (the parquet format, or a .parquet name for classification)."""
+    return fmt == "parquet" or path.name.removesuffix(".gz").endswith(".parquet")
+
+
+def add_parquet_metadata(con, path: Path, metadata: dict[str, str]) -> None:
+    """Rewrite the Parquet file `path` with `metadata` in its footer's key-value metadata (what pyarrow shows as
+    schema.metadata), so the file names its snapshot even apart from PATH.snapshot.json. DuckDB streams the
+    rows from the old file into the new one, in order."""
+
+    def quote(v: str) -> str:  # KV_METADATA takes literals; the values are ours (hex ids, names, JSON)
+        return "'" + v.replace("'", "''") + "'"
+
+    kv = ", ".join(f"{quote(k)}: {quote(v)}" for k, v in metadata.items())
+    tmp = path.with_name(f".meta-{path.name}")
+    try:
+        con.execute(
+            f"COPY (SELECT * FROM read_parquet(?)) TO ? (FORMAT parquet, COMPRESSION zstd, KV_METADATA {{{kv}}})",
+            [str(path), str(tmp)],
+        )
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _prompts_table(con, cfg: ExportConfig, dataset_id: int | None, wanted: str) -> None:
     """x_prompts: the prompts in `wanted` (a SELECT of ids) with split side, and the renderings the format needs."""
     threshold = int(round(cfg.test_fraction * SPLIT_BUCKETS))
     columns = []
-    if cfg.format in ("trl", "parquet"):
+    if cfg.format == "trl":
+        columns.append(f"{TRL_PROMPT_SQL} AS text")
+    elif cfg.format == "parquet":
         columns.append(f"{TEXT_SQL} AS text")
     if cfg.format != "trl":
         columns.append(f"{MESSAGES_SQL} AS msgs")
@@ -74,7 +117,8 @@ def _pair_select(cfg: ExportConfig, *, images: bool = False) -> str:
     if images:  # LLaMA-Factory's multimodal column: the prompt's image paths ([] for text-only rows)
         tie += """, coalesce(from_json(p.assets, '["VARCHAR"]'), []) AS images"""
     if cfg.format == "trl":
-        cols = f"p.text AS prompt, gc.text AS chosen, gr.text AS rejected{tie}"
+        chosen, rejected = TRL_ANSWER_SQL.format(col="gc.text"), TRL_ANSWER_SQL.format(col="gr.text")
+        cols = f"p.text AS prompt, {chosen} AS chosen, {rejected} AS rejected{tie}"
     elif cfg.format == "trl-messages":
         cols = (
             f"p.msgs AS prompt, [{{'role': 'assistant', 'content': gc.text}}] AS chosen, "

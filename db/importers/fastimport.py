@@ -80,7 +80,7 @@ _ROWS = {
 _CHECK = f"""
     SELECT (SELECT count(*) FROM fi_rows WHERE NOT (types_ok AND strlen(p) BETWEEN 1 AND {MAX_FIELD_BYTES}
                    AND (who IS NULL OR strlen(who) BETWEEN 1 AND {MAX_FIELD_BYTES})
-                   AND list_bool_and(list_transform(answers, lambda a: strlen(a) BETWEEN 1 AND {MAX_FIELD_BYTES}))
+                   AND list_bool_and(list_transform(answers, lambda a: strlen(a) <= {MAX_FIELD_BYTES}))
                    AND len(list_distinct(answers)) = len(answers)
                    AND list_bool_and(list_transform(ranks, lambda r: r BETWEEN 1 AND len(answers))))),
            (SELECT count(*) FROM (SELECT p, who FROM fi_rows GROUP BY p, who HAVING count(*) > 1)),

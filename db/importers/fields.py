@@ -63,7 +63,7 @@ def get(rec: Any, key: str, ctx: Ctx, *, required: bool = True, where: str | Non
 
 
 def text(value: Any, fld: str, ctx: Ctx, *, allow_empty: bool = False) -> str:
-    """A string field: present, a string, non-empty, at most MAX_FIELD_BYTES of UTF-8."""
+    """A string field: present, a string, non-empty unless allow_empty, at most MAX_FIELD_BYTES of UTF-8."""
     if not isinstance(value, str):
         raise ctx.error(fld, f"expected a string, got {type_name(value)}")
     if not value and not allow_empty:
@@ -85,8 +85,12 @@ def messages(
     role_key: str = "role",
     content_key: str = "content",
     role_map: dict[str, str] | None = None,
+    empty_answers: bool = False,
 ) -> list[dict]:
-    """A conversation as [{"role", "content"}], roles checked (and mapped, for ShareGPT's from/value)."""
+    """A conversation as [{"role", "content"}], roles checked (and mapped, for ShareGPT's from/value).
+
+    empty_answers lets an assistant turn be "": in preference data saying nothing can be the preferred
+    answer, so an empty answer is data, not a mistake. Other turns must say something."""
     if not isinstance(value, list):
         raise ctx.error(fld, f"expected a list of messages, got {type_name(value)}")
     if not value:
@@ -102,7 +106,8 @@ def messages(
         role = get(m, role_key, ctx, where=where)
         if role not in allowed:
             raise ctx.error(f"{where}.{role_key}", f"unknown role {role!r}; expected one of {', '.join(allowed)}")
-        content = text(get(m, content_key, ctx, where=where), f"{where}.{content_key}", ctx)
+        empty_ok = empty_answers and allowed[role] == "assistant"
+        content = text(get(m, content_key, ctx, where=where), f"{where}.{content_key}", ctx, allow_empty=empty_ok)
         out.append({"role": allowed[role], "content": content})
     return out
 
@@ -124,12 +129,13 @@ def check_context(msgs: list[dict], fld: str, ctx: Ctx) -> None:
 
 
 def assistant_text(value: Any, fld: str, ctx: Ctx) -> str:
-    """An answer: a string, or TRL's conversational form, a list with one assistant message."""
+    """An answer: a string, or TRL's conversational form, a list with one assistant message. It may be empty
+    (an empty reply is an answer, often the preferred one in harmlessness data); it may not be missing."""
     if isinstance(value, str):
-        return text(value, fld, ctx)
+        return text(value, fld, ctx, allow_empty=True)
     if not isinstance(value, list):
         raise ctx.error(fld, f"expected a string or a list with one assistant message, got {type_name(value)}")
-    msgs = messages(value, fld, ctx)
+    msgs = messages(value, fld, ctx, empty_answers=True)
     if len(msgs) != 1 or msgs[0]["role"] != "assistant":
         raise ctx.error(fld, "expected a string or a list with exactly one assistant message")
     return msgs[0]["content"]

@@ -46,7 +46,8 @@ def oasst(rec: Any, ctx: Ctx) -> Batch:
         role = get(msg, "role", ctx, where=fld)
         if role not in ROLES:
             raise ctx.error(f"{fld}.role", f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
-        content = text(get(msg, "text", ctx, where=fld), f"{fld}.text", ctx)
+        # an assistant reply may be empty (an answer all the same); a prompter message must say something
+        content = text(get(msg, "text", ctx, where=fld), f"{fld}.text", ctx, allow_empty=role == "assistant")
         convo = [*history, {"role": ROLES[role], "content": content}]
         replies = msg.get("replies") or []
         if not isinstance(replies, list):
@@ -58,7 +59,7 @@ def oasst(rec: Any, ctx: Ctx) -> Batch:
                 rank = r.get("rank")
                 if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 0):
                     raise ctx.error(f"{rf}.rank", f"expected a rank 0 (best) or higher, or null, got {rank!r}")
-                answers.append((text(get(r, "text", ctx, where=rf), f"{rf}.text", ctx), rank, r))
+                answers.append((text(get(r, "text", ctx, where=rf), f"{rf}.text", ctx, allow_empty=True), rank, r))
             stack.append((r, rf, convo))
         if len(answers) >= 2 and convo[-1]["role"] == "user":
             n_rankings += _add_prompt(batch, convo, msg, answers, ctx, n_rankings)

@@ -114,14 +114,18 @@ def preference(rec: Any, ctx: Ctx) -> Batch:
 
 def _conversation(value: Any, fld: str, ctx: Ctx) -> list[dict]:
     if isinstance(value, list):
-        return messages(value, fld, ctx)
+        return messages(value, fld, ctx, empty_answers=True)
     raw = text(value, fld, ctx)
     parts = _HH_TURN.split(raw)
     if len(parts) < 3 or parts[0].strip():
         raise ctx.error(fld, "expected HH-RLHF text ('\\n\\nHuman: ...\\n\\nAssistant: ...') or a message list")
     roles = {"Human": "user", "Assistant": "assistant"}
     return [
-        {"role": roles[parts[i]], "content": text(parts[i + 1].strip(), fld, ctx)} for i in range(1, len(parts), 2)
+        {
+            "role": roles[parts[i]],
+            "content": text(parts[i + 1].strip(), fld, ctx, allow_empty=parts[i] == "Assistant"),
+        }
+        for i in range(1, len(parts), 2)
     ]
 
 

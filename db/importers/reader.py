@@ -158,9 +158,10 @@ def _json_array(f: BinaryIO, path: Path) -> Iterator[Record | BadRecord]:
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
     dec = json.JSONDecoder()
     buf, pos, line, eof = "", 0, 1, False  # buf[pos:] is unread; `line` is the line of buf[pos]
+    dropped_chars = dropped_bytes = 0  # what slid out of the buffer, so an offset can be named in the file
 
     def more() -> bool:
-        nonlocal buf, pos, eof
+        nonlocal buf, pos, eof, dropped_chars, dropped_bytes
         if eof:
             return False
         chunk = f.read(CHUNK)
@@ -170,6 +171,8 @@ def _json_array(f: BinaryIO, path: Path) -> Iterator[Record | BadRecord]:
             bad_line = line + buf.count("\n", pos) + chunk[: e.start].count(b"\n")
             raise BadRecord("not UTF-8 text; re-save the file as UTF-8", file=str(path), line=bad_line) from None
         eof = not chunk
+        dropped_chars += pos
+        dropped_bytes += len(buf[:pos].encode("utf-8"))
         buf = buf[pos:] + text
         pos = 0
         return True
@@ -197,6 +200,15 @@ def _json_array(f: BinaryIO, path: Path) -> Iterator[Record | BadRecord]:
         if pos >= len(buf):
             raise fail("the JSON array is not closed (missing ']')")
         if buf[pos] == "]":
+            pos += 1
+            skip_ws()
+            if pos < len(buf):  # `[...] more`: json.load refuses it too, and what follows would be lost silently
+                at_byte = dropped_bytes + len(buf[:pos].encode("utf-8"))
+                raise fail(
+                    f"unexpected {buf[pos : pos + 20]!r} after the JSON array's closing ']' at byte offset "
+                    f"{at_byte:,} (character {dropped_chars + pos:,}); a file holds one JSON array and nothing after "
+                    "it (for one record per line use JSON Lines)"
+                )
             return
         if not first:
             if buf[pos] != ",":

@@ -115,6 +115,7 @@ def register(cli: click.Group) -> None:
             ["prompts", c["prompts"]],
             ["answers", c["generations"]],
             ["  reference answers", c["reference_answers"]],
+            ["  empty answers", c["empty_answers"]],
             ["rankings", c["rankings"]],
             *[[f"  {s}", c[s]] for s in ("submitted", "skipped", "flagged")],
             ["pairs (non-tie)", c["pairs"]],

@@ -27,11 +27,11 @@ def _echo_records(outcome: dict[str, int], empty: dict) -> None:
     click.echo(
         f"records: {outcome['read']} read = {outcome['added']} added + {outcome['already_stored']} already stored"
         f" + {outcome['merged']} merged (the same ranking as an earlier record) + {outcome['skipped_invalid']}"
-        f" skipped as invalid + {outcome['skipped_empty']} skipped as empty"
+        f" skipped as invalid + {outcome['skipped_empty']} with nothing to import"
     )
     if empty["lines"]:
         shown = ", ".join(map(str, empty["lines"][:10])) + (", ..." if len(empty["lines"]) > 10 else "")
-        click.echo(f"skipped as empty ({empty['reason']}): lines {shown}")
+        click.echo(f"with nothing to import ({empty['reason']}): lines {shown}")
 
 
 def _import_via_server(url: str, file: Path, fmt: str, dataset: str | None, dry_run: bool, skip_invalid: bool) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Collection
 
 from db.errors import PrefLabError
 from db.staging import Batch
@@ -23,10 +24,20 @@ JUDGE = "synthetic-judge"
 
 
 def run_arena(
-    store: Store, cfg: LoopConfig, *, url: str, engine: str, heldout: list[str], parent: str, child: str, round_no: int
+    store: Store,
+    cfg: LoopConfig,
+    *,
+    url: str,
+    engine: str,
+    heldout: list[str],
+    parent: str,
+    child: str,
+    round_no: int,
+    adapters: Collection[str] = (),
 ) -> dict:
     """Blind A/B on held-out prompts: each side answers, the order is a coin flip, the rule judges. Returns the
-    tally (child's side), the leaderboard, the stored votes and the mean rule reward of each side."""
+    tally (child's side), the leaderboard, the stored votes and the mean rule reward of each side. `adapters`
+    names the served models that are LoRA adapters (their answers record it, as the sampler's do)."""
     from serving.arena.ratings import RatingsConfig, compute_leaderboard
     from serving.loop.report import arena_tally
 
@@ -50,7 +61,7 @@ def run_arena(
                     "winner": judge(prompt, text_a, text_b),
                 }
             )
-    stored = store_votes(store, votes, engine=engine, dataset=f"{cfg.name}-heldout")
+    stored = store_votes(store, votes, engine=engine, dataset=f"{cfg.name}-heldout", adapters=adapters)
     board = compute_leaderboard(votes, RatingsConfig(bootstrap_rounds=500, seed=cfg.seed))
 
     def mean(xs):
@@ -100,9 +111,10 @@ async def collect_answers(url: str, prompts: list[str], models: list[str], cfg: 
     return out
 
 
-def store_votes(store: Store, votes: list[dict], *, engine: str, dataset: str) -> int:
+def store_votes(store: Store, votes: list[dict], *, engine: str, dataset: str, adapters: Collection[str] = ()) -> int:
     """Each verdict as an arena battle + vote by the user 'synthetic-judge' (kind synthetic): db.arena turns the
-    vote into a two-answer ranking with source 'arena', so the verdicts flow back into pairs like people's."""
+    vote into a two-answer ranking with source 'arena', so the verdicts flow back into pairs like people's.
+    An answer of a model in `adapters` (served LoRA names) stores that name as its generation's adapter."""
     from db import arena
 
     judge_user = synthetic_user(store, JUDGE, dataset)
@@ -116,12 +128,18 @@ def store_votes(store: Store, votes: list[dict], *, engine: str, dataset: str) -
             "messages_a": messages,
             "messages_b": messages,
             "context": [],
-            "a": {"text": v["text_a"], "engine": engine},
-            "b": {"text": v["text_b"], "engine": engine},
+            **{
+                side: {"text": v[f"text_{side}"], "engine": engine, "adapter": _adapter(v[f"model_{side}"], adapters)}
+                for side in ("a", "b")
+            },
         }
         arena.save_turns(store, battle, [turn], False)
         arena.record_vote(store, battle, v["winner"], user=judge_user, comment="rule-based judge (preflab loop)")
     return len(votes)
+
+
+def _adapter(model: str, adapters: Collection[str]) -> str | None:
+    return model if model in adapters else None
 
 
 def synthetic_user(store: Store, name: str, dataset: str) -> dict:

@@ -210,6 +210,7 @@ class Loop:
             parent=parent_name,
             child=child,
             round_no=r,
+            adapters={*loras, child},  # the parent is an adapter unless it is the base model
         )
         self._stop_engine()
         result["lineage"] = {

@@ -51,6 +51,11 @@ def add_prompt(
         store.write_batch(dataset, b, created_by="test")
 
 
+def hh(question: str) -> str:
+    """A single-turn prompt as the `trl` export writes it (HH style: the answer continues after the cue)."""
+    return f"\n\nHuman: {question}\n\nAssistant:"
+
+
 def lines(path):
     text = path.read_text(encoding="utf-8")
     return [json.loads(line) for line in text.splitlines()]
@@ -83,11 +88,18 @@ def test_trl_is_plain_strings_with_the_characters_themselves(ranked, tmp_path):
     assert all(
         set(row) == {"prompt", "chosen", "rejected"} and all(isinstance(v, str) for v in row.values()) for row in rows
     )
-    assert {"prompt": Q, "chosen": ANSWERS[0], "rejected": ANSWERS[2]} in rows
-    multi = [row["prompt"] for row in rows if "Cuatro (4) ✅" == row["chosen"]][0]
+    assert {
+        "prompt": "\n\nHuman: ¿Qué es 東京? 🗼\n\nAssistant:",
+        "chosen": " " + ANSWERS[0],
+        "rejected": " " + ANSWERS[2],
+    } in rows
+    multi = [row["prompt"] for row in rows if " Cuatro (4) ✅" == row["chosen"]][0]
     assert multi == (
-        "System: Responde en español.\n\nUser: Hola 👋\n\nAssistant: ¡Hola! ¿En qué te ayudo?\n\nUser: ¿Cuánto es 2+2?"
+        "Responde en español.\n\nHuman: Hola 👋\n\nAssistant: ¡Hola! ¿En qué te ayudo?\n\nHuman: ¿Cuánto es 2+2?"
+        "\n\nAssistant:"
     )
+    # what TRL trains on is prompt + answer as they are: the answer follows the assistant cue
+    assert multi + " Cuatro (4) ✅" in [row["prompt"] + row["chosen"] for row in rows]
 
 
 def test_trl_messages_is_conversational(ranked, tmp_path):
@@ -106,7 +118,7 @@ def test_ties_drop_or_keep(ranked, tmp_path):
     kept = export(ranked, "trl", tmp_path / "k.jsonl", ties="keep")
     assert (dropped.counts["pairs"], kept.counts["pairs"], kept.counts["ties"]) == (5, 6, 1)
     ties = [row for row in lines(tmp_path / "k.jsonl") if row["is_tie"]]
-    assert {ties[0]["chosen"], ties[0]["rejected"]} == {"Cinco", "四"}
+    assert {ties[0]["chosen"], ties[0]["rejected"]} == {" Cinco", " 四"}
 
 
 def test_llamafactory_layouts_and_dataset_info(ranked, tmp_path):
@@ -226,7 +238,7 @@ def test_consensus_filters_with_three_annotators(store, tmp_path):
     add_prompt(store, "solo", ["x", "y"], {"ana": [1, 2]})
     r = export(store, "trl", tmp_path / "all.jsonl")
     pairs = {(row["chosen"], row["rejected"]) for row in lines(tmp_path / "all.jsonl")}
-    assert pairs == {("A", "B"), ("A", "C"), ("B", "C"), ("x", "y")} and r.counts["pairs"] == 4
+    assert pairs == {(" A", " B"), (" A", " C"), (" B", " C"), (" x", " y")} and r.counts["pairs"] == 4
     assert export(store, "trl", tmp_path / "a.jsonl", min_annotators=3).counts["pairs"] == 3
     assert export(store, "trl", tmp_path / "b.jsonl", min_annotators=4).counts["pairs"] == 0
     assert export(store, "trl", tmp_path / "c.jsonl", min_agreement=0.67).counts["pairs"] == 1  # only x > y (1.0)
@@ -243,7 +255,7 @@ def test_source_filter(store, tmp_path):
         ]
         for s in ("human", "arena", "all")
     }
-    assert got == {"human": [("a", "b")], "arena": [("d", "c")], "all": [("a", "b"), ("d", "c")]}
+    assert got == {"human": [(" a", " b")], "arena": [(" d", " c")], "all": [(" a", " b"), (" d", " c")]}
 
 
 def test_split_by_prompt_is_disjoint_and_deterministic(store, tmp_path):
@@ -428,9 +440,9 @@ def test_preference_files_round_trip(store, tmp_path):
         for a, ra in zip(r["responses"], r["ranks"], strict=True):
             for b, rb in zip(r["responses"], r["ranks"], strict=True):
                 if ra < rb:
-                    want.add((r["prompt"], a, b))
+                    want.add((hh(r["prompt"]), f" {a}", f" {b}"))
                 elif ra == rb and a < b:
-                    ties.add((r["prompt"], frozenset((a, b))))
+                    ties.add((hh(r["prompt"]), frozenset((f" {a}", f" {b}"))))
     got = lines(export(store, "trl", tmp_path / "r.jsonl", dataset="ranked.jsonl", ties="keep").path)
     assert {(g["prompt"], g["chosen"], g["rejected"]) for g in got if not g["is_tie"]} == want
     assert {(g["prompt"], frozenset((g["chosen"], g["rejected"]))) for g in got if g["is_tie"]} == ties
@@ -448,10 +460,10 @@ def test_oasst_ranks_come_back_as_pairs(store, tmp_path):
 
     import_file(store, DATA / "oasst.jsonl", fmt="oasst", dataset="oasst")
     got = {(g["prompt"], g["chosen"], g["rejected"]) for g in lines(export(store, "trl", tmp_path / "o.jsonl").path)}
-    q = "¿Qué es un 熊猫? 🐼"
+    q = hh("¿Qué es un 熊猫? 🐼")
     assert {
-        (q, "Un oso de China que come bambú 🎋", "Un animal."),
-        (q, "Un oso de China que come bambú 🎋", "Un panda gigante, símbolo de China 🇨🇳"),
+        (q, " Un oso de China que come bambú 🎋", " Un animal."),
+        (q, " Un oso de China que come bambú 🎋", " Un panda gigante, símbolo de China 🇨🇳"),
     } <= got
 
 

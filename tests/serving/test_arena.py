@@ -288,3 +288,25 @@ def test_the_loop_judges_votes_stay_off_the_human_leaderboard(store, run_cli):
     assert leaderboard(store, bootstrap_rounds=0, source="all")["n_votes"] == 11
     r = run_cli("arena", "leaderboard", "--rounds", "0", "--source", "synthetic")
     assert r.exit_code == 0 and "8 votes (synthetic" in r.output, r.output
+
+
+def test_the_loop_arena_records_which_answers_came_from_an_adapter(store, tmp_path):
+    import pyarrow.parquet as pq
+
+    from db.export import export
+    from serving.loop import store_votes as _store_votes
+
+    judged = [
+        {"prompt": f"¿{i}? 🙂", "model_a": "tiny", "model_b": "tiny-r1-dpo", "text_a": f"sí {i}", "text_b": f"否 {i}"}
+        | {"winner": "a" if i % 2 else "b"}
+        for i in range(4)
+    ]
+    _store_votes(store, judged, engine="e", dataset="loop-heldout", adapters={"tiny-r1-dpo"})
+    rows = store.con.execute("SELECT model, adapter, engine FROM generations ORDER BY model").fetchall()
+    assert set(rows) == {("tiny", None, "e"), ("tiny-r1-dpo", "tiny-r1-dpo", "e")}
+    table = pq.read_table(export(store, "parquet", tmp_path / "arena.parquet", source="arena").path).to_pylist()
+    assert len(table) == 4
+    for row in table:
+        for side in ("chosen", "rejected"):
+            want = "tiny-r1-dpo" if row[f"{side}_model"] == "tiny-r1-dpo" else None
+            assert row[f"{side}_adapter"] == want and row[f"{side}_engine"] == "e"

@@ -213,6 +213,11 @@ def test_short_loop_end_to_end_report_numbers_are_consistent(run_cli, db_path, t
             assert t["ci_low"] <= t["win_rate"] <= t["ci_high"]
         child, parent = rnd["lineage"]["adapter"], rnd["lineage"]["parent"]
         assert {row["model"] for row in arena["leaderboard"]} == {child, parent}
+        # the child is a LoRA adapter: its arena answers say so; the base-model parent's do not
+        adapters = store.con.execute(
+            "SELECT DISTINCT model, adapter FROM generations WHERE kind = 'arena' ORDER BY model"
+        ).fetchall()
+        assert set(adapters) == {(child, child), (parent, None)}
     finally:
         store.close()
     # the snapshot has as many rows as the file, and its id is the lineage's
