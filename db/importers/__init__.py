@@ -1,7 +1,7 @@
 """Import files into the store: `import_file(store, path, fmt="auto")`. The CLI is serving/cli/imports.py.
 
 A file is read as a stream of records (db.importers.reader), each record is checked and turned into staging
-rows by its format's converter (one module per family: sft, classification inside sft, preference, oasst),
+rows by its format's converter (one module per family: sft, preference, oasst, nectar, arena_conversations),
 and the rows are written in ONE transaction after the whole file passed: a bad file changes nothing. Every
 error names file, line and field. Large `ranked`/`preference` JSON Lines files take the DuckDB-native path
 (db.importers.fastimport), which gives the same rows.
@@ -22,7 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from db.errors import InputError
-from db.importers import oasst, preference, sft
+from db.importers import arena_conversations, nectar, oasst, preference, sft
 from db.importers.fields import MAX_FIELD_BYTES, Ctx
 from db.importers.reader import BadRecord, open_binary, read_records
 from db.media import media_dir
@@ -42,13 +42,18 @@ FORMATS: dict[str, Callable] = {
     "implicit-preference": preference.implicit_preference,
     "ranked": preference.ranked,
     "oasst": oasst.oasst,
+    "nectar": nectar.nectar,
+    "arena-conversations": arena_conversations.arena_conversations,
     "prompts": sft.prompts,
 }
 FAST_FORMATS = ("ranked", "preference")
 TOTAL_KEYS = ("prompts", "generations", "rankings", "pairs", "examples")
 FAST_MIN_BYTES = 32 * 2**20  # below this the Python path is fast enough and gives the same rows
 # why a valid record of a format can hold nothing to import (it is counted as skipped, with this reason)
-EMPTY_REASONS = {"oasst": "no prompter message has two or more ranked assistant replies: nothing to rank"}
+EMPTY_REASONS = {
+    "oasst": "no prompter message has two or more ranked assistant replies: nothing to rank",
+    "arena-conversations": arena_conversations.EMPTY_REASON,
+}
 
 
 @dataclass
@@ -155,6 +160,10 @@ def detect_format(path: Path) -> tuple[str, str]:
         or (isinstance(rec.get("prompt"), dict) and "replies" in rec["prompt"])
     ):
         fmt = "oasst"
+    elif {"conversation_a", "conversation_b", "winner"} <= keys:
+        fmt = "arena-conversations"
+    elif "prompt" in keys and isinstance(rec.get("answers"), list):
+        fmt = "nectar"
     elif {"responses", "ranks"} <= keys:
         fmt = "ranked"
     elif {"chosen", "rejected"} <= keys:

@@ -46,11 +46,16 @@ def ranking_batch(
     *,
     ranking_key: str | None = None,
     source_record: str | None = None,
+    models: list[str | None] | None = None,
+    all_bad: bool = False,
+    metadata: dict | None = None,
 ) -> Batch:
     """A prompt, its answers [(field, text)] and one ranking of them, after every check has passed.
 
     `source_record` names the record the ranking came from (a format's own id where it has one); by default it is
-    the hash of the prompt and the ranked answers (fields.ranking_record), so the same ranking twice is one.
+    the hash of the prompt and the ranked answers (fields.ranking_record), so the same ranking twice is one. With a
+    source record of its own, a named annotator may rank one prompt in several records (arena battles: a ranking is
+    one per annotator per record). `models[i]` is the model that wrote answer i; `metadata` goes on the prompt.
     """
     seen: dict[str, str] = {}
     for fld, answer in answers:
@@ -58,9 +63,9 @@ def ranking_batch(
             raise ctx.error(fld, f"the same text as {seen[answer]}; every answer of a ranking must differ")
         seen[answer] = fld
     batch = Batch()
-    p = prompt_row(msgs, ctx)
+    p = prompt_row(msgs, ctx, metadata=metadata)
     batch.prompts.append(p)
-    name = _annotator(p["key"], annotator, ctx)
+    name = annotator if source_record and annotator is not None else _annotator(p["key"], annotator, ctx)
     rkey = ranking_key or str(ctx.line)
     gen_keys = [text_hash(answer) for _, answer in answers]
     batch.rankings.append(
@@ -71,11 +76,12 @@ def ranking_batch(
             "user_kind": "imported",
             "status": "submitted",
             "source": "import",
+            "all_bad": all_bad,
             "source_record": source_record or ranking_record(p["key"], list(zip(gen_keys, ranks, strict=True))),
         }
     )
     for position, ((_, answer), rank) in enumerate(zip(answers, ranks, strict=True)):
-        g = generation_row(p["key"], answer, "imported")
+        g = generation_row(p["key"], answer, "imported", model=models[position] if models else None)
         batch.generations.append(g)
         batch.items.append({"ranking_key": rkey, "gen_key": g["gen_key"], "rank": rank, "position": position})
     return batch
@@ -112,7 +118,8 @@ def preference(rec: Any, ctx: Ctx) -> Batch:
     )
 
 
-def _conversation(value: Any, fld: str, ctx: Ctx) -> list[dict]:
+def conversation(value: Any, fld: str, ctx: Ctx) -> list[dict]:
+    """A conversation given as HH-RLHF text ('\\n\\nHuman: ...\\n\\nAssistant: ...') or as a message list."""
     if isinstance(value, list):
         return messages(value, fld, ctx, empty_answers=True)
     raw = text(value, fld, ctx)
@@ -130,8 +137,8 @@ def _conversation(value: Any, fld: str, ctx: Ctx) -> list[dict]:
 
 
 def implicit_preference(rec: Any, ctx: Ctx) -> Batch:
-    chosen = _conversation(get(rec, "chosen", ctx), "chosen", ctx)
-    rejected = _conversation(get(rec, "rejected", ctx), "rejected", ctx)
+    chosen = conversation(get(rec, "chosen", ctx), "chosen", ctx)
+    rejected = conversation(get(rec, "rejected", ctx), "rejected", ctx)
     n = 0
     while n < min(len(chosen), len(rejected)) and chosen[n] == rejected[n]:
         n += 1
