@@ -11,7 +11,8 @@ Each battle is one two-answer ranking by its judge (the annotator, named as the 
 each conversation's last turn is its model's answer, stored with `model_a` / `model_b` as its model. Both
 conversations must hold the same user turns (else the record is refused, naming conversation_b). A multi-turn
 battle whose earlier answers differ ranks answers that continue different conversations: there is no one
-prompt to rank them under, so the record is counted as holding nothing to import (EMPTY_REASON). The ranking's
+prompt to rank them under, and two answers with the same text are one answer with nothing to rank it against:
+such a record is counted as holding nothing to import (EMPTY_REASON). The ranking's
 source record is "arena:<question_id>:<model_a>:<model_b>:<judge>[:<tstamp>]", one per battle: several battles
 on one question are several rankings, the same battle twice is one. The record's other fields (question_id,
 language, turn, tstamp, anony, ...) are kept as the prompt's metadata.
@@ -27,8 +28,8 @@ from db.staging import Batch
 
 WINNERS = {"model_a": [1, 2], "model_b": [2, 1], "tie": [1, 1], "tie (bothbad)": [1, 1]}
 EMPTY_REASON = (
-    "a multi-turn battle whose conversations differ before the last answer: the two answers continue different "
-    "conversations, so there is no one prompt to rank them under"
+    "a battle whose two answers cannot be ranked under one prompt: a multi-turn battle whose conversations differ "
+    "before the last answer (the answers continue different conversations), or two answers with the same text"
 )
 KNOWN = ("model_a", "model_b", "winner", "judge", "conversation_a", "conversation_b")
 
@@ -58,7 +59,7 @@ def arena_conversations(rec: Any, ctx: Ctx) -> Batch:
             "conversation_b",
             "its user turns differ from conversation_a's; both models of a battle answer the same user turns",
         )
-    if a[:-1] != b[:-1]:  # earlier answers differ: see the module docstring
+    if a[:-1] != b[:-1] or a[-1] == b[-1]:  # see the module docstring
         return Batch()
     tstamp = rec.get("tstamp")
     source_record = f"arena:{qid}:{models[0]}:{models[1]}:{judge}" + ("" if tstamp is None else f":{tstamp}")

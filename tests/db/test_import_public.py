@@ -187,3 +187,25 @@ def test_the_example_in_docs_formats_imports(tmp_path, store, fmt):
     f.write_text(json.dumps(example, ensure_ascii=False) + "\n", encoding="utf-8")
     report = import_file(store, f, dataset="d")
     assert report.format == fmt and (report.added.rankings, report.added.pairs) == (1, 1)
+
+
+def test_the_same_text_twice_is_one_answer_not_an_error(tmp_path, store):
+    nectar = {
+        "prompt": "\n\nHuman: Di algo amable 🌷\n\nAssistant:",
+        "answers": [
+            {"answer": "", "model": "dolly-v2-12b", "rank": 3},
+            {"answer": "Eres genial 😊", "model": "gpt-4", "rank": 1},
+            {"answer": "", "model": "alpaca-13b", "rank": 2},
+        ],
+    }
+    f = tmp_path / "n.jsonl"
+    f.write_text(json.dumps(nectar, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert import_file(store, f, fmt="nectar", dataset="n").added.pairs == 1
+    assert store.con.execute(
+        "SELECT g.text, g.model, i.rank FROM ranking_items i JOIN generations g ON g.id = i.generation_id ORDER BY 3"
+    ).fetchall() == [("Eres genial 😊", "gpt-4", 1), ("", "alpaca-13b", 2)]
+    same = {**ARENA_OK, "conversation_b": ARENA_OK["conversation_a"]}
+    f = tmp_path / "a.jsonl"
+    f.write_text(json.dumps(ARENA_OK, ensure_ascii=False) + "\n" + json.dumps(same) + "\n", encoding="utf-8")
+    report = import_file(store, f, fmt="arena-conversations", dataset="a")
+    assert report.added.rankings == 1 and report.empty == [2] and "same text" in report.empty_reason
