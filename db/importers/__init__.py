@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from db.errors import InputError
 from db.importers import arena_conversations, nectar, oasst, preference, sft
+from db.importers.detect import format_of
 from db.importers.fields import MAX_FIELD_BYTES, Ctx
 from db.importers.reader import BadRecord, open_binary, read_records
 from db.media import media_dir
@@ -152,40 +153,10 @@ def detect_format(path: Path) -> tuple[str, str]:
             file=str(path),
             line=first.line,
         )
-    keys = set(rec)
-    conversations = rec.get("conversations")
-    if (
-        "message_tree_id" in keys
-        or ("replies" in keys and "role" in keys)
-        or (isinstance(rec.get("prompt"), dict) and "replies" in rec["prompt"])
-    ):
-        fmt = "oasst"
-    elif {"conversation_a", "conversation_b", "winner"} <= keys:
-        fmt = "arena-conversations"
-    elif "prompt" in keys and isinstance(rec.get("answers"), list):
-        fmt = "nectar"
-    elif {"responses", "ranks"} <= keys:
-        fmt = "ranked"
-    elif {"chosen", "rejected"} <= keys:
-        fmt = "preference" if "prompt" in keys else "implicit-preference"
-    elif "instruction" in keys and "output" in keys:
-        fmt = "alpaca"
-    elif (
-        isinstance(conversations, list)
-        and conversations
-        and isinstance(conversations[0], dict)
-        and ("from" in conversations[0])
-    ):
-        fmt = "sharegpt"
-    elif "messages" in keys or "conversations" in keys:
-        fmt = "messages"
-    elif {"text", "label"} <= keys:
-        fmt = "classification"
-    elif "prompt" in keys:
-        fmt = "prompts"
-    else:
+    fmt = format_of(rec)
+    if fmt is None:
         raise InputError(
-            f"cannot detect the format from the keys {sorted(keys)}; pass --format ({', '.join(FORMATS)})",
+            f"cannot detect the format from the keys {sorted(rec)}; pass --format ({', '.join(FORMATS)})",
             file=str(path),
             line=first.line,
         )
