@@ -1,8 +1,8 @@
 """Import files into the store: `import_file(store, path, fmt="auto")`. The CLI is serving/cli/imports.py.
 
 A file is read as a stream of records (db.importers.reader), each record is checked and turned into staging
-rows by its format's converter (one module per family: sft, preference, oasst, nectar, arena_conversations),
-and the rows are written in ONE transaction after the whole file passed: a bad file changes nothing. Every
+rows by its format's converter (one module per family: sft, preference, oasst, nectar, arena_conversations,
+shp), and the rows are written in ONE transaction after the whole file passed: a bad file changes nothing. Every
 error names file, line and field. Large `ranked`/`preference` JSON Lines files take the DuckDB-native path
 (db.importers.fastimport), which gives the same rows.
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from db.errors import InputError
-from db.importers import arena_conversations, nectar, oasst, preference, sft
+from db.importers import arena_conversations, nectar, oasst, preference, sft, shp
 from db.importers.detect import format_of
 from db.importers.fields import MAX_FIELD_BYTES, Ctx
 from db.importers.reader import BadRecord, open_binary, read_records
@@ -45,6 +45,7 @@ FORMATS: dict[str, Callable] = {
     "oasst": oasst.oasst,
     "nectar": nectar.nectar,
     "arena-conversations": arena_conversations.arena_conversations,
+    "shp": shp.shp,
     "prompts": sft.prompts,
 }
 FAST_FORMATS = ("ranked", "preference")

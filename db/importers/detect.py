@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+SHP_KEYS = {"post_id", "history", "human_ref_A", "human_ref_B", "labels"}
+
 
 def format_of(rec: dict[str, Any]) -> str | None:
     """The format name of a first record, or None when its keys match no format."""
@@ -20,6 +22,8 @@ def format_of(rec: dict[str, Any]) -> str | None:
         return "oasst"
     if {"conversation_a", "conversation_b", "winner"} <= keys:
         return "arena-conversations"
+    if SHP_KEYS <= keys:
+        return "shp"
     if "prompt" in keys and isinstance(rec.get("answers"), list):
         return "nectar"
     if {"responses", "ranks"} <= keys:
