@@ -50,7 +50,8 @@ def generate_answers(store, dataset: str, *, prompts: int, answers: int) -> int:
     dataset's id."""
     empty = Batch().tables()
     with store._lock:
-        for name in ("stage_rankings", "stage_items", "stage_examples"):
+        rest = [name for name in empty if name not in ("stage_prompts", "stage_generations")]
+        for name in rest:
             store.con.register(name, empty[name])
         try:
             store.con.execute(
@@ -82,6 +83,6 @@ def generate_answers(store, dataset: str, *, prompts: int, answers: int) -> int:
         finally:
             store.con.execute("DROP TABLE IF EXISTS stage_prompts")
             store.con.execute("DROP TABLE IF EXISTS stage_generations")
-            for name in ("stage_rankings", "stage_items", "stage_examples"):
+            for name in rest:
                 store.con.unregister(name)
     return dataset_id

@@ -1,7 +1,8 @@
 """The staging path of bulk writes: the stage_* relations, the rows that fill them, and the SQL that commits them.
 
-An importer fills stage_prompts, stage_generations, stage_rankings, stage_items and stage_examples (from
-Python rows through `Batch` and Arrow, or straight from a file in SQL on the fast path,
+An importer fills stage_prompts, stage_generations, stage_rankings (with each ranking's rationale and details),
+stage_items, stage_ratings (aspect ratings of a ranking's answers), stage_feedback (binary feedback on one answer)
+and stage_examples (from Python rows through `Batch` and Arrow, or straight from a file in SQL on the fast path,
 db/importers/fastimport.py); `commit_staged` moves what is new into the real tables, resolving content hashes
 to ids in SQL. Re-importing the same rows adds nothing.
 """
@@ -58,11 +59,36 @@ STAGE_SCHEMAS: dict[str, pa.Schema] = {
             ("time_on_task_ms", pa.int64()),
             ("guideline_version", pa.int32()),
             ("source_record", pa.string()),
+            ("rationale", pa.string()),
+            ("metadata", pa.string()),
             ("record", pa.int64()),
         ]
     ),
     "stage_items": pa.schema(
         [("ranking_key", pa.string()), ("gen_key", pa.string()), ("rank", pa.int32()), ("position", pa.int32())]
+    ),
+    "stage_ratings": pa.schema(
+        [
+            ("ranking_key", pa.string()),
+            ("gen_key", pa.string()),
+            ("aspect", pa.string()),
+            ("value", pa.float64()),
+            ("rationale", pa.string()),
+            ("metadata", pa.string()),
+        ]
+    ),
+    "stage_feedback": pa.schema(
+        [
+            ("prompt_key", pa.string()),
+            ("gen_key", pa.string()),
+            ("annotator", pa.string()),
+            ("user_kind", pa.string()),
+            ("label", pa.bool_()),
+            ("source", pa.string()),
+            ("comment", pa.string()),
+            ("source_record", pa.string()),
+            ("record", pa.int64()),
+        ]
     ),
     "stage_examples": pa.schema(
         [
@@ -82,24 +108,25 @@ class Batch:
     """Rows for `Store.write_batch`, one dict per row with the keys of STAGE_SCHEMAS (missing keys are NULL).
 
     Keys tie rows together: a generation's prompt_key is its prompt's key (db.hashing.prompt_hash), its
-    gen_key is db.hashing.text_hash(text); an item names its ranking by ranking_key and its answer by gen_key.
+    gen_key is db.hashing.text_hash(text); an item or a rating names its ranking by ranking_key and its answer by
+    gen_key; feedback names its prompt by prompt_key and its answer by gen_key.
     """
 
     prompts: list[dict] = field(default_factory=list)
     generations: list[dict] = field(default_factory=list)
     rankings: list[dict] = field(default_factory=list)
     items: list[dict] = field(default_factory=list)
+    ratings: list[dict] = field(default_factory=list)
+    feedback: list[dict] = field(default_factory=list)
     examples: list[dict] = field(default_factory=list)
 
+    LISTS = ("prompts", "generations", "rankings", "items", "ratings", "feedback", "examples")
+
     def tables(self) -> dict[str, pa.Table]:
-        rows = {
-            "stage_prompts": self.prompts,
-            "stage_generations": self.generations,
-            "stage_rankings": self.rankings,
-            "stage_items": self.items,
-            "stage_examples": self.examples,
+        return {
+            name: pa.Table.from_pylist(getattr(self, name.removeprefix("stage_")), schema=schema)
+            for name, schema in STAGE_SCHEMAS.items()
         }
-        return {name: pa.Table.from_pylist(rows[name], schema=schema) for name, schema in STAGE_SCHEMAS.items()}
 
 
 @dataclass
@@ -110,6 +137,8 @@ class WriteCounts:
     generations: int = 0
     rankings: int = 0
     pairs: int = 0
+    ratings: int = 0
+    feedback: int = 0
     examples: int = 0
     users: int = 0
 
@@ -151,8 +180,11 @@ def commit_staged(store, dataset_id: int, *, created_by: str) -> WriteCounts:
     ).fetchall()[0][0]
     n.users = c.execute(
         """INSERT INTO users (name, role, kind, created_by)
-           SELECT DISTINCT annotator, 'annotator', coalesce(user_kind, 'imported'), ? FROM stage_rankings s
-           WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.name = s.annotator)""",
+           SELECT annotator, 'annotator', any_value(coalesce(user_kind, 'imported')), ?
+           FROM (SELECT annotator, user_kind FROM stage_rankings
+                 UNION ALL SELECT annotator, user_kind FROM stage_feedback) s
+           WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.name = s.annotator)
+           GROUP BY annotator""",
         [created_by],
     ).fetchall()[0][0]
     # New rankings get ids from the sequence; remember them so items and pairs attach to the right rows.
@@ -183,8 +215,32 @@ def commit_staged(store, dataset_id: int, *, created_by: str) -> WriteCounts:
            JOIN stage_items i ON i.ranking_key = r.ranking_key
            JOIN generations g ON g.prompt_id = r.prompt_id AND g.content_hash = i.gen_key"""
     )
+    c.execute(
+        """INSERT INTO ranking_notes (ranking_id, rationale, metadata)
+           SELECT id, rationale, metadata FROM new_rankings WHERE rationale IS NOT NULL OR metadata IS NOT NULL"""
+    )
+    n.ratings = c.execute(
+        """INSERT INTO ratings (ranking_id, generation_id, aspect, value, rationale, metadata)
+           SELECT DISTINCT ON (r.id, g.id, s.aspect) r.id, g.id, s.aspect, s.value, s.rationale, s.metadata
+           FROM new_rankings r
+           JOIN stage_ratings s ON s.ranking_key = r.ranking_key
+           JOIN generations g ON g.prompt_id = r.prompt_id AND g.content_hash = s.gen_key"""
+    ).fetchall()[0][0]
     n.pairs = store._derive_pairs_for("SELECT id FROM new_rankings")
     c.execute("DROP TABLE new_rankings")
+    n.feedback = c.execute(
+        """INSERT INTO feedback (prompt_id, generation_id, user_id, label, source, comment, source_record, created_by)
+           SELECT DISTINCT ON (g.id, u.id, coalesce(s.source_record, ''))
+                  p.id, g.id, u.id, s.label, coalesce(s.source, 'import'), s.comment, coalesce(s.source_record, ''), ?
+           FROM stage_feedback s
+           JOIN prompts p ON p.dataset_id = ? AND p.content_hash = s.prompt_key
+           JOIN generations g ON g.prompt_id = p.id AND g.content_hash = s.gen_key
+           JOIN users u ON u.name = s.annotator
+           WHERE NOT EXISTS (SELECT 1 FROM feedback f WHERE f.generation_id = g.id AND f.user_id = u.id
+                                                      AND f.source_record = coalesce(s.source_record, ''))
+           ORDER BY g.id, u.id, coalesce(s.source_record, ''), s.record""",
+        [created_by, dataset_id],
+    ).fetchall()[0][0]
     n.examples = c.execute(
         """INSERT INTO examples (dataset_id, text, label, content_hash, metadata, source, created_by)
            SELECT ?, s.text, s.label, s.key, s.metadata, s.source, ?
@@ -215,6 +271,15 @@ _CLASSIFY_SQL = """
         LEFT JOIN users u ON u.name = s.annotator
         LEFT JOIN rankings r ON r.prompt_id = p.id AND r.user_id = u.id
                                 AND r.source_record = coalesce(s.source_record, '')
+        UNION ALL
+        SELECT s.record, 'f:' || s.prompt_key || ':' || s.gen_key || ':' || s.annotator || ':'
+                         || coalesce(s.source_record, ''), f.id IS NOT NULL
+        FROM stage_feedback s
+        LEFT JOIN prompts p ON p.dataset_id = $1 AND p.content_hash = s.prompt_key
+        LEFT JOIN generations g ON g.prompt_id = p.id AND g.content_hash = s.gen_key
+        LEFT JOIN users u ON u.name = s.annotator
+        LEFT JOIN feedback f ON f.generation_id = g.id AND f.user_id = u.id
+                                AND f.source_record = coalesce(s.source_record, '')
         UNION ALL
         SELECT s.record, 'e:' || s.key, e.id IS NOT NULL
         FROM stage_examples s LEFT JOIN examples e ON e.dataset_id = $1 AND e.content_hash = s.key

@@ -49,7 +49,7 @@ FORMATS: dict[str, Callable] = {
     "prompts": sft.prompts,
 }
 FAST_FORMATS = ("ranked", "preference")
-TOTAL_KEYS = ("prompts", "generations", "rankings", "pairs", "examples")
+TOTAL_KEYS = ("prompts", "generations", "rankings", "pairs", "ratings", "feedback", "examples")
 FAST_MIN_BYTES = 32 * 2**20  # below this the Python path is fast enough and gives the same rows
 # why a valid record of a format can hold nothing to import (it is counted as skipped, with this reason)
 EMPTY_REASONS = {
@@ -188,9 +188,9 @@ class ChunkedBatch(Batch):
 
     def add(self, other: Batch, record: int | None = None) -> None:
         """Take `other`'s rows, stamped with the ordinal of the file record they came from."""
-        for name in ("prompts", "generations", "rankings", "items", "examples"):
+        for name in Batch.LISTS:
             rows = getattr(other, name)
-            if record is not None and name != "items":
+            if record is not None and name not in ("items", "ratings"):
                 for row in rows:
                     row["record"] = record
             getattr(self, name).extend(rows)
@@ -202,7 +202,8 @@ class ChunkedBatch(Batch):
         for name, table in super().tables().items():
             if table.num_rows:
                 self._chunks.setdefault(name, []).append(table)
-        self.prompts, self.generations, self.rankings, self.items, self.examples = [], [], [], [], []
+        for name in Batch.LISTS:
+            setattr(self, name, [])
         self._rows = 0
 
     def tables(self) -> dict[str, pa.Table]:
@@ -223,6 +224,10 @@ STAGED_TOTALS_SQL = """
            (SELECT count(*) FROM (SELECT DISTINCT prompt_key, gen_key FROM stage_generations)),
            (SELECT count(*) FROM r),
            (SELECT coalesce(sum(k * (k - 1) // 2), 0) FROM k),
+           (SELECT count(*) FROM (SELECT DISTINCT ranking_key, gen_key, aspect
+                                  FROM stage_ratings JOIN r USING (ranking_key))),
+           (SELECT count(*) FROM (SELECT DISTINCT prompt_key, gen_key, annotator, coalesce(source_record, '')
+                                  FROM stage_feedback)),
            (SELECT count(DISTINCT key) FROM stage_examples)"""
 
 

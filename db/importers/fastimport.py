@@ -191,6 +191,8 @@ def _key_rows(con, annotator: str) -> dict[str, int]:
         "generations": generations[0][0],
         "rankings": rankings,
         "pairs": int(pairs),
+        "ratings": 0,
+        "feedback": 0,
         "examples": 0,
     }
 
@@ -239,4 +241,5 @@ def _stage_chunk(con, path: Path, lo: int, hi: int) -> None:
         "CREATE OR REPLACE TEMP TABLE stage_items AS SELECT rn::VARCHAR AS ranking_key, gen_key, "
         f"rank::INTEGER AS rank, position::INTEGER AS position FROM {answers}"
     )
-    _stage_view(con, "stage_examples", "fi_keyed WHERE false", {})
+    for name in ("stage_ratings", "stage_feedback", "stage_examples"):
+        _stage_view(con, name, "fi_keyed WHERE false", {})

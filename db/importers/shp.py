@@ -10,8 +10,8 @@ preferred comment ranks 1, the other 2, one two-answer ranking per record by the
 many records (one per pair of its comments), so a ranking's source record is
 "shp:<post_id>:<c_root_id_A>:<c_root_id_B>": every pair of a post is a ranking of its own, the same pair twice
 is one. The post's fields (post_id, domain, upvote_ratio) are the prompt's metadata; each comment keeps its
-c_root_id, created_at_utc and score as its generation's metadata; the pair's score_ratio and
-seconds_difference go in the ranking's comment (JSON), as the schema has no per-ranking metadata.
+c_root_id, created_at_utc and score as its generation's metadata; the pair's score_ratio (how strongly the
+preferred comment won: the margin) and seconds_difference are the ranking's details (ranking_notes.metadata).
 """
 
 from __future__ import annotations
@@ -61,5 +61,5 @@ def shp(rec: Any, ctx: Ctx) -> Batch:
         g["metadata"] = dumps(meta)
     pair = {k: rec[k] for k in PAIR if rec.get(k) is not None}
     if pair:
-        batch.rankings[0]["comment"] = dumps(pair)
+        batch.rankings[0]["metadata"] = dumps(pair)
     return batch

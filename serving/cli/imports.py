@@ -18,8 +18,13 @@ from serving.cli.root import open_store
 PROGRESS_MIN_BYTES = 8 * 2**20  # show a progress bar for files at least this big
 
 
-def _counts(d: dict[str, int]) -> str:
-    return ", ".join(f"{v} {k}" for k, v in d.items() if k != "users")
+def _counts(d: dict[str, int], shown: set[str] | None = None) -> str:
+    """'3 prompts, 6 generations, ...'; ratings and feedback only for a file that has some (`shown`)."""
+    return ", ".join(
+        f"{v} {k}"
+        for k, v in d.items()
+        if k != "users" and (k not in ("ratings", "feedback") or k in (shown or set()) or v)
+    )
 
 
 def _echo_records(outcome: dict[str, int], empty: dict) -> None:
@@ -127,11 +132,12 @@ def register(cli: click.Group) -> None:
             click.echo(f"skipped {e}")
         added = report.added.as_dict()
         verb = "would add" if dry_run else "added"
+        shown = {k for k, v in report.in_file.items() if v}
         click.echo(
             f"{file}: {report.records} records read ({report.format}, engine {report.engine}); "
-            f"{verb}: {_counts({k: added[k] for k in report.in_file})}"
+            f"{verb}: {_counts({k: added[k] for k in report.in_file}, shown)}"
         )
-        click.echo(f"already stored: {_counts(report.already_stored())}")
+        click.echo(f"already stored: {_counts(report.already_stored(), shown)}")
         _echo_records(report.accounting(), {"lines": report.empty, "reason": report.empty_reason})
         if report.skipped:
             click.echo(f"skipped {len(report.skipped)} invalid records (listed above)")

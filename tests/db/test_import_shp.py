@@ -36,8 +36,9 @@ def test_two_records_on_one_post_are_two_rankings_with_scores_kept(store):
     report = import_file(store, SHP, dataset="s")
     assert report.format == "shp" and report.accounting()["added"] == 3
     rows = store.con.execute(
-        """SELECT r.source_record, r.comment, list(g.text || '=' || i.rank ORDER BY i.position)
-           FROM rankings r JOIN ranking_items i ON i.ranking_id = r.id JOIN generations g ON g.id = i.generation_id
+        """SELECT r.source_record, n.metadata, list(g.text || '=' || i.rank ORDER BY i.position)
+           FROM rankings r JOIN ranking_notes n ON n.ranking_id = r.id
+           JOIN ranking_items i ON i.ranking_id = r.id JOIN generations g ON g.id = i.generation_id
            JOIN prompts p ON p.id = r.prompt_id WHERE p.messages LIKE '%cielo%' GROUP BY ALL ORDER BY 1"""
     ).fetchall()
     a, b, _ = (r for r in records())
