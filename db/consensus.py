@@ -55,6 +55,8 @@ def voters_sql(*, dataset_id: int | None = None, source: str = "all") -> tuple[s
     if dataset_id is not None:
         where.append("r.prompt_id IN (SELECT id FROM prompts WHERE dataset_id = ?)")
         params.append(dataset_id)
+    # A gold prompt's rankings check the annotators; they are never training data.
+    where.append("r.prompt_id NOT IN (SELECT prompt_id FROM gold_items)")
     # An adjudication replaces the annotators' votes on its prompt.
     where.append(
         "(r.source = 'adjudication' OR r.prompt_id NOT IN "

@@ -1,0 +1,298 @@
+"""Annotator quality: which labels to trust, measured per annotator, and a consensus that uses it.
+
+    from db.quality import annotator_quality, reliability
+    rows = annotator_quality(store, dataset_id)      # one dict per annotator, worst quality first
+    fit = reliability(votes)                          # Dawid-Skene over pairwise votes: skills and pair posteriors
+
+Per annotator, over their submitted rankings (adjudications are a reviewer's verdict, not an opinion, and are left
+out; gold prompts count for gold accuracy only):
+- `pair_agreement`: leave-one-out agreement. Of the annotator's non-tie votes on pairs where the OTHER annotators'
+  non-tie votes have a strict majority, the share that go the majority's way (`pairs_compared` of them).
+- `tau_b`: mean Kendall tau-b between the annotator's ranking and the ranked-pairs consensus of the other
+  rankings of the same prompt (db.consensus), over prompts with at least one other ranking.
+- `gold_accuracy`: of the annotator's votes on gold pairs (two answers the known order separates), the share that
+  agree with it; a tie counts half (a coin flip would get as much). `gold_pairs`, `gold_items`: how many.
+- `reliability`: the annotator's accuracy under a Dawid-Skene model fitted on every pairwise vote of the scope
+  (crowd-kit's DawidSkene; a pair of answers is a task with two classes, each annotator has a 2x2 confusion
+  matrix, gold pairs enter as known labels). The mean of the confusion matrix's diagonal: 1.0 never wrong, 0.5 a
+  coin. Unlike agreement it needs no overlap with any one other annotator and it discounts the careless.
+- `quality`: the number to sort and filter by: `reliability`, or `pair_agreement` when the model could not be fitted
+  (no pair was voted on twice), else None.
+- `median_seconds` per item and `too_fast`: the share of rankings faster than `too_fast_s` (default: a quarter of
+  the scope's median seconds per item, at least one second).
+- `first_best` (how often the answer shown first was ranked best, alone or tied) against `first_best_chance` (what
+  position-blind ranking would give: the mean share of answers at rank 1), and `position_bias` = their ratio.
+- `tie_rate` (share of pair votes that are ties) and `all_bad_rate` (share of rankings marked "all bad").
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from db.agreement import kendall_tau_b
+from db.consensus import consensus_ranks, source_values
+
+log = logging.getLogger(__name__)
+
+LO, HI = "lo", "hi"  # the two classes of a pair task: the answer with the lower or the higher generation id wins
+
+
+def _scope(dataset_id: int | None, source: str) -> tuple[str, list]:
+    where, params = ["r.status = 'submitted'", "r.source <> 'adjudication'"], []
+    allowed = source_values(source)
+    if allowed is not None:
+        where.append(f"r.source IN ({','.join('?' * len(allowed))})")
+        params.extend(allowed)
+    if dataset_id is not None:
+        where.append("r.prompt_id IN (SELECT id FROM prompts WHERE dataset_id = ?)")
+        params.append(dataset_id)
+    return " AND ".join(where), params
+
+
+@dataclass
+class Reliability:
+    """A Dawid-Skene fit over pairwise votes: per annotator accuracy, per pair task P(lo wins)."""
+
+    skills: dict[str, float] = field(default_factory=dict)
+    p_lo: dict[tuple[int, int, int], float] = field(default_factory=dict)  # (prompt, lo, hi) -> P(lo preferred)
+
+
+def reliability(votes: list[tuple[tuple[int, int, int], str, str]], gold: dict | None = None) -> Reliability:
+    """Fit Dawid-Skene on `votes` [((prompt, lo, hi), annotator, "lo" | "hi")] (ties left out: they carry no class).
+
+    `gold` {(prompt, lo, hi): "lo" | "hi"} are known labels. Returns empty skills when no task has two votes.
+    """
+    if not votes:
+        return Reliability()
+    import pandas as pd
+    from crowdkit.aggregation import DawidSkene  # imported here: it pulls in scikit-learn
+
+    tasks = {t for t, _, _ in votes}
+    index = {t: f"{t[0]}:{t[1]}:{t[2]}" for t in tasks}
+    df = pd.DataFrame({"task": [index[t] for t, _, _ in votes], "worker": [w for _, w, _ in votes]})
+    df["label"] = [lab for _, _, lab in votes]
+    if df.groupby("task").size().max() < 2 and not gold:
+        return Reliability()
+    true_labels = None
+    if gold:
+        known = {index[t]: lab for t, lab in gold.items() if t in index}
+        true_labels = pd.Series(known, dtype=object) if known else None
+    with warnings.catch_warnings():  # crowd-kit 1.4 trips pandas deprecation warnings; the results are unaffected
+        warnings.simplefilter("ignore")
+        ds = DawidSkene(n_iter=100, tol=1e-6).fit(df, true_labels=true_labels)
+        errors = ds.errors_
+        probas = ds.probas_
+    skills = {}
+    for worker in df["worker"].unique():
+        m = errors.loc[worker]
+        diag = [float(m.loc[c, c]) for c in (LO, HI) if c in m.index and c in m.columns]
+        skills[worker] = sum(diag) / len(diag) if diag else math.nan
+    back = {v: k for k, v in index.items()}
+    p_lo = {back[t]: float(row.get(LO, 0.0)) for t, row in probas.iterrows()}
+    return Reliability(skills=skills, p_lo=p_lo)
+
+
+def _fetch(store, dataset_id: int | None, source: str):
+    where, params = _scope(dataset_id, source)
+    with store._lock:
+        items = store.con.execute(
+            f"""SELECT r.id, r.prompt_id, u.name, r.all_bad, r.time_on_task_ms, i.generation_id, i.rank, i.position,
+                       gi.prompt_id IS NOT NULL AS gold
+                FROM rankings r JOIN users u ON u.id = r.user_id JOIN ranking_items i ON i.ranking_id = r.id
+                LEFT JOIN gold_items gi ON gi.prompt_id = r.prompt_id
+                WHERE {where} ORDER BY r.id, i.generation_id""",
+            params,
+        ).fetchall()
+        gold = store.con.execute(
+            "SELECT prompt_id, generation_id, rank FROM gold_answers"
+            + ("" if dataset_id is None else " WHERE prompt_id IN (SELECT id FROM prompts WHERE dataset_id = ?)"),
+            [] if dataset_id is None else [dataset_id],
+        ).fetchall()
+    return items, gold
+
+
+@dataclass
+class Votes:
+    """The scope's rankings and the pairwise votes they cast, with the gold labels."""
+
+    rankings: dict[int, dict]  # ranking id -> {prompt, annotator, all_bad, ms, ranks {gen: rank}, pos {place: gen}}
+    votes: dict[tuple[int, int, int], list[tuple[str, int]]]  # (prompt, lo, hi) -> [(annotator, dir)]
+    gold: dict[tuple[int, int, int], str]  # (prompt, lo, hi) -> "lo" | "hi" for pairs a gold order separates
+
+    def labels(self) -> list[tuple[tuple[int, int, int], str, str]]:
+        """The non-tie votes as Dawid-Skene labels."""
+        return [(t, w, LO if d == 1 else HI) for t, vs in self.votes.items() for w, d in vs if d != 0]
+
+
+def collect_votes(store, dataset_id: int | None = None, *, source: str = "human") -> Votes:
+    """Every submitted ranking of the scope, and the vote it casts on each pair of its answers (dir 1: the answer
+    with the lower generation id preferred, -1: the other, 0: a tie)."""
+    items, gold_rows = _fetch(store, dataset_id, source)
+    rankings: dict[int, dict] = {}
+    for rid, prompt, name, all_bad, ms, gen, rank, position, is_gold in items:
+        r = rankings.setdefault(
+            rid, {"prompt": prompt, "annotator": name, "all_bad": all_bad, "ms": ms, "ranks": {}, "pos": {}}
+        )
+        r["ranks"][gen] = rank
+        r["gold"] = is_gold
+        if position is not None:
+            r["pos"][position] = gen
+    votes: dict[tuple[int, int, int], list[tuple[str, int]]] = defaultdict(list)
+    for r in rankings.values():
+        gens = sorted(r["ranks"])
+        for i, a in enumerate(gens):
+            for b in gens[i + 1 :]:
+                ra, rb = r["ranks"][a], r["ranks"][b]
+                votes[(r["prompt"], a, b)].append((r["annotator"], 1 if ra < rb else -1 if rb < ra else 0))
+    gold: dict[int, dict[int, int]] = defaultdict(dict)
+    for prompt, gen, rank in gold_rows:
+        gold[prompt][gen] = rank
+    labels = {}
+    for prompt, ranks in gold.items():
+        gens = sorted(ranks)
+        for i, a in enumerate(gens):
+            for b in gens[i + 1 :]:
+                if ranks[a] != ranks[b]:
+                    labels[(prompt, a, b)] = LO if ranks[a] < ranks[b] else HI
+    return Votes(rankings=rankings, votes=votes, gold=labels)
+
+
+def annotator_quality(
+    store, dataset_id: int | None = None, *, source: str = "human", too_fast_s: float | None = None
+) -> list[dict]:
+    """The measures of the module docstring, one dict per annotator, lowest `quality` first (None last)."""
+    v = collect_votes(store, dataset_id, source=source)
+    rankings, votes, gold_labels = v.rankings, v.votes, v.gold
+    fit = reliability(v.labels(), gold_labels)
+    by_prompt: dict[int, dict[int, dict[int, int]]] = defaultdict(dict)
+    for rid, r in rankings.items():
+        if not r["gold"]:
+            by_prompt[r["prompt"]][rid] = r["ranks"]
+
+    stats: dict[str, dict] = defaultdict(lambda: defaultdict(float))
+    taus: dict[str, list[float]] = defaultdict(list)
+    for task, vs in votes.items():
+        total = sum(d for _, d in vs)
+        for w, d in vs:
+            s = stats[w]
+            s["pairs"] += 1
+            s["ties"] += d == 0
+            if task in gold_labels:
+                s["gold_pairs"] += 1
+                want = 1 if gold_labels[task] == LO else -1
+                s["gold_right"] += 1.0 if d == want else 0.5 if d == 0 else 0.0
+            elif d != 0 and total - d != 0:
+                s["compared"] += 1
+                s["agreed"] += (total - d > 0) == (d > 0)
+    for rankings_of in by_prompt.values():
+        if len(rankings_of) < 2:
+            continue
+        for rid, ranks in rankings_of.items():
+            others = consensus_ranks({o: rr for o, rr in rankings_of.items() if o != rid})
+            gens = sorted(set(ranks) & set(others))
+            if len(gens) >= 2:
+                t = kendall_tau_b([ranks[g] for g in gens], [others[g] for g in gens])
+                if not math.isnan(t):
+                    taus[rankings[rid]["annotator"]].append(t)
+
+    seconds = [r["ms"] / 1000 for r in rankings.values() if r["ms"] is not None]
+    limit = too_fast_s if too_fast_s is not None else max(1.0, float(np.median(seconds)) / 4 if seconds else 1.0)
+    per: dict[str, list[dict]] = defaultdict(list)
+    for r in rankings.values():
+        per[r["annotator"]].append(r)
+    out = []
+    for name, rs in per.items():
+        s = stats[name]
+        secs = [r["ms"] / 1000 for r in rs if r["ms"] is not None]
+        shown = [r for r in rs if 0 in r["pos"]]
+        first_best = [r["ranks"][r["pos"][0]] == min(r["ranks"].values()) for r in shown]
+        chance = [sum(v == min(r["ranks"].values()) for v in r["ranks"].values()) / len(r["ranks"]) for r in shown]
+        agreement = s["agreed"] / s["compared"] if s["compared"] else None
+        skill = fit.skills.get(name)
+        skill = None if skill is None or math.isnan(skill) else skill
+        fb, fc = (float(np.mean(first_best)), float(np.mean(chance))) if shown else (None, None)
+        out.append(
+            {
+                "annotator": name,
+                "rankings": len(rs),
+                "pairs": int(s["pairs"]),
+                "pair_agreement": agreement,
+                "pairs_compared": int(s["compared"]),
+                "tau_b": float(np.mean(taus[name])) if taus.get(name) else None,
+                "gold_accuracy": s["gold_right"] / s["gold_pairs"] if s["gold_pairs"] else None,
+                "gold_pairs": int(s["gold_pairs"]),
+                "gold_items": sum(bool(r["gold"]) for r in rs),
+                "reliability": skill,
+                "quality": skill if skill is not None else agreement,
+                "median_seconds": float(np.median(secs)) if secs else None,
+                "too_fast": sum(x < limit for x in secs) / len(secs) if secs else None,
+                "first_best": fb,
+                "first_best_chance": fc,
+                "position_bias": fb / fc if fb is not None and fc else None,
+                "tie_rate": s["ties"] / s["pairs"] if s["pairs"] else None,
+                "all_bad_rate": sum(bool(r["all_bad"]) for r in rs) / len(rs),
+            }
+        )
+    out.sort(key=lambda row: (row["quality"] is None, row["quality"] if row["quality"] is not None else 0))
+    return out
+
+
+def pair_accuracy(votes: dict, truth: dict, fit: Reliability) -> dict[str, float]:
+    """How often majority and reliability-weighted consensus recover the true direction of a pair.
+
+    `votes` {(prompt, lo, hi): [dir, ...]} (1: lo preferred, -1: hi, 0: tie), `truth` {(prompt, lo, hi): 1 | -1}.
+    A pair the method cannot decide (an even vote; a posterior of exactly 0.5) scores half. Pairs without a
+    truth are left out."""
+    maj = wtd = n = 0.0
+    for task, dirs in votes.items():
+        if task not in truth:
+            continue
+        n += 1
+        s = sum(dirs)
+        maj += 0.5 if s == 0 else float((s > 0) == (truth[task] > 0))
+        p = fit.p_lo.get(task, 0.5)
+        wtd += 0.5 if p == 0.5 else float((p > 0.5) == (truth[task] > 0))
+    return {"pairs": int(n), "majority": maj / n if n else math.nan, "weighted": wtd / n if n else math.nan}
+
+
+def gold_flags(store, dataset_id: int | None = None, *, first: int = 100, below: float = 0.7, min_items: int = 3):
+    """Annotators whose gold accuracy over the gold items among their first `first` items (in the order they
+    made them) is below `below`, once they have answered at least `min_items` gold items there.
+
+    Returns {annotator: {"items": n, "gold_items": g, "gold_accuracy": a, "flagged": bool}} for every annotator
+    with at least one gold item among their first items. Accuracy is per gold pair, a tie counting half.
+    """
+    where, params = _scope(dataset_id, "all")
+    rows = store.query(
+        f"""WITH r AS (SELECT r.id, r.prompt_id, u.name,
+                              row_number() OVER (PARTITION BY r.user_id ORDER BY r.created_at, r.id) AS n
+                       FROM rankings r JOIN users u ON u.id = r.user_id WHERE {where}),
+                 mine AS (SELECT * FROM r WHERE n <= ?)
+            SELECT m.name AS annotator, (SELECT count(*) FROM mine x WHERE x.name = m.name) AS items,
+                   count(DISTINCT m.id) AS gold_items,
+                   avg(CASE WHEN sign(ia.rank - ib.rank) = sign(ga.rank - gb.rank) THEN 1.0
+                            WHEN ia.rank = ib.rank THEN 0.5 ELSE 0.0 END) AS gold_accuracy
+            FROM mine m JOIN gold_items gi ON gi.prompt_id = m.prompt_id
+            JOIN ranking_items ia ON ia.ranking_id = m.id JOIN ranking_items ib ON ib.ranking_id = m.id
+                 AND ia.generation_id < ib.generation_id
+            JOIN gold_answers ga ON ga.prompt_id = m.prompt_id AND ga.generation_id = ia.generation_id
+            JOIN gold_answers gb ON gb.prompt_id = m.prompt_id AND gb.generation_id = ib.generation_id
+            WHERE ga.rank <> gb.rank
+            GROUP BY m.name""",
+        [*params, first],
+    )
+    return {
+        r["annotator"]: {
+            "items": r["items"],
+            "gold_items": r["gold_items"],
+            "gold_accuracy": r["gold_accuracy"],
+            "flagged": r["gold_items"] >= min_items and r["gold_accuracy"] < below,
+        }
+        for r in rows
+    }
