@@ -24,3 +24,7 @@ class NotFoundError(PrefLabError):
 
 class ConflictError(PrefLabError):
     """The request contradicts what is stored (a second ranking of one prompt by one person, ...)."""
+
+
+class ForbiddenError(PrefLabError):
+    """The user may not do this now (a reviewer paused their work, ...)."""

@@ -32,11 +32,13 @@ import math
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 
 from db.agreement import kendall_tau_b
 from db.consensus import consensus_ranks, source_values
+from db.errors import InputError, NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -296,3 +298,43 @@ def gold_flags(store, dataset_id: int | None = None, *, first: int = 100, below:
         }
         for r in rows
     }
+
+
+def set_control(
+    store, dataset_id: int, user: str, *, paused: bool | None = None, weight: float | None = None, by: str
+) -> dict:
+    """Pause or resume an annotator in a dataset, or set the weight of their votes (0 excludes them from weighted
+    consensus and quality-filtered exports, 1 counts them fully). Returns {annotator, paused, weight}."""
+    if weight is not None and not 0 <= weight <= 1:
+        raise InputError("weight is from 0 (exclude) to 1 (full weight)", field="weight")
+    with store.transaction() as c:
+        row = c.execute("SELECT id FROM users WHERE name = ?", [user]).fetchall()
+        if not row:
+            raise NotFoundError(f"no user named {user!r}")
+        c.execute(
+            """INSERT INTO annotator_controls (dataset_id, user_id, paused, weight, updated_by) VALUES (?, ?, ?, ?, ?)
+               ON CONFLICT (dataset_id, user_id) DO UPDATE SET
+                   paused = coalesce(?, annotator_controls.paused), weight = coalesce(?, annotator_controls.weight),
+                   updated_by = excluded.updated_by, updated_at = ?""",
+            [
+                dataset_id,
+                row[0][0],
+                bool(paused),
+                1.0 if weight is None else weight,
+                by,
+                paused,
+                weight,
+                datetime.now(),
+            ],
+        )
+    return controls(store, dataset_id)[user]
+
+
+def controls(store, dataset_id: int) -> dict[str, dict]:
+    """{annotator: {annotator, paused, weight}} for the annotators a reviewer has paused or weighted here."""
+    rows = store.query(
+        "SELECT u.name AS annotator, c.paused, c.weight FROM annotator_controls c JOIN users u ON u.id = c.user_id "
+        "WHERE c.dataset_id = ?",
+        [dataset_id],
+    )
+    return {r["annotator"]: r for r in rows}

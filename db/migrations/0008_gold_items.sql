@@ -11,8 +11,26 @@ CREATE TABLE gold_items (
 -- The known order: rank 1 is best, equal ranks are answers the order does not separate. For kind 'best' the best
 -- answer has rank 1 and every other answer rank 2.
 CREATE TABLE gold_answers (
-    prompt_id BIGINT NOT NULL REFERENCES gold_items (prompt_id),
+    prompt_id BIGINT NOT NULL REFERENCES prompts (id),  -- (not gold_items: DuckDB cannot delete both in one transaction)
     generation_id BIGINT NOT NULL REFERENCES generations (id),
     rank INTEGER NOT NULL CHECK (rank >= 1),
     PRIMARY KEY (prompt_id, generation_id)
+);
+
+-- A dataset's annotation settings beyond k and guidelines; a dataset without a row has the defaults.
+CREATE TABLE dataset_settings (
+    dataset_id INTEGER PRIMARY KEY REFERENCES datasets (id),
+    gold_rate DOUBLE NOT NULL DEFAULT 0.05 CHECK (gold_rate >= 0 AND gold_rate <= 0.5)  -- share of items that are gold
+);
+
+-- A reviewer's say on one annotator in one dataset: paused (gets no new items) and the weight of their votes in
+-- quality-weighted consensus (0 excludes them; 1 is the default).
+CREATE TABLE annotator_controls (
+    dataset_id INTEGER NOT NULL REFERENCES datasets (id),
+    user_id INTEGER NOT NULL REFERENCES users (id),
+    paused BOOLEAN NOT NULL DEFAULT false,
+    weight DOUBLE NOT NULL DEFAULT 1.0 CHECK (weight >= 0 AND weight <= 1),
+    updated_by VARCHAR NOT NULL,
+    updated_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    PRIMARY KEY (dataset_id, user_id)
 );

@@ -2,7 +2,9 @@
 
 Rules: a prompt is eligible when it has >= 2 answers; it is handed to a user who has not ranked it while
 (submitted rankings + live leases of others) < k; a user asking again gets their own live lease back (same
-prompt, same answer order); expired leases free their slot; complete prompts leave the queue. lease_ahead
+prompt, same answer order); expired leases free their slot; complete prompts leave the queue. Gold prompts (known
+order, db.gold) are mixed in at the dataset's gold rate, apart from k, and look like any other item; a paused
+annotator gets no new item. lease_ahead
 leases a second item for the server's in-memory front (serving.api.queue_front).
 """
 
@@ -12,7 +14,7 @@ import json
 import random
 from datetime import datetime, timedelta
 
-from db.errors import NotFoundError
+from db.errors import ForbiddenError, NotFoundError
 from db.queue.state import _NEXT_RANKING, _fold_in, _in_step, _now, _read_state
 from db.store import Store
 
@@ -65,6 +67,39 @@ _CONTENT = (
     "p.dataset_id, p.messages, p.assets, "
     "(SELECT list(struct_pack(id := g.id, text := g.text)) FROM generations g WHERE g.prompt_id = ?)"
 )
+
+
+_PAUSED = "SELECT paused FROM annotator_controls WHERE dataset_id = ? AND user_id = ?"
+# The user's items in the dataset so far (gold ones included), and a gold prompt they have neither ranked nor hold,
+# in an order of their own (gold tables are small: a few dozen to a few thousand rows).
+_ITEMS_DONE = (
+    "SELECT count(*) FROM rankings r JOIN prompts p ON p.id = r.prompt_id WHERE r.user_id = ? AND p.dataset_id = ?"
+)
+_PICK_GOLD = """SELECT gi.prompt_id FROM gold_items gi JOIN prompts p ON p.id = gi.prompt_id
+                WHERE p.dataset_id = ? AND gi.prompt_id NOT IN (SELECT prompt_id FROM rankings WHERE user_id = ?)
+                  AND gi.prompt_id NOT IN (SELECT prompt_id FROM assignments WHERE user_id = ? AND status = 'leased'
+                                           AND expires_at > ?)
+                ORDER BY hash(gi.prompt_id, ?) LIMIT 1"""
+
+
+def gold_slot(user_id: int, block: int, size: int) -> int:
+    """Where in the user's `block`-th run of `size` items the gold item goes: fixed per user and block, so asking
+    again gives the same answer, and unknowable from the outside."""
+    return random.Random(f"gold:{user_id}:{block}").randrange(size)
+
+
+def _maybe_gold(store: Store, dataset_id: int, user_id: int, now: datetime, rate: float, *, ahead: bool) -> int | None:
+    """A gold prompt for this user's next item when it is the gold slot of its block, else None.
+
+    Gold items are mixed in at `rate`: one at a random place in every run of round(1 / rate) items, so an annotator
+    meets exactly that share and cannot tell which. `ahead`: the item after the one being worked on (lease_ahead).
+    """
+    size = max(2, round(1 / rate))
+    n = store._first(_ITEMS_DONE, [user_id, dataset_id])[0] + (1 if ahead else 0)
+    if n % size != gold_slot(user_id, n // size, size):
+        return None
+    row = store._first(_PICK_GOLD, [dataset_id, user_id, user_id, now, user_id])
+    return row[0] if row else None
 
 
 def _content(store: Store, prompt_id: int, new_id: bool) -> tuple:
@@ -132,9 +167,15 @@ def _next_in_tx(
     if not _in_step(state):
         _fold_in(store, dataset_id, state["k"], state["mark"], state["gmax"], state["rmax"])
     k = state["k"]
+    paused = store._first(_PAUSED, [dataset_id, user_id])
+    if paused and paused[0]:
+        raise ForbiddenError("a reviewer has paused your work on this dataset; ask them to resume it")
     prompt_id, progress = _pick_and_progress(store, dataset_id, user_id, k, now, pick=True, progress=not defer)
     if prompt_id is None:
         return None, progress
+    if state["gold_rate"] > 0:
+        gold = _maybe_gold(store, dataset_id, user_id, now, state["gold_rate"], ahead=skip is not None)
+        prompt_id = gold or prompt_id
     content = _new_id_and_answers(store, prompt_id) if defer else _content(store, prompt_id, new_id=True)
     aid, texts = content[0], content[4]
     order = sorted(texts)

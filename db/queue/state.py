@@ -1,4 +1,5 @@
-"""The queue's bookkeeping: queue_open (a dataset's open prompts with their count of counted rankings), queue_sync
+"""The queue's bookkeeping: queue_open (a dataset's open prompts with their count of counted rankings; gold prompts
+are never open: db.queue.leases mixes them in apart from k), queue_sync
 (the marks of what is folded in), and the one-statement read of a dataset's state that every request starts with.
 
 Speed: queue_open keeps only the *open* prompts of a dataset with their count of submitted rankings, so a
@@ -43,9 +44,11 @@ _LAST_IDS = (
 # here is a point lookup on a primary key (or a tiny table) plus constants, never a subquery per outer row.
 _STATE_COLS = (
     "d.id, d.name, d.annotators_per_prompt, d.guidelines, d.guideline_version, s.generation_mark, s.ranking_mark, "
-    "s.k, x.gmax, x.rmax"
+    "s.k, x.gmax, x.rmax, CASE WHEN EXISTS (SELECT 1 FROM gold_items gi JOIN prompts gp ON gp.id = gi.prompt_id "
+    "WHERE gp.dataset_id = d.id) THEN coalesce(ds.gold_rate, 0.05) ELSE 0 END"  # 0 while the dataset has no gold
 )
-_STATE = f"SELECT {_STATE_COLS} FROM datasets d LEFT JOIN queue_sync s ON s.dataset_id = d.id, {_LAST_IDS}"
+_STATE_JOINS = "LEFT JOIN queue_sync s ON s.dataset_id = d.id LEFT JOIN dataset_settings ds ON ds.dataset_id = d.id"
+_STATE = f"SELECT {_STATE_COLS} FROM datasets d {_STATE_JOINS}, {_LAST_IDS}"
 # The user's live leases (usually none or one), to hand back their own lease instead of a new one; with
 # `id = ? OR`, the assignment being submitted comes in the same statement.
 _LEASES = (
@@ -55,8 +58,9 @@ _LEASES = (
 
 
 def _state(cols: tuple, leases: list) -> dict:
-    did, name, k, guidelines, version, gmark, rmark, mk, gmax, rmax = cols
+    did, name, k, guidelines, version, gmark, rmark, mk, gmax, rmax, gold_rate = cols
     return {
+        "gold_rate": gold_rate,
         "dataset_id": did,
         "dataset": name,
         "k": k,
@@ -110,6 +114,7 @@ def _fold_in(store: Store, dataset_id: int, k: int, mark: tuple | None, gmax: in
                 LEFT JOIN (SELECT prompt_id, count(*) AS n FROM rankings r WHERE {_counted_sql("r")}
                            GROUP BY prompt_id) r ON r.prompt_id = p.id
                 WHERE p.dataset_id = ? AND coalesce(r.n, 0) < ?
+                  AND p.id NOT IN (SELECT prompt_id FROM gold_items)
                 ORDER BY p.id""",  # constant SQL
             [dataset_id, k],
         )
@@ -129,7 +134,7 @@ def _fold_in(store: Store, dataset_id: int, k: int, mark: tuple | None, gmax: in
                                         WHERE r.prompt_id = t.prompt_id AND {_counted_sql("r")}) AS n
                 FROM queue_touched t
                 WHERE (SELECT count(*) FROM generations g WHERE g.prompt_id = t.prompt_id) >= 2
-                  AND n < ?""",
+                  AND n < ? AND t.prompt_id NOT IN (SELECT prompt_id FROM gold_items)""",
             [dataset_id, k],
         )
         c.execute("DROP TABLE queue_touched")

@@ -19,7 +19,17 @@ import duckdb
 from db.errors import ConflictError, NotFoundError
 from db.queue import leases  # by module: a replaced leases._next_in_tx (tests) reaches every caller
 from db.queue.rules import ranking_pairs, validate
-from db.queue.state import _LAST_IDS, _LEASES, _NEXT_RANKING, _STATE_COLS, _counted_sql, _live_leases, _now, _state
+from db.queue.state import (
+    _LAST_IDS,
+    _LEASES,
+    _NEXT_RANKING,
+    _STATE_COLS,
+    _STATE_JOINS,
+    _counted_sql,
+    _live_leases,
+    _now,
+    _state,
+)
 from db.store import Store
 
 
@@ -47,8 +57,9 @@ def write_items(store: Store, ranking_id: int, prompt_id: int, order: list, clea
 
 # The submitted assignment's prompt: its dataset's state and its count in queue_open (point lookups, constants)
 _PROMPT_STATE = (
-    f"SELECT {_STATE_COLS}, (SELECT done FROM queue_open WHERE prompt_id = ?) FROM prompts p "
-    f"JOIN datasets d ON d.id = p.dataset_id LEFT JOIN queue_sync s ON s.dataset_id = d.id, {_LAST_IDS} WHERE p.id = ?"
+    f"SELECT {_STATE_COLS}, (SELECT done FROM queue_open WHERE prompt_id = ?), "
+    f"EXISTS (SELECT 1 FROM gold_items WHERE prompt_id = p.id) FROM prompts p "
+    f"JOIN datasets d ON d.id = p.dataset_id {_STATE_JOINS}, {_LAST_IDS} WHERE p.id = ?"
 )
 
 
@@ -73,7 +84,7 @@ def _submit_in_tx(
     if row is None:
         raise NotFoundError(f"no assignment {assignment_id} of yours")
     _, prompt_id, a_status, expires_at, order_json = row
-    *cols, done = store._first(_PROMPT_STATE, [prompt_id, prompt_id])
+    *cols, done, gold = store._first(_PROMPT_STATE, [prompt_id, prompt_id])
     state = _state(tuple(cols), _live_leases(rows, now, skip=assignment_id))
     k, status = state["k"], fields["status"]
     order = json.loads(order_json)
@@ -96,7 +107,7 @@ def _submit_in_tx(
                 f"your lease expired and prompt {prompt_id} was leased to you again as assignment {again}; "
                 "submit that one"
             )
-        if status == "submitted" and taken >= k:
+        if status == "submitted" and taken >= k and not gold:  # a gold prompt has no slots: everyone ranks it
             raise ConflictError(
                 "your lease expired and the prompt has since been ranked by others; ask for the next item"
             )
