@@ -22,7 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from db.errors import InputError
-from db.importers import arena_conversations, nectar, oasst, preference, sft, shp
+from db.importers import arena_conversations, kto, nectar, oasst, preference, sft, shp
 from db.importers.detect import format_of
 from db.importers.fields import MAX_FIELD_BYTES, Ctx
 from db.importers.reader import BadRecord, open_binary, read_records
@@ -46,6 +46,7 @@ FORMATS: dict[str, Callable] = {
     "nectar": nectar.nectar,
     "arena-conversations": arena_conversations.arena_conversations,
     "shp": shp.shp,
+    "kto": kto.kto,
     "prompts": sft.prompts,
 }
 FAST_FORMATS = ("ranked", "preference")
