@@ -93,8 +93,8 @@ def _arrow_shards(folder: Path) -> list[Path]:
     root = folder.resolve()
     shards = []
     for entry in _json(state).get("_data_files") or []:
-        path = (folder / str(entry.get("filename", ""))).resolve()
-        if root not in path.parents or not path.is_file():  # names come from the file: stay inside the folder
+        path = folder / str(entry.get("filename", ""))
+        if root not in path.resolve().parents or not path.is_file():  # names come from the file: stay inside
             raise InputError(f"state.json names a data file that is not in the folder: {entry}", file=str(state))
         shards.append(path)
     return shards or sorted(folder.glob("data-*.arrow"))
