@@ -243,7 +243,8 @@ def dataset_stats(store, dataset: str | None = None, *, source: str = "all") -> 
 
     {"dataset", "source", "counts": {prompts, generations, reference_answers, empty_answers (empty or
     whitespace-only text), rankings, submitted, skipped,
-    flagged, pairs (non-tie), ties, annotators, examples, consensus_pairs, prompts_with_overlap},
+    flagged, pairs (non-tie), ties, annotators, examples, feedback (binary, = feedback_up + feedback_down),
+    consensus_pairs, prompts_with_overlap}, "ratings_by_aspect": {aspect: ratings},
     "agreement": {prompts_with_overlap, kendall_tau (mean tau-b over every two rankings of a prompt),
     kendall_w (mean over prompts), krippendorff_alpha (ordinal), pair_agreement (mean consensus agreement
     over pairs with two or more non-tie votes), pairwise [{a, b, prompts, tau_b}], per_annotator
@@ -284,6 +285,16 @@ def dataset_stats(store, dataset: str | None = None, *, source: str = "all") -> 
             sp,
         )
         examples = q(f"SELECT count(*) FROM examples {scope}", sp)[0]
+        up, down = q(
+            f"SELECT count(*) FILTER (WHERE label), count(*) FILTER (WHERE NOT label) FROM feedback "
+            f"WHERE prompt_id IN ({prompts})",
+            sp,
+        )
+        by_aspect = store.con.execute(
+            f"""SELECT t.aspect, count(*) FROM ratings t JOIN rankings r ON r.id = t.ranking_id
+                WHERE r.prompt_id IN ({prompts}) GROUP BY t.aspect ORDER BY t.aspect""",
+            sp,
+        ).fetchall()
         csql, cparams = consensus_pairs_sql(dataset_id=dataset_id, source=source)
         n_cons, mean_agree = q(
             f"SELECT count(*), avg(agreement) FILTER (WHERE votes_chosen + votes_rejected >= 2) FROM ({csql})", cparams
@@ -316,8 +327,12 @@ def dataset_stats(store, dataset: str | None = None, *, source: str = "all") -> 
             "ties": ties,
             "annotators": len(people),
             "examples": examples,
+            "feedback": up + down,
+            "feedback_up": up,
+            "feedback_down": down,
             "consensus_pairs": n_cons,
             "prompts_with_overlap": agreement["prompts_with_overlap"],
         },
+        "ratings_by_aspect": dict(by_aspect),
         "agreement": agreement,
     }

@@ -21,6 +21,8 @@ FORMATS = {
     "sft": ("jsonl", "the best-ranked (or reference) answer per prompt, as messages"),
     "classification": ("jsonl", "labelled examples, as imported"),
     "parquet": ("parquet", "preference pairs as Parquet (columnar, for Spark / Ray / pandas)"),
+    "kto": ("jsonl", "TRL unpaired preference data (KTO): binary feedback as prompt/completion/label strings"),
+    "kto-messages": ("jsonl", "KTO data in TRL's conversational form: prompt as messages, one assistant message"),
 }
 
 

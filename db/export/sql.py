@@ -3,7 +3,7 @@
 db.export.files decides what to write and where (formats, filters, split, file names, snapshot id); this module
 says how DuckDB writes it. Everything streams: rows go from the tables to the files without becoming
 Python objects, and JSON Lines are written in prompt-id chunks so the sort that fixes the row order stays
-small. Temporary tables (x_pairs, x_prompts, x_sft) live inside the export's transaction.
+small. Temporary tables (x_pairs, x_prompts, x_sft, x_feedback) live inside the export's transaction.
 """
 
 from __future__ import annotations
@@ -18,6 +18,13 @@ from db.consensus import consensus_pairs_sql
 from db.export.config import ExportConfig
 
 PAIR_FORMATS = ("trl", "trl-messages", "llamafactory", "parquet")
+FEEDBACK_FORMATS = ("kto", "kto-messages")
+# --source for feedback: "human" is people's feedback (given in PrefLab, imported, thumbs in chat), as for rankings
+FEEDBACK_SOURCES: dict[str, tuple[str, ...] | None] = {
+    "human": ("human", "import", "chat"),
+    "arena": ("arena",),
+    "all": None,
+}
 SPLIT_BUCKETS = 1_000_000
 CHUNK_PAIRS = 500_000  # pairs per COPY when writing JSON Lines: bounds the memory of the sort
 
@@ -86,11 +93,11 @@ def _prompts_table(con, cfg: ExportConfig, dataset_id: int | None, wanted: str) 
     """x_prompts: the prompts in `wanted` (a SELECT of ids) with split side, and the renderings the format needs."""
     threshold = int(round(cfg.test_fraction * SPLIT_BUCKETS))
     columns = []
-    if cfg.format == "trl":
+    if cfg.format in ("trl", "kto"):
         columns.append(f"{TRL_PROMPT_SQL} AS text")
     elif cfg.format == "parquet":
         columns.append(f"{TEXT_SQL} AS text")
-    if cfg.format != "trl":
+    if cfg.format not in ("trl", "kto"):
         columns.append(f"{MESSAGES_SQL} AS msgs")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE x_prompts AS
@@ -225,6 +232,8 @@ def write_export(store, cfg: ExportConfig, temps: dict[str, Path], digests: dict
                 "ties": stats[1],
                 **({"images": True} if images else {}),
             }
+        if cfg.format in FEEDBACK_FORMATS:
+            return _write_feedback(con, cfg, dataset_id, temps, sides)
         if cfg.format == "sft":
             _pairs_table(con, cfg, dataset_id, keep_ties=True, provenance=False)
             _sft_table(con, cfg, dataset_id)
@@ -255,11 +264,43 @@ def write_export(store, cfg: ExportConfig, temps: dict[str, Path], digests: dict
         }
         return {"examples": sum(rows.values()), **_by_split(rows)}
     finally:
-        for table in ("x_pairs", "x_prompts", "x_sft"):
+        for table in ("x_pairs", "x_prompts", "x_sft", "x_feedback"):
             try:
                 con.execute(f"DROP TABLE IF EXISTS {table}")
             except duckdb.Error:  # the transaction failed: its rollback removes them, and the first error counts
                 break
+
+
+def _write_feedback(con, cfg: ExportConfig, dataset_id: int | None, temps: dict[str, Path], sides: dict) -> dict:
+    """KTO lines, one per feedback row: the prompt and completion as the `trl` export writes them (HH-style text,
+    so prompt + completion is the conversation) or, for kto-messages, as messages; the label as a boolean."""
+    allowed = FEEDBACK_SOURCES[cfg.source]
+    by_source = "" if allowed is None else f"AND f.source IN ({','.join('?' * len(allowed))})"
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE x_feedback AS
+            SELECT f.id, f.prompt_id, f.generation_id, f.label FROM feedback f JOIN prompts p ON p.id = f.prompt_id
+            WHERE (CAST(? AS INTEGER) IS NULL OR p.dataset_id = ?) {by_source}""",
+        [dataset_id, dataset_id, *(allowed or ())],
+    )
+    _prompts_table(con, cfg, dataset_id, "SELECT DISTINCT prompt_id FROM x_feedback")
+    if cfg.format == "kto":
+        cols = f"p.text AS prompt, {TRL_ANSWER_SQL.format(col='g.text')} AS completion"
+    else:
+        cols = "p.msgs AS prompt, [{'role': 'assistant', 'content': g.text}] AS completion"
+    select = f"""SELECT {cols}, f.label FROM x_feedback f JOIN x_prompts p ON p.id = f.prompt_id
+                 JOIN generations g ON g.id = f.generation_id WHERE p.split = ? ORDER BY f.prompt_id, f.id"""
+    rows = {s: _copy(con, select, [side], temps[s], cfg.format) for s, side in sides.items()}
+    prompts, up, down = con.execute(
+        "SELECT count(DISTINCT prompt_id), count(*) FILTER (WHERE label), count(*) FILTER (WHERE NOT label) "
+        "FROM x_feedback WHERE prompt_id IN (SELECT id FROM x_prompts)"
+    ).fetchall()[0]
+    return {
+        "feedback": sum(rows.values()),
+        **_by_split(rows),
+        "prompts": prompts,
+        "desirable": up,
+        "undesirable": down,
+    }
 
 
 def _by_split(rows: dict[str, int]) -> dict[str, int]:

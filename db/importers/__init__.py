@@ -1,10 +1,11 @@
 """Import files into the store: `import_file(store, path, fmt="auto")`. The CLI is serving/cli/imports.py.
 
 A file is read as a stream of records (db.importers.reader), each record is checked and turned into staging
-rows by its format's converter (one module per family: sft, preference, oasst, nectar, arena_conversations,
+rows by its format's converter (one module per family: sft, preference, oasst, nectar, arena_conversations, kto,
 shp), and the rows are written in ONE transaction after the whole file passed: a bad file changes nothing. Every
-error names file, line and field. Large `ranked`/`preference` JSON Lines files take the DuckDB-native path
-(db.importers.fastimport), which gives the same rows.
+error names file, line and field. A Hugging Face dataset folder (save_to_disk output or Parquet shards) is read
+shard by shard (db.importers.hf_folder) through the same converters. Large `ranked`/`preference` JSON Lines
+files take the DuckDB-native path (db.importers.fastimport), which gives the same rows.
 
 The package owns the file formats that come in and their checks: it fills the staging relations (stage_*)
 and leaves the write to the Store (`Store.commit_staged`), so the rules of what is new and what is a
@@ -22,7 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from db.errors import InputError
-from db.importers import arena_conversations, nectar, oasst, preference, sft, shp
+from db.importers import arena_conversations, hf_folder, kto, nectar, oasst, preference, sft, shp
 from db.importers.detect import format_of
 from db.importers.fields import MAX_FIELD_BYTES, Ctx
 from db.importers.reader import BadRecord, open_binary, read_records
@@ -46,6 +47,7 @@ FORMATS: dict[str, Callable] = {
     "nectar": nectar.nectar,
     "arena-conversations": arena_conversations.arena_conversations,
     "shp": shp.shp,
+    "kto": kto.kto,
     "prompts": sft.prompts,
 }
 FAST_FORMATS = ("ranked", "preference")
@@ -122,7 +124,9 @@ def base_name(path: Path) -> str:
 
 
 def detect_container(path: Path) -> str:
-    """jsonl | json-array | csv | text, from the name and the first non-blank byte."""
+    """jsonl | json-array | csv | text, from the name and the first non-blank byte; hf-folder for a folder."""
+    if path.is_dir():
+        return "hf-folder"
     name = base_name(path).lower()
     if name.endswith(".csv"):
         return "csv"
@@ -137,12 +141,12 @@ def detect_container(path: Path) -> str:
     return "text"
 
 
-def detect_format(path: Path) -> tuple[str, str]:
-    """(format, container) of a file, from the keys of its first record."""
+def detect_format(path: Path, split: str | None = None) -> tuple[str, str]:
+    """(format, container) of a file or dataset folder, from the keys of its first record."""
     container = detect_container(path)
     if container == "text":
         return "prompts", container
-    first = next(iter(read_records(path, container)), None)
+    first = next(iter(_records(path, container, split)), None)
     if first is None:
         raise InputError("the file is empty: no records to import", file=str(path))
     if isinstance(first, BadRecord):
@@ -162,6 +166,14 @@ def detect_format(path: Path) -> tuple[str, str]:
             line=first.line,
         )
     return fmt, container
+
+
+def _records(path: Path, container: str, split: str | None, on_progress=None):
+    if container == "hf-folder":
+        return hf_folder.folder_records(path, split)
+    if split is not None:
+        raise InputError("--split picks a split of a dataset folder; this is a file", file=str(path))
+    return read_records(path, container, on_progress=on_progress)
 
 
 def _check_container(fmt: str, container: str, path: Path) -> None:
@@ -293,21 +305,23 @@ def import_file(
     skip_invalid: bool = False,
     engine: str = "auto",
     on_progress: Callable[[int], None] | None = None,
+    split: str | None = None,
 ) -> ImportReport:
     """Validate the whole file, then add what is new in one transaction (nothing at all on error); on the
     DuckDB path a file of more than fastimport.COMMIT_ROWS records is committed in transactions of that many.
 
     `engine`: "python", "duckdb" (db.importers.fastimport; ranked/preference JSON Lines only) or "auto" (duckdb for
-    files over FAST_MIN_BYTES). `on_progress(bytes_read)` is called now and then, for a progress bar.
+    files over FAST_MIN_BYTES). `on_progress(bytes_read)` is called now and then, for a progress bar. `path` may
+    be a Hugging Face dataset folder (db.importers.hf_folder): every split, or only `split`.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError("no such file", file=str(path))
-    if path.stat().st_size == 0:
+    if not path.is_file() and not path.is_dir():
+        raise InputError("no such file or folder", file=str(path))
+    if path.is_file() and path.stat().st_size == 0:
         raise InputError("the file is empty: no records to import", file=str(path))
     detected = fmt == "auto"
     if detected:
-        fmt, container = detect_format(path)
+        fmt, container = detect_format(path, split)
     else:
         if fmt not in FORMATS:
             raise InputError(f"unknown format {fmt!r}; expected one of auto, {', '.join(FORMATS)}")
@@ -347,11 +361,13 @@ def import_file(
         media_dir=None if dry_run else media_dir(store),
     )
     batch = ChunkedBatch()
-    for item in read_records(path, container, on_progress=on_progress):
+    for item in _records(path, container, split, on_progress):
         try:
             if isinstance(item, BadRecord):
                 raise item
             ctx.line = item.line
+            if item.file is not None:  # a dataset folder's shard: errors name it
+                ctx.path = item.file
             rows = convert(item.value, ctx)
             report.records += 1
             if rows.prompts or rows.examples:

@@ -24,6 +24,8 @@ def format_of(rec: dict[str, Any]) -> str | None:
         return "arena-conversations"
     if SHP_KEYS <= keys:
         return "shp"
+    if {"prompt", "completion", "label"} <= keys:
+        return "kto"
     if "prompt" in keys and isinstance(rec.get("answers"), list):
         return "nectar"
     if {"responses", "ranks"} <= keys:

@@ -31,6 +31,7 @@ CONTAINERS = ("jsonl", "json-array", "csv", "text")
 class Record:
     line: int  # 1-based line where the record starts
     value: Any  # dict for JSON / CSV rows, str for text lines
+    file: Path | None = None  # the shard it came from, when the input is a dataset folder (db.importers.hf_folder)
 
 
 class BadRecord(InputError):

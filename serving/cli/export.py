@@ -80,7 +80,7 @@ def register(cli: click.Group) -> None:
         click.echo(f"exported {fmt}: {counts}")
         for role, path in result.paths.items():
             click.echo(f"  {role}: {path}")
-        if not any(v for k, v in result.counts.items() if k in ("pairs", "examples")):
+        if not any(v for k, v in result.counts.items() if k in ("pairs", "examples", "feedback")):
             click.echo("warning: nothing matched; check --dataset, --source and the filters", err=True)
         click.echo(f"snapshot {result.snapshot_id}  ({result.snapshot_path})")
 
@@ -96,7 +96,7 @@ def register(cli: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
     @click.pass_context
     def stats_cmd(ctx, dataset, source, as_json):
-        """Counts (prompts, answers, rankings, pairs, ties, annotators) and inter-annotator agreement."""
+        """Counts (prompts, answers, rankings, pairs, feedback, ratings, annotators) and annotator agreement."""
         from db.agreement import dataset_stats
 
         url = server_url(ctx)
@@ -123,7 +123,11 @@ def register(cli: click.Group) -> None:
             ["consensus pairs", c["consensus_pairs"]],
             ["annotators", c["annotators"]],
             ["prompts ranked 2+ times", c["prompts_with_overlap"]],
+            ["feedback (thumbs)", c["feedback"]],
+            ["  desirable (up)", c["feedback_up"]],
+            ["  undesirable (down)", c["feedback_down"]],
             ["labelled examples", c["examples"]],
+            *[[f"ratings: {aspect}", n] for aspect, n in stats.get("ratings_by_aspect", {}).items()],
         ]
         click.echo(_table(rows, ["count", "value"]) + "\n")
         rows = [

@@ -1,7 +1,8 @@
-"""`preflab import FILE --format F [--dataset NAME] [--dry-run] [--skip-invalid]`.
+"""`preflab import FILE|FOLDER --format F [--dataset NAME] [--split NAME] [--dry-run] [--skip-invalid]`.
 
 preflab import serving/data/oasst2_sample.jsonl                # format detected from the first record
 preflab import pairs.jsonl.gz --format preference --dataset hh --dry-run
+preflab import hh_kto/ --split train                           # a save_to_disk or Parquet dataset folder
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def _import_via_server(url: str, file: Path, fmt: str, dataset: str | None, dry_
 
 def register(cli: click.Group) -> None:
     @cli.command("import")
-    @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+    @click.argument("file", type=click.Path(path_type=Path))
     @click.option(
         "--format",
         "fmt",
@@ -73,6 +74,9 @@ def register(cli: click.Group) -> None:
         help="Input format; auto detects it from the first record and says what it found.",
     )
     @click.option("--dataset", help="Dataset to add to (created if missing). Default: the file's name.")
+    @click.option(
+        "--split", default=None, help="A dataset folder with several splits: import only this one (default: all)."
+    )
     @click.option("--dry-run", is_flag=True, help="Validate and report what would be added; write nothing.")
     @click.option("--skip-invalid", is_flag=True, help="Skip bad records (listed) and import the rest.")
     @click.option(
@@ -84,9 +88,19 @@ def register(cli: click.Group) -> None:
     )
     @click.pass_context
     def import_cmd(
-        ctx, file: Path, fmt: str, dataset: str | None, dry_run: bool, skip_invalid: bool, engine: str
+        ctx,
+        file: Path,
+        fmt: str,
+        dataset: str | None,
+        split: str | None,
+        dry_run: bool,
+        skip_invalid: bool,
+        engine: str,
     ) -> None:
         """Import FILE (JSON Lines, a JSON array, or CSV for classification; .gz too) into a dataset.
+
+        FILE may be a Hugging Face dataset folder: save_to_disk output (a Dataset or a DatasetDict, every
+        split unless --split) or a folder of Parquet shards; errors name the shard and the row.
 
         Atomic (a bad file changes nothing; the error names file, line and field) and idempotent
         (importing the same file again adds nothing). The duckdb engine checks the whole file, then
@@ -97,6 +111,11 @@ def register(cli: click.Group) -> None:
 
         url = server_url(ctx)
         if url:  # a server holds the database: upload the file to it (serving/cli/remote.py)
+            if file.is_dir() or split is not None:
+                raise click.ClickException(
+                    f"{file}: a dataset folder is imported by the process that holds the database; "
+                    "run the import on the server's machine (preflab --db PATH import ...)"
+                )
             _import_via_server(url, file, fmt, dataset, dry_run, skip_invalid)
             return
         from db.importers import import_file
@@ -122,6 +141,7 @@ def register(cli: click.Group) -> None:
                 skip_invalid=skip_invalid,
                 engine=engine,
                 on_progress=progress if bar is not None else None,
+                split=split,
             )
         finally:
             if bar is not None:
