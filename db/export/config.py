@@ -21,6 +21,7 @@ FORMATS = {
     "sft": ("jsonl", "the best-ranked (or reference) answer per prompt, as messages"),
     "classification": ("jsonl", "labelled examples, as imported"),
     "parquet": ("parquet", "preference pairs as Parquet (columnar, for Spark / Ray / pandas)"),
+    "ratings": ("jsonl", "aspect ratings per answer, HelpSteer-style: prompt, response, one key per aspect"),
 }
 
 
