@@ -18,6 +18,7 @@ Formats (one literal example of each in docs/formats.md):
     sft            {"messages": [..., {"role": "assistant", "content": best answer]} per prompt
     classification {"text", "label"} as JSONL, or CSV when --out ends in .csv
     parquet        pairs with every provenance column
+    ratings        {"prompt", "response", <aspect>: value, ..., "rationales"?, "annotator"} per rated answer
 
 Pairs are the consensus pairs of db.consensus (one per answer pair of a prompt, majority direction, vote
 counts, agreement), filtered by min_annotators / min_agreement / ties / source. Everything is done by DuckDB

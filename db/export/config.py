@@ -23,6 +23,7 @@ FORMATS = {
     "parquet": ("parquet", "preference pairs as Parquet (columnar, for Spark / Ray / pandas)"),
     "kto": ("jsonl", "TRL unpaired preference data (KTO): binary feedback as prompt/completion/label strings"),
     "kto-messages": ("jsonl", "KTO data in TRL's conversational form: prompt as messages, one assistant message"),
+    "ratings": ("jsonl", "aspect ratings per answer, HelpSteer-style: prompt, response, one key per aspect"),
 }
 
 

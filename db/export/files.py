@@ -106,6 +106,8 @@ def export(
         for p in paths.values()
     ):
         raise InputError("classification exports end in .csv, .jsonl or .parquet", field="out")
+    if cfg.format == "ratings" and not all(str(p).endswith((".jsonl", ".jsonl.gz")) for p in paths.values()):
+        raise InputError("ratings exports are JSON Lines: end --out in .jsonl (or .jsonl.gz)", field="out")
     temps = {s: p.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{p.name}") for s, p in paths.items()}
     digests: dict[Path, str] = {}  # files hashed while they were written (chunked JSON Lines)
     try:

@@ -3,7 +3,7 @@
 db.export.files decides what to write and where (formats, filters, split, file names, snapshot id); this module
 says how DuckDB writes it. Everything streams: rows go from the tables to the files without becoming
 Python objects, and JSON Lines are written in prompt-id chunks so the sort that fixes the row order stays
-small. Temporary tables (x_pairs, x_prompts, x_sft, x_feedback) live inside the export's transaction.
+small. Temporary tables (x_pairs, x_prompts, x_sft, x_feedback, x_ratings) live inside the export's transaction.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from db.consensus import consensus_pairs_sql
+from db.consensus import consensus_pairs_sql, source_values
 from db.export.config import ExportConfig
 
 PAIR_FORMATS = ("trl", "trl-messages", "llamafactory", "parquet")
@@ -25,6 +25,7 @@ FEEDBACK_SOURCES: dict[str, tuple[str, ...] | None] = {
     "arena": ("arena",),
     "all": None,
 }
+LINE_FORMATS = ("ratings",)  # JSON Lines whose keys come from the data (one per aspect), built as text in SQL
 SPLIT_BUCKETS = 1_000_000
 CHUNK_PAIRS = 500_000  # pairs per COPY when writing JSON Lines: bounds the memory of the sort
 
@@ -54,7 +55,9 @@ TEXT_SQL = f"""CASE WHEN json_array_length(p.messages) = 1 AND p.messages->>'$[0
 
 def _copy(con, select: str, params: list, path: Path, fmt: str) -> int:
     name = path.name.removesuffix(".gz")
-    if is_parquet(path, fmt):
+    if fmt in LINE_FORMATS:  # the SELECT builds each JSON line itself: write it as it is, unquoted
+        options = "FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x01'"
+    elif is_parquet(path, fmt):
         options = "FORMAT parquet, COMPRESSION zstd"
     elif name.endswith(".csv"):
         options = "FORMAT csv, HEADER true"
@@ -234,6 +237,8 @@ def write_export(store, cfg: ExportConfig, temps: dict[str, Path], digests: dict
             }
         if cfg.format in FEEDBACK_FORMATS:
             return _write_feedback(con, cfg, dataset_id, temps, sides)
+        if cfg.format == "ratings":
+            return _write_ratings(con, cfg, dataset_id, temps, sides)
         if cfg.format == "sft":
             _pairs_table(con, cfg, dataset_id, keep_ties=True, provenance=False)
             _sft_table(con, cfg, dataset_id)
@@ -264,7 +269,7 @@ def write_export(store, cfg: ExportConfig, temps: dict[str, Path], digests: dict
         }
         return {"examples": sum(rows.values()), **_by_split(rows)}
     finally:
-        for table in ("x_pairs", "x_prompts", "x_sft", "x_feedback"):
+        for table in ("x_pairs", "x_prompts", "x_sft", "x_feedback", "x_ratings"):
             try:
                 con.execute(f"DROP TABLE IF EXISTS {table}")
             except duckdb.Error:  # the transaction failed: its rollback removes them, and the first error counts
@@ -341,3 +346,48 @@ def _sft_table(con, cfg: ExportConfig, dataset_id: int | None) -> None:
             QUALIFY row_number() OVER (PARTITION BY prompt_id ORDER BY pref) = 1""",
         [dataset_id, dataset_id],
     )
+
+
+# One JSON object per (ranking, answer) with ratings, keys in a fixed order: prompt (a single user turn as its text,
+# any other prompt as its messages), response, one key per aspect (sorted; null = not applicable; whole numbers
+# without ".0", as HelpSteer writes them), rationales {aspect: text} when any, annotator. The aspects are keys of
+# the line itself, which a COPY of columns cannot write, so the line is built as JSON text.
+RATING_VALUE_SQL = """CASE WHEN t.value IS NULL THEN 'null'
+                          WHEN t.value = trunc(t.value) AND abs(t.value) < 1e15
+                          THEN CAST(CAST(t.value AS BIGINT) AS VARCHAR) ELSE to_json(t.value) END"""
+RATINGS_LINE_SQL = """'{"prompt": ' || CASE WHEN len(p.msgs) = 1 AND p.msgs[1].role = 'user'
+                                         THEN to_json(p.msgs[1].content) ELSE to_json(p.msgs) END
+                      || ', "response": ' || to_json(g.text) || ', ' || x.aspects
+                      || coalesce(', "rationales": {' || x.why || '}', '')
+                      || ', "annotator": ' || to_json(x.annotator) || '}'"""
+
+
+def _write_ratings(con, cfg: ExportConfig, dataset_id: int | None, temps: dict[str, Path], sides: dict) -> dict:
+    """The `ratings` export: x_ratings holds one row per rated (ranking, answer) of the submitted rankings that
+    pass --dataset and --source, with its aspects and rationales already as JSON text; then one COPY per side."""
+    allowed = source_values(cfg.source)
+    where = "" if allowed is None else f"AND r.source IN ({','.join('?' * len(allowed))})"
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE x_ratings AS
+            SELECT r.prompt_id, r.id AS ranking_id, t.generation_id, any_value(u.name) AS annotator,
+                   min(i.position) AS position, count(*) AS n,
+                   string_agg(to_json(t.aspect) || ': ' || {RATING_VALUE_SQL}, ', ' ORDER BY t.aspect) AS aspects,
+                   string_agg(to_json(t.aspect) || ': ' || to_json(t.rationale), ', ' ORDER BY t.aspect)
+                       FILTER (WHERE t.rationale IS NOT NULL) AS why
+            FROM ratings t JOIN rankings r ON r.id = t.ranking_id JOIN users u ON u.id = r.user_id
+            LEFT JOIN ranking_items i ON i.ranking_id = r.id AND i.generation_id = t.generation_id
+            WHERE r.status = 'submitted' {where}
+              AND (CAST(? AS INTEGER) IS NULL OR r.prompt_id IN (SELECT id FROM prompts WHERE dataset_id = ?))
+            GROUP BY r.prompt_id, r.id, t.generation_id""",
+        [*(allowed or ()), dataset_id, dataset_id],
+    )
+    _prompts_table(con, cfg, dataset_id, "SELECT DISTINCT prompt_id FROM x_ratings")
+    select = f"""SELECT {RATINGS_LINE_SQL} AS line
+                 FROM x_ratings x JOIN x_prompts p ON p.id = x.prompt_id JOIN generations g ON g.id = x.generation_id
+                 WHERE p.split = ? ORDER BY x.prompt_id, x.ranking_id, x.position, x.generation_id"""
+    rows = {s: _copy(con, select, [side], temps[s], cfg.format) for s, side in sides.items()}
+    prompts, ratings = con.execute(
+        "SELECT count(DISTINCT prompt_id), coalesce(sum(n), 0) FROM x_ratings "
+        "WHERE prompt_id IN (SELECT id FROM x_prompts)"
+    ).fetchall()[0]
+    return {"examples": sum(rows.values()), **_by_split(rows), "prompts": prompts, "ratings": ratings}

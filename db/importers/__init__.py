@@ -2,10 +2,11 @@
 
 A file is read as a stream of records (db.importers.reader), each record is checked and turned into staging
 rows by its format's converter (one module per family: sft, preference, oasst, nectar, arena_conversations, kto,
-shp), and the rows are written in ONE transaction after the whole file passed: a bad file changes nothing. Every
-error names file, line and field. A Hugging Face dataset folder (save_to_disk output or Parquet shards) is read
-shard by shard (db.importers.hf_folder) through the same converters. Large `ranked`/`preference` JSON Lines
-files take the DuckDB-native path (db.importers.fastimport), which gives the same rows.
+shp, ultrafeedback, helpsteer; a format whose rankings span records also has a FINISH step), and the rows are
+written in ONE transaction after the whole file passed: a bad file changes nothing. Every error names file, line
+and field. A Hugging Face dataset folder (save_to_disk output or Parquet shards) is read shard by shard
+(db.importers.hf_folder) through the same converters. Large `ranked`/`preference` JSON Lines files take the
+DuckDB-native path (db.importers.fastimport), which gives the same rows.
 
 The package owns the file formats that come in and their checks: it fills the staging relations (stage_*)
 and leaves the write to the Store (`Store.commit_staged`), so the rules of what is new and what is a
@@ -23,7 +24,18 @@ from pathlib import Path
 import pyarrow as pa
 
 from db.errors import InputError
-from db.importers import arena_conversations, hf_folder, kto, nectar, oasst, preference, sft, shp
+from db.importers import (
+    arena_conversations,
+    helpsteer,
+    hf_folder,
+    kto,
+    nectar,
+    oasst,
+    preference,
+    sft,
+    shp,
+    ultrafeedback,
+)
 from db.importers.detect import format_of
 from db.importers.fields import MAX_FIELD_BYTES, Ctx
 from db.importers.reader import BadRecord, open_binary, read_records
@@ -48,6 +60,8 @@ FORMATS: dict[str, Callable] = {
     "arena-conversations": arena_conversations.arena_conversations,
     "shp": shp.shp,
     "kto": kto.kto,
+    "ultrafeedback": ultrafeedback.ultrafeedback,
+    "helpsteer": helpsteer.helpsteer,
     "prompts": sft.prompts,
 }
 FAST_FORMATS = ("ranked", "preference")
@@ -57,7 +71,11 @@ FAST_MIN_BYTES = 32 * 2**20  # below this the Python path is fast enough and giv
 EMPTY_REASONS = {
     "oasst": "no prompter message has two or more ranked assistant replies: nothing to rank",
     "arena-conversations": arena_conversations.EMPTY_REASON,
+    "ultrafeedback": ultrafeedback.EMPTY_REASON,
 }
+# formats whose rows span records (helpsteer: the responses of one prompt, anywhere in the file, are one ranking):
+# called once the file is read, they return the rows left, each already stamped with the record it counts for
+FINISH: dict[str, Callable[[Ctx], Batch]] = {"helpsteer": helpsteer.finish}
 
 
 @dataclass
@@ -368,6 +386,7 @@ def import_file(
             ctx.line = item.line
             if item.file is not None:  # a dataset folder's shard: errors name it
                 ctx.path = item.file
+            ctx.state["record"] = report.records + 1  # the ordinal this record's rows are stamped with, if valid
             rows = convert(item.value, ctx)
             report.records += 1
             if rows.prompts or rows.examples:
@@ -383,6 +402,8 @@ def import_file(
                 )
                 raise InputError(f"{e.reason}{hint}", file=e.file, line=e.line, field=e.field) from None
             report.skipped.append(e)
+    if fmt in FINISH:
+        batch.add(FINISH[fmt](ctx))
     if report.records == 0:
         why = f"all {len(report.skipped)} records are invalid" if report.skipped else "no records to import"
         raise InputError(f"nothing to import: {why}", file=str(path))

@@ -26,6 +26,10 @@ def format_of(rec: dict[str, Any]) -> str | None:
         return "shp"
     if {"prompt", "completion", "label"} <= keys:
         return "kto"
+    if "instruction" in keys and isinstance(rec.get("completions"), list):  # before alpaca's instruction rule
+        return "ultrafeedback"
+    if {"prompt", "response"} <= keys:  # one rated response per row; before the bare `prompts` rule
+        return "helpsteer"
     if "prompt" in keys and isinstance(rec.get("answers"), list):
         return "nectar"
     if {"responses", "ranks"} <= keys:

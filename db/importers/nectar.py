@@ -7,7 +7,7 @@ The prompt is HH-RLHF text (possibly several turns) parsed as `implicit-preferen
 "\\n\\nAssistant:" cue is the turn the answers fill, so it is dropped. Each answer becomes a generation (kind
 'imported') whose model is its `model`; the answers form one ranking by `rank` (1 is best, equal ranks tie), by
 the file's annotator as for `ranked`. The same text from two models is one answer at the better rank (see
-_one_per_text). The record's other fields (turns, num_responses, source, good_natured, ...)
+one_per_text). The record's other fields (turns, num_responses, source, good_natured, ...)
 are kept as the prompt's metadata.
 """
 
@@ -47,19 +47,20 @@ def nectar(rec: Any, ctx: Ctx) -> Batch:
         if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= len(answers):
             raise ctx.error(f"{fld}.rank", f"expected an integer rank from 1 (best) to {len(answers)}, got {rank!r}")
         ranks.append(rank)
-    texts, ranks, models = _one_per_text(texts, ranks, models)
+    texts, ranks, models = one_per_text(texts, ranks, models)
     if len(texts) < 2:
         raise ctx.error("answers", "every answer has the same text; expected at least 2 different answers to rank")
     metadata = {k: v for k, v in rec.items() if k not in KNOWN and v is not None}
     return ranking_batch(msgs, texts, ranks, ctx, None, models=models, metadata=metadata or None)
 
 
-def _one_per_text(texts: list, ranks: list[int], models: list) -> tuple[list, list[int], list]:
+def one_per_text(texts: list, ranks: list[int], extra: list) -> tuple[list, list[int], list]:
     """Two models may write the same text (often both an empty reply): it is one answer of the prompt, ranked at
-    the better of its ranks and credited to the model that got that rank."""
+    the better of its ranks. `texts` are (field, text); `extra[i]` (answer i's model, or whatever else belongs to
+    it) is kept from the answer that got that rank. Used by nectar and ultrafeedback."""
     best: dict[str, int] = {}
     for i, ((_, answer), rank) in enumerate(zip(texts, ranks, strict=True)):
         if answer not in best or rank < ranks[best[answer]]:
             best[answer] = i
     keep = sorted(best.values())
-    return [texts[i] for i in keep], [ranks[i] for i in keep], [models[i] for i in keep]
+    return [texts[i] for i in keep], [ranks[i] for i in keep], [extra[i] for i in keep]
