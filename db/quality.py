@@ -338,3 +338,17 @@ def controls(store, dataset_id: int) -> dict[str, dict]:
         [dataset_id],
     )
     return {r["annotator"]: r for r in rows}
+
+
+def annotator_series(store, dataset_id: int | None = None, *, source: str = "human") -> list[dict]:
+    """Per annotator and day: items ranked, median seconds per item, "all bad" and tie-free rankings, for the
+    Annotators page's time series. [{annotator, day, items, median_seconds, all_bad}] in day order."""
+    where, params = _scope(dataset_id, source)
+    return store.query(
+        f"""SELECT u.name AS annotator, CAST(date_trunc('day', r.created_at) AS DATE)::VARCHAR AS day,
+                   count(*) AS items, median(r.time_on_task_ms) / 1000.0 AS median_seconds,
+                   count(*) FILTER (WHERE r.all_bad) AS all_bad
+            FROM rankings r JOIN users u ON u.id = r.user_id WHERE {where}
+            GROUP BY ALL ORDER BY day, annotator""",
+        params,
+    )
