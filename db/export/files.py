@@ -66,37 +66,20 @@ def split_paths(out: Path, fmt: str, splits: list[str]) -> dict[str, Path]:
     return {s: out.with_name(f"{stem}_{s}{ext}") for s in splits}
 
 
-def export(
-    store,
-    fmt: str | None = None,
-    out: str | Path | None = None,
-    *,
-    format: str | None = None,
-    dataset: str | None = None,
-    split: str | float | None = None,
-    seed: int = 0,
-    min_annotators: int = 1,
-    min_agreement: float = 0.0,
-    ties: str = "drop",
-    source: str = "all",
-    layout: str = "alpaca",
-    sft_prefer: str = "ranked",
-) -> ExportResult:
-    """Export `fmt` (alias `format`) to `out`; see db.export's docstring. Returns an ExportResult."""
+def export(store, config: ExportConfig | str, out: str | Path | None = None, **filters) -> ExportResult:
+    """Write the export `config` describes to `out`; see db.export's docstring. Returns an ExportResult.
+
+    `config` is an ExportConfig, or a format name with the filters as keywords, which builds one:
+    export(store, "trl", out, dataset="d") is export(store, ExportConfig(format="trl", dataset="d"), out).
+    """
+    if isinstance(config, ExportConfig):
+        if filters:
+            raise TypeError(f"pass the filters in the ExportConfig, not as keywords ({', '.join(filters)})")
+        cfg = config
+    else:
+        cfg = ExportConfig(format=config or "", **filters)
     if out is None:
         raise InputError("an export needs an output path", field="out")
-    cfg = ExportConfig(
-        format=fmt or format or "",
-        dataset=dataset,
-        split=split,
-        seed=seed,
-        min_annotators=min_annotators,
-        min_agreement=min_agreement,
-        ties=ties,
-        source=source,
-        layout=layout,
-        sft_prefer=sft_prefer,
-    )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     splits = ["train", "test"] if cfg.test_fraction > 0 else ["all"]

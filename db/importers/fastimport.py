@@ -18,7 +18,8 @@ process, full disk) leaves the first chunks stored, and running the same import 
 are idempotent). A dry run stays one transaction, rolled back, so its counts are exact.
 
 This path handles the common shape only: string prompts and answers, no repeated prompt without an
-annotator (which the Python path numbers in file order). Anything else, and any row that fails a check or
+annotator (which the Python path numbers in file order), no `is_tie`, no prompt in the `trl` export's HH layout
+(db.importers.preference reads it back as messages). Anything else, and any row that fails a check or
 that DuckDB cannot parse, returns None: the caller then runs the Python path, which either imports the file
 or stops at the first bad line with the precise file:line: field message.
 """
@@ -46,7 +47,7 @@ COMMIT_ROWS = 100_000  # records per transaction (see the module docstring)
 
 _COLUMNS = {
     "ranked": "{'prompt': 'JSON', 'responses': 'JSON', 'ranks': 'JSON', 'annotator': 'JSON'}",
-    "preference": "{'prompt': 'JSON', 'chosen': 'JSON', 'rejected': 'JSON', 'annotator': 'JSON'}",
+    "preference": "{'prompt': 'JSON', 'chosen': 'JSON', 'rejected': 'JSON', 'annotator': 'JSON', 'is_tie': 'JSON'}",
 }
 
 # One row per record: rn (file order), p (prompt text), answers (VARCHAR[]), ranks (BIGINT[]), who (annotator or
@@ -73,7 +74,11 @@ _ROWS = {
                [chosen ->> '$', rejected ->> '$'] AS answers, [1, 2]::BIGINT[] AS ranks,
                coalesce(json_type(prompt) = 'VARCHAR' AND json_type(chosen) = 'VARCHAR'
                         AND json_type(rejected) = 'VARCHAR'
-                        AND (annotator IS NULL OR json_type(annotator) = 'VARCHAR'), false) AS types_ok
+                        AND (annotator IS NULL OR json_type(annotator) = 'VARCHAR')
+                        -- ties and prompts in the trl export's HH layout are read by the Python path
+                        AND coalesce(CAST(is_tie AS VARCHAR), 'null') IN ('null', 'false')
+                        AND NOT (suffix(prompt ->> '$', chr(10) || chr(10) || 'Assistant:')
+                                 AND contains(prompt ->> '$', chr(10) || chr(10) || 'Human: ')), false) AS types_ok
         FROM ({raw})""",
 }
 

@@ -1,6 +1,7 @@
 """Preference formats: explicit pairs, implicit (HH-RLHF) pairs and K-way rankings.
 
-    preference           {"prompt": "..." | [msgs], "chosen": "..." | [assistant msg], "rejected": ...}
+    preference           {"prompt": "..." | [msgs], "chosen": "..." | [assistant msg], "rejected": ...,
+                          "is_tie"?: false}
     implicit-preference  {"chosen": "\\n\\nHuman: q\\n\\nAssistant: a", "rejected": "...same prefix..."}
                          (or two message lists sharing a prefix); the prompt is the shared prefix
     ranked               {"prompt": ..., "responses": ["...", ...], "ranks": [2, 1, ...], "annotator"?: "..."}
@@ -11,6 +12,16 @@ of two). Who ranked: the record's "annotator", else one named after the file ("i
 prompt ranked again further down the file without an annotator is a second ranking by "<name>#2" (unnamed
 rankers of one prompt are taken to be different people); a named annotator ranking a prompt twice is an
 error. A ranking's source record is the hash of its prompt and ranked answers (fields.ranking_record).
+
+A `preference` prompt string written the way our `trl` export writes it is read back as the conversation it
+came from, so a `trl` file re-imports as the pairs it was made of. The rule is exact: the string ends with
+"\\n\\nAssistant:", contains "\\n\\nHuman: ", its first turn marker is "\\n\\nHuman: " (text before it is a system
+message), every "\\n\\nHuman:" is followed by one space and every "\\n\\nAssistant:" but the last by one space
+and the answer. Then each turn loses exactly that one space, and so do chosen and rejected strings (the export
+starts a non-empty answer with one space). Any other string, "Human:" without the blank line before it included,
+stays one user message as written. A turn that itself contains "\\n\\nHuman: " cannot be told apart from a new
+turn: such prompts round-trip through `trl-messages`, not `trl`. `is_tie: true` (what `--ties keep` writes)
+makes the pair a tie: both answers rank 1.
 """
 
 from __future__ import annotations
@@ -35,6 +46,8 @@ from db.importers.fields import (
 from db.staging import Batch
 
 _HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ ]?")
+_HH_MARK = re.compile(r"\n\n(Human|Assistant):")
+_HH_CUE = "\n\nAssistant:"
 
 
 def ranking_batch(
@@ -109,13 +122,47 @@ def _optional_annotator(rec: dict, ctx: Ctx) -> str | None:
     return None if value is None else text(value, "annotator", ctx)
 
 
+def hh_prompt(value: str) -> list[dict] | None:
+    """The messages of a prompt string in the `trl` export's HH layout (see the module docstring), else None.
+
+    "Sys\\n\\nHuman: a\\n\\nAssistant: b\\n\\nHuman: c\\n\\nAssistant:" -> system "Sys", user "a", assistant "b",
+    user "c". A string that departs from the layout anywhere is not HH text: the caller keeps it as it is.
+    """
+    if not value.endswith(_HH_CUE) or "\n\nHuman: " not in value:
+        return None
+    parts = _HH_MARK.split(value[: -len(_HH_CUE)])
+    system, turns = parts[0], list(zip(parts[1::2], parts[2::2], strict=True))
+    if turns[0][0] != "Human":
+        return None
+    msgs = [{"role": "system", "content": system}] if system else []
+    for role, body in turns:
+        if role == "Assistant" and body == "":  # an empty answer is written without the space
+            msgs.append({"role": "assistant", "content": ""})
+        elif body.startswith(" "):
+            msgs.append({"role": "user" if role == "Human" else "assistant", "content": body[1:]})
+        else:
+            return None
+    if msgs[-1]["role"] != "user" or any(m["content"] == "" for m in msgs if m["role"] == "user"):
+        return None  # not a prompt the export writes (it ends on a non-empty question): keep the text as it is
+    return msgs
+
+
 def preference(rec: Any, ctx: Ctx) -> Batch:
-    msgs = prompt_messages(get(rec, "prompt", ctx), "prompt", ctx)
-    chosen = assistant_text(get(rec, "chosen", ctx), "chosen", ctx)
-    rejected = assistant_text(get(rec, "rejected", ctx), "rejected", ctx)
-    return ranking_batch(
-        msgs, [("chosen", chosen), ("rejected", rejected)], [1, 2], ctx, _optional_annotator(rec, ctx)
-    )
+    raw = get(rec, "prompt", ctx)
+    hh = hh_prompt(raw) if isinstance(raw, str) else None
+    # an HH prompt may hold an empty earlier answer, as a stored prompt may (implicit-preference prefixes)
+    msgs = prompt_messages(raw, "prompt", ctx) if hh is None else messages(hh, "prompt", ctx, empty_answers=True)
+    answers = []
+    for fld in ("chosen", "rejected"):
+        value = get(rec, fld, ctx)
+        answer = assistant_text(value, fld, ctx)
+        if hh is not None and isinstance(value, str) and answer.startswith(" "):
+            answer = answer[1:]  # the one space the HH layout puts between the cue and the answer
+        answers.append((fld, answer))
+    tie = get(rec, "is_tie", ctx, required=False)
+    if tie is not None and not isinstance(tie, bool):
+        raise ctx.error("is_tie", f"expected true or false, got {type_name(tie)}")
+    return ranking_batch(msgs, answers, [1, 1] if tie else [1, 2], ctx, _optional_annotator(rec, ctx))
 
 
 def conversation(value: Any, fld: str, ctx: Ctx) -> list[dict]:

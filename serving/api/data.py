@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import shutil
 import tempfile
+import typing
 import zipfile
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from starlette.background import BackgroundTask
 from db import importers, models_registry, queue, review
 from db.errors import ConflictError, InputError
 from db.export.config import FORMATS as EXPORT_FORMATS
+from db.export.config import ExportConfig, filter_fields
 from db.store import Store
 from serving.api.deps import ApiError, get_store, read_store, require_role
 
@@ -155,23 +158,40 @@ def import_upload(
     return {"ok": True, "report": import_report(report, name)}
 
 
+def _export_query():
+    """A dependency reading `format` and every ExportConfig filter (db.export.config.filter_fields) from the query
+    string into an ExportConfig, so a new filter is a query parameter without touching this module."""
+    hints = typing.get_type_hints(ExportConfig)
+    params = [
+        inspect.Parameter(
+            "format",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=str,
+            default=Query(..., max_length=64, description=" | ".join(EXPORT_FORMATS)),
+        )
+    ]
+    for f in filter_fields():
+        meta, kind = f.metadata, hints[f.name]
+        if kind in (int, float):
+            low, high = meta.get("range", (meta.get("min"), None))
+            query = Query(f.default, ge=low, le=high, description=meta.get("help"))
+        else:  # text (a split may be given as a number: ExportConfig reads both), bounded like every input
+            kind, query = str | None, Query(f.default, max_length=256, description=meta.get("help"))
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=query))
+
+    def build(**values) -> ExportConfig:
+        return ExportConfig(**values)
+
+    build.__signature__ = inspect.Signature(params)
+    return build
+
+
 @router.get("/export")
 def export_download(
-    format: str = Query(
-        ..., max_length=64, description="trl | trl-messages | llamafactory | sft | classification | parquet"
-    ),
-    dataset: str | None = Query(None, max_length=256),
-    split: str | None = Query(None, max_length=64, description="e.g. test=0.1 (a zip of train and test)"),
-    seed: int = 0,
-    min_annotators: int = Query(1, ge=1),
-    min_agreement: float = Query(0.0, ge=0.0, le=1.0),
-    ties: str = Query("drop", max_length=8),
-    source: str = Query("all", max_length=16),
-    layout: str = Query("alpaca", max_length=16),
-    sft_prefer: str = Query("ranked", max_length=16),
-    out_name: str | None = Query(None, max_length=200, description="file name to write (the CLI sends its --out)"),
+    admin: dict = Depends(require_role("admin")),  # first: who may ask is checked before what is asked
     store: Store = Depends(read_store),
-    admin: dict = Depends(require_role("admin")),
+    cfg: ExportConfig = Depends(_export_query()),
+    out_name: str | None = Query(None, max_length=200, description="file name to write (the CLI sends its --out)"),
 ):
     """Export as a download (one file, or a zip when there are several: a split, llamafactory's dataset_info).
 
@@ -179,27 +199,14 @@ def export_download(
     """
     from db.export import export
 
-    if dataset is not None:
-        store.dataset_id(dataset)  # 404 with the known names
-    name = Path(out_name).name if out_name else f"{dataset or 'all'}-{format}"
-    if format == "classification" and not name.endswith((".csv", ".jsonl", ".parquet", ".gz")):
+    if cfg.dataset is not None:
+        store.dataset_id(cfg.dataset)  # 404 with the known names
+    name = Path(out_name).name if out_name else f"{cfg.dataset or 'all'}-{cfg.format}"
+    if cfg.format == "classification" and not name.endswith((".csv", ".jsonl", ".parquet", ".gz")):
         name += ".jsonl"
     tmp = Path(tempfile.mkdtemp(prefix="preflab-export-"))
     try:
-        result = export(
-            store,
-            format,
-            tmp / name,
-            dataset=dataset,
-            split=split,
-            seed=seed,
-            min_annotators=min_annotators,
-            min_agreement=min_agreement,
-            ties=ties,
-            source=source,
-            layout=layout,
-            sft_prefer=sft_prefer,
-        )
+        result = export(store, cfg, tmp / name)
         headers = {
             "X-PrefLab-Snapshot": result.snapshot_id,
             "X-PrefLab-Counts": json.dumps(result.counts, ensure_ascii=True),

@@ -47,27 +47,16 @@ def register(cli: click.Group) -> None:
     )
     @export_filter_options()
     @click.pass_context
-    def export_cmd(
-        ctx, fmt, out, dataset, split, seed, min_annotators, min_agreement, ties, source, layout, sft_prefer
-    ):
+    def export_cmd(ctx, fmt, out, **filters):
         """Export pairs, SFT data or examples as training files and print the snapshot id."""
+        from db.export.config import ExportConfig
 
-        options = dict(  # the same filters whether the server exports (remote) or this process does
-            dataset=dataset,
-            split=split,
-            seed=seed,
-            min_annotators=min_annotators,
-            min_agreement=min_agreement,
-            ties=ties,
-            source=source,
-            layout=layout,
-            sft_prefer=sft_prefer,
-        )
+        cfg = ExportConfig(format=fmt, **filters)  # checked here, whether the server exports (remote) or we do
         url = server_url(ctx)
         if url:  # a server holds the database: it exports, we receive the file(s) (serving/cli/remote.py)
             from serving.cli import remote
 
-            r = remote.export(url, fmt, out, **options)
+            r = remote.export(url, fmt, out, **cfg.filters())
             click.echo(f"exported {fmt} via {url}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in r["counts"].items()))
             for path in r["paths"]:
                 click.echo(f"  {path}")
@@ -75,7 +64,7 @@ def register(cli: click.Group) -> None:
             return
         from db.export import export
 
-        result = export(open_store(ctx), fmt, out, **options)
+        result = export(open_store(ctx), cfg, out)
         counts = ", ".join(f"{k} {_fmt(v)}" for k, v in result.counts.items())
         click.echo(f"exported {fmt}: {counts}")
         for role, path in result.paths.items():
