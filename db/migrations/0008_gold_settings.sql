@@ -1,3 +1,6 @@
+-- Gold items (prompts whose answer order is known), a dataset's annotation settings and reviewers' controls on
+-- annotators.
+--
 -- Gold items: prompts whose answer order is known, mixed into the queue to measure annotators. A gold prompt's
 -- rankings are checks, never training data: they fill no slot (k) and give no consensus pairs.
 
@@ -20,7 +23,13 @@ CREATE TABLE gold_answers (
 -- A dataset's annotation settings beyond k and guidelines; a dataset without a row has the defaults.
 CREATE TABLE dataset_settings (
     dataset_id INTEGER PRIMARY KEY REFERENCES datasets (id),
-    gold_rate DOUBLE NOT NULL DEFAULT 0.05 CHECK (gold_rate >= 0 AND gold_rate <= 0.5)  -- share of items that are gold
+    gold_rate DOUBLE NOT NULL DEFAULT 0.05 CHECK (gold_rate >= 0 AND gold_rate <= 0.5),  -- share of items that are gold
+    -- what an item asks: 'rank' the answers, or 'rate' each answer thumbs up or down (binary feedback, no pairs)
+    task VARCHAR NOT NULL DEFAULT 'rank' CHECK (task IN ('rank', 'rate')),
+    -- aspect ratings asked per answer beside the ranking: [{"name", "min", "max", "description", "required"}];
+    -- NULL: none
+    aspects JSON,
+    rationale VARCHAR NOT NULL DEFAULT 'off' CHECK (rationale IN ('off', 'optional', 'required'))
 );
 
 -- A reviewer's say on one annotator in one dataset: paused (gets no new items) and the weight of their votes in
