@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 def run(seed: int, prompts: int) -> dict:
     from db.annotator_sim import SimConfig, simulate, true_pairs
-    from db.quality import annotator_quality, collect_votes, gold_flags, pair_accuracy, reliability
+    from db.quality import annotator_quality, collect_votes, gold_flags
+    from db.reliability import pair_accuracy, reliability
     from db.store import Store
 
     store = Store.open(":memory:")

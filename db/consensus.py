@@ -45,9 +45,18 @@ def source_values(source: str) -> tuple[str, ...] | None:
     return SOURCES[source]
 
 
-def voters_sql(*, dataset_id: int | None = None, source: str = "all") -> tuple[str, list]:
-    """WHERE clause over `rankings r` selecting the rankings that vote (step 1 of the method), and its params."""
+def voters_sql(*, dataset_id: int | None = None, source: str = "all", quality: bool = False) -> tuple[str, list]:
+    """WHERE clause over `rankings r` selecting the rankings that vote (step 1 of the method), and its params.
+
+    `quality`: also leave out the rankings of the annotators listed for their prompt's dataset in the temporary
+    table x_excluded (user_id, dataset_id), which db.quality.prepare_consensus fills (too low a quality, or a
+    reviewer's weight 0)."""
     where, params = ["r.status = 'submitted'"], []
+    if quality:
+        where.append(
+            "NOT EXISTS (SELECT 1 FROM x_excluded x JOIN prompts xp ON xp.dataset_id = x.dataset_id "
+            "WHERE x.user_id = r.user_id AND xp.id = r.prompt_id)"
+        )
     allowed = source_values(source)
     if allowed is not None:
         where.append(f"r.source IN ({','.join('?' * len(allowed))})")
@@ -65,13 +74,15 @@ def voters_sql(*, dataset_id: int | None = None, source: str = "all") -> tuple[s
     return " AND ".join(where), params
 
 
-def votes_sql(*, dataset_id: int | None = None, source: str = "all", names: bool = False) -> tuple[str, list]:
+def votes_sql(
+    *, dataset_id: int | None = None, source: str = "all", names: bool = False, quality: bool = False
+) -> tuple[str, list]:
     """SELECT of every vote: one row per (ranking, answer pair), the pair ordered lo < hi by generation id.
 
     Columns: prompt_id, ranking_id, source, created_at, lo, hi, dir (1: lo preferred, -1: hi preferred,
     0: tie), margin, and with `names` the annotator's name. Reads the derived `pairs` table.
     """
-    where, params = voters_sql(dataset_id=dataset_id, source=source)
+    where, params = voters_sql(dataset_id=dataset_id, source=source, quality=quality)
     sql = f"""SELECT p.prompt_id, p.ranking_id, r.source, r.created_at,
                      least(p.chosen_id, p.rejected_id) AS lo, greatest(p.chosen_id, p.rejected_id) AS hi,
                      CASE WHEN p.is_tie THEN 0 WHEN p.chosen_id < p.rejected_id THEN 1 ELSE -1 END AS dir,
@@ -83,7 +94,12 @@ def votes_sql(*, dataset_id: int | None = None, source: str = "all", names: bool
 
 
 def consensus_pairs_sql(
-    *, dataset_id: int | None = None, source: str = "all", provenance: bool = False
+    *,
+    dataset_id: int | None = None,
+    source: str = "all",
+    provenance: bool = False,
+    quality: bool = False,
+    weighted: bool = False,
 ) -> tuple[str, list]:
     """SELECT of the consensus pairs: one row per answer pair of a prompt (method: module docstring).
 
@@ -93,9 +109,14 @@ def consensus_pairs_sql(
 
     Prompts with one voting ranking (the common case at scale) skip the aggregation: their votes are the
     consensus as they stand, which saves a GROUP BY over millions of rows.
+
+    `quality`: votes of the annotators in x_excluded are left out. `weighted`: the direction of a pair is that of
+    the reliability-weighted posterior in the temporary table x_weighted (prompt_id, lo, hi, p_lo; see
+    db.reliability), and `agreement` is that posterior's confidence, max(p_lo, 1 - p_lo); a pair without a
+    posterior (only ties, or only adjudication votes) keeps the majority. Every prompt is aggregated then.
     """
-    votes, params = votes_sql(dataset_id=dataset_id, source=source, names=provenance)
-    voters, vparams = voters_sql(dataset_id=dataset_id, source=source)
+    votes, params = votes_sql(dataset_id=dataset_id, source=source, names=provenance, quality=quality)
+    voters, vparams = voters_sql(dataset_id=dataset_id, source=source, quality=quality)
     one_out = many_agg = many_out = ""
     if provenance:
         many_agg = """, list(ranking_id ORDER BY ranking_id) AS ranking_ids,
@@ -107,8 +128,18 @@ def consensus_pairs_sql(
             ", [v.ranking_id] AS ranking_ids, [v.annotator] AS annotators, [v.source] AS sources, "
             "v.created_at AS first_ranked_at, v.created_at AS last_ranked_at"
         )
+    majority = "CASE WHEN a.v_lo + a.v_hi = 0 THEN 1.0 ELSE greatest(a.v_lo, a.v_hi) / (a.v_lo + a.v_hi) END"
+    lo_wins, tie, agreement, join = "a.v_lo >= a.v_hi", "a.v_lo = a.v_hi", majority, ""
+    if weighted:  # a posterior of exactly 0.5 (or none) leaves the pair to the majority
+        decided = "coalesce(w.p_lo, 0.5) <> 0.5"
+        lo_wins = f"CASE WHEN {decided} THEN w.p_lo > 0.5 ELSE a.v_lo >= a.v_hi END"
+        tie = f"(NOT {decided} AND a.v_lo = a.v_hi)"
+        agreement = f"CASE WHEN w.p_lo IS NOT NULL THEN greatest(w.p_lo, 1 - w.p_lo) ELSE {majority} END"
+        join = "LEFT JOIN x_weighted w ON w.prompt_id = a.prompt_id AND w.lo = a.lo AND w.hi = a.hi"
+    several = 0 if weighted else 1  # weighted: every prompt goes through the aggregation
     sql = f"""WITH v AS ({votes}),
-              multi AS (SELECT r.prompt_id FROM rankings r WHERE {voters} GROUP BY r.prompt_id HAVING count(*) > 1),
+              multi AS (SELECT r.prompt_id FROM rankings r WHERE {voters} GROUP BY r.prompt_id
+                        HAVING count(*) > {several}),
               a AS (SELECT prompt_id, lo, hi,
                            count(*) FILTER (WHERE dir = 1) AS v_lo, count(*) FILTER (WHERE dir = -1) AS v_hi,
                            count(*) FILTER (WHERE dir = 0) AS v_tie, count(*) AS n_votes,
@@ -124,18 +155,16 @@ def consensus_pairs_sql(
               FROM v WHERE v.prompt_id NOT IN (SELECT prompt_id FROM multi)
               UNION ALL
               SELECT a.prompt_id,
-                     CASE WHEN a.v_hi > a.v_lo THEN a.hi ELSE a.lo END AS chosen_id,
-                     CASE WHEN a.v_hi > a.v_lo THEN a.lo ELSE a.hi END AS rejected_id,
-                     a.v_lo = a.v_hi AS is_tie,
-                     CAST(greatest(a.v_lo, a.v_hi) AS INTEGER) AS votes_chosen,
-                     CAST(least(a.v_lo, a.v_hi) AS INTEGER) AS votes_rejected,
+                     CASE WHEN {lo_wins} THEN a.lo ELSE a.hi END AS chosen_id,
+                     CASE WHEN {lo_wins} THEN a.hi ELSE a.lo END AS rejected_id,
+                     {tie} AS is_tie,
+                     CAST(CASE WHEN {lo_wins} THEN a.v_lo ELSE a.v_hi END AS INTEGER) AS votes_chosen,
+                     CAST(CASE WHEN {lo_wins} THEN a.v_hi ELSE a.v_lo END AS INTEGER) AS votes_rejected,
                      CAST(a.v_tie AS INTEGER) AS votes_tie, CAST(a.n_votes AS INTEGER) AS n_votes,
-                     CASE WHEN a.v_lo + a.v_hi = 0 THEN 1.0
-                          ELSE greatest(a.v_lo, a.v_hi) / (a.v_lo + a.v_hi) END::DOUBLE AS agreement,
-                     CASE WHEN a.v_lo > a.v_hi THEN a.m_lo WHEN a.v_hi > a.v_lo THEN a.m_hi
-                          ELSE 0 END::DOUBLE AS margin
+                     {agreement}::DOUBLE AS agreement,
+                     coalesce(CASE WHEN {tie} THEN 0 WHEN {lo_wins} THEN a.m_lo ELSE a.m_hi END, 0)::DOUBLE AS margin
                      {many_out}
-              FROM a"""
+              FROM a {join}"""
     return sql, [*params, *vparams]
 
 

@@ -29,9 +29,8 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -39,10 +38,9 @@ import numpy as np
 from db.agreement import kendall_tau_b
 from db.consensus import consensus_ranks, source_values
 from db.errors import InputError, NotFoundError
+from db.reliability import HI, LO, reliability
 
 log = logging.getLogger(__name__)
-
-LO, HI = "lo", "hi"  # the two classes of a pair task: the answer with the lower or the higher generation id wins
 
 
 def _scope(dataset_id: int | None, source: str) -> tuple[str, list]:
@@ -55,49 +53,6 @@ def _scope(dataset_id: int | None, source: str) -> tuple[str, list]:
         where.append("r.prompt_id IN (SELECT id FROM prompts WHERE dataset_id = ?)")
         params.append(dataset_id)
     return " AND ".join(where), params
-
-
-@dataclass
-class Reliability:
-    """A Dawid-Skene fit over pairwise votes: per annotator accuracy, per pair task P(lo wins)."""
-
-    skills: dict[str, float] = field(default_factory=dict)
-    p_lo: dict[tuple[int, int, int], float] = field(default_factory=dict)  # (prompt, lo, hi) -> P(lo preferred)
-
-
-def reliability(votes: list[tuple[tuple[int, int, int], str, str]], gold: dict | None = None) -> Reliability:
-    """Fit Dawid-Skene on `votes` [((prompt, lo, hi), annotator, "lo" | "hi")] (ties left out: they carry no class).
-
-    `gold` {(prompt, lo, hi): "lo" | "hi"} are known labels. Returns empty skills when no task has two votes.
-    """
-    if not votes:
-        return Reliability()
-    import pandas as pd
-    from crowdkit.aggregation import DawidSkene  # imported here: it pulls in scikit-learn
-
-    tasks = {t for t, _, _ in votes}
-    index = {t: f"{t[0]}:{t[1]}:{t[2]}" for t in tasks}
-    df = pd.DataFrame({"task": [index[t] for t, _, _ in votes], "worker": [w for _, w, _ in votes]})
-    df["label"] = [lab for _, _, lab in votes]
-    if df.groupby("task").size().max() < 2 and not gold:
-        return Reliability()
-    true_labels = None
-    if gold:
-        known = {index[t]: lab for t, lab in gold.items() if t in index}
-        true_labels = pd.Series(known, dtype=object) if known else None
-    with warnings.catch_warnings():  # crowd-kit 1.4 trips pandas deprecation warnings; the results are unaffected
-        warnings.simplefilter("ignore")
-        ds = DawidSkene(n_iter=100, tol=1e-6).fit(df, true_labels=true_labels)
-        errors = ds.errors_
-        probas = ds.probas_
-    skills = {}
-    for worker in df["worker"].unique():
-        m = errors.loc[worker]
-        diag = [float(m.loc[c, c]) for c in (LO, HI) if c in m.index and c in m.columns]
-        skills[worker] = sum(diag) / len(diag) if diag else math.nan
-    back = {v: k for k, v in index.items()}
-    p_lo = {back[t]: float(row.get(LO, 0.0)) for t, row in probas.iterrows()}
-    return Reliability(skills=skills, p_lo=p_lo)
 
 
 def _fetch(store, dataset_id: int | None, source: str):
@@ -245,24 +200,6 @@ def annotator_quality(
     return out
 
 
-def pair_accuracy(votes: dict, truth: dict, fit: Reliability) -> dict[str, float]:
-    """How often majority and reliability-weighted consensus recover the true direction of a pair.
-
-    `votes` {(prompt, lo, hi): [dir, ...]} (1: lo preferred, -1: hi, 0: tie), `truth` {(prompt, lo, hi): 1 | -1}.
-    A pair the method cannot decide (an even vote; a posterior of exactly 0.5) scores half. Pairs without a
-    truth are left out."""
-    maj = wtd = n = 0.0
-    for task, dirs in votes.items():
-        if task not in truth:
-            continue
-        n += 1
-        s = sum(dirs)
-        maj += 0.5 if s == 0 else float((s > 0) == (truth[task] > 0))
-        p = fit.p_lo.get(task, 0.5)
-        wtd += 0.5 if p == 0.5 else float((p > 0.5) == (truth[task] > 0))
-    return {"pairs": int(n), "majority": maj / n if n else math.nan, "weighted": wtd / n if n else math.nan}
-
-
 def gold_flags(store, dataset_id: int | None = None, *, first: int = 100, below: float = 0.7, min_items: int = 3):
     """Annotators whose gold accuracy over the gold items among their first `first` items (in the order they
     made them) is below `below`, once they have answered at least `min_items` gold items there.
@@ -352,3 +289,61 @@ def annotator_series(store, dataset_id: int | None = None, *, source: str = "hum
             GROUP BY ALL ORDER BY day, annotator""",
         params,
     )
+
+
+def prepare_consensus(
+    store, dataset_id: int | None, *, source: str = "all", min_quality: float = 0.0, weighted: bool = False
+) -> bool:
+    """Fill the temporary tables that quality-aware consensus reads (db.consensus, `quality` and `weighted`):
+    x_excluded (user_id, dataset_id): annotators a reviewer gave weight 0, and with `min_quality` those whose
+    quality in the dataset is below it; x_weighted (prompt_id, lo, hi, p_lo): with `weighted`, each pair's
+    reliability-weighted posterior (db.reliability) over the votes of the annotators not excluded, weighted by
+    their controls' weight. Call on the export's connection, inside its transaction. Returns whether anything
+    is excluded or weighted (False: plain majority gives the same pairs and the tables are empty)."""
+    c = store.con
+    c.execute("CREATE OR REPLACE TEMP TABLE x_excluded (user_id INTEGER, dataset_id INTEGER)")
+    c.execute("CREATE OR REPLACE TEMP TABLE x_weighted (prompt_id BIGINT, lo BIGINT, hi BIGINT, p_lo DOUBLE)")
+    scope = [dataset_id] if dataset_id is not None else [r[0] for r in c.execute("SELECT id FROM datasets").fetchall()]
+    rank_source = "all" if source == "all" else source
+    used = False
+    for ds in scope:
+        weights = {n: r["weight"] for n, r in controls(store, ds).items()}
+        excluded = {n for n, w in weights.items() if w == 0}
+        fit, votes = None, None
+        if min_quality > 0 or weighted:
+            votes = collect_votes(store, ds, source=rank_source)
+            fit = reliability(votes.labels(), votes.gold)
+        if min_quality > 0:
+            names = {r["annotator"] for r in votes.rankings.values()}
+            excluded |= {
+                n for n in names if (q := fit.skills.get(n)) is not None and not math.isnan(q) and q < min_quality
+            }
+        if excluded:
+            c.execute(
+                "INSERT INTO x_excluded SELECT id, ? FROM users WHERE name IN (SELECT unnest(?::VARCHAR[]))",
+                [ds, sorted(excluded)],
+            )
+            used = True
+        if weighted:
+            adjudicated = {
+                r[0]
+                for r in c.execute(
+                    "SELECT DISTINCT r.prompt_id FROM rankings r JOIN prompts p ON p.id = r.prompt_id "
+                    "WHERE r.source = 'adjudication' AND r.status = 'submitted' AND p.dataset_id = ?",
+                    [ds],
+                ).fetchall()
+            }
+            rows = []
+            for task, vs in votes.votes.items():
+                labelled = [(w, LO if d == 1 else HI) for w, d in vs if d != 0 and w not in excluded]
+                if labelled and task[0] not in adjudicated:
+                    rows.append((*task, fit.posterior(labelled, weights)))
+            if rows:
+                cols = list(zip(*rows, strict=True))
+                c.execute(
+                    "INSERT INTO x_weighted SELECT unnest(?::BIGINT[]), unnest(?::BIGINT[]), unnest(?::BIGINT[]), "
+                    "unnest(?::DOUBLE[])",
+                    [list(cols[0]), list(cols[1]), list(cols[2]), list(cols[3])],
+                )
+            used = True
+    return used

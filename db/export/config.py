@@ -66,6 +66,22 @@ class ExportConfig:
             "choices": ("ranked", "reference"),
         },
     )
+    consensus: str = field(
+        default="majority",
+        metadata={
+            "help": "How annotators' votes on a pair combine: majority, or weighted by each annotator's "
+            "reliability (a Dawid-Skene fit; agreement is then the posterior's confidence).",
+            "choices": ("majority", "weighted"),
+        },
+    )
+    min_annotator_quality: float = field(
+        default=0.0,
+        metadata={
+            "help": "Leave out the votes of annotators whose quality (reliability, 0.5 = coin, 1 = never wrong) "
+            "is below this.",
+            "range": (0, 1),
+        },
+    )
     test_fraction: float = field(init=False, default=0.0)
 
     def __post_init__(self):
@@ -75,10 +91,15 @@ class ExportConfig:
         try:
             self.seed, self.min_annotators = int(self.seed), int(self.min_annotators)
             self.min_agreement = float(self.min_agreement)
+            self.min_annotator_quality = float(self.min_annotator_quality)
         except (TypeError, ValueError) as e:
             raise InputError(f"seed and min_annotators must be integers, min_agreement a number ({e})") from None
         if self.min_annotators < 1:
             raise InputError("min_annotators must be 1 or more", field="min_annotators")
+        if not 0.0 <= self.min_annotator_quality <= 1.0:
+            raise InputError(
+                "min_annotator_quality is a reliability from 0 to 1, e.g. 0.7", field="min_annotator_quality"
+            )
         if not 0.0 <= self.min_agreement <= 1.0:
             raise InputError("min_agreement is a share: use a number from 0 to 1, e.g. 0.66", field="min_agreement")
         for f in fields(self):

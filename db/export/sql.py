@@ -16,6 +16,7 @@ import duckdb
 
 from db.consensus import consensus_pairs_sql, source_values
 from db.export.config import ExportConfig
+from db.quality import prepare_consensus
 
 PAIR_FORMATS = ("trl", "trl-messages", "llamafactory", "parquet")
 FEEDBACK_FORMATS = ("kto", "kto-messages")
@@ -113,8 +114,15 @@ def _prompts_table(con, cfg: ExportConfig, dataset_id: int | None, wanted: str) 
     )
 
 
-def _pairs_table(con, cfg: ExportConfig, dataset_id: int | None, *, keep_ties: bool, provenance: bool) -> None:
-    sql, params = consensus_pairs_sql(dataset_id=dataset_id, source=cfg.source, provenance=provenance)
+def _pairs_table(store, cfg: ExportConfig, dataset_id: int | None, *, keep_ties: bool, provenance: bool) -> None:
+    con = store.con
+    weighted = cfg.consensus == "weighted"
+    quality = prepare_consensus(
+        store, dataset_id, source=cfg.source, min_quality=cfg.min_annotator_quality, weighted=weighted
+    )
+    sql, params = consensus_pairs_sql(
+        dataset_id=dataset_id, source=cfg.source, provenance=provenance, quality=quality, weighted=weighted
+    )
     ties = "" if keep_ties else "AND NOT is_tie"
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE x_pairs AS SELECT * FROM ({sql}) WHERE n_votes >= ? AND agreement >= ? {ties}",
@@ -216,7 +224,7 @@ def write_export(store, cfg: ExportConfig, temps: dict[str, Path], digests: dict
     sides = {s: ("train" if s == "all" else s) for s in temps}
     try:
         if cfg.format in PAIR_FORMATS:
-            _pairs_table(con, cfg, dataset_id, keep_ties=cfg.ties == "keep", provenance=cfg.format == "parquet")
+            _pairs_table(store, cfg, dataset_id, keep_ties=cfg.ties == "keep", provenance=cfg.format == "parquet")
             _prompts_table(con, cfg, dataset_id, "SELECT DISTINCT prompt_id FROM x_pairs")
             images = (
                 cfg.format == "llamafactory"
@@ -240,7 +248,7 @@ def write_export(store, cfg: ExportConfig, temps: dict[str, Path], digests: dict
         if cfg.format == "ratings":
             return _write_ratings(con, cfg, dataset_id, temps, sides)
         if cfg.format == "sft":
-            _pairs_table(con, cfg, dataset_id, keep_ties=True, provenance=False)
+            _pairs_table(store, cfg, dataset_id, keep_ties=True, provenance=False)
             _sft_table(con, cfg, dataset_id)
             _prompts_table(con, cfg, dataset_id, "SELECT prompt_id FROM x_sft")
             select = """SELECT list_concat(p.msgs, [{'role': 'assistant', 'content': g.text}]) AS messages
@@ -269,7 +277,7 @@ def write_export(store, cfg: ExportConfig, temps: dict[str, Path], digests: dict
         }
         return {"examples": sum(rows.values()), **_by_split(rows)}
     finally:
-        for table in ("x_pairs", "x_prompts", "x_sft", "x_feedback", "x_ratings"):
+        for table in ("x_pairs", "x_prompts", "x_sft", "x_feedback", "x_ratings", "x_excluded", "x_weighted"):
             try:
                 con.execute(f"DROP TABLE IF EXISTS {table}")
             except duckdb.Error:  # the transaction failed: its rollback removes them, and the first error counts

@@ -8,8 +8,10 @@ from __future__ import annotations
 import pytest
 
 from db.annotator_sim import SimConfig, simulate, true_pairs
+from db.errors import InputError
 from db.export import export
-from db.quality import annotator_quality, collect_votes, gold_flags, pair_accuracy, reliability
+from db.quality import annotator_quality, collect_votes, gold_flags, set_control
+from db.reliability import pair_accuracy, reliability
 from db.store import Store
 
 
@@ -62,3 +64,48 @@ def test_gold_prompts_never_become_training_pairs(sim, tmp_path):
 
     hashes = set(pq.read_table(result.path, columns=["prompt_hash"]).column("prompt_hash").to_pylist())
     assert len(hashes) == 400 and not hashes & truth.gold_keys
+
+
+def _exported_pairs(store, tmp_path, name, **filters):
+    import pyarrow.parquet as pq
+
+    result = export(store, "parquet", tmp_path / f"{name}.parquet", dataset="sim", ties="keep", **filters)
+    cols = ["prompt_id", "chosen_id", "rejected_id", "is_tie", "annotators", "agreement"]
+    return pq.read_table(result.path, columns=cols).to_pylist()
+
+
+def _accuracy(rows, truth):
+    right = 0.0
+    for r in rows:
+        lo, hi = sorted((r["chosen_id"], r["rejected_id"]))
+        want = truth[(r["prompt_id"], lo, hi)]
+        right += 0.5 if r["is_tie"] else float((r["chosen_id"] == lo) == (want == 1))
+    return right / len(rows)
+
+
+def test_export_weighted_consensus_and_quality_filter(sim, tmp_path):
+    store, truth = sim
+    true = true_pairs(store, "sim", truth)
+    majority = _exported_pairs(store, tmp_path, "maj")
+    weighted = _exported_pairs(store, tmp_path, "wtd", consensus="weighted")
+    assert len(majority) == len(weighted) == len(true)
+    assert _accuracy(weighted, true) > _accuracy(majority, true)
+    assert all(0.5 <= r["agreement"] <= 1 for r in weighted)
+    spam = {n for n, k in truth.kind.items() if k.startswith("spammer")}
+    filtered = _exported_pairs(store, tmp_path, "q", min_annotator_quality=0.7)
+    assert not {a for r in filtered for a in r["annotators"]} & spam
+    assert spam <= {a for r in majority for a in r["annotators"]}
+    with pytest.raises(InputError, match="min_annotator_quality"):
+        export(store, "trl", tmp_path / "bad.jsonl", dataset="sim", min_annotator_quality=2)
+
+
+def test_a_reviewers_weight_zero_excludes_an_annotator_from_exports(sim, tmp_path):
+    store, truth = sim
+    ds = store.dataset_id("sim")
+    victim = next(n for n, k in truth.kind.items() if k == "sloppy")
+    set_control(store, ds, victim, weight=0.0, by="rita")
+    try:
+        rows = _exported_pairs(store, tmp_path, "w0")
+        assert victim not in {a for r in rows for a in r["annotators"]}
+    finally:
+        set_control(store, ds, victim, weight=1.0, by="rita")
