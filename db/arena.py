@@ -209,11 +209,18 @@ def _vote_filter(source: str, exclude_flagged: bool) -> str:
     return _VOTER_KIND[source] + (" AND NOT v.identity_leak" if exclude_flagged else "")
 
 
-def list_votes(store: Store, *, exclude_flagged: bool = False, source: str = "human") -> list[dict]:
+def list_votes(
+    store: Store, *, exclude_flagged: bool = False, source: str = "human", texts: bool = False
+) -> list[dict]:
     """Votes in the order cast: model_a, model_b, winner, identity_leak (what the ratings need). `source`: whose
-    votes: people's (the default; the human leaderboard), the loop's synthetic judge, or all."""
+    votes: people's (the default; the human leaderboard), the loop's synthetic judge, or all. `texts`: also
+    text_a and text_b, the two answers voted on ('' where a vote has none stored), for style control."""
+    extra = join = ""
+    if texts:
+        extra = ", coalesce(ga.text, '') AS text_a, coalesce(gb.text, '') AS text_b"
+        join = "LEFT JOIN generations ga ON ga.id = v.generation_a LEFT JOIN generations gb ON gb.id = v.generation_b "
     return store.query(
-        "SELECT v.id, v.model_a, v.model_b, v.winner, v.identity_leak FROM arena_votes v "
+        f"SELECT v.id, v.model_a, v.model_b, v.winner, v.identity_leak{extra} FROM arena_votes v {join}"
         f"LEFT JOIN users u ON u.id = v.user_id WHERE {_vote_filter(source, exclude_flagged)} ORDER BY v.id"
     )
 

@@ -59,6 +59,36 @@ st.dataframe(
     },
 )
 
+style = board.get("style_controlled") or {}
+if style.get("rows"):
+    st.subheader("Style-controlled", divider="gray", anchor=False)
+    coef = style.get("coefficients") or {}
+    st.caption(
+        "The same votes with answer style held equal, as Chatbot Arena's style control does: Bradley-Terry with "
+        "the answers' differences in length, markdown headers, list items and bold as covariates. A model that "
+        "wins on length alone drops here. How much each style feature sways a vote (log-odds per standard "
+        "deviation; above 0: more of it wins): "
+        + ", ".join(f"{name} {value:+.2f}" for name, value in coef.items())
+        + "."
+    )
+    raw = {r["model"]: r for r in board["rows"]}
+    both = pd.DataFrame(
+        [
+            {
+                "model": r["model"],
+                "controlled rank": r["rank"],
+                "controlled": r["rating"],
+                "controlled CI low": r["ci_low"],
+                "controlled CI high": r["ci_high"],
+                "raw rank": raw.get(r["model"], {}).get("rank"),
+                "raw": raw.get(r["model"], {}).get("rating"),
+            }
+            for r in style["rows"]
+        ]
+    )
+    fmt = {c: st.column_config.NumberColumn(c, format="%.0f") for c in both.columns if c not in ("model",)}
+    st.dataframe(both, hide_index=True, width="stretch", key="lb_style", column_config=fmt)
+
 st.subheader("Win rate", divider="gray", anchor=False)
 st.caption(
     "Row model's share of its games against the column model (ties count half); the label is the number "

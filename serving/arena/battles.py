@@ -336,11 +336,23 @@ def leaderboard(
     store: Store, *, exclude_flagged: bool = False, bootstrap_rounds: int = 1000, source: str = "human"
 ) -> dict:
     """Bradley-Terry ratings with CIs, Elo, vote counts and the win-rate matrix over stored votes of `source`:
-    people's by default; the loop's synthetic judge never mixes into them (source 'synthetic' or 'all' asks)."""
-    from serving.arena.ratings import RatingsConfig, compute_leaderboard
+    people's by default; the loop's synthetic judge never mixes into them (source 'synthetic' or 'all' asks).
+    `style_controlled` holds the ratings with answer length and markdown held equal (serving.arena.style)."""
+    from serving.arena.ratings import RatingsConfig, compute_leaderboard, encode_votes
+    from serving.arena.style import style_controlled
 
-    votes = arena_db.list_votes(store, exclude_flagged=exclude_flagged, source=source)
+    votes = arena_db.list_votes(store, exclude_flagged=exclude_flagged, source=source, texts=True)
     board = compute_leaderboard(votes, RatingsConfig(bootstrap_rounds=bootstrap_rounds))
     out = board.as_dict()
+    models, a, b, s = encode_votes(votes)
+    out["style_controlled"] = style_controlled(
+        models,
+        a,
+        b,
+        s,
+        [v["text_a"] for v in votes],
+        [v["text_b"] for v in votes],
+        bootstrap_rounds=min(bootstrap_rounds, 200),
+    )
     out.update(exclude_flagged=exclude_flagged, source=source, **arena_db.vote_counts(store, source=source))
     return out
