@@ -1,7 +1,9 @@
 """Reward model: TRL's RewardTrainer on chosen/rejected pairs; a score head on the base (or base + SFT adapter).
 
 LoRA on the blocks, the score head trained in full (task SEQ_CLS). With eval_fraction > 0 the pairwise
-accuracy on the held-out split is logged as eval_accuracy / final_eval_accuracy.
+accuracy on the held-out split is logged as eval_accuracy / final_eval_accuracy, and once training ends the
+held-out pairs are evaluated RewardBench-style (alignment.reward_eval: by category, by annotator agreement, margin
+calibration) into RUN_DIR/reward_eval.json and the run's metrics (reward_eval_accuracy, ...).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def train(cfg, run_dir, *, resume_from=None, stop=None) -> dict:
     )
     if eval_ds is not None and cfg.eval_strategy == "no":
         cfg.eval_strategy = "epoch"
-    return run_trainer(
+    result = run_trainer(
         RewardTrainer,
         cfg,
         run_dir,
@@ -38,3 +40,12 @@ def train(cfg, run_dir, *, resume_from=None, stop=None) -> dict:
         resume_from=resume_from,
         stop=stop,
     )
+    if result.get("status") == "finished" and eval_ds is not None:
+        from alignment import reward_eval
+
+        report = reward_eval.evaluate_reward(
+            result["adapter"], cfg.data, eval_fraction=cfg.eval_fraction, seed=cfg.seed, max_samples=cfg.max_samples
+        )
+        result["metrics"].update(reward_eval.record(run_dir, report, result["step"]))
+        result["reward_eval"] = report
+    return result
