@@ -209,20 +209,49 @@ def _vote_filter(source: str, exclude_flagged: bool) -> str:
     return _VOTER_KIND[source] + (" AND NOT v.identity_leak" if exclude_flagged else "")
 
 
+# A vote's category: the prompt's own (metadata "category", else its first "tags" entry), else its dataset
+_CATEGORY = "coalesce(p.metadata->>'$.category', p.metadata->>'$.tags[0]', d.name, 'uncategorised')"
+
+
 def list_votes(
-    store: Store, *, exclude_flagged: bool = False, source: str = "human", texts: bool = False
+    store: Store,
+    *,
+    exclude_flagged: bool = False,
+    source: str = "human",
+    texts: bool = False,
+    category: str | None = None,
 ) -> list[dict]:
-    """Votes in the order cast: model_a, model_b, winner, identity_leak (what the ratings need). `source`: whose
-    votes: people's (the default; the human leaderboard), the loop's synthetic judge, or all. `texts`: also
-    text_a and text_b, the two answers voted on ('' where a vote has none stored), for style control."""
-    extra = join = ""
+    """Votes in the order cast: model_a, model_b, winner, identity_leak, voter (the user's name) and category
+    (what the ratings need). `source`: whose votes: people's (the default; the human leaderboard), the loop's
+    synthetic judge, or all. `texts`: also text_a and text_b, the two answers voted on ('' where a vote has none
+    stored), for style control. `category`: only the votes of that category (see vote_categories)."""
+    extra = ""
     if texts:
         extra = ", coalesce(ga.text, '') AS text_a, coalesce(gb.text, '') AS text_b"
-        join = "LEFT JOIN generations ga ON ga.id = v.generation_a LEFT JOIN generations gb ON gb.id = v.generation_b "
+    where = _vote_filter(source, exclude_flagged) + (f" AND {_CATEGORY} = ?" if category is not None else "")
     return store.query(
-        f"SELECT v.id, v.model_a, v.model_b, v.winner, v.identity_leak{extra} FROM arena_votes v {join}"
-        f"LEFT JOIN users u ON u.id = v.user_id WHERE {_vote_filter(source, exclude_flagged)} ORDER BY v.id"
+        f"SELECT v.id, v.model_a, v.model_b, v.winner, v.identity_leak, u.name AS voter, {_CATEGORY} AS category"
+        f"{extra} FROM arena_votes v LEFT JOIN users u ON u.id = v.user_id "
+        "LEFT JOIN prompts p ON p.id = v.prompt_id LEFT JOIN datasets d ON d.id = p.dataset_id "
+        "LEFT JOIN generations ga ON ga.id = v.generation_a LEFT JOIN generations gb ON gb.id = v.generation_b "
+        f"WHERE {where} ORDER BY v.id",
+        [category] if category is not None else [],
     )
+
+
+def vote_categories(store: Store, *, source: str = "human") -> list[dict]:
+    """[{category, votes}] of the votes of `source`, most votes first."""
+    return store.query(
+        f"SELECT {_CATEGORY} AS category, count(*) AS votes FROM arena_votes v LEFT JOIN users u ON u.id = v.user_id "
+        "LEFT JOIN prompts p ON p.id = v.prompt_id LEFT JOIN datasets d ON d.id = p.dataset_id "
+        f"WHERE {_vote_filter(source, False)} GROUP BY 1 ORDER BY votes DESC, category"
+    )
+
+
+def votes_today(store: Store, user_id: int, now) -> int:
+    """How many arena votes the user cast since midnight of `now` (local server time)."""
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return store.scalar("SELECT count(*) FROM arena_votes WHERE user_id = ? AND created_at >= ?", [user_id, midnight])
 
 
 def vote_counts(store: Store, *, source: str = "human") -> dict:

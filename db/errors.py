@@ -28,3 +28,7 @@ class ConflictError(PrefLabError):
 
 class ForbiddenError(PrefLabError):
     """The user may not do this now (a reviewer paused their work, ...)."""
+
+
+class LimitError(PrefLabError):
+    """The user reached a limit on how much they may do (arena votes a day, ...); HTTP 429."""

@@ -61,6 +61,7 @@ class ServerConfig:
     # Listening beyond localhost (run_server sets it from --host): every new password must pass the demo-password
     # check, and /v1 needs an API key even while none exists.
     public: bool = False
+    arena_daily_votes: int = 500  # arena votes one user may cast a day: enough for a long session, not for a bot
 
     def __post_init__(self):
         if self.token_ttl_s <= 0:

@@ -7,7 +7,10 @@ POST /api/arena/battles/{id}/turn {"message": "...", "stream": false, "params": 
      with "stream": true: text/event-stream of JSON events (see serving.arena.battles.stream_turn)
 POST /api/arena/votes {"battle_id", "winner": "a"|"b"|"tie"|"both_bad", "comment"}
      -> {"vote_id", "ranking_id", "model_a", "model_b", ...}   (names revealed now)
-GET  /api/arena/leaderboard?exclude_flagged=true&bootstrap_rounds=1000&source=human|synthetic|all
+GET  /api/arena/leaderboard?exclude_flagged=true&bootstrap_rounds=1000&source=human|synthetic|all&category=NAME
+     -> raw and style-controlled ratings, and the categories with their vote counts
+GET  /api/arena/voters (admin) -> each voter's agreement with the ratings, outliers flagged
+A user may cast ServerConfig.arena_daily_votes votes a day (429 beyond).
 POST .../turn and /api/arena/votes act only on the caller's own battle (another's answers 404); battle ids are
 random, not sequential.
 GET  /api/arena/models  -> {"models": [...]} the names a battle can use
@@ -19,7 +22,7 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -102,8 +105,11 @@ async def battle_turn(
 
 
 @router.post("/api/arena/votes")
-def cast_vote(body: VoteIn, store: Store = Depends(get_store), user: dict = Depends(current_user)) -> dict:
-    return arena.vote(store, body.battle_id, body.winner, user=user, comment=body.comment)
+def cast_vote(
+    body: VoteIn, request: Request, store: Store = Depends(get_store), user: dict = Depends(current_user)
+) -> dict:
+    cap = request.app.state.config.arena_daily_votes
+    return arena.vote(store, body.battle_id, body.winner, user=user, comment=body.comment, daily_cap=cap)
 
 
 @router.get("/api/arena/leaderboard")
@@ -111,10 +117,26 @@ def get_leaderboard(
     exclude_flagged: bool = False,
     bootstrap_rounds: int = 1000,
     source: Literal["human", "synthetic", "all"] = "human",
+    category: str | None = Query(None, max_length=256),
     store: Store = Depends(get_store),
     user: dict = Depends(current_user),
 ) -> dict:
-    """Ratings from people's votes by default; `source=synthetic` gives the loop judge's, `all` both."""
+    """Ratings from people's votes by default; `source=synthetic` gives the loop judge's, `all` both; `category`
+    one category's votes (the answer lists them with their vote counts)."""
     if not 0 <= bootstrap_rounds <= 10_000:
         raise ApiError(400, "bootstrap_rounds must be between 0 and 10000", field="bootstrap_rounds")
-    return arena.leaderboard(store, exclude_flagged=exclude_flagged, bootstrap_rounds=bootstrap_rounds, source=source)
+    return arena.leaderboard(
+        store, exclude_flagged=exclude_flagged, bootstrap_rounds=bootstrap_rounds, source=source, category=category
+    )
+
+
+@router.get("/api/arena/voters")
+def get_voters(
+    source: Literal["human", "synthetic", "all"] = "human",
+    store: Store = Depends(get_store),
+    user: dict = Depends(current_user),
+) -> list[dict]:
+    """Admins: each voter's votes against the consensus ratings, outliers flagged (serving.arena.battles.voters)."""
+    if user["role"] != "admin":
+        raise ApiError(403, "only an admin may see how each person voted")
+    return arena.voters(store, source=source)

@@ -25,7 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from db.errors import ConflictError, ForbiddenError, InputError, NotFoundError, PrefLabError
+from db.errors import ConflictError, ForbiddenError, InputError, LimitError, NotFoundError, PrefLabError
 from db.store import Store
 
 log = logging.getLogger(__name__)
@@ -183,6 +183,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ForbiddenError)
     async def _forbidden(request: Request, exc: ForbiddenError):
         return error_response(403, str(exc))
+
+    @app.exception_handler(LimitError)
+    async def _limit(request: Request, exc: LimitError):
+        return error_response(429, str(exc))
 
     @app.exception_handler(PrefLabError)
     async def _preflab(request: Request, exc: PrefLabError):

@@ -16,14 +16,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import random
 import re
 import time
+from datetime import datetime
 
 import httpx
 
 from db import arena as arena_db
-from db.errors import InputError
+from db.errors import InputError, LimitError
 from db.store import Store
 from serving.rag.augment import augment, cited_indices
 
@@ -318,8 +320,13 @@ async def stream_turn(store: Store, battle_id: int, message: str, *, user: dict,
         yield {"done": True, "error": "one side failed; nothing was stored, send the message again"}
 
 
-def vote(store: Store, battle_id: int, winner: str, *, user: dict, comment: str | None = None) -> dict:
-    """Record the vote on `user`'s own battle and reveal the names."""
+def vote(
+    store: Store, battle_id: int, winner: str, *, user: dict, comment: str | None = None, daily_cap: int | None = None
+) -> dict:
+    """Record the vote on `user`'s own battle and reveal the names. `daily_cap`: the most votes one user may cast
+    in a day (ApiError 429 past it), so nobody can flood the leaderboard."""
+    if daily_cap is not None and arena_db.votes_today(store, user["id"], datetime.now()) >= daily_cap:
+        raise LimitError(f"you have cast {daily_cap} arena votes today, the most one person may; thank you")
     result = arena_db.record_vote(store, battle_id, winner, user=user, comment=comment)
     battle = arena_db.get_battle(store, battle_id)
     return {
@@ -333,15 +340,21 @@ def vote(store: Store, battle_id: int, winner: str, *, user: dict, comment: str 
 
 
 def leaderboard(
-    store: Store, *, exclude_flagged: bool = False, bootstrap_rounds: int = 1000, source: str = "human"
+    store: Store,
+    *,
+    exclude_flagged: bool = False,
+    bootstrap_rounds: int = 1000,
+    source: str = "human",
+    category: str | None = None,
 ) -> dict:
     """Bradley-Terry ratings with CIs, Elo, vote counts and the win-rate matrix over stored votes of `source`:
     people's by default; the loop's synthetic judge never mixes into them (source 'synthetic' or 'all' asks).
-    `style_controlled` holds the ratings with answer length and markdown held equal (serving.arena.style)."""
+    `style_controlled` holds the ratings with answer length and markdown held equal (serving.arena.style).
+    `category`: only that category's votes (db.arena.vote_categories lists them)."""
     from serving.arena.ratings import RatingsConfig, compute_leaderboard, encode_votes
     from serving.arena.style import style_controlled
 
-    votes = arena_db.list_votes(store, exclude_flagged=exclude_flagged, source=source, texts=True)
+    votes = arena_db.list_votes(store, exclude_flagged=exclude_flagged, source=source, texts=True, category=category)
     board = compute_leaderboard(votes, RatingsConfig(bootstrap_rounds=bootstrap_rounds))
     out = board.as_dict()
     models, a, b, s = encode_votes(votes)
@@ -355,4 +368,52 @@ def leaderboard(
         bootstrap_rounds=min(bootstrap_rounds, 200),
     )
     out.update(exclude_flagged=exclude_flagged, source=source, **arena_db.vote_counts(store, source=source))
+    out.update(category=category, categories=arena_db.vote_categories(store, source=source))
+    return out
+
+
+OUTLIER_MIN_VOTES = 20
+OUTLIER_Z = -3.0
+
+
+def voters(store: Store, *, source: str = "human") -> list[dict]:
+    """Per voter, how their votes sit with the consensus ratings: of their decisive votes (a or b), how many went
+    to the model the Bradley-Terry fit of all votes favours (`agree`) against how many the fit expects (`expected`,
+    the sum of its win probabilities), and the z-score of the difference. A voter with at least OUTLIER_MIN_VOTES
+    decisive votes and z below OUTLIER_Z votes against the crowd far more than chance explains: `flagged`, for an
+    admin to look at (a vote bot, a fan of one model, someone voting at random). Worst first."""
+    from serving.arena.ratings import RatingsConfig, compute_leaderboard
+
+    votes = arena_db.list_votes(store, source=source)
+    board = compute_leaderboard(votes, RatingsConfig(bootstrap_rounds=0))
+    rating = {r["model"]: r["rating"] for r in board.rows}
+    per: dict[str, dict] = {}
+    for v in votes:
+        blank = {"voter": v["voter"], "votes": 0, "decisive": 0, "agree": 0, "expected": 0.0, "var": 0.0}
+        row = per.setdefault(v["voter"] or "(unknown)", blank)
+        row["votes"] += 1
+        if v["winner"] not in ("a", "b"):
+            continue
+        p_a = 1.0 / (1.0 + 10 ** ((rating[v["model_b"]] - rating[v["model_a"]]) / 400.0))
+        favoured = (p_a >= 0.5) == (v["winner"] == "a")
+        row["decisive"] += 1
+        row["agree"] += favoured
+        p_fav = max(p_a, 1 - p_a)
+        row["expected"] += p_fav
+        row["var"] += p_fav * (1 - p_fav)
+    out = []
+    for row in per.values():
+        z = (row["agree"] - row["expected"]) / math.sqrt(row["var"]) if row["var"] > 0 else None
+        out.append(
+            {
+                "voter": row["voter"],
+                "votes": row["votes"],
+                "decisive": row["decisive"],
+                "agree": row["agree"],
+                "expected": round(row["expected"], 2),
+                "z": None if z is None else round(z, 2),
+                "flagged": z is not None and row["decisive"] >= OUTLIER_MIN_VOTES and z < OUTLIER_Z,
+            }
+        )
+    out.sort(key=lambda r: (r["z"] is None, r["z"] if r["z"] is not None else 0))
     return out
