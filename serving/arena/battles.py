@@ -63,6 +63,7 @@ GENERIC_PARTS = {
     "instruct",
     "sft",
     "dpo",
+    "kto",
     "ppo",
     "rloo",
     "grpo",
