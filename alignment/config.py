@@ -4,6 +4,7 @@ config class for that method plus PrefLab's fields (alignment/preflab_fields.py)
     sft: SFTRunConfig (alignment/sft_config.py)       reward: RewardRunConfig (alignment/reward_config.py)
     ppo: PPORunConfig (alignment/ppo_config.py)       rloo: RLOORunConfig (alignment/rloo_config.py)
     grpo: GRPORunConfig (alignment/grpo_config.py)    dpo: DPORunConfig (alignment/dpo_config.py)
+    kto: KTORunConfig (alignment/kto_config.py)
 
     cfg = load_config("run.yaml", overrides=["learning_rate=1e-4"])   # validated; nothing is loaded yet
     save_config(cfg, run_dir / "config.yaml")                          # the resolved config (YAML)
@@ -36,6 +37,7 @@ from alignment import STAGES
 from alignment.dpo_config import DPORunConfig
 from alignment.errors import ConfigError
 from alignment.grpo_config import GRPORunConfig
+from alignment.kto_config import KTORunConfig
 from alignment.ppo_config import PPORunConfig
 from alignment.preflab_fields import PrefLabFields
 from alignment.reward_config import RewardRunConfig
@@ -43,7 +45,8 @@ from alignment.rloo_config import RLOORunConfig
 from alignment.sft_config import SFTRunConfig
 
 CONFIG_CLASSES: dict[str, type] = {
-    cls.stage: cls for cls in (SFTRunConfig, RewardRunConfig, PPORunConfig, RLOORunConfig, GRPORunConfig, DPORunConfig)
+    cls.stage: cls
+    for cls in (SFTRunConfig, RewardRunConfig, PPORunConfig, RLOORunConfig, GRPORunConfig, DPORunConfig, KTORunConfig)
 }
 TRAINING_GROUP = "Training loop (transformers TrainingArguments)"
 

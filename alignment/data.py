@@ -7,11 +7,15 @@ Formats (one row each, as TRL defines them; both the plain and the conversationa
                    "chosen": [{"role": "assistant", "content": "Hello!"}],
                    "rejected": [{"role": "assistant", "content": "Go away."}]}
     sft           {"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello!"}]}
+    kto           {"prompt": "Hi?", "completion": "Hello!", "label": true}
+    kto-messages  {"prompt": [{"role": "user", "content": "Hi?"}],
+                   "completion": [{"role": "assistant", "content": "Hello!"}], "label": true}
 
 What each stage needs:
     sft                messages | prompt+completion | text   (preference rows: prompt + chosen)
     reward, dpo        chosen + rejected (+ prompt)
     ppo, rloo, grpo    prompt  (messages rows: everything before the last assistant turn)
+    kto                prompt + completion + label (true: thumbs up), all rows plain or all conversational
 
 Extra columns are dropped. Messages stored as JSON text (Parquet) are decoded.
 """
@@ -148,12 +152,40 @@ def rows_for_stage(stage: str, rows: list[dict], *, source: str = "data") -> lis
                 if isinstance(row[k], list):
                     row[k] = _strip_messages(row[k])
             out.append(row)
+    elif stage == "kto":
+        out = _kto_rows(rows, cols, source)
     elif stage in PROMPT_STAGES:
         out = [{"prompt": p} for p in map(_prompt_of, rows) if p]
         if not out:
             raise DataError(f"{source}: {stage} needs prompts ('prompt' or 'messages' column); found {sorted(cols)}")
     else:
         raise DataError(f"unknown stage '{stage}'")
+    return out
+
+
+def _kto_rows(rows: list[dict], cols: set, source: str) -> list[dict]:
+    """prompt, completion, label rows for KTO. One form throughout (a column cannot hold text in one row and
+    messages in another), and a real boolean label: a wrong row is named by its line."""
+    if not {"prompt", "completion", "label"} <= cols:
+        raise DataError(
+            f"{source}: kto needs 'prompt', 'completion' and 'label' columns; found {sorted(cols)}. "
+            "Export with --format kto or kto-messages."
+        )
+    out = []
+    conversational = isinstance(rows[0].get("completion"), list)
+    for n, r in enumerate(rows, 1):
+        if not isinstance(r.get("label"), bool):
+            raise DataError(f"{source}: row {n}: field 'label' must be true or false, got {r.get('label')!r}")
+        prompt, completion = _prompt_of(r), r.get("completion")
+        if isinstance(completion, list) != conversational or isinstance(prompt, list) != conversational:
+            form = "messages" if conversational else "text"
+            raise DataError(
+                f"{source}: row {n}: field 'completion' (or 'prompt') is not {form} like the first row's: a kto "
+                "snapshot is all text (--format kto) or all messages (--format kto-messages)"
+            )
+        if conversational:
+            completion = _strip_messages(completion)
+        out.append({"prompt": prompt, "completion": completion, "label": r["label"]})
     return out
 
 

@@ -24,6 +24,7 @@ STAGE_FORMATS = {
     "ppo": "trl-messages",
     "rloo": "trl-messages",
     "grpo": "trl-messages",
+    "kto": "kto-messages",  # thumbs up/down, one answer per row
 }
 EXPORT_FILTERS = ("min_annotators", "min_agreement", "ties", "source", "sft_prefer", "split", "seed")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the code; jobs run here so `python -m alignment` imports

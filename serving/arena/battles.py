@@ -65,6 +65,7 @@ GENERIC_PARTS = {
     "instruct",
     "sft",
     "dpo",
+    "kto",
     "ppo",
     "rloo",
     "grpo",

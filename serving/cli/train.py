@@ -2,6 +2,7 @@
 
 preflab train sft --base models/tiny --dataset oasst-demo
 preflab train dpo --base models/tiny --adapter sft-run1 --dataset prefs --min-agreement 0.66 --set beta=0.2
+preflab train kto --base models/tiny --adapter sft-run1 --dataset thumbs --set desirable_weight=1.2
 preflab train ppo --base models/tiny --adapter sft-run1 --data snap.jsonl --set reward_model=RUN/adapter
 preflab runs list ; preflab runs show 3 ; preflab runs cancel 3 ; preflab runs resume 3
 preflab models list ; preflab models merge dpo-run2 --out merged/
@@ -76,7 +77,7 @@ def register(cli: click.Group) -> None:
         background,
         help_config,
     ):
-        """Train STAGE over LoRA (sft, reward, ppo, rloo, grpo, dpo) in a run directory; registers the adapter."""
+        """Train STAGE over LoRA (sft, reward, ppo, rloo, grpo, dpo, kto) in a run directory; registers the adapter."""
         if help_config:
             click.echo(config_help(stage))
             return

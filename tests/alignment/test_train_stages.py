@@ -252,14 +252,14 @@ def test_one_config_class_per_stage_on_the_method_s_trl_config():
 
     assert tuple(CONFIG_CLASSES) == STAGES
     expected = {"sft": trl.SFTConfig, "reward": trl.RewardConfig, "dpo": trl.DPOConfig, "rloo": trl.RLOOConfig}
-    expected |= {"grpo": trl.GRPOConfig, "ppo": TrainingArguments}
+    expected |= {"grpo": trl.GRPOConfig, "ppo": TrainingArguments, "kto": trl.KTOConfig}
     for stage, cls in CONFIG_CLASSES.items():
         assert cls.stage == stage and issubclass(cls, expected[stage]) and issubclass(cls, PrefLabFields), stage
         assert dataclasses.is_dataclass(cls) and cls.__name__.endswith("RunConfig"), cls
         assert cls.needs_reward_model == (stage in ("ppo", "rloo", "grpo"))
 
 
-@pytest.mark.parametrize("stage", ["sft", "reward", "ppo", "rloo", "grpo", "dpo"])
+@pytest.mark.parametrize("stage", ["sft", "reward", "ppo", "rloo", "grpo", "dpo", "kto"])
 def test_every_field_is_described_once_with_preflab_groups_first(stage):
     import dataclasses
 
@@ -280,7 +280,7 @@ def test_every_field_is_described_once_with_preflab_groups_first(stage):
     assert by_name["lora_target_modules"]["type"] == "list[str] | None"
 
 
-@pytest.mark.parametrize("stage", ["sft", "reward", "ppo", "rloo", "grpo", "dpo"])
+@pytest.mark.parametrize("stage", ["sft", "reward", "ppo", "rloo", "grpo", "dpo", "kto"])
 def test_the_admin_page_values_make_a_valid_config(stage, pairs_file, tmp_path):
     """What the Training page fills in is what the config accepts: a run started with them validates."""
     from alignment.config import page_fields

@@ -176,3 +176,9 @@ def test_training_page_takes_its_fields_and_starting_values_from_the_server(stor
     at.selectbox(key="train_stage").set_value("ppo").run()
     assert at.number_input(key="train_p_ppo_kl_coef").value == 0.05
     assert at.selectbox(key="train_reward_model")  # ppo needs a reward model: the page asks for one
+    at.selectbox(key="train_stage").set_value("kto").run()  # thumbs up/down: the stage comes from the server too
+    assert not at.exception, at.exception
+    assert at.number_input(key="train_p_kto_desirable_weight").value == 1.0
+    assert at.number_input(key="train_p_kto_undesirable_weight").value == 1.0
+    assert at.selectbox(key="train_p_kto_loss_type").options == ["kto", "apo_zero_unpaired"]
+    assert "train_reward_model" not in [s.key for s in at.selectbox]  # kto learns from labels, not a reward model
