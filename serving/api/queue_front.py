@@ -203,6 +203,15 @@ class QueueFront:
                 self._enqueue(("release", key[0], self._ahead.pop(key).lease["assignment_id"]))
             return len(keys)
 
+    def settings_changed(self, dataset_id: int) -> None:
+        """After a change of the dataset's task, aspects or rationale mode: the items ahead were leased under the old
+        settings (reclaim), and the leases remembered here would be checked against them, so their submits go to
+        DuckDB, which checks against the new ones."""
+        self.reclaim(dataset_id)
+        with self._lock:
+            for aid in [a for a, h in self._held.items() if h.dataset_id == dataset_id and not h.done]:
+                del self._held[aid]
+
     def handed_out(self, lease: dict | None, user: dict) -> None:
         """After DuckDB gave `user` this lease: remember it, and lease their next item ahead if none is."""
         if lease is None:
