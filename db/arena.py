@@ -268,7 +268,7 @@ def give_feedback(store: Store, generation_id: int, label: bool, *, user: dict, 
             "INSERT INTO feedback (prompt_id, generation_id, user_id, label, source, comment, created_by) "
             "VALUES (?, ?, ?, ?, 'arena', ?, ?) ON CONFLICT (generation_id, user_id, source_record) "
             "DO UPDATE SET label = excluded.label, comment = excluded.comment, source = excluded.source, "
-            "created_at = current_timestamp RETURNING id",
+            "created_at = now() RETURNING id",
             [prompt_id, generation_id, user["id"], label, comment, user["name"]],
         ).fetchall()[0][0]
     return {"id": fid, "generation_id": generation_id, "prompt_id": prompt_id, "label": label, "source": "arena"}
