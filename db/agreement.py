@@ -238,6 +238,36 @@ def agreement_stats(store, dataset_id: int | None = None, *, source: str = "all"
     }
 
 
+def aspect_alpha(store, dataset_id: int | None = None) -> dict:
+    """Agreement per rated aspect: {aspect: {alpha, ratings, answers}} with Krippendorff's alpha (interval) over the
+    answers rated on that aspect by two or more annotators (`answers` of them, `ratings` values in all). alpha is
+    None where it cannot be computed (no such answer, or every value the same)."""
+    scope = "AND r.prompt_id IN (SELECT id FROM prompts WHERE dataset_id = ?)" if dataset_id is not None else ""
+    with store._lock:
+        rows = store.con.execute(
+            f"""SELECT t.aspect, t.generation_id, r.user_id, avg(t.value) FROM ratings t
+                JOIN rankings r ON r.id = t.ranking_id
+                WHERE t.value IS NOT NULL AND r.status = 'submitted' {scope}
+                GROUP BY t.aspect, t.generation_id, r.user_id""",
+            [dataset_id] if dataset_id is not None else [],
+        ).fetchall()
+    by_aspect: dict[str, dict[int, dict[int, float]]] = {}
+    for aspect, gid, uid, value in rows:
+        by_aspect.setdefault(aspect, {}).setdefault(gid, {})[uid] = value
+    out = {}
+    for aspect in sorted(by_aspect):
+        units = {g: v for g, v in by_aspect[aspect].items() if len(v) >= 2}
+        coders = sorted({u for v in units.values() for u in v})
+        data = [[units[g].get(u, math.nan) for g in units] for u in coders]
+        alpha = krippendorff_alpha(data, "interval") if units else math.nan
+        out[aspect] = {
+            "alpha": None if math.isnan(alpha) else alpha,
+            "ratings": sum(len(v) for v in units.values()),
+            "answers": len(units),
+        }
+    return out
+
+
 def dataset_stats(store, dataset: str | None = None, *, source: str = "all") -> dict:
     """Counts and agreement for one dataset (or all): what `preflab stats` prints and GET /api/stats returns.
 
@@ -245,6 +275,7 @@ def dataset_stats(store, dataset: str | None = None, *, source: str = "all") -> 
     whitespace-only text), rankings, submitted, skipped,
     flagged, pairs (non-tie), ties, annotators, examples, feedback (binary, = feedback_up + feedback_down),
     consensus_pairs, prompts_with_overlap}, "ratings_by_aspect": {aspect: ratings},
+    "aspect_agreement": {aspect: {alpha (Krippendorff, interval), ratings, answers}} (see aspect_alpha),
     "agreement": {prompts_with_overlap, kendall_tau (mean tau-b over every two rankings of a prompt),
     kendall_w (mean over prompts), krippendorff_alpha (ordinal), pair_agreement (mean consensus agreement
     over pairs with two or more non-tie votes), pairwise [{a, b, prompts, tau_b}], per_annotator
@@ -334,5 +365,6 @@ def dataset_stats(store, dataset: str | None = None, *, source: str = "all") -> 
             "prompts_with_overlap": agreement["prompts_with_overlap"],
         },
         "ratings_by_aspect": dict(by_aspect),
+        "aspect_agreement": aspect_alpha(store, dataset_id),
         "agreement": agreement,
     }

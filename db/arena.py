@@ -261,3 +261,50 @@ def vote_counts(store: Store, *, source: str = "human") -> dict:
         f"LEFT JOIN users u ON u.id = v.user_id WHERE {_vote_filter(source, False)}"
     )
     return rows[0]
+
+
+# ---- thumbs on one arena answer ----------------------------------------------------------------------
+
+MAX_COMMENT = 4_000
+
+
+def answer_of_battle(store: Store, battle_id: int, side: str, *, user: dict) -> int:
+    """The generation id of side 'a' or 'b' of the user's own voted battle (a battle's answers are stored as
+    generations when it is voted). NotFoundError for someone else's battle, ConflictError before the vote."""
+    if side not in ("a", "b"):
+        raise InputError(f"side is 'a' or 'b', not {side!r}", field="side")
+    battle = get_battle(store, battle_id, user=user)  # NotFoundError unless it is the user's
+    row = store.row(
+        "SELECT generation_a, generation_b FROM arena_votes WHERE user_id = ? "
+        "AND CAST(metadata->>'$.battle_id' AS BIGINT) = ? ORDER BY id DESC LIMIT 1",
+        [user["id"], battle["id"]],
+    )
+    if row is None:
+        raise ConflictError(f"battle {battle_id} has no vote yet; its answers are stored when you vote")
+    return row[f"generation_{side}"]
+
+
+def give_feedback(store: Store, generation_id: int, label: bool, *, user: dict, comment: str | None = None) -> dict:
+    """Thumbs up (True) or down on one arena answer the user was shown: a generation of a battle they voted in.
+    Stored as feedback with source 'arena'; a second call by the same user on the same answer replaces the first.
+    NotFoundError for an answer that is not from one of the user's battles (someone else's looks like none)."""
+    if not isinstance(label, bool):
+        raise InputError("label is true (thumbs up) or false (thumbs down)", field="label")
+    if comment is not None and len(comment) > MAX_COMMENT:
+        raise InputError(f"too long ({len(comment)} characters; at most {MAX_COMMENT})", field="comment")
+    with store.transaction() as c:
+        row = c.execute(
+            "SELECT prompt_id FROM arena_votes WHERE user_id = ? AND (generation_a = ? OR generation_b = ?) LIMIT 1",
+            [user["id"], generation_id, generation_id],
+        ).fetchall()
+        if not row:
+            raise NotFoundError(f"no arena answer with id {generation_id} of yours")
+        prompt_id = c.execute("SELECT prompt_id FROM generations WHERE id = ?", [generation_id]).fetchall()[0][0]
+        fid = c.execute(
+            "INSERT INTO feedback (prompt_id, generation_id, user_id, label, source, comment, created_by) "
+            "VALUES (?, ?, ?, ?, 'arena', ?, ?) ON CONFLICT (generation_id, user_id, source_record) "
+            "DO UPDATE SET label = excluded.label, comment = excluded.comment, source = excluded.source, "
+            "created_at = now() RETURNING id",
+            [prompt_id, generation_id, user["id"], label, comment, user["name"]],
+        ).fetchall()[0][0]
+    return {"id": fid, "generation_id": generation_id, "prompt_id": prompt_id, "label": label, "source": "arena"}

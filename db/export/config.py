@@ -82,6 +82,13 @@ class ExportConfig:
             "range": (0, 1),
         },
     )
+    margin_aspect: str | None = field(
+        default=None,
+        metadata={
+            "help": "trl only: add a `margin` column (TRL's RewardTrainer reads it): the chosen answer's mean rating "
+            "on this aspect minus the rejected one's (0 where either has none)."
+        },
+    )
     test_fraction: float = field(init=False, default=0.0)
 
     def __post_init__(self):
@@ -102,6 +109,10 @@ class ExportConfig:
             )
         if not 0.0 <= self.min_agreement <= 1.0:
             raise InputError("min_agreement is a share: use a number from 0 to 1, e.g. 0.66", field="min_agreement")
+        if self.margin_aspect == "":
+            self.margin_aspect = None
+        if self.margin_aspect is not None and self.format != "trl":
+            raise InputError("margin_aspect is for the trl format; drop it or use --format trl", field="margin_aspect")
         for f in fields(self):
             allowed = f.metadata.get("choices")
             if allowed and getattr(self, f.name) not in allowed:

@@ -137,6 +137,11 @@ def _pair_select(cfg: ExportConfig, *, images: bool = False) -> str:
     if cfg.format == "trl":
         chosen, rejected = TRL_ANSWER_SQL.format(col="gc.text"), TRL_ANSWER_SQL.format(col="gr.text")
         cols = f"p.text AS prompt, {chosen} AS chosen, {rejected} AS rejected{tie}"
+        if cfg.margin_aspect is not None:  # x_means: _aspect_means
+            cols += (
+                ", coalesce((SELECT m FROM x_means WHERE g = c.chosen_id) - "
+                "(SELECT m FROM x_means WHERE g = c.rejected_id), 0.0) AS margin"
+            )
     elif cfg.format == "trl-messages":
         cols = (
             f"p.msgs AS prompt, [{{'role': 'assistant', 'content': gc.text}}] AS chosen, "
@@ -167,7 +172,10 @@ def _pair_select(cfg: ExportConfig, *, images: bool = False) -> str:
                    c.chosen_id, c.rejected_id, gc.text AS chosen, gr.text AS rejected, {gen_cols},
                    CAST(gc.params AS VARCHAR) AS chosen_params, CAST(gr.params AS VARCHAR) AS rejected_params,
                    c.is_tie, c.margin, c.votes_chosen, c.votes_rejected, c.votes_tie, c.n_votes, c.agreement,
-                   c.ranking_ids, c.annotators, c.sources, c.first_ranked_at, c.last_ranked_at, p.split"""
+                   c.ranking_ids, c.annotators, c.sources, c.first_ranked_at, c.last_ranked_at,
+                   coalesce((SELECT list(n.rationale ORDER BY n.ranking_id) FROM ranking_notes n
+                             WHERE list_contains(c.ranking_ids, n.ranking_id) AND n.rationale IS NOT NULL),
+                            []) AS rationales, p.split"""
     turns = ""
     if cfg.format == "llamafactory":
         turns = (
@@ -181,6 +189,18 @@ def _pair_select(cfg: ExportConfig, *, images: bool = False) -> str:
                WHERE p.split = $1 AND c.prompt_id >= $2 AND c.prompt_id < $3 AND p.id >= $2 AND p.id < $3
                  AND gc.prompt_id >= $2 AND gc.prompt_id < $3 AND gr.prompt_id >= $2 AND gr.prompt_id < $3
                ORDER BY c.prompt_id, c.chosen_id, c.rejected_id"""
+
+
+def _aspect_means(con, aspect: str) -> None:
+    """x_means (g, m): each exported answer's mean rating on `aspect` over submitted rankings (the trl margin)."""
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE x_means AS
+           SELECT t.generation_id AS g, avg(t.value) AS m FROM ratings t JOIN rankings r ON r.id = t.ranking_id
+           WHERE t.aspect = ? AND t.value IS NOT NULL AND r.status = 'submitted'
+             AND t.generation_id IN (SELECT chosen_id FROM x_pairs UNION SELECT rejected_id FROM x_pairs)
+           GROUP BY t.generation_id""",
+        [aspect],
+    )
 
 
 def _copy_pairs(con, select: str, side: str, path: Path, fmt: str, digests: dict[Path, str]) -> int:
@@ -226,6 +246,8 @@ def write_export(store, cfg: ExportConfig, temps: dict[str, Path], digests: dict
         if cfg.format in PAIR_FORMATS:
             _pairs_table(store, cfg, dataset_id, keep_ties=cfg.ties == "keep", provenance=cfg.format == "parquet")
             _prompts_table(con, cfg, dataset_id, "SELECT DISTINCT prompt_id FROM x_pairs")
+            if cfg.margin_aspect is not None:
+                _aspect_means(con, cfg.margin_aspect)
             images = (
                 cfg.format == "llamafactory"
                 and con.execute("SELECT count(*) FROM x_prompts WHERE assets IS NOT NULL").fetchall()[0][0] > 0
@@ -277,7 +299,16 @@ def write_export(store, cfg: ExportConfig, temps: dict[str, Path], digests: dict
         }
         return {"examples": sum(rows.values()), **_by_split(rows)}
     finally:
-        for table in ("x_pairs", "x_prompts", "x_sft", "x_feedback", "x_ratings", "x_excluded", "x_weighted"):
+        for table in (
+            "x_pairs",
+            "x_prompts",
+            "x_sft",
+            "x_feedback",
+            "x_ratings",
+            "x_means",
+            "x_excluded",
+            "x_weighted",
+        ):
             try:
                 con.execute(f"DROP TABLE IF EXISTS {table}")
             except duckdb.Error:  # the transaction failed: its rollback removes them, and the first error counts

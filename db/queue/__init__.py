@@ -23,10 +23,19 @@ from db.queue.leases import (
     release,
     renew,
 )
-from db.queue.rules import COUNTED_SOURCES, MAX_TEXT, STATUSES, dense_ranks, parse_ranks, ranking_pairs, validate
+from db.queue.rules import (
+    COUNTED_SOURCES,
+    MAX_TEXT,
+    STATUSES,
+    dense_ranks,
+    parse_ranks,
+    ranking_pairs,
+    validate,
+    validate_feedback,
+)
 from db.queue.settings import dataset_of_ranking, get_dataset, update_dataset
 from db.queue.state import invalidate, sync
-from db.queue.submits import apply_reserved, submit, submit_and_next, write_items
+from db.queue.submits import apply_reserved, submit, submit_and_next, write_feedback, write_items
 
 __all__ = [
     "COUNTED_SOURCES",
@@ -49,8 +58,10 @@ __all__ = [
     "renew",
     "submit",
     "submit_and_next",
+    "write_feedback",
     "sync",
     "update_dataset",
     "validate",
+    "validate_feedback",
     "write_items",
 ]

@@ -1,11 +1,11 @@
 """Leases: the next item an annotator ranks, handed out under a lease, at most k annotators per prompt.
 
-Rules: a prompt is eligible when it has >= 2 answers; it is handed to a user who has not ranked it while
-(submitted rankings + live leases of others) < k; a user asking again gets their own live lease back (same
-prompt, same answer order); expired leases free their slot; complete prompts leave the queue. Gold prompts (known
-order, db.gold) are mixed in at the dataset's gold rate, apart from k, and look like any other item; a paused
-annotator gets no new item. lease_ahead
-leases a second item for the server's in-memory front (serving.api.queue_front).
+Rules: a prompt is eligible when it has >= 2 answers (>= 1 in a 'rate' dataset); it is handed to a user who
+has not ranked it while (submitted rankings + live leases of others) < k; a user asking again gets their own live
+lease back (same prompt, same answer order); expired leases free their slot; complete prompts leave the queue.
+Gold prompts (known order, db.gold) are mixed in at the dataset's gold rate, apart from k, and look like any other
+item; a paused annotator gets no new item. lease_ahead leases a second item for the server's
+in-memory front (serving.api.queue_front).
 """
 
 from __future__ import annotations
@@ -135,6 +135,9 @@ def _lease_view(state: dict, aid: int, prompt_id: int, order: list, expires_at, 
         "dataset_id": state["dataset_id"],
         "guidelines": state["guidelines"],
         "guideline_version": state["guideline_version"],
+        "task": state["task"],
+        "aspects": state["aspects"],
+        "rationale": state["rationale"],
     }
 
 
@@ -165,7 +168,7 @@ def _next_in_tx(
             progress = None if defer else _pick_and_progress(store, dataset_id, user_id, 0, now, pick=False)[1]
             return _lease_view(state, aid, prompt_id, json.loads(order_json), expires_at, content), progress
     if not _in_step(state):
-        _fold_in(store, dataset_id, state["k"], state["mark"], state["gmax"], state["rmax"])
+        _fold_in(store, dataset_id, state)
     k = state["k"]
     paused = store._first(_PAUSED, [dataset_id, user_id])
     if paused and paused[0]:
@@ -290,7 +293,7 @@ def lease_ahead(
     with store.transaction():
         state = _read_state(store, dataset_id, user_id, now)
         if not _in_step(state):  # fold in whatever is new: then the mark is the sequence's last value
-            _fold_in(store, dataset_id, state["k"], state["mark"], state["gmax"], state["rmax"])
+            _fold_in(store, dataset_id, state)
             state["mark"] = (state["gmax"], state["rmax"], state["k"])
         lease, _ = _next_in_tx(store, state, user_id, now, lease_s, created_by, defer=True, skip=current)
         ranking_id = None

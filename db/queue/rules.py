@@ -51,8 +51,11 @@ def parse_ranks(ranks: dict, answers: list[int], outsider: str) -> dict[int, int
     return clean
 
 
-def validate(status: str, ranks: dict | None, order: list[int], skip_reason, flag_reason, comment) -> dict[int, int]:
-    """The dense ranks of a submit of an assignment whose answers are `order`; InputError naming the field."""
+def validate(
+    status: str, ranks: dict | None, order: list[int], skip_reason, flag_reason, comment, *, task: str = "rank"
+) -> dict[int, int]:
+    """The dense ranks of a submit of an assignment whose answers are `order`; InputError naming the field.
+    A 'rate' task takes no ranks (its answers get thumbs, validate_feedback): always {}."""
     if status not in STATUSES:
         raise InputError(f"status must be one of {', '.join(STATUSES)}, not '{status}'", field="status")
     for name, value in (("skip_reason", skip_reason), ("flag_reason", flag_reason), ("comment", comment)):
@@ -62,6 +65,10 @@ def validate(status: str, ranks: dict | None, order: list[int], skip_reason, fla
         raise InputError("a skip needs a reason", field="skip_reason")
     if status == "flagged" and not (flag_reason or "").strip():
         raise InputError("a flag needs a reason", field="flag_reason")
+    if task == "rate":
+        if ranks:
+            raise InputError("this dataset rates each answer (thumbs); it takes no ranks", field="ranks")
+        return {}
     clean = parse_ranks(ranks or {}, order, "is not part of this assignment")
     if status == "submitted":
         missing = [g for g in order if g not in clean]
@@ -72,3 +79,71 @@ def validate(status: str, ranks: dict | None, order: list[int], skip_reason, fla
     elif clean and len(clean) != len(order):
         clean = {}  # a partial ranking on a skip or flag carries no preference
     return dense_ranks(clean) if clean else {}
+
+
+def _answer_id(key, order: list[int], field: str) -> int:
+    try:
+        gid = int(key)
+    except (TypeError, ValueError):
+        raise InputError(f"'{key}' is not an answer id", field=field) from None
+    if gid not in order:
+        raise InputError(f"answer {gid} is not part of this assignment", field=field)
+    return gid
+
+
+def validate_feedback(status: str, fields: dict, order: list[int], settings: dict) -> dict:
+    """A submit's feedback beyond the ranks, checked against the dataset's `settings` ({task, aspects, rationale},
+    db.settings): {"ratings": {answer id: {aspect: value}}, "rationale": text or None, "thumbs": {answer id: bool}}.
+
+    `fields` may hold `ratings` {answer id: {aspect: value}}, `rationale` (text) and, for task 'rate', `thumbs`
+    {answer id: true|false}. InputError naming the field (ratings.<id>.<aspect>, rationale, thumbs.<id>). Only a
+    'submitted' status has to be complete; a skip or flag keeps no ratings or thumbs."""
+    task, mode = settings.get("task", "rank"), settings.get("rationale", "off")
+    aspects = {a["name"]: a for a in settings.get("aspects") or []}
+    rationale = fields.get("rationale")
+    if rationale is not None:
+        if not isinstance(rationale, str):
+            raise InputError("the rationale is text", field="rationale")
+        if len(rationale) > MAX_TEXT:
+            raise InputError(f"too long ({len(rationale)} characters; at most {MAX_TEXT})", field="rationale")
+        if mode == "off" and rationale.strip():
+            raise InputError("this dataset takes no rationale", field="rationale")
+        rationale = rationale.strip() or None
+    ratings: dict[int, dict[str, float]] = {}
+    for key, per in (fields.get("ratings") or {}).items():
+        gid = _answer_id(key, order, f"ratings.{key}")
+        if not isinstance(per, dict):
+            raise InputError("ratings of an answer are {aspect: value}", field=f"ratings.{key}")
+        for name, value in per.items():
+            where = f"ratings.{key}.{name}"
+            if name not in aspects:
+                known = ", ".join(aspects) or "none"
+                raise InputError(f"unknown aspect '{name}' (this dataset rates: {known})", field=where)
+            a = aspects[name]
+            if isinstance(value, bool) or not isinstance(value, int | float) or not a["min"] <= value <= a["max"]:
+                raise InputError(f"a number from {a['min']} to {a['max']}, got {value!r}", field=where)
+            ratings.setdefault(gid, {})[name] = float(value)
+    thumbs: dict[int, bool] = {}
+    raw_thumbs = fields.get("thumbs") or {}
+    if raw_thumbs and task != "rate":
+        raise InputError("thumbs are for a 'rate' task; this dataset ranks", field="thumbs")
+    for key, label in raw_thumbs.items():
+        gid = _answer_id(key, order, f"thumbs.{key}")
+        if not isinstance(label, bool):
+            raise InputError(f"true (thumbs up) or false (thumbs down), got {label!r}", field=f"thumbs.{key}")
+        thumbs[gid] = label
+    if status != "submitted":
+        return {"ratings": {}, "rationale": rationale, "thumbs": {}}
+    if task == "rate":
+        missing = [g for g in order if g not in thumbs]
+        if missing:
+            raise InputError(f"every answer needs a thumbs up or down; missing answer {missing[0]}",
+                             field=f"thumbs.{missing[0]}")  # fmt: skip
+    for name, a in aspects.items():
+        if a.get("required"):
+            for g in order:
+                if name not in ratings.get(g, {}):
+                    raise InputError(f"aspect '{name}' is required for every answer", field=f"ratings.{g}.{name}")
+    if mode == "required" and not rationale:
+        raise InputError("this dataset asks for a rationale with every ranking", field="rationale")
+    return {"ratings": ratings, "rationale": rationale, "thumbs": thumbs}

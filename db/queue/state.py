@@ -13,6 +13,7 @@ rankings (source_record is '' for people) backs up "one ranking per person".
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from db.queue.rules import COUNTED_SOURCES
@@ -45,7 +46,8 @@ _LAST_IDS = (
 _STATE_COLS = (
     "d.id, d.name, d.annotators_per_prompt, d.guidelines, d.guideline_version, s.generation_mark, s.ranking_mark, "
     "s.k, x.gmax, x.rmax, CASE WHEN EXISTS (SELECT 1 FROM gold_items gi JOIN prompts gp ON gp.id = gi.prompt_id "
-    "WHERE gp.dataset_id = d.id) THEN coalesce(ds.gold_rate, 0.05) ELSE 0 END"  # 0 while the dataset has no gold
+    "WHERE gp.dataset_id = d.id) THEN coalesce(ds.gold_rate, 0.05) ELSE 0 END, "  # 0 while the dataset has no gold
+    "coalesce(ds.task, 'rank'), CAST(ds.aspects AS VARCHAR), coalesce(ds.rationale, 'off')"
 )
 _STATE_JOINS = "LEFT JOIN queue_sync s ON s.dataset_id = d.id LEFT JOIN dataset_settings ds ON ds.dataset_id = d.id"
 _STATE = f"SELECT {_STATE_COLS} FROM datasets d {_STATE_JOINS}, {_LAST_IDS}"
@@ -58,9 +60,13 @@ _LEASES = (
 
 
 def _state(cols: tuple, leases: list) -> dict:
-    did, name, k, guidelines, version, gmark, rmark, mk, gmax, rmax, gold_rate = cols
+    did, name, k, guidelines, version, gmark, rmark, mk, gmax, rmax, gold_rate, task, aspects, rationale = cols
     return {
         "gold_rate": gold_rate,
+        # what an item asks (db.settings): every item of the dataset shows them, gold or not
+        "task": task,
+        "aspects": json.loads(aspects) if aspects else [],
+        "rationale": rationale,
         "dataset_id": did,
         "dataset": name,
         "k": k,
@@ -97,11 +103,15 @@ def sync(store: Store, dataset_id: int) -> int:
     with store.transaction():
         state = _read_state(store, dataset_id, -1, datetime.max)
         if not _in_step(state):
-            _fold_in(store, dataset_id, state["k"], state["mark"], state["gmax"], state["rmax"])
+            _fold_in(store, dataset_id, state)
         return state["k"]
 
 
-def _fold_in(store: Store, dataset_id: int, k: int, mark: tuple | None, gmax: int, rmax: int) -> None:
+def _fold_in(store: Store, dataset_id: int, state: dict) -> None:
+    """Bring queue_open up to the state's sequence marks. A prompt is eligible with two answers to rank, or with
+    one for a 'rate' task (thumbs on each answer); db.settings.set_settings rebuilds the set when the task changes."""
+    k, mark, gmax, rmax = state["k"], state["mark"], state["gmax"], state["rmax"]
+    least = 1 if state.get("task") == "rate" else 2
     c = store.con
     if mark is None or mark[2] != k:  # first use, or k changed: rebuild this dataset's open set
         c.execute("DELETE FROM queue_open WHERE dataset_id = ?", [dataset_id])
@@ -109,14 +119,14 @@ def _fold_in(store: Store, dataset_id: int, k: int, mark: tuple | None, gmax: in
             f"""INSERT INTO queue_open (prompt_id, dataset_id, done)
                 SELECT p.id, p.dataset_id, coalesce(r.n, 0)
                 FROM prompts p
-                JOIN (SELECT prompt_id FROM generations GROUP BY prompt_id HAVING count(*) >= 2) g
+                JOIN (SELECT prompt_id FROM generations GROUP BY prompt_id HAVING count(*) >= ?) g
                      ON g.prompt_id = p.id
                 LEFT JOIN (SELECT prompt_id, count(*) AS n FROM rankings r WHERE {_counted_sql("r")}
                            GROUP BY prompt_id) r ON r.prompt_id = p.id
                 WHERE p.dataset_id = ? AND coalesce(r.n, 0) < ?
                   AND p.id NOT IN (SELECT prompt_id FROM gold_items)
                 ORDER BY p.id""",  # constant SQL
-            [dataset_id, k],
+            [least, dataset_id, k],
         )
     else:
         c.execute(
@@ -133,9 +143,9 @@ def _fold_in(store: Store, dataset_id: int, k: int, mark: tuple | None, gmax: in
                 SELECT t.prompt_id, ?, (SELECT count(*) FROM rankings r
                                         WHERE r.prompt_id = t.prompt_id AND {_counted_sql("r")}) AS n
                 FROM queue_touched t
-                WHERE (SELECT count(*) FROM generations g WHERE g.prompt_id = t.prompt_id) >= 2
+                WHERE (SELECT count(*) FROM generations g WHERE g.prompt_id = t.prompt_id) >= ?
                   AND n < ? AND t.prompt_id NOT IN (SELECT prompt_id FROM gold_items)""",
-            [dataset_id, k],
+            [dataset_id, least, k],
         )
         c.execute("DROP TABLE queue_touched")
     c.execute(

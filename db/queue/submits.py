@@ -18,7 +18,7 @@ import duckdb
 
 from db.errors import ConflictError, NotFoundError
 from db.queue import leases  # by module: a replaced leases._next_in_tx (tests) reaches every caller
-from db.queue.rules import ranking_pairs, validate
+from db.queue.rules import ranking_pairs, validate, validate_feedback
 from db.queue.state import (
     _LAST_IDS,
     _LEASES,
@@ -52,6 +52,30 @@ def write_items(store: Store, ranking_id: int, prompt_id: int, order: list, clea
             "SELECT ?, ?, unnest(?::BIGINT[]), unnest(?::BIGINT[]), unnest(?::INTEGER[]), unnest(?::BOOLEAN[]), "
             "'human'",
             [ranking_id, prompt_id, chosen, rejected, margin, tie],
+        )
+
+
+def write_feedback(store: Store, ranking_id: int, prompt_id: int, user_id: int, by: str, extra: dict) -> None:
+    """A submit's aspect ratings (table ratings), rationale (ranking_notes) and, for a 'rate' task, thumbs (feedback
+    rows, source 'human'; a later thumbs of the same person on the same answer replaces the earlier). In a
+    transaction; `extra` as db.queue.rules.validate_feedback returns it."""
+    c = store.con
+    rows = [(g, name, v) for g, per in extra["ratings"].items() for name, v in per.items()]
+    if rows:
+        gids, names, values = (list(col) for col in zip(*rows, strict=True))
+        c.execute(
+            "INSERT INTO ratings (ranking_id, generation_id, aspect, value) "
+            "SELECT ?, unnest(?::BIGINT[]), unnest(?::VARCHAR[]), unnest(?::DOUBLE[])",
+            [ranking_id, gids, names, values],
+        )
+    if extra["rationale"]:
+        c.execute("INSERT INTO ranking_notes (ranking_id, rationale) VALUES (?, ?)", [ranking_id, extra["rationale"]])
+    for gid, label in extra["thumbs"].items():
+        c.execute(
+            "INSERT INTO feedback (prompt_id, generation_id, user_id, label, source, created_by) "
+            "VALUES (?, ?, ?, ?, 'human', ?) ON CONFLICT (generation_id, user_id, source_record) "
+            "DO UPDATE SET label = excluded.label, source = excluded.source, created_by = excluded.created_by",
+            [prompt_id, gid, user_id, label, by],
         )
 
 
@@ -91,8 +115,15 @@ def _submit_in_tx(
     if a_status == "done":
         raise ConflictError(f"assignment {assignment_id} was already submitted")
     clean = validate(
-        status, fields.get("ranks"), order, fields.get("skip_reason"), fields.get("flag_reason"), fields.get("comment")
+        status,
+        fields.get("ranks"),
+        order,
+        fields.get("skip_reason"),
+        fields.get("flag_reason"),
+        fields.get("comment"),
+        task=state["task"],
     )
+    extra = validate_feedback(status, fields, order, state)
     if a_status != "leased" or expires_at <= now:  # the lease lapsed: accept only if the slot is still free
         taken, again = store._first(
             f"""SELECT (SELECT count(*) FROM rankings r WHERE r.prompt_id = ? AND {_counted_sql("r")})
@@ -135,6 +166,7 @@ def _submit_in_tx(
     except duckdb.ConstraintException:  # UNIQUE (prompt_id, user_id, ''): one ranking per person per prompt
         raise ConflictError(f"you already ranked prompt {prompt_id}") from None
     write_items(store, ranking_id, prompt_id, order, clean, status)
+    write_feedback(store, ranking_id, prompt_id, user_id, created_by, extra)
     c.execute("UPDATE assignments SET status = 'done' WHERE id = ?", [assignment_id])
     # keep queue_open in step directly instead of a sync; if nobody else wrote rankings since the last
     # sync, move the mark past ours so the next request has nothing to fold in
@@ -163,13 +195,19 @@ def submit(
     flag_reason: str | None = None,
     comment: str | None = None,
     time_on_task_ms: int | None = None,
+    ratings: dict | None = None,
+    rationale: str | None = None,
+    thumbs: dict | None = None,
     now: datetime | None = None,
     created_by: str = "server",
 ) -> int:
     """Store the ranking of a leased assignment with its items and pairs, in one transaction; its id.
 
     An expired lease is still accepted while its slot is free (no work is lost); 409 (ConflictError) when
-    the slot went to someone else or the assignment was already submitted.
+    the slot went to someone else or the assignment was already submitted. `ratings` {answer id: {aspect: value}},
+    `rationale` and, in a 'rate' dataset, `thumbs` {answer id: bool} instead of `ranks` are checked against the
+    dataset's settings (db.settings; rules.validate_feedback). A 'rate' submit is a ranking without items or pairs
+    (so it fills a slot of k and counts in progress) plus one feedback row per answer.
     """
     fields = {
         "status": status,
@@ -179,6 +217,9 @@ def submit(
         "flag_reason": flag_reason,
         "comment": comment,
         "time_on_task_ms": time_on_task_ms,
+        "ratings": ratings,
+        "rationale": rationale,
+        "thumbs": thumbs,
     }
     with store.transaction():
         return _submit_in_tx(store, user_id, assignment_id, _now(now), created_by, fields)[0]

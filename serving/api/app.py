@@ -160,7 +160,21 @@ class BodyLimitMiddleware:
 
 def create_app(store: Store, config: ServerConfig | None = None) -> FastAPI:
     """The FastAPI app serving `store`: data API under /api, OpenAPI docs at /docs."""
-    from serving.api import arena, auth, data, gateway, loops, quality, queue, review, runs, sampling, train_config
+    from serving.api import (
+        arena,
+        auth,
+        data,
+        feedback,
+        gateway,
+        loops,
+        quality,
+        queue,
+        review,
+        runs,
+        sampling,
+        settings,
+        train_config,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -222,7 +236,21 @@ def create_app(store: Store, config: ServerConfig | None = None) -> FastAPI:
             return {"ok": True}
         return {"ok": True, "db": store.path, "pid": os.getpid(), "queue_writer": app.state.front.stats()}
 
-    for routes in (auth, queue, data, review, quality, sampling, runs, train_config, arena, gateway, loops):
+    for routes in (
+        auth,
+        queue,
+        data,
+        review,
+        quality,
+        settings,
+        feedback,
+        sampling,
+        runs,
+        train_config,
+        arena,
+        gateway,
+        loops,
+    ):
         app.include_router(routes.router)
     return app
 

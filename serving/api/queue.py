@@ -9,7 +9,7 @@ from typing import Literal
 import duckdb
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field, StrictBool, StrictInt
+from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt
 
 from db import history, media, queue
 from db.errors import NotFoundError
@@ -36,6 +36,13 @@ class RankingChange(BaseModel):
 class RankingIn(RankingChange):
     assignment_id: StrictInt
     time_on_task_ms: StrictInt | None = Field(default=None, ge=0)
+    ratings: dict[str, dict[str, StrictInt | StrictFloat]] | None = Field(
+        default=None, max_length=64, description="generation id -> {aspect: value} on the dataset's aspects"
+    )
+    rationale: str | None = Field(default=None, max_length=queue.MAX_TEXT, description="why this ranking")
+    thumbs: dict[str, StrictBool] | None = Field(
+        default=None, max_length=64, description="task 'rate': generation id -> true (up) or false (down)"
+    )
 
 
 def dataset_id_or_404(store: Store, name: str) -> int:
@@ -63,6 +70,10 @@ def item_view(lease: dict) -> dict:
         "answers": [{"id": gid, "text": texts[gid]} for gid in lease["answer_order"] if gid in texts],
         "guidelines": lease["guidelines"],
         "guideline_version": lease["guideline_version"],
+        # what the page asks for (the same for every item of the dataset, gold or not): see docs/api.md
+        "task": lease.get("task", "rank"),
+        "aspects": lease.get("aspects") or [],
+        "rationale": lease.get("rationale", "off"),
         "expires_at": lease["expires_at"].isoformat(timespec="seconds"),
     }
 

@@ -64,6 +64,7 @@ class Held:
     order: list[int]
     expires_at: datetime
     done: bool = False
+    settings: dict | None = None  # the dataset's task, aspects and rationale mode the item was shown with
 
 
 @dataclass
@@ -121,6 +122,7 @@ class QueueFront:
         if ahead.lease["expires_at"] - now < MARGIN:
             del self._ahead[key]  # DuckDB hands it out as the user's live lease, or recycles it
             return None
+        settings = held.settings or {}
         queue.validate(
             fields["status"],
             fields.get("ranks"),
@@ -128,7 +130,10 @@ class QueueFront:
             fields.get("skip_reason"),
             fields.get("flag_reason"),
             fields.get("comment"),
+            task=settings.get("task", "rank"),
         )
+        # ratings, rationale and thumbs travel in `fields`, so the journal holds them: a crash loses none
+        queue.validate_feedback(fields["status"], fields, held.order, settings)
         lease = dict(ahead.lease, expires_at=now + timedelta(seconds=self.lease_s))
         record = {
             "ranking_id": ahead.ranking_id,
@@ -198,6 +203,15 @@ class QueueFront:
                 self._enqueue(("release", key[0], self._ahead.pop(key).lease["assignment_id"]))
             return len(keys)
 
+    def settings_changed(self, dataset_id: int) -> None:
+        """After a change of the dataset's task, aspects or rationale mode: the items ahead were leased under the old
+        settings (reclaim), and the leases remembered here would be checked against them, so their submits go to
+        DuckDB, which checks against the new ones."""
+        self.reclaim(dataset_id)
+        with self._lock:
+            for aid in [a for a, h in self._held.items() if h.dataset_id == dataset_id and not h.done]:
+                del self._held[aid]
+
     def handed_out(self, lease: dict | None, user: dict) -> None:
         """After DuckDB gave `user` this lease: remember it, and lease their next item ahead if none is."""
         if lease is None:
@@ -225,8 +239,14 @@ class QueueFront:
         if len(self._held) >= _HELD_MAX:
             now = datetime.now()
             self._held = {a: h for a, h in self._held.items() if not h.done and h.expires_at > now}
+        settings = {key: lease.get(key) for key in ("task", "aspects", "rationale")}
         self._held[lease["assignment_id"]] = Held(
-            user_id, lease["prompt_id"], lease["dataset_id"], list(lease["answer_order"]), lease["expires_at"]
+            user_id,
+            lease["prompt_id"],
+            lease["dataset_id"],
+            list(lease["answer_order"]),
+            lease["expires_at"],
+            settings=settings,
         )
 
     # ---- the journal ----------------------------------------------------------------------------------

@@ -1,0 +1,67 @@
+"""A dataset's annotation settings (db.settings): GET for reviewers and admins, PUT for admins.
+
+GET /api/datasets/{name}/settings  -> {dataset, task, aspects, rationale, gold_rate, presets: {helpsteer2: [...]}}
+PUT /api/datasets/{name}/settings  {"task": "rank", "aspects": [...] | "helpsteer2", "rationale": "optional"}
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+from db import settings
+from db.store import Store
+from serving.api.deps import get_store, read_store, require_role
+from serving.api.queue import dataset_id_or_404
+
+router = APIRouter(prefix="/api", tags=["settings"])
+
+
+class AspectIn(BaseModel):
+    name: str = Field(max_length=settings.MAX_NAME)
+    min: float
+    max: float
+    description: str = Field(default="", max_length=settings.MAX_DESCRIPTION)
+    required: bool = False
+
+
+class SettingsIn(BaseModel):
+    task: Literal["rank", "rate"] | None = None
+    aspects: list[AspectIn] | Literal["helpsteer2"] | None = Field(
+        default=None, description="the aspects rated per answer ([] for none), or 'helpsteer2' for its five on 0-4"
+    )
+    rationale: Literal["off", "optional", "required"] | None = None
+
+
+def _view(name: str, values: dict) -> dict:
+    return {"dataset": name, **values, "presets": {"helpsteer2": settings.helpsteer2_aspects()}}
+
+
+@router.get("/datasets/{name}/settings")
+def get_settings(
+    name: str, store: Store = Depends(read_store), user: dict = Depends(require_role("reviewer", "admin"))
+) -> dict:
+    """The dataset's task, aspects, rationale mode and gold rate, with the presets the Datasets page offers."""
+    return _view(name, settings.get_settings(store, dataset_id_or_404(store, name)))
+
+
+@router.put("/datasets/{name}/settings")
+def put_settings(
+    name: str,
+    body: SettingsIn,
+    request: Request,
+    store: Store = Depends(get_store),
+    admin: dict = Depends(require_role("admin")),
+) -> dict:
+    """Change what is left out of the body stays. 400 naming the field (aspects[1].max, ...) for a bad aspect."""
+    dataset_id = dataset_id_or_404(store, name)
+    aspects = body.aspects
+    if aspects == "helpsteer2":
+        aspects = settings.helpsteer2_aspects()
+    elif aspects is not None:
+        aspects = [a.model_dump() for a in aspects]
+    values = settings.set_settings(store, dataset_id, task=body.task, aspects=aspects, rationale=body.rationale)
+    request.app.state.front.settings_changed(dataset_id)  # items leased ahead show the old settings
+    return _view(name, values)
