@@ -37,7 +37,7 @@ from db.hashing import SQL_USER_PROMPT_HASH
 from db.importers import ImportReport, write_staged
 from db.importers.fields import MAX_FIELD_BYTES
 from db.importers.reader import MAX_RECORD_BYTES
-from db.staging import STAGE_SCHEMAS, RecordCounts, WriteCounts
+from db.staging import STAGE_SCHEMAS, RecordCounts, WriteCounts, timed
 from db.store import Store
 
 log = logging.getLogger(__name__)
@@ -111,8 +111,9 @@ def _run(store, con, path, fmt, dataset, dry_run, created_by, annotator, t0) -> 
               FROM read_json(?, format = 'newline_delimited', records = true, columns = {_COLUMNS[fmt]},
                              maximum_object_size = {MAX_RECORD_BYTES})"""
     try:
-        con.execute(f"CREATE TEMP TABLE fi_rows AS {_ROWS[fmt].format(raw=raw)}", [str(path)])
-        bad, repeated, records = con.execute(_CHECK).fetchall()[0]
+        with timed("read+check"):
+            con.execute(f"CREATE TEMP TABLE fi_rows AS {_ROWS[fmt].format(raw=raw)}", [str(path)])
+            bad, repeated, records = con.execute(_CHECK).fetchall()[0]
     except duckdb.Error as e:  # not parseable as we asked (broken JSON, bad encoding, a non-object line)
         log.info("%s: DuckDB could not read it (%s)", path, str(e).splitlines()[0])
         return None
@@ -121,14 +122,19 @@ def _run(store, con, path, fmt, dataset, dry_run, created_by, annotator, t0) -> 
         log.info("%s: %s bad rows, %s repeated (prompt, annotator)", path, bad, repeated)
         return None
     log.info("%s: read and checked %s records in %.1fs", path, records, time.perf_counter() - t0)
-    totals = _key_rows(con, annotator)
+    with timed("key/hash"):
+        totals = _key_rows(con, annotator)
     added, outcome = WriteCounts(), RecordCounts()
     step = records if dry_run else COMMIT_ROWS
     for lo in range(0, records, step):
-        _stage_chunk(con, path, lo, lo + step)
+        with timed("stage tables"):
+            _stage_chunk(con, path, lo, lo + step)
         # no two records share a (prompt, annotator) (checked), so no record of a later chunk is merged into one of
         # an earlier chunk: the per-chunk outcomes add up to the file's
-        counts, _, chunk_outcome = write_staged(store, dataset, created_by=created_by, dry_run=dry_run, totals=totals)
+        with timed("write (classify + commit + COMMIT)"):
+            counts, _, chunk_outcome = write_staged(
+                store, dataset, created_by=created_by, dry_run=dry_run, totals=totals
+            )
         added += counts
         outcome += chunk_outcome
         done = min(lo + step, records)
