@@ -175,17 +175,19 @@ def _key_rows(con, annotator: str) -> dict[str, int]:
     con.execute(
         f"""CREATE TEMP TABLE fi_keyed AS
             SELECT *, sha256(prompt_key || ':' || array_to_string(
-                       list_transform(range(len(answers)), lambda i: sha256(answers[i + 1]) || '=' || ranks[i + 1]),
+                       list_transform(range(len(answers)), lambda i: gen_keys[i + 1] || '=' || ranks[i + 1]),
                        ',')) AS source_record
-            FROM (SELECT rn, p, {key} AS prompt_key, coalesce(who, ?) AS who, answers, ranks FROM fi_rows)""",
+            FROM (SELECT rn, p, {key} AS prompt_key, coalesce(who, ?) AS who, answers, ranks,
+                         list_transform(answers, lambda a: sha256(a)) AS gen_keys FROM fi_rows)""",
         [annotator],
     )
     con.execute("DROP TABLE fi_rows")
+    # each answer's sha256 is computed once, in fi_keyed, for its source record and its gen_key
     con.execute(
         """CREATE TEMP TABLE fi_answers AS
-           SELECT rn, prompt_key, text, sha256(text) AS gen_key, rank, position
-           FROM (SELECT rn, prompt_key, unnest(answers) AS text, unnest(ranks) AS rank,
-                        unnest(range(len(answers))) AS position FROM fi_keyed)"""
+           SELECT rn, prompt_key, unnest(answers) AS text, unnest(gen_keys) AS gen_key, unnest(ranks) AS rank,
+                  unnest(range(len(answers))) AS position
+           FROM fi_keyed"""
     )
     # every (prompt, annotator) is distinct (checked) and every answer of a ranking differs: totals are cheap
     prompts, rankings, pairs = con.execute(
