@@ -61,7 +61,13 @@ def test_reimport_adds_no_pairs(tmp_path, monkeypatch, engine):
 def test_rederiving_a_ranking_replaces_its_pairs(tmp_path):
     store = Store.open(tmp_path / "db.duckdb")
     import_file(store, write(tmp_path / "r.jsonl", ROWS), fmt="ranked", dataset="d", engine="duckdb")
-    rid, other = (r[0] for r in store.con.execute("SELECT id FROM rankings ORDER BY id LIMIT 2").fetchall())
+    # the ranking of four answers, and another one
+    rid, other = (
+        r[0]
+        for r in store.con.execute(
+            "SELECT ranking_id FROM ranking_items GROUP BY ranking_id ORDER BY count(*) DESC, ranking_id LIMIT 2"
+        ).fetchall()
+    )
     untouched = store.con.execute("SELECT * FROM pairs WHERE ranking_id = ? ORDER BY id", [other]).fetchall()
     # an edit: the worst answer becomes the best; its pairs are derived again, twice
     store.con.execute("UPDATE ranking_items SET rank = 5 - rank WHERE ranking_id = ?", [rid])
