@@ -115,25 +115,25 @@ def run_baseline(src: Path, out: Path) -> dict:
     return {"seconds": time.perf_counter() - t0, "pairs": pairs}
 
 
+# the DuckDB-only baseline: what a skilled user writes without PrefLab (ties dropped, as the trl export does)
+BASELINE_SQL = """
+    COPY (
+        WITH r AS (SELECT row_number() OVER () AS rn, prompt, responses, ranks
+                   FROM read_json(?, format = 'newline_delimited',
+                                  columns = {{prompt: 'VARCHAR', responses: 'VARCHAR[]', ranks: 'BIGINT[]'}})),
+             a AS (SELECT rn, prompt, unnest(responses) AS text, unnest(ranks) AS rank FROM r)
+        SELECT x.prompt, x.text AS chosen, y.text AS rejected
+        FROM a x JOIN a y ON x.rn = y.rn AND x.rank < y.rank
+    ) TO {out} (FORMAT json)"""
+
+
 def run_duckdb(src: Path, out: Path) -> dict:
     """read_json -> every two answers of a ranking, the better rank chosen, ties dropped -> COPY; nothing stored."""
     import duckdb
 
     t0 = time.perf_counter()
     con = duckdb.connect()
-    con.execute(
-        """COPY (
-               WITH r AS (SELECT row_number() OVER () AS rn, prompt, responses, ranks
-                          FROM read_json(?, format = 'newline_delimited',
-                                         columns = {prompt: 'VARCHAR', responses: 'VARCHAR[]', ranks: 'BIGINT[]'})),
-                    a AS (SELECT rn, prompt, unnest(responses) AS text, unnest(ranks) AS rank FROM r)
-               SELECT x.prompt, x.text AS chosen, y.text AS rejected
-               FROM a x JOIN a y ON x.rn = y.rn AND x.rank < y.rank
-           ) TO '"""
-        + str(out).replace("'", "''")
-        + "' (FORMAT json)",
-        [str(src)],
-    )
+    con.execute(BASELINE_SQL.format(out="'" + str(out).replace("'", "''") + "'"), [str(src)])
     con.close()
     seconds = time.perf_counter() - t0
     with open(out, "rb") as f:
