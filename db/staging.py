@@ -9,9 +9,23 @@ to ids in SQL. Re-importing the same rows adds nothing.
 
 from __future__ import annotations
 
+import logging
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def timed(stage: str):
+    """Log how long a stage of a bulk write took (DEBUG, "stage <name> <seconds>s"; bench/pairs.py --stages)."""
+    t0 = time.perf_counter()
+    yield
+    log.debug("stage %s %.3fs", stage, time.perf_counter() - t0)
+
 
 STAGE_SCHEMAS: dict[str, pa.Schema] = {
     "stage_prompts": pa.schema(
@@ -149,6 +163,13 @@ class WriteCounts:
         return WriteCounts(**{name: value + getattr(other, name) for name, value in self.as_dict().items()})
 
 
+def _x(c, stage: str, sql: str, params: list | None = None) -> int:
+    """Run one statement of commit_staged, timed; an INSERT's row count (0 for other statements)."""
+    with timed(stage):
+        rows = c.execute(sql, params or []).fetchall()
+    return rows[0][0] if rows and rows[0] else 0
+
+
 def commit_staged(store, dataset_id: int, *, created_by: str) -> WriteCounts:
     """Move new rows from the stage_* relations into the real tables. Call inside `transaction()`.
 
@@ -158,15 +179,19 @@ def commit_staged(store, dataset_id: int, *, created_by: str) -> WriteCounts:
     """
     c = store.con
     n = WriteCounts()
-    n.prompts = c.execute(
+    n.prompts = _x(
+        c,
+        "commit: prompts",
         """INSERT INTO prompts (dataset_id, messages, content_hash, source, external_id, metadata, assets,
                                 created_by)
            SELECT ?, s.messages, s.key, s.source, s.external_id, s.metadata, s.assets, ?
            FROM (SELECT DISTINCT ON (key) * FROM stage_prompts) s
            WHERE NOT EXISTS (SELECT 1 FROM prompts p WHERE p.dataset_id = ? AND p.content_hash = s.key)""",
         [dataset_id, created_by, dataset_id],
-    ).fetchall()[0][0]
-    n.generations = c.execute(
+    )
+    n.generations = _x(
+        c,
+        "commit: generations",
         """INSERT INTO generations (prompt_id, text, content_hash, kind, model, adapter, engine, params, seed,
                                     prompt_tokens, completion_tokens, latency_ms, finish_reason, metadata,
                                     created_by)
@@ -177,8 +202,10 @@ def commit_staged(store, dataset_id: int, *, created_by: str) -> WriteCounts:
            WHERE NOT EXISTS (SELECT 1 FROM generations x WHERE x.prompt_id = p.id AND x.content_hash = g.gen_key)
            ORDER BY p.id""",
         [created_by, dataset_id],
-    ).fetchall()[0][0]
-    n.users = c.execute(
+    )
+    n.users = _x(
+        c,
+        "commit: users",
         """INSERT INTO users (name, role, kind, created_by)
            SELECT annotator, 'annotator', any_value(coalesce(user_kind, 'imported')), ?
            FROM (SELECT annotator, user_kind FROM stage_rankings
@@ -186,9 +213,11 @@ def commit_staged(store, dataset_id: int, *, created_by: str) -> WriteCounts:
            WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.name = s.annotator)
            GROUP BY annotator""",
         [created_by],
-    ).fetchall()[0][0]
+    )
     # New rankings get ids from the sequence; remember them so items and pairs attach to the right rows.
-    c.execute(
+    _x(
+        c,
+        "commit: new rankings",
         """CREATE OR REPLACE TEMP TABLE new_rankings AS
            SELECT nextval('seq_rankings') AS id, s.*, p.id AS prompt_id, u.id AS user_id
            FROM (SELECT DISTINCT ON (ranking_key) * FROM stage_rankings) s
@@ -199,7 +228,9 @@ def commit_staged(store, dataset_id: int, *, created_by: str) -> WriteCounts:
            QUALIFY row_number() OVER (PARTITION BY p.id, u.id, coalesce(s.source_record, '')) = 1""",
         [dataset_id],
     )
-    n.rankings = c.execute(
+    n.rankings = _x(
+        c,
+        "commit: rankings",
         """INSERT INTO rankings (id, prompt_id, user_id, status, source, all_bad, skip_reason, flag_reason,
                                  comment, time_on_task_ms, guideline_version, created_by, source_record)
            SELECT id, prompt_id, user_id, coalesce(status, 'submitted'), coalesce(source, 'import'),
@@ -207,28 +238,37 @@ def commit_staged(store, dataset_id: int, *, created_by: str) -> WriteCounts:
                   guideline_version, ?, coalesce(source_record, '')
            FROM new_rankings ORDER BY id""",
         [created_by],
-    ).fetchall()[0][0]
-    c.execute(
+    )
+    _x(
+        c,
+        "commit: items",
         """INSERT INTO ranking_items (ranking_id, generation_id, rank, position)
            SELECT DISTINCT ON (r.id, g.id) r.id, g.id, i.rank, i.position
            FROM new_rankings r
            JOIN stage_items i ON i.ranking_key = r.ranking_key
-           JOIN generations g ON g.prompt_id = r.prompt_id AND g.content_hash = i.gen_key"""
+           JOIN generations g ON g.prompt_id = r.prompt_id AND g.content_hash = i.gen_key""",
     )
-    c.execute(
+    _x(
+        c,
+        "commit: notes",
         """INSERT INTO ranking_notes (ranking_id, rationale, metadata)
-           SELECT id, rationale, metadata FROM new_rankings WHERE rationale IS NOT NULL OR metadata IS NOT NULL"""
+           SELECT id, rationale, metadata FROM new_rankings WHERE rationale IS NOT NULL OR metadata IS NOT NULL""",
     )
-    n.ratings = c.execute(
+    n.ratings = _x(
+        c,
+        "commit: ratings",
         """INSERT INTO ratings (ranking_id, generation_id, aspect, value, rationale, metadata)
            SELECT DISTINCT ON (r.id, g.id, s.aspect) r.id, g.id, s.aspect, s.value, s.rationale, s.metadata
            FROM new_rankings r
            JOIN stage_ratings s ON s.ranking_key = r.ranking_key
-           JOIN generations g ON g.prompt_id = r.prompt_id AND g.content_hash = s.gen_key"""
-    ).fetchall()[0][0]
-    n.pairs = store._derive_pairs_for("SELECT id FROM new_rankings")
+           JOIN generations g ON g.prompt_id = r.prompt_id AND g.content_hash = s.gen_key""",
+    )
+    with timed("commit: pairs"):
+        n.pairs = store._derive_pairs_for("SELECT id FROM new_rankings")
     c.execute("DROP TABLE new_rankings")
-    n.feedback = c.execute(
+    n.feedback = _x(
+        c,
+        "commit: feedback",
         """INSERT INTO feedback (prompt_id, generation_id, user_id, label, source, comment, source_record, created_by)
            SELECT DISTINCT ON (g.id, u.id, coalesce(s.source_record, ''))
                   p.id, g.id, u.id, s.label, coalesce(s.source, 'import'), s.comment, coalesce(s.source_record, ''), ?
@@ -240,14 +280,16 @@ def commit_staged(store, dataset_id: int, *, created_by: str) -> WriteCounts:
                                                       AND f.source_record = coalesce(s.source_record, ''))
            ORDER BY g.id, u.id, coalesce(s.source_record, ''), s.record""",
         [created_by, dataset_id],
-    ).fetchall()[0][0]
-    n.examples = c.execute(
+    )
+    n.examples = _x(
+        c,
+        "commit: examples",
         """INSERT INTO examples (dataset_id, text, label, content_hash, metadata, source, created_by)
            SELECT ?, s.text, s.label, s.key, s.metadata, s.source, ?
            FROM (SELECT DISTINCT ON (key) * FROM stage_examples) s
            WHERE NOT EXISTS (SELECT 1 FROM examples e WHERE e.dataset_id = ? AND e.content_hash = s.key)""",
         [dataset_id, created_by, dataset_id],
-    ).fetchall()[0][0]
+    )
     return n
 
 
@@ -309,5 +351,6 @@ class RecordCounts:
 def classify_records(store, dataset_id: int) -> RecordCounts:
     """Sort the records behind the stage_* rows (their `record` column) into added, merged and already stored.
     Call inside `transaction()` before `commit_staged`, which makes every new row stored."""
-    added, merged, stored = store.con.execute(_CLASSIFY_SQL, [dataset_id]).fetchall()[0]
+    with timed("classify"):
+        added, merged, stored = store.con.execute(_CLASSIFY_SQL, [dataset_id]).fetchall()[0]
     return RecordCounts(added=added, merged=merged, already_stored=stored)

@@ -38,7 +38,7 @@ from db.hashing import SQL_USER_PROMPT_HASH
 from db.importers import ImportReport, write_staged
 from db.importers.fields import MAX_FIELD_BYTES
 from db.importers.reader import MAX_RECORD_BYTES
-from db.staging import STAGE_SCHEMAS, RecordCounts, WriteCounts
+from db.staging import STAGE_SCHEMAS, RecordCounts, WriteCounts, timed
 from db.store import Store
 
 log = logging.getLogger(__name__)
@@ -116,8 +116,9 @@ def _run(store, con, path, fmt, dataset, dry_run, created_by, annotator, t0) -> 
               FROM read_json(?, format = 'newline_delimited', records = true, columns = {_COLUMNS[fmt]},
                              maximum_object_size = {MAX_RECORD_BYTES})"""
     try:
-        con.execute(f"CREATE TEMP TABLE fi_rows AS {_ROWS[fmt].format(raw=raw)}", [str(path)])
-        bad, repeated, records = con.execute(_CHECK).fetchall()[0]
+        with timed("read+check"):
+            con.execute(f"CREATE TEMP TABLE fi_rows AS {_ROWS[fmt].format(raw=raw)}", [str(path)])
+            bad, repeated, records = con.execute(_CHECK).fetchall()[0]
     except duckdb.Error as e:  # not parseable as we asked (broken JSON, bad encoding, a non-object line)
         log.info("%s: DuckDB could not read it (%s)", path, str(e).splitlines()[0])
         return None
@@ -126,14 +127,19 @@ def _run(store, con, path, fmt, dataset, dry_run, created_by, annotator, t0) -> 
         log.info("%s: %s bad rows, %s repeated (prompt, annotator)", path, bad, repeated)
         return None
     log.info("%s: read and checked %s records in %.1fs", path, records, time.perf_counter() - t0)
-    totals = _key_rows(con, annotator)
+    with timed("key/hash"):
+        totals = _key_rows(con, annotator)
     added, outcome = WriteCounts(), RecordCounts()
     step = records if dry_run else COMMIT_ROWS
     for lo in range(0, records, step):
-        _stage_chunk(con, path, lo, lo + step)
+        with timed("stage tables"):
+            _stage_chunk(con, path, lo, lo + step)
         # no two records share a (prompt, annotator) (checked), so no record of a later chunk is merged into one of
         # an earlier chunk: the per-chunk outcomes add up to the file's
-        counts, _, chunk_outcome = write_staged(store, dataset, created_by=created_by, dry_run=dry_run, totals=totals)
+        with timed("write (classify + commit + COMMIT)"):
+            counts, _, chunk_outcome = write_staged(
+                store, dataset, created_by=created_by, dry_run=dry_run, totals=totals
+            )
         added += counts
         outcome += chunk_outcome
         done = min(lo + step, records)
@@ -174,17 +180,19 @@ def _key_rows(con, annotator: str) -> dict[str, int]:
     con.execute(
         f"""CREATE TEMP TABLE fi_keyed AS
             SELECT *, sha256(prompt_key || ':' || array_to_string(
-                       list_transform(range(len(answers)), lambda i: sha256(answers[i + 1]) || '=' || ranks[i + 1]),
+                       list_transform(range(len(answers)), lambda i: gen_keys[i + 1] || '=' || ranks[i + 1]),
                        ',')) AS source_record
-            FROM (SELECT rn, p, {key} AS prompt_key, coalesce(who, ?) AS who, answers, ranks FROM fi_rows)""",
+            FROM (SELECT rn, p, {key} AS prompt_key, coalesce(who, ?) AS who, answers, ranks,
+                         list_transform(answers, lambda a: sha256(a)) AS gen_keys FROM fi_rows)""",
         [annotator],
     )
     con.execute("DROP TABLE fi_rows")
+    # each answer's sha256 is computed once, in fi_keyed, for its source record and its gen_key
     con.execute(
         """CREATE TEMP TABLE fi_answers AS
-           SELECT rn, prompt_key, text, sha256(text) AS gen_key, rank, position
-           FROM (SELECT rn, prompt_key, unnest(answers) AS text, unnest(ranks) AS rank,
-                        unnest(range(len(answers))) AS position FROM fi_keyed)"""
+           SELECT rn, prompt_key, unnest(answers) AS text, unnest(gen_keys) AS gen_key, unnest(ranks) AS rank,
+                  unnest(range(len(answers))) AS position
+           FROM fi_keyed"""
     )
     # every (prompt, annotator) is distinct (checked) and every answer of a ranking differs: totals are cheap
     prompts, rankings, pairs = con.execute(
