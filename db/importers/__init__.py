@@ -36,6 +36,7 @@ from db.importers import (
     shp,
     ultrafeedback,
 )
+from db.importers import gold as gold_import
 from db.importers.detect import format_of
 from db.importers.fields import MAX_FIELD_BYTES, Ctx
 from db.importers.reader import BadRecord, open_binary, read_records
@@ -267,7 +268,7 @@ class _Rollback(Exception):
 
 
 def write_staged(
-    store: Store, dataset: str, *, created_by: str, dry_run: bool, totals: dict | None = None
+    store: Store, dataset: str, *, created_by: str, dry_run: bool, totals: dict | None = None, gold: bool = False
 ) -> tuple[WriteCounts, dict, RecordCounts]:
     """Commit the stage_* relations visible on store.con (call under store._lock).
 
@@ -282,6 +283,8 @@ def write_staged(
             dataset_id = store.ensure_dataset(dataset, created_by=created_by)
             outcome = classify_records(store, dataset_id)
             counts = store.commit_staged(dataset_id, created_by=created_by)
+            if gold:  # a stage_gold relation is registered (db.importers.gold)
+                gold_import.commit_gold(store.con, dataset_id, created_by)
             if dry_run:
                 raise _Rollback(counts, outcome)
     except _Rollback as r:
@@ -292,12 +295,12 @@ def write_staged(
 def write_tables(
     store: Store, dataset: str, tables: dict[str, pa.Table], *, created_by: str, dry_run: bool
 ) -> tuple[WriteCounts, dict, RecordCounts]:
-    """write_staged over Arrow tables (the Python path's rows)."""
+    """write_staged over Arrow tables (the Python path's rows; "stage_gold" among them: gold items)."""
     with store._lock:
         for name, table in tables.items():
             store.con.register(name, table)
         try:
-            return write_staged(store, dataset, created_by=created_by, dry_run=dry_run)
+            return write_staged(store, dataset, created_by=created_by, dry_run=dry_run, gold="stage_gold" in tables)
         finally:  # after COMMIT or ROLLBACK: an aborted transaction refuses even unregister
             for name in tables:
                 store.con.unregister(name)
@@ -410,7 +413,10 @@ def import_file(
     if report.empty:
         report.empty_reason = EMPTY_REASONS.get(fmt, "the record holds nothing to import")
         log.info("%s: %s records hold nothing to import (%s)", path, len(report.empty), report.empty_reason)
+    tables = batch.tables()
+    if (gold := gold_import.table(ctx)) is not None:
+        tables["stage_gold"] = gold
     report.added, report.in_file, report.outcome = write_tables(
-        store, dataset, batch.tables(), created_by=created_by, dry_run=dry_run
+        store, dataset, tables, created_by=created_by, dry_run=dry_run
     )
     return report

@@ -30,6 +30,7 @@ import re
 from typing import Any
 
 from db.hashing import text_hash
+from db.importers import gold as gold_import
 from db.importers.fields import (
     Ctx,
     assistant_text,
@@ -222,4 +223,17 @@ def ranked(rec: Any, ctx: Ctx) -> Batch:
             raise ctx.error(f"ranks[{i}]", f"expected an integer rank (1 = best), got {r!r}")
         if not 1 <= r <= len(responses):
             raise ctx.error(f"ranks[{i}]", f"rank {r} is out of range; expected 1 (best) to {len(responses)}")
-    return ranking_batch(msgs, answers, ranks, ctx, _optional_annotator(rec, ctx))
+    gold = get(rec, "gold", ctx, required=False)
+    if gold is None or gold is False:
+        return ranking_batch(msgs, answers, ranks, ctx, _optional_annotator(rec, ctx))
+    if gold not in gold_import.KINDS or isinstance(gold, int) and not isinstance(gold, bool):
+        raise ctx.error("gold", f'expected true (the ranks are the known order) or "best", got {gold!r}')
+    kind = gold_import.KINDS[gold]
+    if kind == "best" and ranks.count(1) != 1:
+        raise ctx.error("ranks", 'a "best" gold record ranks exactly one answer 1')
+    if kind == "order" and len(set(ranks)) < 2:
+        raise ctx.error("ranks", "a gold order must put at least one answer above another")
+    batch = ranking_batch(msgs, answers, ranks, ctx, None)
+    gold_import.remember(ctx, batch.prompts[0]["key"], [g["gen_key"] for g in batch.generations], ranks, kind)
+    batch.rankings, batch.items = [], []  # a known order is a gold item, not an annotator's ranking
+    return batch

@@ -113,3 +113,35 @@ def test_bad_gold_orders_are_refused_and_change_nothing(g):
     best = gold.mark_gold(store, pid, {answers[1]: 1}, kind="best", by="rita")
     assert best["ranks"] == {answers[0]: 2, answers[1]: 1, answers[2]: 2}
     assert gold.unmark_gold(store, pid) and gold.gold_item(store, pid) is None
+
+
+def test_gold_records_in_a_ranked_file_become_gold_items(store, tmp_path):
+    import json
+
+    from db.importers import import_file
+
+    rows = [
+        {"prompt": "¿Capital de Francia?", "responses": ["París", "Lyon", "巴黎"], "ranks": [1, 3, 2], "gold": True},
+        {"prompt": "¿2+2?", "responses": ["4", "5", "22"], "ranks": [1, 2, 2], "gold": "best"},
+        {"prompt": "Un chiste 😄", "responses": ["Ja", "Jo"], "ranks": [2, 1]},
+    ]
+    path = tmp_path / "gold.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    report = import_file(store, path, fmt="ranked", dataset="g")
+    assert report.accounting()["added"] == 3
+    items = {r["kind"]: r["prompt_id"] for r in store.query("SELECT prompt_id, kind FROM gold_items")}
+    assert set(items) == {"order", "best"}
+    assert store.scalar("SELECT count(*) FROM rankings") == 1  # the gold orders are not annotators' rankings
+    known = gold.gold_item(store, items["order"])["ranks"]
+    texts = dict(store.con.execute("SELECT id, text FROM generations").fetchall())
+    assert {texts[g]: r for g, r in known.items()} == {"París": 1, "巴黎": 2, "Lyon": 3}
+    best = gold.gold_item(store, items["best"])["ranks"]
+    assert sorted(best.values()) == [1, 2, 2] and texts[next(g for g, r in best.items() if r == 1)] == "4"
+    again = import_file(store, path, fmt="ranked", dataset="g")
+    assert again.accounting()["already_stored"] == 3 and store.scalar("SELECT count(*) FROM gold_answers") == 6
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({**rows[2], "prompt": "otra", "gold": "yes"}) + "\n", encoding="utf-8")
+    before = store.counts()
+    with pytest.raises(InputError) as e:
+        import_file(store, bad, fmt="ranked", dataset="g")
+    assert e.value.field == "gold" and e.value.line == 1 and store.counts() == before
