@@ -77,10 +77,12 @@ def style_controlled(
     ci: float = 0.95,
     prior: float = 0.01,
     seed: int = 0,
+    samples: bool = False,
 ) -> dict:
     """Ratings with style held equal, their bootstrap interval, and the style coefficients (per standard
     deviation of each feature's difference). {"rows": [{model, rating, ci_low, ci_high, rank}], "coefficients":
-    {feature: beta}, "features": FEATURES}."""
+    {feature: beta}, "features": FEATURES}; with `samples`, also "samples": {model: [bootstrap ratings]} (the same
+    rounds for every model, so differences between models can be read off round by round)."""
     k, n = len(models), len(a)
     if k == 0 or n == 0:
         return {"rows": [], "coefficients": {}, "features": list(FEATURES)}
@@ -93,7 +95,7 @@ def style_controlled(
     design[:, k:] = z
     coef = _fit(design, s, np.ones(n), prior)
     theta = coef[:k] - coef[:k].mean()
-    low = high = None
+    low = high = boot_ratings = None
     if bootstrap_rounds:
         rng = np.random.default_rng(seed)
         boot = np.empty((bootstrap_rounds, k))
@@ -102,7 +104,8 @@ def style_controlled(
             c = _fit(design, s, w, prior, start=coef, tol=1e-5)[:k]  # warm start: 2-3 steps
             boot[r] = c - c.mean()
         tail = (1.0 - ci) / 2.0 * 100.0
-        low, high = np.percentile(BASE + SCALE * boot, [tail, 100.0 - tail], axis=0)
+        boot_ratings = BASE + SCALE * boot
+        low, high = np.percentile(boot_ratings, [tail, 100.0 - tail], axis=0)
     rating = BASE + SCALE * theta
     rows = [
         {
@@ -116,8 +119,30 @@ def style_controlled(
     rows.sort(key=lambda r: -r["rating"])
     for rank, row in enumerate(rows, 1):
         row["rank"] = rank
-    return {
+    out = {
         "rows": rows,
         "coefficients": {f: round(float(c), 4) for f, c in zip(FEATURES, coef[k:], strict=True)},
         "features": list(FEATURES),
     }
+    if samples and boot_ratings is not None:
+        out["samples"] = {m: boot_ratings[:, i].tolist() for i, m in enumerate(models)}
+    return out
+
+
+def controlled_win_rate(sc: dict, model: str, other: str, *, ci: float = 0.95) -> dict:
+    """P(`model` beats `other` with style held equal), from style_controlled's ratings, and its bootstrap interval
+    (needs samples=True for the interval). {"win_rate", "ci_low", "ci_high"}."""
+    rating = {r["model"]: r["rating"] for r in sc["rows"]}
+    if model not in rating or other not in rating:
+        return {"win_rate": None, "ci_low": None, "ci_high": None}
+
+    def p(diff):
+        return 1.0 / (1.0 + 10 ** (-np.asarray(diff) / 400.0))
+
+    out = {"win_rate": round(float(p(rating[model] - rating[other])), 4), "ci_low": None, "ci_high": None}
+    if sc.get("samples"):
+        diffs = np.asarray(sc["samples"][model]) - np.asarray(sc["samples"][other])
+        tail = (1.0 - ci) / 2.0 * 100.0
+        lo, hi = np.percentile(p(diffs), [tail, 100.0 - tail])
+        out.update(ci_low=round(float(lo), 4), ci_high=round(float(hi), 4))
+    return out

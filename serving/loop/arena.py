@@ -38,7 +38,8 @@ def run_arena(
     """Blind A/B on held-out prompts: each side answers, the order is a coin flip, the rule judges. Returns the
     tally (child's side), the leaderboard, the stored votes and the mean rule reward of each side. `adapters`
     names the served models that are LoRA adapters (their answers record it, as the sampler's do)."""
-    from serving.arena.ratings import RatingsConfig, compute_leaderboard
+    from serving.arena.ratings import RatingsConfig, compute_leaderboard, encode_votes
+    from serving.arena.style import controlled_win_rate, style_controlled
     from serving.loop.report import arena_tally
 
     rng = random.Random(f"arena:{cfg.seed}:{round_no}")
@@ -63,6 +64,11 @@ def run_arena(
             )
     stored = store_votes(store, votes, engine=engine, dataset=f"{cfg.name}-heldout", adapters=adapters)
     board = compute_leaderboard(votes, RatingsConfig(bootstrap_rounds=500, seed=cfg.seed))
+    models, a_idx, b_idx, score = encode_votes(votes)
+    texts_a, texts_b = [v["text_a"] for v in votes], [v["text_b"] for v in votes]
+    sc = style_controlled(
+        models, a_idx, b_idx, score, texts_a, texts_b, bootstrap_rounds=200, seed=cfg.seed, samples=True
+    )
 
     def mean(xs):
         return sum(xs) / len(xs) if xs else None
@@ -72,6 +78,8 @@ def run_arena(
         "prompts": len(heldout),
         "turns": cfg.arena_turns,
         "tally": arena_tally(votes, child),
+        # the child's win probability with answer length and markdown held equal: a length exploit shows here
+        "style_controlled": {**controlled_win_rate(sc, child, parent), "coefficients": sc["coefficients"]},
         "stored_votes": stored,
         "leaderboard": board.rows,
         "mean_reward": {

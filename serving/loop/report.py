@@ -179,6 +179,16 @@ def _round_markdown(r: dict, out: Path) -> list[str]:
             f"out of {tally.get('votes')} votes.",
             "",
         ]
+    sc = arena.get("style_controlled") or {}
+    if sc.get("win_rate") is not None:
+        coef = ", ".join(f"{k} {v:+.2f}" for k, v in (sc.get("coefficients") or {}).items())
+        lines += [
+            f"Style-controlled (answer length and markdown held equal, as Chatbot Arena's style control): win "
+            f"probability **{_fmt(sc['win_rate'])}** (95% bootstrap CI [{_fmt(sc.get('ci_low'))}, "
+            f"{_fmt(sc.get('ci_high'))}]); style coefficients: {coef}. A raw win rate far above this one was won "
+            "on style, not content.",
+            "",
+        ]
     rewards = arena.get("mean_reward", {})
     if rewards:
         lines += [

@@ -50,3 +50,34 @@ def test_style_control_removes_the_length_advantage():
 def test_style_counts_read_markdown():
     assert style_counts("# T\n\n- a\n1. b\n**x** and __y__") == (len("# T\n\n- a\n1. b\n**x** and __y__"), 1, 2, 2)
     assert style_counts("") == (0.0, 0, 0, 0)
+
+
+def test_controlled_win_rate_sees_through_a_length_exploit():
+    """The loop's case: a child that wins only by being shorter (the judge leans towards shorter answers: logit
+    -4 x the normalised length difference) has a high raw win rate and a controlled one near 0.5."""
+    from serving.arena.style import controlled_win_rate
+
+    rng = np.random.default_rng(1)
+    votes = []
+    for _ in range(400):
+        short, long = "Sí." * int(rng.integers(1, 4)), "Sí, claro que sí 🙂 " * int(rng.integers(3, 9))
+        child_first = rng.random() < 0.5
+        child_text = short if rng.random() < 0.9 else long
+        parent_text = long if child_text == short else short
+        ta, tb = (child_text, parent_text) if child_first else (parent_text, child_text)
+        logit = -4.0 * (len(ta) - len(tb)) / (len(ta) + len(tb))
+        votes.append(
+            {
+                "model_a": "child" if child_first else "parent",
+                "model_b": "parent" if child_first else "child",
+                "winner": "a" if rng.random() < 1 / (1 + np.exp(-logit)) else "b",
+                "text_a": ta,
+                "text_b": tb,
+            }
+        )
+    models, a, b, s = encode_votes(votes)
+    sc = style_controlled(models, a, b, s, [v["text_a"] for v in votes], [v["text_b"] for v in votes], samples=True)
+    raw = sum((v["winner"] == "a") == (v["model_a"] == "child") for v in votes) / len(votes)
+    ctl = controlled_win_rate(sc, "child", "parent")
+    assert raw > 0.75 and sc["coefficients"]["length"] < 0
+    assert ctl["ci_low"] < 0.5 < ctl["ci_high"] and raw > ctl["ci_high"]
