@@ -36,18 +36,17 @@ def _known(answers: list[dict], ranks: dict[int, int | None], kind: str) -> tupl
 
 def _gold_rate(client: Client, dataset: str, rate: float) -> None:
     with st.container(border=True):
-        rate_col, save_col = st.columns([3, 1], vertical_alignment="bottom")
-        percent = rate_col.number_input(
-            f"Gold rate of {dataset} (% of each annotator's items)",
+        percent = st.number_input(
+            "Gold rate (% of each annotator's items)",
             min_value=0.0,
             max_value=50.0,
             value=round(rate * 100, 2),
             step=1.0,
             format="%.1f",
             key=f"review_gold_rate_{dataset}",
-            help="0 turns gold items off. 5% is one gold item in every twenty.",
+            help=f"For {dataset}. 0 turns gold items off; 5% is one gold item in every twenty.",
         )
-        if save_col.button("Save rate", key="review_gold_rate_save", icon=":material/save:", width="stretch"):
+        if st.button("Save rate", key="review_gold_rate_save", icon=":material/save:"):
             try:
                 client.set_gold_rate(dataset, percent / 100)
             except ApiError as e:

@@ -14,65 +14,67 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-# API field -> column title; the order is the table's order
+# API field -> (column title, width in pixels); the order is the table's order. Short titles and fixed widths
+# keep all fifteen columns in view beside the sidebar; each header's tooltip says what it measures.
 TITLES = {
-    "flag": "⚑",
-    "annotator": "annotator",
-    "quality": "quality",
-    "pair_agreement": "agreement",
-    "pairs_compared": "pairs",
-    "tau_b": "τ-b",
-    "gold_accuracy": "gold acc.",
-    "gold_items": "gold items",
-    "median_seconds": "median s",
-    "too_fast": "too fast",
-    "first_best": "first best",
-    "first_best_chance": "chance",
-    "position_bias": "position bias",
-    "tie_rate": "ties",
-    "all_bad_rate": "all bad",
-    "rankings": "rankings",
-    "paused": "paused",
-    "weight": "weight",
+    "annotator": ("annotator", 150),
+    "flag": ("status", 56),
+    "quality": ("quality", 58),
+    "pair_agreement": ("agree", 56),
+    "pairs_compared": ("pairs", 50),
+    "tau_b": ("τ-b", 50),
+    "gold_accuracy": ("gold acc", 62),
+    "gold_items": ("gold n", 54),
+    "median_seconds": ("sec/item", 62),
+    "too_fast": ("too fast", 60),
+    "position_bias": ("pos. bias", 64),
+    "tie_rate": ("ties", 48),
+    "all_bad_rate": ("all bad", 58),
+    "rankings": ("items", 50),
+    "weight": ("weight", 56),
 }
 COUNTS = ("pairs_compared", "gold_items", "rankings")
 HELP = {
-    "flag": "⚠ gold: fails the gold items (accuracy below 0.7 over their first gold items). ⏸ paused.",
+    "flag": "⚠ fails gold: accuracy below 0.7 on their first gold items (the row is tinted red). "
+    "⏸ paused: gets no new items here.",
     "quality": "Dawid-Skene reliability: the annotator's estimated accuracy on pairs (1 never wrong, 0.5 a coin). "
     "Pair agreement where the model could not be fitted.",
-    "pair_agreement": "Leave-one-out: the share of their votes that go the way the other annotators' majority goes.",
+    "pair_agreement": "Pair agreement, leave-one-out: the share of their votes that go the way the other "
+    "annotators' majority goes.",
     "pairs_compared": "How many pair votes the agreement is measured on.",
     "tau_b": "Mean Kendall tau-b against the consensus of the others' rankings of the same prompt.",
     "gold_accuracy": "Pair agreement with the known order of gold items (a tie counts half).",
     "gold_items": "Gold items this annotator has ranked.",
     "median_seconds": "Median seconds per item.",
     "too_fast": "Share of items done in under a quarter of the dataset's median time (at least 1 s).",
-    "first_best": "How often the answer shown first was ranked best.",
-    "first_best_chance": "What a position-blind annotator would give for 'first best'.",
-    "position_bias": "First best ÷ chance: 1 is no bias; 4 with four answers means always the first.",
+    "position_bias": "Position bias: how often the answer shown first was ranked best, divided by what a "
+    "position-blind annotator would get (about 1/K). 1 is no bias; 4 with four answers: the first always wins.",
+    "rankings": "Items ranked (gold items included).",
     "tie_rate": "Share of pair votes that are ties.",
     "all_bad_rate": "Share of rankings marked 'all answers bad'.",
     "weight": "Weight of their votes in weighted consensus and quality-filtered exports (0 excludes them).",
 }
+LABELLED = 3  # how many of the lowest points the scatter names
 MEASURES = {"quality": "quality (reliability)", "pair_agreement": "pair agreement", "tau_b": "τ-b"}
 
 
 def _flag(row: dict) -> str:
     marks = []
     if row.get("gold_flagged"):
-        marks.append("⚠ gold")
+        marks.append("⚠")
     if row.get("paused"):
-        marks.append("⏸ paused")
+        marks.append("⏸")
     return " ".join(marks)
 
 
 def quality_frame(rows: list[dict]) -> pd.DataFrame:
-    """One row per annotator with the columns of TITLES (API names), numbers as floats (None -> NaN)."""
+    """One row per annotator with the columns of TITLES (API names), numbers as floats (None -> NaN), plus
+    `paused` and `gold_flagged` as booleans."""
     frame = pd.DataFrame([{**{k: row.get(k) for k in TITLES}, "flag": _flag(row)} for row in rows])
     for key in TITLES:
-        if key not in ("flag", "annotator", "paused"):
+        if key not in ("flag", "annotator"):
             frame[key] = pd.to_numeric(frame[key], errors="coerce")
-    frame["paused"] = frame["paused"].fillna(False).astype(bool)
+    frame["paused"] = [bool(row.get("paused")) for row in rows]
     frame["gold_flagged"] = [bool(row.get("gold_flagged")) for row in rows]
     return frame
 
@@ -83,7 +85,7 @@ def styled(frame: pd.DataFrame):
     A Styler changes only what is shown; the values underneath stay numbers, so a click on a header sorts
     numerically."""
     shown = frame[list(TITLES)]
-    decimals = [k for k in TITLES if k not in (*COUNTS, "flag", "annotator", "paused")]
+    decimals = [k for k in TITLES if k not in (*COUNTS, "flag", "annotator")]
     flagged = frame["gold_flagged"].to_numpy()
 
     def tint(row: pd.Series) -> list[str]:
@@ -99,9 +101,8 @@ def styled(frame: pd.DataFrame):
 
 def column_config() -> dict:
     """Titles and help for every column (header tooltips explain each measure)."""
-    config = {key: st.column_config.Column(title, help=HELP.get(key)) for key, title in TITLES.items()}
-    config["annotator"] = st.column_config.TextColumn("annotator", pinned=True)
-    config["paused"] = st.column_config.CheckboxColumn("paused", help="Paused annotators get no new items.")
+    config = {key: st.column_config.Column(title, help=HELP.get(key), width=w) for key, (title, w) in TITLES.items()}
+    config["annotator"] = st.column_config.TextColumn("annotator", pinned=True, width=TITLES["annotator"][1])
     return config
 
 
@@ -115,12 +116,19 @@ def speed_chart(frame: pd.DataFrame, *, y: str) -> alt.Chart | None:
     data["status"] = [
         "fails gold" if g else "paused" if p else "ok" for g, p in zip(data.gold_flagged, data.paused, strict=True)
     ]
+    # names on the suspects only (the lowest few and anyone flagged or paused): the careful crowd is one cluster
+    # whose labels would print over each other; a tooltip names every point
+    lowest = set(data.nsmallest(LABELLED, y)["annotator"])
+    data["label"] = [n if n in lowest or s != "ok" else "" for n, s in zip(data.annotator, data.status, strict=True)]
     colors = alt.Scale(domain=["ok", "fails gold", "paused"], range=["#1f77b4", "#e4572e", "#9a9a9a"])
     top = max(1.0, float(data[y].max()))
-    low = min(0.4, float(data[y].min()) - 0.05)
+    low = min(-0.1 if y == "tau_b" else 0.4, float(data[y].min()) - 0.05)
+    y_scale = alt.Scale(domain=[low, top], zero=False)
+    fastest, slowest = float(data["median_seconds"].min()), float(data["median_seconds"].max())
+    x_scale = alt.Scale(type="log", domain=[fastest / 1.3, slowest * 1.3], nice=False)  # room for points and names
     base = alt.Chart(data).encode(
-        x=alt.X("median_seconds:Q", title="median seconds per item (log)", scale=alt.Scale(type="log", nice=False)),
-        y=alt.Y(f"{y}:Q", title=MEASURES[y], scale=alt.Scale(domain=[low, top])),
+        x=alt.X("median_seconds:Q", title="median seconds per item (log)", scale=x_scale),
+        y=alt.Y(f"{y}:Q", title=MEASURES[y], scale=y_scale),
     )
     points = base.mark_circle(size=110, opacity=0.85).encode(
         color=alt.Color("status:N", scale=colors, legend=alt.Legend(title=None, orient="bottom")),
@@ -131,13 +139,22 @@ def speed_chart(frame: pd.DataFrame, *, y: str) -> alt.Chart | None:
             alt.Tooltip("rankings:Q", format=".0f"),
         ],
     )
-    labels = base.mark_text(align="left", dx=8, dy=-6, fontSize=11, color="#555").encode(text="annotator:N")
-    chance = (
-        alt.Chart(pd.DataFrame({"y": [0.5]}))
+    # neighbours' names go to opposite sides of their points, so two close suspects stay readable
+    data["side"] = ""
+    named = data[data["label"] != ""].sort_values(y).index
+    data.loc[named, "side"] = ["right" if i % 2 else "left" for i in range(len(named))]
+    labels = [
+        base.transform_filter(alt.datum.side == side)
+        .mark_text(align=align, dx=dx, fontSize=12, color="#444")
+        .encode(text="label:N")
+        for side, align, dx in (("left", "left", 9), ("right", "right", -9))
+    ]
+    chance = (  # a coin flip agrees on half the pairs; its tau-b is 0
+        alt.Chart(pd.DataFrame({"y": [0.0 if y == "tau_b" else 0.5]}))
         .mark_rule(strokeDash=[4, 4], color="#999")
-        .encode(y="y:Q", tooltip=alt.value("a coin flip"))
+        .encode(y=alt.Y("y:Q", scale=y_scale), tooltip=alt.value("a coin flip"))
     )
-    return (chance + points + labels).properties(height=380)
+    return alt.layer(chance, points, *labels).properties(height=380)
 
 
 def series_chart(series: list[dict], names: list[str], *, measure: str) -> alt.Chart | None:

@@ -82,7 +82,14 @@ if frame["gold_items"].fillna(0).sum() == 0:
     st.caption("No one has ranked a gold item yet: gold accuracy shows once gold items (marked in Review) come up.")
 
 st.subheader("Per annotator", divider="gray", anchor=False)
-st.dataframe(styled(frame), column_config=column_config(), hide_index=True, width="stretch", key="annotators_table")
+st.dataframe(
+    styled(frame),
+    column_config=column_config(),
+    hide_index=True,
+    width="stretch",
+    height=min(len(frame), 25) * 35 + 38,  # every row in view up to 25, no scrolling inside the table
+    key="annotators_table",
+)
 
 st.subheader("Speed against agreement", divider="gray", anchor=False)
 left, right = st.columns([3, 1])

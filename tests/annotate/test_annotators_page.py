@@ -41,7 +41,7 @@ def test_table_charts_and_numbers_for_many_annotators(seeded):
     table = at.dataframe[0].value
     assert len(table) == 20
     want = {"flag", "annotator", "quality", "pair_agreement", "pairs_compared", "tau_b", "gold_accuracy", "gold_items"}
-    want |= {"median_seconds", "too_fast", "position_bias", "tie_rate", "all_bad_rate", "paused", "weight"}
+    want |= {"median_seconds", "too_fast", "position_bias", "tie_rate", "all_bad_rate", "weight"}
     assert want <= set(table.columns), table.columns
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Annotators"] == "20" and metrics["Paused"] == "0"
@@ -69,7 +69,7 @@ def test_pause_stops_new_items_and_resume_gives_them_back(seeded):
     at.button(key="annotators_pause").click().run()
     assert not at.exception, at.exception
     assert any("ann paused" in s.value for s in at.success), [e.value for e in at.error]
-    assert at.dataframe[0].value.set_index("annotator").loc["ann", "paused"]
+    assert at.dataframe[0].value.set_index("annotator").loc["ann", "flag"] == "⏸"
     with seeded.api("ann") as api:
         r = api.get("/api/queue/next", params={"dataset": DATASET})
         assert r.status_code == 403 and "paused" in r.json()["error"]["message"]
