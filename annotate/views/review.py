@@ -14,7 +14,7 @@ import streamlit as st
 from annotate.app import require_role
 from annotate.client import ApiError
 from annotate.gold_view import gold_section
-from annotate.ranking import answer_cards, label, preview_line
+from annotate.ranking import answer_cards, label, number_keys, preview_line
 from annotate.render import dense_ranks, safe_markdown, show_conversation
 from annotate.session import get_client
 from annotate.stats_view import agreement_metrics, annotator_table
@@ -198,6 +198,11 @@ for a in answers:
     per_answer[a["id"]] = " · ".join(parts)
 prefix = f"adj_{prompt_id}"
 ranks = answer_cards(answers, prefix=prefix, extra=per_answer)
+number_keys()
+st.caption(
+    f"Keyboard: Tab to an answer's picker and press 1–{len(answers)}; Tab on to the buttons here and in Gold item "
+    "below (arrow keys choose whole order or best answer), Space presses one."
+)
 order, missing = preview_line(answers, ranks)
 st.markdown(f"**Final order:** {order or '—'}")
 note = st.text_input("Note (optional)", key=f"{prefix}_note")

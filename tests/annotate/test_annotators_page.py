@@ -120,6 +120,7 @@ def test_review_marks_a_prompt_gold_and_unmarks_it(seeded):
     at.selectbox(key="review_dataset").set_value(DATASET).run()
     prompt_id = at.session_state["review_prompt"]
     assert any(f"#{prompt_id} is not a gold item" in c.value for c in at.caption)
+    assert any("Keyboard: Tab to an answer's picker" in c.value for c in at.caption)
     # the whole order refuses half-ranked cards
     at.segmented_control(key=f"adj_{prompt_id}_0").set_value(1).run()
     at.button(key="review_gold_mark").click().run()

@@ -332,7 +332,8 @@ def seed_quality(store, dataset: str = "sim-annotators") -> None:
 
 
 def test_annotators_page_on_simulated_annotators(browser, app_url):
-    """The Annotators page over twenty simulated annotators: the README screenshot, and pausing one."""
+    """The Annotators page over twenty simulated annotators (the README screenshot) and pausing one; then a
+    reviewer marks a prompt gold in Review."""
     url, server = app_url
     seed_quality(server.store)
     page = open_logged_in(browser, url, "rev")
@@ -350,4 +351,30 @@ def test_annotators_page_on_simulated_annotators(browser, app_url):
     page.get_by_text("paused in sim-annotators", exact=False).wait_for()
     paused = server.store.scalar("SELECT count(*) FROM annotator_controls WHERE paused")
     assert paused == 2
+
+    # Review: the shown prompt becomes a gold item with the order given in the answer cards
+    page.get_by_role("link", name="Review").click()
+    page.get_by_role("heading", name="Gold item").wait_for()
+    settle(page)
+    gold_before = server.store.scalar("SELECT count(*) FROM gold_items")
+    prompt_id = server.store.scalar(
+        "SELECT min(p.id) FROM prompts p JOIN datasets d ON d.id = p.dataset_id "
+        "WHERE d.name = 'sim-annotators' AND p.id NOT IN (SELECT prompt_id FROM gold_items)"
+    )
+    page.get_by_role("combobox", name="Dataset").click()
+    page.get_by_role("option", name="sim-annotators").click()
+    settle(page)
+    box = page.get_by_label("or prompt id")
+    box.fill(str(prompt_id))
+    box.press("Enter")
+    page.get_by_text(f"Prompt #{prompt_id} is not a gold item").wait_for()
+    pickers = page.get_by_role("radiogroup", name=re.compile(r"^Rank for Answer \d+$"))
+    for i in range(pickers.count()):
+        group = page.get_by_role("radiogroup", name=f"Rank for Answer {i + 1}")
+        group.get_by_role("radio", name=str(i + 1), exact=True).click()
+        page.wait_for_timeout(300)
+    page.get_by_role("button", name="Mark as gold").click()
+    page.get_by_text("is a gold item (whole order)", exact=False).first.wait_for()
+    assert server.store.scalar("SELECT count(*) FROM gold_items") == gold_before + 1
+    assert server.store.scalar("SELECT kind FROM gold_items WHERE prompt_id = ?", [prompt_id]) == "order"
     page.close()
