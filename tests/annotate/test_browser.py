@@ -337,7 +337,7 @@ def test_annotators_page_on_simulated_annotators(browser, app_url):
     url, server = app_url
     seed_quality(server.store)
     page = open_logged_in(browser, url, "rev")
-    page.set_viewport_size({"width": 1440, "height": 2450})  # tall: the whole page in one shot
+    page.set_viewport_size({"width": 1440, "height": 2650})  # tall: the whole page in one shot
     page.get_by_role("link", name="Annotators").click()
     page.get_by_role("heading", name="Annotators").wait_for()
     page.get_by_role("combobox", name="Dataset").click()
