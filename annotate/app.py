@@ -2,9 +2,9 @@
 
     preflab ui --server http://127.0.0.1:8000      # runs `streamlit run annotate/streamlit_app.py`, which calls main()
 
-Navigation by role (st.navigation): annotator -> Rank, Arena, My rankings; reviewer -> + Review; admin -> + Data,
-Admin, Training, Loop; Leaderboard for everyone signed in. The app talks only to the server (annotate.client);
-it never opens the database.
+Navigation by role (st.navigation): annotator -> Rank, Arena, My rankings; reviewer -> + Review, Annotators;
+admin -> + Data, Admin, Training, Loop; Leaderboard for everyone signed in. The app talks only to the server
+(annotate.client); it never opens the database.
 
 Pages are the scripts in annotate/views/ (not `pages/`: Streamlit would serve a `pages/` folder beside the entry
 script by URL to anyone, before the role checks). Each page also checks the role itself (`require_role`).
@@ -110,7 +110,12 @@ def _pages_for(role: str) -> dict[str, list[st.Page]]:
             _page("arena.py", "Arena", ":material/swords:"),
             _page("history.py", "My rankings", ":material/history:"),
         ],
-        "Review": [_page("review.py", "Review", ":material/rule:")] if role in ("reviewer", "admin") else [],
+        "Review": [
+            _page("review.py", "Review", ":material/rule:"),
+            _page("annotators.py", "Annotators", ":material/groups:"),
+        ]
+        if role in ("reviewer", "admin")
+        else [],
         "Manage": [
             _page("data.py", "Data", ":material/database:"),
             _page("admin.py", "Admin", ":material/admin_panel_settings:"),

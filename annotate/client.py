@@ -242,6 +242,36 @@ class Client:
         }
         return self.post("/api/adjudications", payload)
 
+    # ---- annotator quality and gold items ---------------------------------------------------------------
+
+    def annotators(self, dataset: str) -> dict:
+        """-> {dataset, annotators: [{annotator, quality, pair_agreement, tau_b, gold_accuracy, median_seconds,
+        too_fast, first_best, position_bias, tie_rate, all_bad_rate, paused, weight, gold_flagged, ...}], series}"""
+        return self.get("/api/annotators", dataset=dataset)
+
+    def set_annotator_control(
+        self, name: str, dataset: str, *, paused: bool | None = None, weight: float | None = None
+    ) -> dict:
+        """Pause or resume NAME in DATASET, or set the weight of their votes (0 excludes them)."""
+        body = {"dataset": dataset, "paused": paused, "weight": weight}
+        return self.post(f"/api/annotators/{quote(name, safe='')}/controls", body)
+
+    def gold(self, dataset: str) -> dict:
+        """-> {dataset, rate, items: [{prompt_id, kind, created_by, created_at, rankings, preview}]}"""
+        return self.get("/api/gold", dataset=dataset)
+
+    def mark_gold(self, prompt_id: int, ranks: dict[int, int], *, kind: str = "order") -> dict:
+        """Make a prompt gold with its known ranks (kind 'order') or its one best answer (kind 'best', {id: 1})."""
+        payload = {"prompt_id": prompt_id, "ranks": {str(g): int(r) for g, r in ranks.items()}, "kind": kind}
+        return self.post("/api/gold", payload)
+
+    def unmark_gold(self, prompt_id: int) -> dict:
+        return self.request("DELETE", f"/api/gold/{prompt_id}").json()
+
+    def set_gold_rate(self, dataset: str, rate: float) -> dict:
+        """The share of each annotator's items that are gold (0 turns gold items off, at most 0.5)."""
+        return self.post("/api/gold/rate", {"dataset": dataset, "rate": rate})
+
     # ---- data -------------------------------------------------------------------------------------
 
     def import_file(

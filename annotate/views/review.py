@@ -2,7 +2,8 @@
 
 Agreement comes from GET /api/stats, the most disputed prompts from GET /api/review/disagreements, every
 annotator's ranking of one prompt from GET /api/prompts/{id}/rankings; POST /api/adjudications records the
-final ranking.
+final ranking. The "Gold item" section below it (annotate.gold_view) marks the prompt gold from the same answer
+cards, through GET/POST /api/gold, DELETE /api/gold/{id} and POST /api/gold/rate.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import streamlit as st
 
 from annotate.app import require_role
 from annotate.client import ApiError
-from annotate.ranking import answer_cards, label, preview_line
+from annotate.gold_view import gold_section
+from annotate.ranking import answer_cards, label, number_keys, preview_line
 from annotate.render import dense_ranks, safe_markdown, show_conversation
 from annotate.session import get_client
 from annotate.stats_view import agreement_metrics, annotator_table
@@ -183,7 +185,8 @@ else:
 st.subheader("Adjudicate", divider="gray", anchor=False)
 st.caption(
     "Record the final ranking for this prompt. It is stored as an adjudication and wins over the "
-    "individual rankings when pairs are built by consensus."
+    "individual rankings when pairs are built by consensus. The same ranks give a gold item's known order "
+    "(below)."
 )
 per_answer = {}
 for a in answers:
@@ -195,6 +198,11 @@ for a in answers:
     per_answer[a["id"]] = " · ".join(parts)
 prefix = f"adj_{prompt_id}"
 ranks = answer_cards(answers, prefix=prefix, extra=per_answer)
+number_keys()
+st.caption(
+    f"Keyboard: Tab to an answer's picker and press 1–{len(answers)}; Tab on to the buttons here and in Gold item "
+    "below (arrow keys choose whole order or best answer), Space presses one."
+)
 order, missing = preview_line(answers, ranks)
 st.markdown(f"**Final order:** {order or '—'}")
 note = st.text_input("Note (optional)", key=f"{prefix}_note")
@@ -208,3 +216,5 @@ if st.button("Record final ranking", type="primary", key="review_adjudicate", ic
             st.error(f"Not recorded: {e}")
         else:
             st.success(f"Final ranking recorded for prompt #{prompt_id}: {order}")
+
+gold_section(client, dataset, prompt_id, answers, ranks)

@@ -308,3 +308,73 @@ def test_training_page_follows_the_run_just_started(browser, app_url, tiny_model
     expect(picker).to_have_value(f"#{new} sft · finished", timeout=30_000)  # the label follows, with no reload
     shot(page, "training")
     page.close()
+
+
+def seed_quality(store, dataset: str = "sim-annotators") -> None:
+    """Twenty simulated annotators (careful, sloppy, two spammers) over ten days, one of them paused, so the
+    Annotators page has a table, a scatter and lines to show."""
+    from db import quality
+    from db.annotator_sim import SimConfig, simulate
+
+    simulate(store, dataset, SimConfig(prompts=240, gold_rate=0.1, seed=3))
+    dataset_id = store.scalar("SELECT id FROM datasets WHERE name = ?", [dataset])
+    with store.transaction() as c:  # the simulation's clock runs an afternoon: spread each annotator's work
+        c.execute(
+            """UPDATE rankings SET created_at = TIMESTAMP '2026-03-02 09:00:00'
+                   + to_days(CAST(floor(t.n * 10 / t.total) AS INTEGER)) + to_minutes(CAST(t.n % 480 AS INTEGER))
+               FROM (SELECT id, row_number() OVER (PARTITION BY user_id ORDER BY created_at) - 1 AS n,
+                            count(*) OVER (PARTITION BY user_id) AS total
+                     FROM rankings WHERE prompt_id IN (SELECT id FROM prompts WHERE dataset_id = ?)) t
+               WHERE rankings.id = t.id""",
+            [dataset_id],
+        )
+    quality.set_control(store, dataset_id, "sloppy-17", paused=True, weight=0.5, by="rev")
+
+
+def test_annotators_page_on_simulated_annotators(browser, app_url):
+    """The Annotators page over twenty simulated annotators (the README screenshot) and pausing one; then a
+    reviewer marks a prompt gold in Review."""
+    url, server = app_url
+    seed_quality(server.store)
+    page = open_logged_in(browser, url, "rev")
+    page.set_viewport_size({"width": 1440, "height": 2650})  # tall: the whole page in one shot
+    page.get_by_role("link", name="Annotators").click()
+    page.get_by_role("heading", name="Annotators").wait_for()
+    page.get_by_role("combobox", name="Dataset").click()
+    page.get_by_role("option", name="sim-annotators").click()
+    page.get_by_role("heading", name="Speed against agreement").wait_for()
+    page.locator("[data-testid='stVegaLiteChart']").nth(1).wait_for()
+    settle(page)
+    page.wait_for_timeout(1500)  # the charts draw after the script run ends
+    shot(page, "annotators")
+    page.get_by_role("button", name="Pause").click()
+    page.get_by_text("paused in sim-annotators", exact=False).wait_for()
+    paused = server.store.scalar("SELECT count(*) FROM annotator_controls WHERE paused")
+    assert paused == 2
+
+    # Review: the shown prompt becomes a gold item with the order given in the answer cards
+    page.get_by_role("link", name="Review").click()
+    page.get_by_role("heading", name="Gold item").wait_for()
+    settle(page)
+    gold_before = server.store.scalar("SELECT count(*) FROM gold_items")
+    prompt_id = server.store.scalar(
+        "SELECT min(p.id) FROM prompts p JOIN datasets d ON d.id = p.dataset_id "
+        "WHERE d.name = 'sim-annotators' AND p.id NOT IN (SELECT prompt_id FROM gold_items)"
+    )
+    page.get_by_role("combobox", name="Dataset").click()
+    page.get_by_role("option", name="sim-annotators").click()
+    settle(page)
+    box = page.get_by_label("or prompt id")
+    box.fill(str(prompt_id))
+    box.press("Enter")
+    page.get_by_text(f"Prompt #{prompt_id} is not a gold item").wait_for()
+    pickers = page.get_by_role("radiogroup", name=re.compile(r"^Rank for Answer \d+$"))
+    for i in range(pickers.count()):
+        group = page.get_by_role("radiogroup", name=f"Rank for Answer {i + 1}")
+        group.get_by_role("radio", name=str(i + 1), exact=True).click()
+        page.wait_for_timeout(300)
+    page.get_by_role("button", name="Mark as gold").click()
+    page.get_by_text("is a gold item (whole order)", exact=False).first.wait_for()
+    assert server.store.scalar("SELECT count(*) FROM gold_items") == gold_before + 1
+    assert server.store.scalar("SELECT kind FROM gold_items WHERE prompt_id = ?", [prompt_id]) == "order"
+    page.close()

@@ -375,10 +375,16 @@ def test_every_page_in_the_navigation_renders(ui_server, name):
     at = login(name)
     pages = [Path(info["script_path"]) for info in at._registered_pages.values() if info.get("script_path")]
     assert pages, at._registered_pages
-    allowed = {"ann": {"rank"}, "rev": {"rank", "review"}, "adm": {"rank", "review", "data", "admin"}}[name]
+    allowed = {
+        "ann": {"rank"},
+        "rev": {"rank", "review", "annotators"},
+        "adm": {"rank", "review", "annotators", "data", "admin"},
+    }[name]
     assert allowed <= {p.stem for p in pages}
     if name != "adm":
         assert not {"data", "admin", "training", "loop"} & {p.stem for p in pages}
+    if name == "ann":
+        assert not {"review", "annotators"} & {p.stem for p in pages}
     for page in pages:
         at.switch_page(f"views/{page.name}").run()
         assert not at.exception, (page.name, at.exception)
