@@ -55,24 +55,41 @@ def existing_texts(store, prompt_id: int) -> list[str]:
                                                 [prompt_id]).fetchall()]  # fmt: skip
 
 
-def insert_answers(store, prompt_id: int, rows: list[dict], *, created_by: str) -> int:
+def insert_answers(store, prompt_id: int, rows: list[dict], *, created_by: str,
+                   cap: int | None = None) -> tuple[int, int]:  # fmt: skip
     """Store one prompt's answers in one transaction; an answer already stored (same text) is skipped.
 
-    Each row has the keys of GEN_COLUMNS (content_hash = db.hashing.text_hash(text)). Returns how many
-    rows were added.
+    Each row has the keys of GEN_COLUMNS (content_hash = db.hashing.text_hash(text)); the rows share one
+    provenance (model, adapter, params). With `cap`, the prompt ends with at most `cap` answers of that
+    provenance, counted inside the transaction, so two requests for the same answers (a retry whose first
+    attempt answered late, two runs at once) cannot store more than cap. Returns (rows added, rows left out
+    because the cap was reached).
     """
     if not rows:
-        return 0
+        return 0, 0
     cols = ", ".join(GEN_COLUMNS)
     marks = ", ".join("?" * (len(GEN_COLUMNS) + 2))
     added = 0
     with store.transaction() as con:
+        room = len(rows)
+        if cap is not None:
+            first = rows[0]
+            have = con.execute(
+                """SELECT count(*) FROM generations WHERE prompt_id = ? AND model = ?
+                   AND adapter IS NOT DISTINCT FROM ? AND CAST(params AS VARCHAR) = ?""",
+                [prompt_id, first.get("model"), first.get("adapter"), first.get("params")],
+            ).fetchall()[0][0]
+            room = max(0, cap - have)
+        tried = 0
         for row in rows:
+            if added >= room:
+                break
+            tried += 1
             added += con.execute(
                 f"INSERT INTO generations (prompt_id, {cols}, created_by) VALUES ({marks}) ON CONFLICT DO NOTHING",
                 [prompt_id, *(row.get(c) for c in GEN_COLUMNS), created_by],
             ).fetchall()[0][0]
-    return added
+    return added, len(rows) - tried
 
 
 def delete_answers(store, dataset: str) -> int:

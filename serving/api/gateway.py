@@ -5,8 +5,10 @@
     client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], stream=True)
 
 - GET /v1/models: models of running engines, adapters registered in the models table, the embedding model.
-- POST /v1/chat/completions and /v1/completions: routed by `model` to the engine serving it
-  (serving.engines.registry.resolve_model); streaming is passed through as the engine's SSE bytes.
+- POST /v1/chat/completions and /v1/completions: routed by `model` to the pool of engines serving it
+  (serving.engines.registry.resolve_pool, serving.engines.pool): the member with the fewest requests in
+  flight, another member when one fails before answering; streaming is passed through as the engine's SSE
+  bytes (a stream that broke after its first bytes is not retried).
 - POST /v1/embeddings: all-MiniLM-L6-v2 in this process (float or base64 encoding).
 - RAG: add `"rag": {"collection": "docs", "k": 4, "hybrid": false}` to the body, or name the model
   `tiny+rag:docs`. The last user message is replaced by the prompt template (background first, then the
@@ -140,11 +142,11 @@ async def _augment(store: Store, rag: dict, question: str) -> tuple[str, list[di
         raise GatewayError(400, str(e), param="rag") from e
 
 
-async def _resolve(model: str, store: Store) -> dict:
-    from serving.engines.registry import resolve_model
+async def _resolve(model: str, store: Store) -> list[dict]:
+    from serving.engines.registry import resolve_pool
 
     try:
-        return await asyncio.to_thread(resolve_model, model)
+        return await asyncio.to_thread(resolve_pool, model)
     except NotFoundError as e:
         registered = {r["name"] for r in models_registry.model_cards(store)}
         hint = (
@@ -199,34 +201,32 @@ async def _forward(request: Request, path: str, chat: bool) -> JSONResponse | St
         if not isinstance(body.get("prompt"), str):
             raise GatewayError(400, "with 'rag' the prompt must be one string", param="prompt")
         body["prompt"], citations = await _augment(_store(request), rag, body["prompt"])
-    target = await _resolve(model, _store(request))
-    body["model"] = target["model"]
-    headers = {"Authorization": f"Bearer {target['api_key']}"} if target.get("api_key") else {}
-    url = target["url"] + path
-    client = httpx.AsyncClient(timeout=ENGINE_TIMEOUT)
+    from serving.engines.pool import EnginePool, PoolError
+
+    targets = await _resolve(model, _store(request))
+    body["model"] = targets[0]["model"]
+    pool = EnginePool(targets, timeout=ENGINE_TIMEOUT)
+    stream = bool(body.get("stream"))
     try:
-        if body.get("stream"):
-            resp = await client.send(client.build_request("POST", url, json=body, headers=headers), stream=True)
-            if resp.status_code >= 400:
-                text = (await resp.aread()).decode("utf-8", "replace")
-                await resp.aclose()
-                await client.aclose()
-                raise _engine_error(resp.status_code, text)
-            return StreamingResponse(
-                _passthrough(resp, citations, model),
-                media_type="text/event-stream",
-                background=BackgroundTask(_close, resp, client),
-            )
-        resp = await client.post(url, json=body, headers=headers)
-        await client.aclose()
-    except httpx.HTTPError as e:
-        await client.aclose()
+        member, resp = await pool.send(path.lstrip("/"), body, attempts=len(targets) + 1, backoff_s=0.25,
+                                       stream=stream)  # fmt: skip
+    except PoolError as e:
+        await pool.aclose()
+        names = ", ".join(f"'{t['engine']}' at {t['url']}" for t in targets)
         raise GatewayError(
-            502,
-            f"the engine '{target['engine']}' at {target['url']} did not answer: {type(e).__name__} {e}",
-            param="model",
-            code="engine_unavailable",
+            502, f"no engine serving '{model}' answered ({names}): {e}", param="model", code="engine_unavailable"
         ) from e
+    if stream:
+        if resp.status_code >= 400:
+            text = (await resp.aread()).decode("utf-8", "replace")
+            await _close(resp, pool, member)
+            raise _engine_error(resp.status_code, text)
+        return StreamingResponse(
+            _passthrough(resp, citations, model),
+            media_type="text/event-stream",
+            background=BackgroundTask(_close, resp, pool, member),
+        )
+    await pool.aclose()
     if resp.status_code >= 400:
         raise _engine_error(resp.status_code, resp.text)
     data = resp.json()
@@ -256,9 +256,11 @@ async def _passthrough(resp: httpx.Response, citations: list[dict] | None, model
         yield chunk
 
 
-async def _close(resp: httpx.Response, client: httpx.AsyncClient) -> None:
+async def _close(resp: httpx.Response, pool, member: dict) -> None:
+    """A stream is over: close it and count its member's request as done."""
     await resp.aclose()
-    await client.aclose()
+    pool.release(member)
+    await pool.aclose()
 
 
 def _guard(handler):

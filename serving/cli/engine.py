@@ -62,18 +62,27 @@ def register(cli: click.Group) -> None:
         help="Model folder (save_pretrained).",
     )
     @click.option("--name", help="Served model name and engine name (default: the folder's name).")
+    @click.option(
+        "--served-name",
+        help="Serve the model under this name instead of --name: engines with the same served name form a pool.",
+    )
     @click.option("--lora", "loras", multiple=True, metavar="NAME=PATH", help="LoRA adapter to serve; repeatable.")
     @click.option("--port", type=int, help="Port (default: a free one).")
     @click.option("--backend", type=click.Choice(["vllm", "transformers"]), default="vllm", show_default=True)
     @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for health.")
     @click.option("--max-model-len", type=int, help="vLLM: cap the context length (saves KV-cache memory).")
     @click.option("--enforce-eager", is_flag=True, help="vLLM: skip torch.compile (fast start, slower decoding).")
-    def engine_start(model, name, loras, port, backend, timeout, max_model_len, enforce_eager) -> None:
-        """Start an engine in the background and wait until it serves /v1/models."""
+    def engine_start(model, name, served_name, loras, port, backend, timeout, max_model_len, enforce_eager) -> None:
+        """Start an engine in the background and wait until it serves /v1/models.
+
+        A second engine for the same model: `--name tiny-2 --served-name tiny`; requests for `tiny` are then
+        spread over both (the pool: fewest requests in flight, retried on the other when one fails).
+        """
         from serving.engines.launcher import start_engine
 
         rec = start_engine(model=model, name=name, backend=backend, loras=_parse_loras(loras), port=port,
-                           timeout=timeout, max_model_len=max_model_len, enforce_eager=enforce_eager)  # fmt: skip
+                           timeout=timeout, max_model_len=max_model_len, enforce_eager=enforce_eager,
+                           served_name=served_name)  # fmt: skip
         models = ", ".join([rec["model"], *rec["loras"]])
         click.echo(f"engine {rec['name']} ({rec['backend']}) serving {models} at {rec['url']} "
                    f"(pid {rec['pid']}, log {rec['log']})")  # fmt: skip
@@ -97,10 +106,21 @@ def register(cli: click.Group) -> None:
 
     @engine.command("list")
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-    def engine_list(as_json) -> None:
-        """Registered engines with their models and whether they are alive."""
-        from serving.engines.registry import list_engines
+    @click.option("--no-check", is_flag=True, help="Show the last known pool state; do not health-check now.")
+    def engine_list(as_json, no_check) -> None:
+        """Registered engines with their models, whether they are alive, and their pool state.
 
+        The pool state: healthy or out (it failed its health check: GET /health or /v1/models), and
+        `outstanding`, the requests in flight to it from every process using it. Each engine is
+        health-checked now unless --no-check.
+        """
+        import asyncio
+
+        from serving.engines.pool import check_members
+        from serving.engines.registry import as_target, list_engines
+
+        if not no_check:
+            asyncio.run(check_members([as_target(r, r.get("model") or "") for r in list_engines(states=False)]))
         engines = list_engines()
         if as_json:
             click.echo(json.dumps(engines, ensure_ascii=False, indent=2))
@@ -109,8 +129,9 @@ def register(cli: click.Group) -> None:
             click.echo("no engines (preflab engine start --model PATH)")
         for r in engines:
             state = {True: "alive", False: "dead", None: "external"}[r["alive"]]
+            pool = f"{r['state']}, {r['outstanding']} outstanding" + (f" ({r['error']})" if r["error"] else "")
             click.echo(f"{r['name']}\t{r['backend']}\t{state}\t{r['url']}\t{','.join(r['models'])}"
-                       f"\tpid={r.get('pid') or '-'}\tlog={r.get('log') or '-'}")  # fmt: skip
+                       f"\tpid={r.get('pid') or '-'}\tlog={r.get('log') or '-'}\tpool={pool}")  # fmt: skip
 
     @engine.command("add")
     @click.argument("name")

@@ -8,6 +8,8 @@ One record per engine:
 
 `url` always ends in /v1 (what OpenAI clients take as base_url). Local engines list their models
 (the base name plus one per LoRA adapter); external ones are asked for /v1/models when resolving.
+Every record that serves a model name is a member of that name's pool (`resolve_pool`): start a second
+engine with `--served-name` equal to the first's model name, or register an external URL that lists it.
 Writers hold an flock on engines.lock, so two CLI invocations cannot lose each other's records.
 """
 
@@ -17,6 +19,7 @@ import fcntl
 import json
 import logging
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -148,14 +151,22 @@ def get_engine(name: str) -> dict:
     return dict(engines[name])
 
 
-def list_engines() -> list[dict]:
+def list_engines(states: bool = True) -> list[dict]:
     """Every registered engine with `alive` (local: the process exists; external: None = not checked)
-    and `models` (the names it serves; external engines: as last seen, maybe empty)."""
+    and `models` (the names it serves; external engines: as last seen, maybe empty). With `states`, also
+    its pool state (serving.engines.pool.member_state): `state` ("healthy" or "out"; a local engine whose
+    process is gone is "out"), `outstanding` (requests in flight), `error` and `since` (when it went out)."""
+    from serving.engines.pool import member_state
+
     out = []
     for record in _read().values():
         r = dict(record)
         r["alive"] = pid_alive(r.get("pid")) if r["backend"] != "external" else None
         r["models"] = served_models(r) if r["backend"] != "external" else r.get("models", [])
+        if states:
+            r.update(member_state(r))
+            if r["alive"] is False:
+                r["state"], r["error"] = "out", r["error"] or "process not running"
         out.append(r)
     return sorted(out, key=lambda r: r["name"])
 
@@ -180,7 +191,9 @@ def fetch_models(url: str, key: str | None = None, timeout: float = 5.0) -> list
         raise ValueError(f"{url}/models did not answer an OpenAI model list ({type(e).__name__}: {e})") from e
 
 
-def _target(record: dict, model: str) -> dict:
+def as_target(record: dict, model: str) -> dict:
+    """A request target for `model` on the engine of `record`: engine, backend, url, api_key, model, adapter,
+    base_model (what `resolve_pool` returns per member)."""
     loras = record.get("loras", {})
     return {
         "engine": record["name"],
@@ -193,29 +206,51 @@ def _target(record: dict, model: str) -> dict:
     }
 
 
-def resolve_model(model_name: str, engine: str | None = None) -> dict:
-    """Where to send a request for `model_name`: dict(engine, backend, url, api_key, model, adapter, base_model).
+def _external_serves(record: dict, model_name: str) -> bool:
+    """Whether an external endpoint lists `model_name` in /v1/models (asked at most every EXTERNAL_TTL s)."""
+    key = (record["name"], record["url"])
+    hit = _external_cache.get(key)
+    if hit is None or time.monotonic() - hit[0] > EXTERNAL_TTL:
+        try:
+            hit = (time.monotonic(), fetch_models(record["url"], api_key(record)))
+        except (httpx.HTTPError, ValueError) as e:
+            log.warning("external engine %s at %s did not answer /models: %s", record["name"], record["url"], e)
+            hit = (time.monotonic(), None)
+        _external_cache[key] = hit
+    return hit[1] is not None and model_name in hit[1]
 
-    `url` is the /v1 base URL. With `engine` given, that engine is used as is (an external endpoint may
-    serve any name). Otherwise local engines that are alive are searched first, then external endpoints
-    are asked for their /v1/models. Raises ModelNotFoundError listing what is served.
+
+EXTERNAL_TTL = 10.0  # seconds a /v1/models answer of an external endpoint is trusted
+_external_cache: dict[tuple[str, str], tuple[float, list[str] | None]] = {}
+
+
+def resolve_pool(model_name: str, engine: str | None = None) -> list[dict]:
+    """Every engine that serves `model_name`, as targets (see `resolve_model`): the pool the sampler and the
+    gateway spread requests over (serving.engines.pool). Local engines that are alive come first, then
+    external endpoints whose /v1/models lists the name. With `engine` given, that engine alone (an external
+    endpoint may serve any name). Raises ModelNotFoundError listing what is served.
     """
     if engine is not None:
-        return _target(get_engine(engine), model_name)
-    engines = list_engines()
-    for r in engines:
-        if r["backend"] != "external" and r["alive"] and model_name in r["models"]:
-            return _target(r, model_name)
-    for r in engines:
-        if r["backend"] == "external":
-            try:
-                if model_name in fetch_models(r["url"], api_key(r)):
-                    return _target(r, model_name)
-            except (httpx.HTTPError, ValueError) as e:
-                log.warning("external engine %s at %s did not answer /models: %s", r["name"], r["url"], e)
+        return [as_target(get_engine(engine), model_name)]
+    engines = list_engines(states=False)
+    members = [as_target(r, model_name) for r in engines
+               if r["backend"] != "external" and r["alive"] and model_name in r["models"]]  # fmt: skip
+    members += [as_target(r, model_name) for r in engines
+                if r["backend"] == "external" and _external_serves(r, model_name)]  # fmt: skip
+    if members:
+        return members
     served = sorted({m for r in engines if r["backend"] == "external" or r["alive"] for m in r["models"]})
     dead = [r["name"] for r in engines if r["alive"] is False and model_name in r["models"]]
     hint = f"; engine(s) {', '.join(dead)} serve it but are not running (preflab engine start ...)" if dead else ""
     raise ModelNotFoundError(
         f"no running engine serves model '{model_name}' (served: {', '.join(served) or 'none'}){hint}"
     )
+
+
+def resolve_model(model_name: str, engine: str | None = None) -> dict:
+    """Where to send a request for `model_name`: dict(engine, backend, url, api_key, model, adapter, base_model),
+    the first member of `resolve_pool` (callers that send requests use the whole pool).
+
+    `url` is the /v1 base URL. Raises ModelNotFoundError listing what is served.
+    """
+    return resolve_pool(model_name, engine)[0]

@@ -112,7 +112,7 @@ def run_offline_sampling(store, dataset: str, model: str, *, engine: str | None 
                 *lines, buf = buf.split("\n")
                 for line in lines:
                     if line.strip():
-                        _store_line(store, report, json.loads(line), model_name, adapter, params_json, created_by)
+                        _store_line(store, report, json.loads(line), model_name, adapter, params_json, created_by, n)
                         stored.add(json.loads(line)["prompt_id"])
                         tick()
                 if finished:
@@ -131,10 +131,10 @@ def run_offline_sampling(store, dataset: str, model: str, *, engine: str | None 
 
 
 def _store_line(store, report: SamplingReport, line: dict, model: str, adapter: str | None, params_json: str,
-                created_by: str) -> None:  # fmt: skip
+                created_by: str, n: int | None = None) -> None:  # fmt: skip
     report.prompt_tokens += line["prompt_tokens"]
     report.completion_tokens += sum(a["completion_tokens"] for a in line["answers"])
     provenance = {"model": model, "adapter": adapter, "engine": "vllm-offline", "params": params_json,
                   "seed": line["seed"], "prompt_tokens": line["prompt_tokens"], "latency_ms": None}  # fmt: skip
     store_prompt_answers(store, report, line["prompt_id"], line["answers"], provenance=provenance,
-                         created_by=created_by)  # fmt: skip
+                         created_by=created_by, n=n)  # fmt: skip

@@ -4,11 +4,14 @@
     report = run_sampling(store, "demo", "tiny", n=4, progress=print, cancel=threading.Event())
 
 One chat request per prompt asks for the missing answers (n minus those already stored with the same
-model, adapter and parameters), so an interrupted run picks up where it stopped. Requests fan out over
+model, adapter and parameters), so an interrupted run picks up where it stopped. Requests go to the pool
+of engines serving the model (serving.engines.pool): one that fails is retried on another member, and a
+prompt never stores more than n answers of one provenance, whichever attempt answered. Requests fan out over
 async HTTP with bounded concurrency so the engine's batching stays full. Each prompt's answers are
 written in their own transaction as soon as they arrive: a crash loses only what was in flight, and the
 UNIQUE (prompt_id, content_hash) constraint keeps a rerun from duplicating anything. Connection errors,
-timeouts, 429 and 5xx are retried with exponential backoff; other 4xx fail that prompt at once.
+timeouts, 429 and 5xx are retried (on another member, or with exponential backoff on the same one when
+there is no other); other 4xx fail that prompt at once.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ import httpx
 from db import sampling as sql
 from db.errors import PrefLabError
 from db.hashing import text_hash
-from serving.engines.registry import resolve_model
+from serving.engines.pool import EnginePool, PoolError
+from serving.engines.registry import resolve_pool
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +90,7 @@ class SamplingReport:
     answers_stored: int = 0
     duplicates_dropped: int = 0
     empty_dropped: int = 0
+    surplus_dropped: int = 0  # answers past n for a prompt (a retried request answered twice)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     elapsed_s: float = 0.0
@@ -117,28 +122,18 @@ class _Fatal(Exception):
     pass
 
 
-async def _post(client: httpx.AsyncClient, path: str, body: dict, cfg: SamplingConfig,
-                cancel: threading.Event | None) -> dict:  # fmt: skip
-    """POST with retries on connection errors, timeouts, 429 and 5xx; other 4xx raise _Fatal at once."""
-    last = ""
-    for attempt in range(cfg.retries + 1):
-        if attempt:
-            await asyncio.sleep(cfg.backoff_s * 2 ** (attempt - 1))
-        if cancel is not None and cancel.is_set():
-            raise _Fatal("cancelled")
-        try:
-            r = await client.post(path, json=body)
-        except httpx.TransportError as e:  # connect/read errors and timeouts
-            last = f"{type(e).__name__}: {e}".rstrip(": ")
-            continue
-        if r.status_code == 200:
-            return r.json()
-        detail = r.text[:300]
-        if r.status_code == 429 or r.status_code >= 500:
-            last = f"HTTP {r.status_code}: {detail}"
-            continue
-        raise _Fatal(f"HTTP {r.status_code}: {detail}")
-    raise _Retryable(f"gave up after {cfg.retries + 1} attempts: {last}")
+async def _post(pool: EnginePool, path: str, body, cfg: SamplingConfig,
+                cancel: threading.Event | None) -> tuple[dict, dict]:  # fmt: skip
+    """(member, JSON answer) from the pool, which retries connection errors, timeouts, 429 and 5xx on
+    another member; other 4xx raise _Fatal at once, running out of attempts _Retryable."""
+    try:
+        member, r = await pool.send(path, body, attempts=cfg.retries + 1, backoff_s=cfg.backoff_s,
+                                    cancelled=lambda: cancel is not None and cancel.is_set())  # fmt: skip
+    except PoolError as e:
+        raise (_Fatal if str(e) == "cancelled" else _Retryable)(str(e)) from e
+    if r.status_code == 200:
+        return member, r.json()
+    raise _Fatal(f"HTTP {r.status_code}: {r.text[:300]}")
 
 
 def _select_answers(choices: list[dict], existing: list[str]) -> tuple[list[dict], int, int]:
@@ -160,19 +155,22 @@ def _select_answers(choices: list[dict], existing: list[str]) -> tuple[list[dict
 
 
 def store_prompt_answers(store, report: SamplingReport, prompt_id: int, choices: list[dict], *, provenance: dict,
-                         created_by: str) -> int:  # fmt: skip
+                         created_by: str, n: int | None = None) -> int:  # fmt: skip
     """De-duplicate one prompt's answers against what it holds, store the rest; update the report.
 
     `choices`: [{text, finish_reason, completion_tokens}]; `provenance`: model, adapter, engine, params,
-    seed, prompt_tokens, latency_ms (shared by the answers of one request).
+    seed, prompt_tokens, latency_ms (shared by the answers of one request). With `n`, the prompt never holds
+    more than n answers of this provenance: answers past n are dropped in the storing transaction, so a
+    request that was retried and then answered twice (or two runs at once) stores n answers, not more.
     """
     kept, dups, empty = _select_answers(choices, sql.existing_texts(store, prompt_id))
     rows = [{"text": c["text"], "content_hash": text_hash(c["text"]), "kind": "model",
              "finish_reason": c.get("finish_reason"), "completion_tokens": c.get("completion_tokens"),
              "metadata": c.get("metadata"), **provenance} for c in kept]  # fmt: skip
-    added = sql.insert_answers(store, prompt_id, rows, created_by=created_by)
+    added, surplus = sql.insert_answers(store, prompt_id, rows, created_by=created_by, cap=n)
     with _REPORT_LOCK:  # several prompts are stored from worker threads at once
-        _count(report, len(choices), added, dups + (len(rows) - added), empty)
+        _count(report, len(choices), added, dups + (len(rows) - added - surplus), empty)
+        report.surplus_dropped += surplus
     return added
 
 
@@ -195,9 +193,10 @@ def _split_tokens(total: int | None, k: int) -> list[int | None]:
     return [base + (1 if i < extra else 0) for i in range(k)]
 
 
-async def _sample(store, dataset: str, target: dict, cfg: SamplingConfig, report: SamplingReport,
+async def _sample(store, dataset: str, targets: list[dict], cfg: SamplingConfig, report: SamplingReport,
                   progress: Callable[[dict], None] | None, cancel: threading.Event | None,
-                  created_by: str) -> None:  # fmt: skip
+                  created_by: str, transport: httpx.AsyncBaseTransport | None = None) -> None:  # fmt: skip
+    target = targets[0]  # the members serve the same name: model, adapter and base model are theirs alike
     params = cfg.params()
     params_json = sql.canonical_params(params)
     todo, total = sql.prompts_to_sample(store, dataset, model=target["base_model"], adapter=target["adapter"],
@@ -213,69 +212,69 @@ async def _sample(store, dataset: str, target: dict, cfg: SamplingConfig, report
                       "failures": len(report.failures), "elapsed_s": time.perf_counter() - started})  # fmt: skip
 
     tick()
-    headers = {"Authorization": f"Bearer {target['api_key']}"} if target.get("api_key") else {}
     sem = asyncio.Semaphore(cfg.concurrency)
-    limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
-    async with httpx.AsyncClient(
-        base_url=target["url"].rstrip("/") + "/",
-        headers=headers,
-        timeout=httpx.Timeout(cfg.timeout_s, connect=10.0),
-        limits=limits,
-    ) as client:
+    pool = EnginePool(targets, timeout=httpx.Timeout(cfg.timeout_s, connect=10.0), transport=transport,
+                      limits=httpx.Limits(max_connections=cfg.concurrency,
+                                          max_keepalive_connections=cfg.concurrency))  # fmt: skip
 
-        async def one(prompt: dict) -> None:
-            async with sem:
-                if cancel is not None and cancel.is_set():
+    async def one(prompt: dict) -> None:
+        async with sem:
+            if cancel is not None and cancel.is_set():
+                report.cancelled = True
+                return
+            want = cfg.n - prompt["have"]
+            seed = cfg.request_seed(prompt["id"], prompt["have"])
+            body = {
+                "model": target["model"],
+                "n": want,
+                "temperature": cfg.temperature,
+                "top_p": cfg.top_p,
+                "max_tokens": cfg.max_tokens,
+                "messages": [{"role": m["role"], "content": m["content"]} for m in prompt["messages"]],
+            }
+            if seed is not None:
+                body["seed"] = seed
+            if cfg.min_tokens:
+                body["min_tokens"] = cfg.min_tokens
+            if cfg.ignore_eos:
+                body["ignore_eos"] = True
+
+            def for_member(member: dict) -> dict:  # exact per-answer token counts (a vLLM extension)
+                return {**body, "return_token_ids": True} if member["backend"] != "external" else body
+
+            t0 = time.perf_counter()
+            try:
+                member, data = await _post(pool, "chat/completions", for_member, cfg, cancel)
+            except (_Retryable, _Fatal) as e:
+                if str(e) == "cancelled":
                     report.cancelled = True
-                    return
-                want = cfg.n - prompt["have"]
-                seed = cfg.request_seed(prompt["id"], prompt["have"])
-                body = {
-                    "model": target["model"],
-                    "n": want,
-                    "temperature": cfg.temperature,
-                    "top_p": cfg.top_p,
-                    "max_tokens": cfg.max_tokens,
-                    "messages": [{"role": m["role"], "content": m["content"]} for m in prompt["messages"]],
-                }
-                if seed is not None:
-                    body["seed"] = seed
-                if cfg.min_tokens:
-                    body["min_tokens"] = cfg.min_tokens
-                if cfg.ignore_eos:
-                    body["ignore_eos"] = True
-                if target["backend"] != "external":  # exact per-answer token counts (a vLLM extension)
-                    body["return_token_ids"] = True
-                t0 = time.perf_counter()
-                try:
-                    data = await _post(client, "chat/completions", body, cfg, cancel)
-                except (_Retryable, _Fatal) as e:
-                    if str(e) == "cancelled":
-                        report.cancelled = True
-                    else:
-                        report.failures.append({"prompt_id": prompt["id"], "error": str(e)})
-                    tick()
-                    return
-                latency_ms = (time.perf_counter() - t0) * 1000
-                usage = data.get("usage") or {}
-                raw = data.get("choices") or []
-                per = _split_tokens(usage.get("completion_tokens"), len(raw))
-                choices = [{"text": (c.get("message") or {}).get("content") or "",
-                            "finish_reason": c.get("finish_reason"),
-                            "completion_tokens": len(c["token_ids"]) if c.get("token_ids") is not None else per[i],
-                            "metadata": None if c.get("token_ids") is not None or len(raw) == 1
-                            else '{"completion_tokens": "request total split evenly"}'}
-                           for i, c in enumerate(raw)]  # fmt: skip
-                report.prompt_tokens += usage.get("prompt_tokens") or 0
-                report.completion_tokens += usage.get("completion_tokens") or 0
-                provenance = {"model": target["base_model"], "adapter": target["adapter"], "engine": target["engine"],
-                              "params": params_json, "seed": seed, "prompt_tokens": usage.get("prompt_tokens"),
-                              "latency_ms": latency_ms}  # fmt: skip
-                await asyncio.to_thread(store_prompt_answers, store, report, prompt["id"], choices,
-                                        provenance=provenance, created_by=created_by)  # fmt: skip
+                else:
+                    report.failures.append({"prompt_id": prompt["id"], "error": str(e)})
                 tick()
+                return
+            latency_ms = (time.perf_counter() - t0) * 1000
+            usage = data.get("usage") or {}
+            raw = data.get("choices") or []
+            per = _split_tokens(usage.get("completion_tokens"), len(raw))
+            choices = [{"text": (c.get("message") or {}).get("content") or "",
+                        "finish_reason": c.get("finish_reason"),
+                        "completion_tokens": len(c["token_ids"]) if c.get("token_ids") is not None else per[i],
+                        "metadata": None if c.get("token_ids") is not None or len(raw) == 1
+                        else '{"completion_tokens": "request total split evenly"}'}
+                       for i, c in enumerate(raw)]  # fmt: skip
+            report.prompt_tokens += usage.get("prompt_tokens") or 0
+            report.completion_tokens += usage.get("completion_tokens") or 0
+            provenance = {"model": target["base_model"], "adapter": target["adapter"], "engine": member["engine"],
+                          "params": params_json, "seed": seed, "prompt_tokens": usage.get("prompt_tokens"),
+                          "latency_ms": latency_ms}  # fmt: skip
+            await asyncio.to_thread(store_prompt_answers, store, report, prompt["id"], choices,
+                                    provenance=provenance, created_by=created_by, n=cfg.n)  # fmt: skip
+            tick()
 
+    try:
         await asyncio.gather(*(one(p) for p in todo))
+    finally:
+        await pool.aclose()
 
 
 def run_sampling(store, dataset: str, model: str, *, engine: str | None = None, n: int = 4,
@@ -283,23 +282,25 @@ def run_sampling(store, dataset: str, model: str, *, engine: str | None = None, 
                  limit: int | None = None, concurrency: int = 8, min_tokens: int | None = None,
                  ignore_eos: bool = False, timeout_s: float = 600.0, retries: int = 4, backoff_s: float = 0.5,
                  progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None,
-                 created_by: str = "sampler") -> SamplingReport:  # fmt: skip
+                 created_by: str = "sampler",
+                 transport: httpx.AsyncBaseTransport | None = None) -> SamplingReport:  # fmt: skip
     """Sample n answers per prompt of `dataset` from `model` and store them; returns a SamplingReport.
 
-    `model` is a served model name (a base model or a LoRA adapter) resolved through the engine registry
-    (`engine` pins one engine). `progress` is called with a dict (prompts_total, prompts_finished,
-    answers_stored, completion_tokens, failures, elapsed_s) after each prompt; setting `cancel` stops
+    `model` is a served model name (a base model or a LoRA adapter) resolved through the engine registry to
+    the pool of engines serving it (`engine` pins one engine); `transport` replaces the network (tests).
+    `progress` is called with a dict (prompts_total, prompts_finished, answers_stored, completion_tokens,
+    failures, elapsed_s) after each prompt; setting `cancel` stops
     sending new requests. Safe to call from a background thread (it runs its own event loop).
     """
     cfg = SamplingConfig(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, limit=limit,
                          concurrency=concurrency, min_tokens=min_tokens, ignore_eos=ignore_eos, timeout_s=timeout_s,
                          retries=retries, backoff_s=backoff_s)  # fmt: skip
     store.dataset_id(dataset)  # unknown dataset: one clear error before touching the engine
-    target = resolve_model(model, engine)
-    report = SamplingReport(dataset=dataset, model=model, engine=target["engine"])
+    targets = resolve_pool(model, engine)
+    report = SamplingReport(dataset=dataset, model=model, engine=",".join(t["engine"] for t in targets))
     t0 = time.perf_counter()
     try:
-        asyncio.run(_sample(store, dataset, target, cfg, report, progress, cancel, created_by))
+        asyncio.run(_sample(store, dataset, targets, cfg, report, progress, cancel, created_by, transport))
     finally:
         report.elapsed_s = time.perf_counter() - t0
     log.info("sampling %s/%s: %s", dataset, model, report.summary())
