@@ -26,7 +26,8 @@ def run_trainer(
     stop: StopSignal | None = None,
     **trainer_kwargs,
 ) -> dict:
-    """Build `trainer_cls`, train, save RUN_DIR/adapter with its lineage; return the final metrics."""
+    """Build `trainer_cls`, train, save RUN_DIR/adapter with its lineage; return the final metrics. Every process
+    of a distributed job runs this (save_model gathers sharded weights); only the main one writes files."""
     run_dir = Path(run_dir)
     stop = stop or StopSignal()
     trainer = trainer_cls(
@@ -46,20 +47,24 @@ def run_trainer(
     if eval_dataset is not None:
         trainer.log({f"final_{k}": v for k, v in trainer.evaluate().items()})
     adapter_dir = run_dir / ADAPTER
-    trainer.save_model(str(adapter_dir))
-    tokenizer.save_pretrained(str(adapter_dir))
-    write_adapter_meta(
-        adapter_dir,
-        base=cfg.base,
-        stage=cfg.stage,
-        parent=cfg.adapter,
-        merged_parents=merged_parents or [],
-        snapshot_id=cfg.snapshot_id,
-    )
+    if trainer.is_fsdp_enabled:  # a sharded state dict would not be a PEFT folder an engine can load
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    trainer.save_model(str(adapter_dir))  # every process takes part (sharded weights); the main one writes
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(adapter_dir))
+        write_adapter_meta(
+            adapter_dir,
+            base=cfg.base,
+            stage=cfg.stage,
+            parent=cfg.adapter,
+            merged_parents=merged_parents or [],
+            snapshot_id=cfg.snapshot_id,
+        )
     return {
         "status": "finished",
         "step": trainer.state.global_step,
         "adapter": str(adapter_dir),
+        "world_size": trainer.args.world_size,
         "metrics": final_metrics(run_dir),
     }
 

@@ -2,19 +2,24 @@
 
 Used by `preflab train`, the server (serving.api.runs) and the loop (serving.loop), the last two through
 serving.jobs.start_run. Training never runs inside the caller's process: `python -m alignment STAGE RUN_DIR` is
-started with its output going to RUN_DIR/train.log, and record_end records how it ended.
+started with its output going to RUN_DIR/train.log, and record_end records how it ended. A run whose config asks
+for several processes (`processes: N`) or names an accelerate config file starts under `accelerate launch`
+instead (job_command): DDP over N processes by default (alignment/configs/ddp.yaml), or whatever the file says.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from alignment.runs import LOG
+import yaml
+
+from alignment.runs import CONFIG, LAUNCHER_ENV, LOG
 
 # The snapshot format each stage reads (conversational, so the model's chat template is applied).
 STAGE_FORMATS = {
@@ -28,6 +33,8 @@ STAGE_FORMATS = {
 }
 EXPORT_FILTERS = ("min_annotators", "min_agreement", "ties", "source", "sft_prefer", "split", "seed")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the code; jobs run here so `python -m alignment` imports
+CONFIGS = Path(__file__).resolve().parent / "configs"  # accelerate configs shipped with PrefLab
+DDP_CONFIG = CONFIGS / "ddp.yaml"  # `processes: N` without a config file: plain DDP (NCCL on GPUs, gloo on CPU)
 
 
 def project_dir() -> Path:
@@ -170,22 +177,67 @@ def register_run(
     return run_id, cfg
 
 
-def job_env(threads: int | None = None) -> dict:
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+def job_env(threads: int | None = None, *, launcher: str = "python") -> dict:
+    """The job's environment: torch threads (per process), PrefLab importable, and which launcher started it."""
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", LAUNCHER_ENV: launcher}
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     return env
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on now (the rendezvous port of a one-machine distributed job)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def job_command(
+    run_dir: str | Path,
+    stage: str,
+    *,
+    resume: bool = False,
+    python: str | None = None,
+    processes: int = 1,
+    accelerate_config: str | Path | None = None,
+) -> list[str]:
+    """The job's command line: `python -m alignment STAGE RUN_DIR`, or with several processes or a config file
+    `python -m accelerate.commands.launch --config_file F [--num_processes N] [--main_process_port P] -m alignment
+    ...`. N overrides the file's count when above 1. A one-machine job gets a free rendezvous port (MASTER_PORT
+    when set) unless its file names one; a file for several machines keeps its own (every machine must agree)."""
+    python = python or sys.executable
+    job = ["-m", "alignment", stage, str(run_dir), "--no-tee"] + (["--resume"] if resume else [])
+    processes = int(processes or 1)
+    if processes <= 1 and not accelerate_config:
+        return [python, *job]
+    config_file = Path(accelerate_config or DDP_CONFIG)
+    settings = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+    cmd = [python, "-m", "accelerate.commands.launch", "--config_file", str(config_file)]
+    if processes > 1:
+        cmd += ["--num_processes", str(processes)]
+    if int(settings.get("num_machines") or 1) <= 1 and not settings.get("main_process_port"):
+        cmd += ["--main_process_port", os.environ.get("MASTER_PORT") or str(free_port())]
+    return cmd + job
+
+
+def run_launch_settings(run_dir: str | Path) -> dict:
+    """`processes` and `accelerate_config` from RUN_DIR/config.yaml (1 and None for a run written before them)."""
+    try:
+        cfg = yaml.safe_load((Path(run_dir) / CONFIG).read_text(encoding="utf-8")) or {}
+    except OSError:
+        cfg = {}
+    return {"processes": int(cfg.get("processes") or 1), "accelerate_config": cfg.get("accelerate_config")}
+
+
 def start_job(
     run_dir: str | Path, stage: str, *, resume: bool = False, threads: int | None = None, python: str | None = None
 ) -> subprocess.Popen:
-    """Start `python -m alignment STAGE RUN_DIR [--resume]`, output appended to RUN_DIR/train.log."""
+    """Start the run's job (job_command, with the processes and accelerate config its config.yaml names), output
+    appended to RUN_DIR/train.log. The job leads its own process group, so a cancel reaches every process."""
     run_dir = Path(run_dir)
-    cmd = [python or sys.executable, "-m", "alignment", stage, str(run_dir), "--no-tee"]
-    if resume:
-        cmd.append("--resume")
+    cmd = job_command(run_dir, stage, resume=resume, python=python, **run_launch_settings(run_dir))
+    launcher = "python" if cmd[1:3] == ["-m", "alignment"] else "accelerate"
     with (run_dir / LOG).open("ab") as log_file:
         return subprocess.Popen(
             cmd,
@@ -193,7 +245,7 @@ def start_job(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=str(PROJECT_ROOT),
-            env=job_env(threads),
+            env=job_env(threads, launcher=launcher),
             start_new_session=True,
         )
 

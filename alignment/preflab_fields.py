@@ -22,6 +22,9 @@ from typing import Any, ClassVar
 from alignment.errors import ConfigError
 
 MODEL, DATA, LORA = "Model", "Data", "LoRA"  # the groups of PrefLab's fields, in the order --help-config shows them
+# How the job is launched sits with the training loop's own fields (alignment.config.TRAINING_GROUP, same text).
+TRAINING = "Training loop (transformers TrainingArguments)"
+MAX_PROCESSES = 64
 
 
 @dataclass(kw_only=True)
@@ -107,6 +110,26 @@ class PrefLabFields:
         },
     )
 
+    # ---- launch: one process, or `accelerate launch` with several (alignment.launch.job_command)
+    processes: int = field(
+        default=1,
+        metadata={
+            "help": f"Training processes on this machine, 1-{MAX_PROCESSES}. More than 1 runs the job under "
+            "`accelerate launch` (DDP: NCCL on GPUs, one process per GPU; gloo on CPU). The global batch is "
+            "per_device_train_batch_size x gradient_accumulation_steps x processes.",
+            "group": TRAINING,
+        },
+    )
+    accelerate_config: str | None = field(
+        default=None,
+        metadata={
+            "help": "An accelerate config file (alignment/configs/: ddp.yaml, zero2.yaml, fsdp.yaml, or your own, "
+            "e.g. several machines): the job runs under `accelerate launch --config_file FILE`. `processes` above "
+            "1 overrides the file's num_processes.",
+            "group": TRAINING,
+        },
+    )
+
     stage: ClassVar[str] = ""
     needs_reward_model: ClassVar[bool] = False  # ppo, rloo, grpo score their rollouts with `reward_model`
     # What the admin page offers first, with starting values that suit LoRA on a small model. The CLI and YAML
@@ -122,6 +145,7 @@ class PrefLabFields:
         "lora_dropout": 0.05,
         "save_steps": 100,
         "logging_steps": 5,
+        "processes": 1,
     }
     page_choices: ClassVar[dict[str, tuple]] = {}  # page fields picked from a list rather than typed
 
@@ -147,6 +171,21 @@ class PrefLabFields:
             raise ConfigError(f"must be >= 1, got {self.lora_r}: try 16", key="lora_r")
         if not 0 <= self.lora_dropout < 1:
             raise ConfigError(f"must be in [0, 1), got {self.lora_dropout}: try 0.05", key="lora_dropout")
+        if not 1 <= self.processes <= MAX_PROCESSES:
+            raise ConfigError(
+                f"must be in 1..{MAX_PROCESSES}, got {self.processes}: one per GPU (or a few on CPU)", key="processes"
+            )
+        if self.stage == "ppo" and (self.processes > 1 or self.accelerate_config):
+            raise ConfigError(
+                "ppo trains in one process (its loop does not use accelerate): for several processes use rloo or "
+                "grpo, or set processes: 1",
+                key="processes",
+            )
+        if self.accelerate_config and not Path(self.accelerate_config).is_file():
+            raise ConfigError(
+                f"'{self.accelerate_config}' is not a file: give an accelerate config (alignment/configs/*.yaml)",
+                key="accelerate_config",
+            )
         if not 0 <= self.eval_fraction < 1:
             raise ConfigError(f"must be in [0, 1), got {self.eval_fraction}: try 0.1", key="eval_fraction")
 

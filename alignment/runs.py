@@ -8,13 +8,18 @@ RUN_DIR/
   checkpoint-N/      Trainer checkpoints (resume continues from the last one)
   adapter/           the final LoRA adapter (+ tokenizer, + preflab_adapter.json lineage)
   tensorboard/       event files: `tensorboard --logdir RUN_DIR/tensorboard`
+  launch.json        how the job was started: launcher (python or accelerate), processes, world size
   result.json        written at the end: status, final metrics, adapter path
+
+Under several processes (accelerate launch) only the main process writes here: metrics, checkpoints (the
+Trainer's own rule), the adapter, launch.json and a finished result.json.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import signal
 import time
@@ -30,6 +35,8 @@ RESULT = "result.json"
 ADAPTER = "adapter"
 TENSORBOARD = "tensorboard"
 ADAPTER_META = "preflab_adapter.json"
+LAUNCH = "launch.json"
+LAUNCHER_ENV = "PREFLAB_LAUNCHER"  # set by alignment.launch.job_env; absent when a person launches by hand
 
 
 def append_metrics(run_dir: str | Path, record: dict) -> None:
@@ -79,6 +86,43 @@ def last_checkpoint(run_dir: str | Path) -> Path | None:
 def write_snapshot_info(run_dir: str | Path, *, data: str, snapshot_id: str, origin: dict | None) -> None:
     info = {"snapshot_id": snapshot_id, "origin": origin or {}, "data": str(data)}
     (Path(run_dir) / SNAPSHOT).write_text(json.dumps(info, ensure_ascii=False, indent=2), encoding="utf-8")
+
+
+def launch_info(environ: dict | None = None) -> dict:
+    """How this process was started, from the environment torchrun (under accelerate launch) sets: the launcher,
+    the processes on this machine (LOCAL_WORLD_SIZE), the world size (all machines), this process's rank."""
+    env = os.environ if environ is None else environ
+    world = int(env.get("WORLD_SIZE") or 1)
+    local = int(env.get("LOCAL_WORLD_SIZE") or world)
+    launcher = env.get(LAUNCHER_ENV) or ("accelerate" if "ACCELERATE_MIXED_PRECISION" in env else "python")
+    if launcher == "python" and world > 1:
+        launcher = "torchrun"  # several processes without accelerate: torchrun or a cluster's own launcher
+    return {
+        "launcher": launcher,
+        "processes": local,
+        "world_size": world,
+        "machines": max(1, world // max(local, 1)),
+        "rank": int(env.get("RANK") or 0),
+    }
+
+
+def is_main_process(environ: dict | None = None) -> bool:
+    """Rank 0 of the job (also true for a plain single process)."""
+    return launch_info(environ)["rank"] == 0
+
+
+def write_launch(run_dir: str | Path, info: dict) -> None:
+    """RUN_DIR/launch.json (the main process writes it when the job starts)."""
+    record = {k: v for k, v in info.items() if k != "rank"}
+    (Path(run_dir) / LAUNCH).write_text(json.dumps(record, ensure_ascii=False, indent=2), encoding="utf-8")
+
+
+def read_launch(run_dir: str | Path) -> dict | None:
+    """RUN_DIR/launch.json, or None before the job started (or for a run older than the file)."""
+    try:
+        return json.loads((Path(run_dir) / LAUNCH).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def write_result(run_dir: str | Path, result: dict) -> None:
@@ -133,11 +177,26 @@ class StopSignal:
 
 
 class StopOnSignalCallback(TrainerCallback):
+    """Stops training at a step boundary once SIGTERM came. Under several processes every rank stops at the
+    same step (a rank that stopped alone would leave the others waiting in their next all-reduce)."""
+
     def __init__(self, stop: StopSignal):
         self.stop = stop
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.stop.requested:
+        if _any_rank(self.stop.requested, args.device):
             control.should_save = True
             control.should_training_stop = True
         return control
+
+
+def _any_rank(flag: bool, device) -> bool:
+    """`flag` or-ed over the processes of a distributed job (just `flag` in a single process)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())

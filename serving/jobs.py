@@ -212,7 +212,8 @@ def stop_process(proc: subprocess.Popen, grace: float) -> None:
 
 
 def start_run(runner: JobRunner, store, run_id: int, *, resume: bool = False) -> Job:
-    """Start the training job of a recorded run (`python -m alignment`, alignment.launch.start_job) under the runner:
+    """Start the training job of a recorded run under the runner (alignment.launch.start_job: `python -m alignment`,
+    or `accelerate launch` when the run's config asks for several processes or an accelerate config file):
     the row becomes running with the job's pid, and when the process ends alignment.launch.record_end records how
     (finished + adapter registered, cancelled, or failed with the log's tail). ConflictError if it runs already."""
     from alignment.launch import record_end, start_job

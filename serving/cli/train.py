@@ -4,6 +4,8 @@ preflab train sft --base models/tiny --dataset oasst-demo
 preflab train dpo --base models/tiny --adapter sft-run1 --dataset prefs --min-agreement 0.66 --set beta=0.2
 preflab train kto --base models/tiny --adapter sft-run1 --dataset thumbs --set desirable_weight=1.2
 preflab train ppo --base models/tiny --adapter sft-run1 --data snap.jsonl --set reward_model=RUN/adapter
+preflab train sft --base models/tiny --dataset oasst-demo --processes 2            # accelerate launch, DDP
+preflab train dpo --base BASE --dataset prefs --accelerate-config alignment/configs/zero2.yaml
 preflab runs list ; preflab runs show 3 ; preflab runs cancel 3 ; preflab runs resume 3
 preflab models list ; preflab models merge dpo-run2 --out merged/
 """
@@ -51,7 +53,17 @@ def register(cli: click.Group) -> None:
     @click.option("--reward-model", help="ppo/rloo/grpo: a reward run's adapter (or its model name).")
     @click.option("--out", "run_dir", type=click.Path(file_okay=False), help="Run directory (default: new one).")
     @click.option("--name", help="Model name for the finished adapter (default STAGE-runID).")
-    @click.option("--threads", type=int, help="Torch CPU threads of the job.")
+    @click.option("--threads", type=int, help="Torch CPU threads of the job (of each process).")
+    @click.option(
+        "--processes",
+        type=click.IntRange(1, 64),
+        help="Train on N processes under `accelerate launch` (DDP: one per GPU, NCCL; gloo on CPU).",
+    )
+    @click.option(
+        "--accelerate-config",
+        type=click.Path(exists=True, dir_okay=False),
+        help="An accelerate config file: DeepSpeed ZeRO-2/3, FSDP, several machines (alignment/configs/).",
+    )
     @click.option("--background", is_flag=True, help="Start and return; watch with `preflab runs show ID`.")
     @click.option(
         "--help-config", is_flag=True, help="Print every config key of STAGE (type, default, help) and exit."
@@ -74,6 +86,8 @@ def register(cli: click.Group) -> None:
         run_dir,
         name,
         threads,
+        processes,
+        accelerate_config,
         background,
         help_config,
     ):
@@ -104,6 +118,8 @@ def register(cli: click.Group) -> None:
                 "adapter": resolve_model_ref(store, adapter),
                 "reward_model": resolve_model_ref(store, reward_model),
                 "data": data,
+                "processes": processes,
+                "accelerate_config": str(Path(accelerate_config).resolve()) if accelerate_config else None,
             }.items()
             if v
         }
@@ -187,7 +203,7 @@ def register(cli: click.Group) -> None:
     @click.pass_context
     def runs_show(ctx, run_id, log_lines):
         """One run: status, config, final metrics, lineage and the log's tail."""
-        from alignment.runs import final_metrics, tail_log
+        from alignment.runs import final_metrics, read_launch, tail_log
         from db import models_registry, runs
 
         store = open_store(ctx)
@@ -196,7 +212,14 @@ def register(cli: click.Group) -> None:
         model = models_registry.model_for_run(store, run_id)
         row["latest_metrics"] = final_metrics(row["run_dir"])
         row["model"] = model["name"] if model else None
+        row["launch"] = read_launch(row["run_dir"])
         click.echo(json.dumps(row, ensure_ascii=False, indent=2, default=str))
+        if row["launch"]:
+            launch = row["launch"]
+            click.echo(
+                f"launch: {launch['launcher']}, {launch['processes']} process(es) per machine, "
+                f"world size {launch['world_size']}"
+            )
         click.echo("--- log ---")
         click.echo(tail_log(row["run_dir"], lines=log_lines))
 
