@@ -136,10 +136,12 @@ def _manager(request: Request) -> RunManager:
 
 
 def _view(store: Store, run_id: int) -> dict:
-    from alignment.runs import read_result
+    from alignment.runs import read_launch, read_result
 
     row = runs.get_run(store, run_id)
-    row["result"] = read_result(row["run_dir"]) if Path(row["run_dir"]).exists() else None
+    exists = Path(row["run_dir"]).exists()
+    row["result"] = read_result(row["run_dir"]) if exists else None
+    row["launch"] = read_launch(row["run_dir"]) if exists else None  # launcher, processes, world size
     model = models_registry.model_for_run(store, run_id)
     row["lineage"] = {
         "snapshot_id": row["snapshot_id"],
