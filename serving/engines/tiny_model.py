@@ -74,6 +74,16 @@ SIZES = {
         num_key_value_heads=4,
         intermediate_size=2048,
     ),
+    # Qwen2-0.5B's layer shapes (24 layers of 896, 14 heads, 2 KV heads) with our small vocabulary: about 0.4B
+    # parameters, for GPU checks (bench/gpu_check.py); random weights
+    "half": TinyModelConfig(
+        vocab_size=8192,
+        hidden_size=896,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        intermediate_size=4864,
+    ),
 }
 
 
