@@ -1,6 +1,6 @@
 """The feedback controls of the Rank page beyond the rank picker: aspect ratings, thumbs and the rationale.
 
-    values = aspect_rows(item["aspects"], prefix=prefix, pos=0, answer_id=31, errors=errors)  # {aspect: value}
+    values = aspect_rows(item["aspects"], prefix=prefix, pos=0, answer_id=31, errors=errors)  # {aspect: score}
     label = thumbs_picker(prefix=prefix, pos=0, answer_id=31, errors=errors)                 # True | False | None
     text = rationale_box(item["rationale"], prefix=prefix, errors=errors)
 
@@ -47,31 +47,27 @@ def field_errors(error) -> dict[str, str]:
 
 
 def aspect_rows(aspects: list[dict], *, prefix: str, pos: int, answer_id: int, errors: dict[str, str]) -> dict:
-    """One compact row per aspect (name with its description as help, then the scale); -> {aspect: value}."""
+    """Per aspect its name (the description as help) over a picker of its scale; -> {aspect: value}."""
     values: dict[str, float] = {}
     for index, aspect in enumerate(aspects):
         name = aspect["name"]
-        name_col, scale_col = st.columns([1, 2.4], vertical_alignment="center", gap="small")
-        star = " :red[\\*]" if aspect.get("required") else ""
-        name_col.markdown(
-            safe_markdown(name) + star,
-            help=(aspect.get("description") or name) + (" Required." if aspect.get("required") else ""),
-        )
+        # the name above its scale, not beside it: three answers side by side leave a card no room for both
+        title = safe_markdown(name) + (" :red[\\*]" if aspect.get("required") else "")
+        tip = (aspect.get("description") or name) + (" Required." if aspect.get("required") else "")
         options = scale(aspect)
         key = aspect_key(prefix, pos, index)
-        label = f"{name} for answer {pos + 1}"
         if options is None:
-            value = scale_col.number_input(
-                label,
+            value = st.number_input(
+                title,
                 min_value=float(aspect["min"]),
                 max_value=float(aspect["max"]),
                 value=None,
                 key=key,
-                label_visibility="collapsed",
+                help=tip,
                 placeholder=f"{aspect['min']}–{aspect['max']}",
             )
         else:
-            value = scale_col.segmented_control(label, options, key=key, label_visibility="collapsed", width="stretch")
+            value = st.segmented_control(title, options, key=key, help=tip, width="stretch")
         if value is not None:
             values[name] = value
         error = errors.get(f"ratings.{answer_id}.{name}")

@@ -179,7 +179,7 @@ ratings: dict[int, dict] = {}
 
 
 def _aspects(pos: int, answer: dict) -> None:
-    with st.container(key=f"{prefix}_aspects_{pos}"):
+    with st.container(key=f"{prefix}_aspects_{pos}", gap="small"):
         ratings[answer["id"]] = aspect_rows(aspects, prefix=prefix, pos=pos, answer_id=answer["id"], errors=errors)
 
 
