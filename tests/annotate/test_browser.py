@@ -7,6 +7,7 @@ go to test-artifacts/screenshots/ (kept as test artifacts; docs/screenshots/ hol
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -320,11 +321,26 @@ def test_ranks_with_helpsteer2_aspects_and_a_rationale_from_the_keyboard(browser
     from playwright.sync_api import expect
 
     url, server = app_url
+    # a dataset of its own (listed first, so the Rank page opens on it): the tests before took ui-demo's slots
+    name = "aa-aspects"
+    record = {
+        "prompt": "Say hello in Chinese and Spanish 🌍",
+        "responses": [
+            "你好！¡Hola! 👋",
+            "Hello.",
+            "Hola y 你好, con una tabla:\n\n| es | zh |\n|---|---|\n| hola | 你好 |",
+        ],
+        "ranks": [1, 2, 2],
+        "annotator": "ana",
+    }
     with server.api("adm") as api:
-        r = api.put("/api/datasets/ui-demo/settings", json={"aspects": "helpsteer2", "rationale": "optional"})
+        form = {"dataset": name, "format": "ranked"}
+        line = json.dumps(record, ensure_ascii=False).encode("utf-8")
+        r = api.post("/api/import", data=form, files={"file": ("hola.jsonl", line, "application/octet-stream")})
         assert r.status_code == 200, r.text
-        # room for one more annotator: the tests before may have taken or leased every slot of k=2
-        assert api.patch("/api/datasets/ui-demo", json={"annotators_per_prompt": 6}).status_code == 200
+        assert api.patch(f"/api/datasets/{name}", json={"annotators_per_prompt": 2}).status_code == 200
+        r = api.put(f"/api/datasets/{name}/settings", json={"aspects": "helpsteer2", "rationale": "optional"})
+        assert r.status_code == 200, r.text
     page = browser.new_page(viewport={"width": 1440, "height": 1500})
     page.set_default_timeout(60_000)
     page.goto(url, wait_until="domcontentloaded", timeout=180_000)

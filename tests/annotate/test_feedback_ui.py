@@ -59,8 +59,9 @@ def test_required_aspects_and_rationale_are_asked_for_then_stored(configured):
     item = at.session_state["rank_queue"]["item"]
     aid, answers = item["assignment_id"], [a["id"] for a in item["answers"]]
     assert [a["name"] for a in item["aspects"]] == ["helpfulness", "verbosity"] and item["rationale"] == "required"
-    page = texts(at)
-    assert "helpfulness" in page and "verbosity" in page and "**A** moves to the answer's next aspect" in page
+    labels = [c.label for c in at.segmented_control if "_asp_0_" in c.key]
+    assert labels == ["helpfulness :red[\\*]", "verbosity"], labels  # the required one starred
+    assert "**A** moves to the answer's next aspect" in texts(at)
     assert at.text_area(key=f"rank_{aid}_rationale").label == "Why this order? (required)"
     before = server.store.scalar("SELECT count(*) FROM rankings")
 
