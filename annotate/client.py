@@ -347,3 +347,58 @@ def serve_adapter(client: Client, model: str, engine: str | None = None, timeout
     Waits up to `timeout_s` (plus a margin) for an engine to start, longer than the client's usual 60 s."""
     body = {"engine": engine, "timeout": timeout_s}
     return client.request("POST", f"/api/models/{model}/serve", json=body, timeout=timeout_s + 30).json()
+
+
+# ---- richer feedback: aspect ratings, rationale, thumbs, dataset settings -------------------------------------
+
+
+def submit_feedback(
+    client: Client,
+    assignment_id: int,
+    *,
+    status: str = "submitted",
+    ranks: dict[int, int] | None = None,
+    ratings: dict[int, dict[str, float]] | None = None,
+    rationale: str | None = None,
+    thumbs: dict[int, bool] | None = None,
+    all_bad: bool = False,
+    skip_reason: str | None = None,
+    flag_reason: str | None = None,
+    comment: str | None = None,
+    time_on_task_ms: int | None = None,
+) -> dict:
+    """POST /api/rankings with the dataset's extra feedback: `ratings` {answer id: {aspect: value}}, `rationale`
+    and, for a 'rate' task, `thumbs` {answer id: bool} (and no ranks). -> {ranking_id, next}."""
+    body = {"assignment_id": assignment_id, **_ranking_body(status, ranks, all_bad, skip_reason, flag_reason, comment)}
+    body["time_on_task_ms"] = time_on_task_ms
+    if ratings:
+        body["ratings"] = {str(g): dict(values) for g, values in ratings.items() if values}
+    if rationale and rationale.strip():
+        body["rationale"] = rationale.strip()
+    if thumbs:
+        body["thumbs"] = {str(g): bool(label) for g, label in thumbs.items()}
+    return client.post("/api/rankings", body)
+
+
+def dataset_settings(client: Client, name: str) -> dict:
+    """{dataset, task, aspects, rationale, gold_rate, presets: {helpsteer2: [...]}} (reviewer, admin)."""
+    return client.get(f"/api/datasets/{quote(name, safe='')}/settings")
+
+
+def save_dataset_settings(client: Client, name: str, **fields) -> dict:
+    """PUT the settings: any of task ('rank'|'rate'), aspects (a list, [] or "helpsteer2"), rationale (admin)."""
+    return client.request("PUT", f"/api/datasets/{quote(name, safe='')}/settings", json=fields).json()
+
+
+def give_thumbs(
+    client: Client,
+    *,
+    label: bool,
+    battle_id: int | None = None,
+    side: str | None = None,
+    generation_id: int | None = None,
+    comment: str | None = None,
+) -> dict:
+    """POST /api/feedback: a thumbs up (True) or down on an arena answer (battle_id + side) or a generation."""
+    body = {"label": label, "battle_id": battle_id, "side": side, "generation_id": generation_id, "comment": comment}
+    return client.post("/api/feedback", {k: v for k, v in body.items() if v is not None})

@@ -4,12 +4,15 @@
 
 Equal ranks are ties. Widget keys are `{prefix}_{position}` (position = where the answer is shown), so a new
 item gets fresh widgets and tests can drive them. `typed_order_box` lets a keyboard user type "2 > 1 = 3 > 4"
-and sets the pickers from it; `number_keys` lets them press a digit to rank the answer whose picker has focus.
+and sets the pickers from it; `number_keys` lets them press a digit to rank the answer whose picker has focus
+(or score its aspect in focus; A moves between pickers, U/D give thumbs).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 import streamlit as st
 
@@ -29,10 +32,19 @@ def grid_columns(k: int) -> int:
     return k if k <= 3 else 2
 
 
-def answer_cards(answers: list[dict], *, prefix: str, extra: dict[int, str] | None = None) -> dict[int, int | None]:
+def answer_cards(
+    answers: list[dict],
+    *,
+    prefix: str,
+    extra: dict[int, str] | None = None,
+    picker: Callable[[int, dict], Any] | None = None,
+    footer: Callable[[int, dict], None] | None = None,
+) -> dict[int, Any]:
     """Show every answer in a bordered card with its rank picker; -> {generation_id: rank or None}.
 
     `extra` optionally adds a caption under an answer's header (the review page shows who ranked it how).
+    `picker(pos, answer)` replaces the rank picker in the header (the rate task's thumbs; its value is returned
+    instead of the rank) and `footer(pos, answer)` adds controls under the answer text (aspect ratings).
     """
     k = len(answers)
     ncols = grid_columns(k)
@@ -45,19 +57,25 @@ def answer_cards(answers: list[dict], *, prefix: str, extra: dict[int, str] | No
                 break
             answer = answers[pos]
             with col, st.container(border=True, key=f"{prefix}_card_{pos}"):
-                head, picker = st.columns([1, 1.6], vertical_alignment="center")
+                head, pick_col = st.columns([1, 1.6], vertical_alignment="center")
                 head.markdown(f"**{label(pos)}**")  # not a markdown heading: its link anchor would be a tab stop
-                ranks[answer["id"]] = picker.segmented_control(
-                    f"Rank for {label(pos)}",
-                    list(range(1, k + 1)),
-                    key=rank_key(prefix, pos),
-                    label_visibility="collapsed",
-                    width="stretch",
-                    help="1 is best. Give two answers the same number to mark a tie.",
-                )
+                with pick_col:
+                    if picker is not None:
+                        ranks[answer["id"]] = picker(pos, answer)
+                    else:
+                        ranks[answer["id"]] = st.segmented_control(
+                            f"Rank for {label(pos)}",
+                            list(range(1, k + 1)),
+                            key=rank_key(prefix, pos),
+                            label_visibility="collapsed",
+                            width="stretch",
+                            help="1 is best. Give two answers the same number to mark a tie.",
+                        )
                 if extra and extra.get(answer["id"]):
                     st.caption(extra[answer["id"]])
                 show_answer(answer.get("text") or "", key=f"{prefix}_text_{pos}")
+                if footer is not None:
+                    footer(pos, answer)
     return ranks
 
 
@@ -117,30 +135,48 @@ def typed_order_box(prefix: str, k: int) -> None:
         st.error(error)
 
 
-# Pressing a digit while focus is inside an answer's card (its rank picker) picks that rank. Streamlit has no key
-# events, so a few lines of script in the page do it by clicking the picker's button, as a mouse would; keys typed
-# into text boxes are left alone. Installed once per browser tab.
+# Keys inside an answer's card: a digit picks that value in the picker that has focus (the rank picker when focus is
+# elsewhere in the card), A / Shift+A move focus to the card's next / previous picker (rank, then each aspect), and
+# U / D press thumbs up / down. Streamlit has no key events, so a few lines of script in the page do it by clicking
+# the picker's button, as a mouse would; keys typed into text boxes are left alone. Installed once per browser tab.
 _NUMBER_KEYS_JS = """<script>(function () {
   if (window.__preflabNumberKeys) return;
   window.__preflabNumberKeys = true;
+  function press(group, match) {
+    var buttons = Array.prototype.slice.call(group.querySelectorAll("button"));
+    var button = typeof match === "number" ? buttons[match] : buttons.find(function (b) {
+      return b.textContent.trim() === match;
+    });
+    if (!button) return false;
+    if (button.getAttribute("aria-checked") !== "true") button.click();  // a second click would clear the value
+    button.focus();
+    return true;
+  }
   document.addEventListener("keydown", function (e) {
-    if (e.ctrlKey || e.metaKey || e.altKey || e.repeat || !/^[1-9]$/.test(e.key)) return;
+    if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;
     var target = e.target;
     if (!target || !target.closest || target.closest("input, textarea, select, [contenteditable]")) return;
     var card = target.closest("[class*='st-key-'][class*='_card_']");
-    var group = card && card.querySelector("[role='radiogroup']");
-    if (!group) return;
-    var button = Array.prototype.find.call(group.querySelectorAll("button"), function (b) {
-      return b.textContent.trim() === e.key;
-    });
-    if (!button) return;
-    e.preventDefault();
-    if (button.getAttribute("aria-checked") !== "true") button.click();  // a second click would clear the rank
-    button.focus();
+    if (!card) return;
+    var groups = Array.prototype.slice.call(card.querySelectorAll("[role='radiogroup']"));
+    if (!groups.length) return;
+    var here = target.closest("[role='radiogroup']");
+    var key = e.key.toLowerCase();
+    if (/^[0-9]$/.test(key)) {
+      if (press(here && groups.indexOf(here) >= 0 ? here : groups[0], key)) e.preventDefault();
+    } else if (key === "a") {
+      var at = groups.indexOf(here);
+      var next = groups[e.shiftKey ? (at <= 0 ? groups.length - 1 : at - 1) : (at + 1) % groups.length];
+      var focus = next.querySelector("button[aria-checked='true']") || next.querySelector("button");
+      if (focus) { focus.focus(); e.preventDefault(); }
+    } else if (key === "u" || key === "d") {
+      var thumbs = card.querySelector("[class*='_thumb_'] [role='radiogroup']");
+      if (thumbs && press(thumbs, key === "u" ? 0 : 1)) e.preventDefault();
+    }
   }, true);
 })();</script>"""
 
 
 def number_keys() -> None:
-    """Digit keys rank the focused answer (Tab to an answer's picker, press 1-K)."""
+    """Keys for the focused answer: digits set its rank or aspect score, A moves between them, U/D give thumbs."""
     st.html(_NUMBER_KEYS_JS, unsafe_allow_javascript=True)

@@ -1,5 +1,5 @@
-"""Admin: users (add, role, disable, reset password), datasets (k, guidelines), sampling jobs, and engines
-(serve a registered adapter, so the arena can pit it against the base without a command line).
+"""Admin: users (add, role, disable, reset password), datasets (k, guidelines, task, aspects, rationale), sampling
+jobs, and engines (serve a registered adapter, so the arena can pit it against the base without a command line).
 
 Training runs have their own page (annotate/views/training.py, from the alignment work), listed under
 Manage in the navigation next to this one.
@@ -14,6 +14,7 @@ from annotate.app import require_role
 from annotate.client import ApiError, engine_models, serve_adapter
 from annotate.render import safe_markdown
 from annotate.session import current_user, get_client
+from annotate.settings_editor import settings_editor
 
 ROLES = ["annotator", "reviewer", "admin"]
 ACTIVE = ("queued", "running")
@@ -189,6 +190,8 @@ with datasets_tab:
                         st.error(f"Not saved: {e}")
                     else:
                         _done(f"Saved {ds_name}")
+            st.divider()
+            settings_editor(client, ds_name)
     with create, st.form("admin_new_dataset", clear_on_submit=True):
         st.markdown("**New dataset**")
         new_ds = st.text_input("Name", key="admin_new_ds")

@@ -2,8 +2,8 @@
 
 Routes: GET /api/arena/models and /api/arena/collections fill the settings; POST /api/arena/battles starts a
 battle; POST /api/arena/battles/{id}/turn (streamed) sends each message to both; POST /api/arena/votes votes
-and reveals the names. With RAG on, both sides get the same retrieved passages; each answer lists the
-passages it cites.
+and reveals the names; after it, POST /api/feedback takes a thumbs up or down on each answer (a second click
+changes it). With RAG on, both sides get the same retrieved passages; each answer lists the passages it cites.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import json
 import streamlit as st
 
 from annotate.app import require_role
-from annotate.client import ApiError
+from annotate.client import ApiError, give_thumbs
+from annotate.feedback import THUMBS
+from annotate.ranking import number_keys
 from annotate.render import safe_markdown
 from annotate.session import get_client
 
@@ -22,7 +24,13 @@ client = get_client()
 
 VOTES = {"a": "👈 A is better", "b": "👉 B is better", "tie": "🤝 Tie", "both_bad": "👎 Both are bad"}
 
-for key, value in (("arena_battle", None), ("arena_turns", []), ("arena_reveal", None), ("arena_error", None)):
+for key, value in (
+    ("arena_battle", None),
+    ("arena_turns", []),
+    ("arena_reveal", None),
+    ("arena_error", None),
+    ("arena_thumbs", {}),
+):
     if key not in st.session_state:
         st.session_state[key] = value
 
@@ -31,6 +39,46 @@ def new_battle() -> None:
     st.session_state.arena_battle = None
     st.session_state.arena_turns = []
     st.session_state.arena_reveal = None
+    st.session_state.arena_thumbs = {}
+    st.session_state.arena_error = None
+
+
+def _thumb_changed(side: str, key: str) -> None:
+    """Send the new thumbs for one side; a click on the chosen one keeps it (a thumbs is changed, never taken back)."""
+    value, current = st.session_state[key], st.session_state.arena_thumbs.get(side)
+    if value is None or value == current:
+        st.session_state[key] = current
+        return
+    try:
+        give_thumbs(client, battle_id=st.session_state.arena_battle, side=side, label=value)
+    except ApiError as e:
+        st.session_state[key] = current
+        st.session_state.arena_error = (side, f"Not saved: {e}")
+        return
+    st.session_state.arena_thumbs[side] = value
+    st.session_state.arena_error = None
+
+
+def thumbs(side: str) -> None:
+    """Thumbs up or down on one answer, once the vote is in (before it the server has no answer to attach it to)."""
+    battle_id = st.session_state.arena_battle
+    key = f"arena_{battle_id}_thumb_{side}"
+    current = st.session_state.arena_thumbs.get(side)
+    st.segmented_control(
+        f"Thumbs for model {side.upper()}",
+        [True, False],
+        format_func=THUMBS.get,
+        key=key,
+        on_change=_thumb_changed,
+        args=(side, key),
+        label_visibility="collapsed",
+        help="Is this answer good on its own? A second click on the other one changes it. Keyboard: U or D.",
+    )
+    if current is not None:
+        st.caption(f"Saved: {THUMBS[current]}")
+    error = st.session_state.arena_error
+    if isinstance(error, tuple) and error[0] == side:
+        st.error(error[1], icon=":material/error:")
 
 
 st.title("Arena", anchor=False)
@@ -85,15 +133,20 @@ def show_citations(answer: dict) -> None:
         )
 
 
-def show_turn(turn: dict) -> None:
+def show_turn(turn: dict, *, last: bool = False) -> None:
     with st.chat_message("user"):
         st.markdown(safe_markdown(turn["user"]))
     left, right = st.columns(2)
+    voted = last and st.session_state.arena_reveal is not None
     for col, side in ((left, "a"), (right, "b")):
-        with col, st.container(border=True):
+        # a key with "_card_" lets the page's keys (U / D) reach the thumbs of the answer in focus
+        key = f"arena_{st.session_state.arena_battle}_card_{side}" if voted else None
+        with col, st.container(border=True, key=key):
             st.markdown(f"**Model {side.upper()}**")
             st.markdown(safe_markdown(turn[side]["text"]) or "_(empty answer)_")
             show_citations(turn[side])
+            if voted:
+                thumbs(side)
     if turn.get("context"):
         with st.expander(f"Retrieved passages ({len(turn['context'])}), the same for both"):
             for c in turn["context"]:
@@ -103,8 +156,8 @@ def show_turn(turn: dict) -> None:
                 st.markdown(safe_markdown(c["text"]))
 
 
-for turn in st.session_state.arena_turns:
-    show_turn(turn)
+for index, turn in enumerate(st.session_state.arena_turns):
+    show_turn(turn, last=index == len(st.session_state.arena_turns) - 1)
 
 
 def stream_turn(battle_id: int, message: str) -> dict | None:
@@ -187,6 +240,8 @@ if reveal is not None:
         f"Model A was **{reveal['model_a']}**, model B was **{reveal['model_b']}**. "
         f"You voted: {VOTES[reveal['winner']]}."
     )
+    st.caption("Rate each answer on its own too: 👍 or 👎 under it (Tab to it, then U or D).")
+    number_keys()
     if reveal.get("identity_leak"):
         st.warning("An answer named a model, so this battle is flagged; the leaderboard can leave it out.")
     st.button("New battle", key="arena_new", type="primary", on_click=new_battle)

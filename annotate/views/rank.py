@@ -12,8 +12,17 @@ import time
 import streamlit as st
 
 from annotate.app import require_role
-from annotate.client import ApiError
-from annotate.ranking import answer_cards, number_keys, preview_line, typed_order_box
+from annotate.client import ApiError, submit_feedback
+from annotate.feedback import (
+    THUMBS,
+    aspect_rows,
+    field_errors,
+    missing_feedback,
+    rationale_box,
+    shortcut_help,
+    thumbs_picker,
+)
+from annotate.ranking import answer_cards, label, number_keys, preview_line, typed_order_box
 from annotate.render import dense_ranks, safe_markdown, show_conversation
 from annotate.session import get_client
 
@@ -148,43 +157,82 @@ if assets:
 
 # ---- answers ------------------------------------------------------------------------------------------
 
-st.subheader(f"{len(answers)} answers", divider="gray", anchor=False)
-st.caption(
-    "Give each answer a rank: **1 is best**. Equal numbers mean a tie. Model names are hidden on purpose. "
-    f"Keyboard: Tab to an answer's picker and press 1–{len(answers)}; Ctrl+Enter submits."
-)
-ranks = answer_cards(answers, prefix=prefix)
+# What the dataset asks for beside the order (docs/api.md): a 'rate' task takes thumbs instead of ranks; aspects
+# and a rationale appear only where configured, so a plain 'rank' dataset gets exactly the page above.
+task = item.get("task") or "rank"
+aspects: list[dict] = item.get("aspects") or []
+rationale_mode = item.get("rationale") or "off"
+rating = task == "rate"
+held_error = st.session_state.get("rank_field_error")
+errors: dict[str, str] = held_error[1] if held_error and held_error[0] == assignment_id else {}
+
+st.subheader(f"{len(answers)} answer{'s' if len(answers) != 1 else ''}", divider="gray", anchor=False)
+if rating:
+    intro = "Give each answer a thumbs up (good) or down (bad). Model names are hidden on purpose. "
+else:
+    intro = "Give each answer a rank: **1 is best**. Equal numbers mean a tie. Model names are hidden on purpose. "
+if aspects:
+    intro += "Score each answer on the aspects under it (hover a name for what it means; :red[\\*] required). "
+st.caption(intro + shortcut_help(len(answers), task=task, aspects=aspects))
+
+ratings: dict[int, dict] = {}
+
+
+def _aspects(pos: int, answer: dict) -> None:
+    with st.container(key=f"{prefix}_aspects_{pos}", gap="small"):
+        ratings[answer["id"]] = aspect_rows(aspects, prefix=prefix, pos=pos, answer_id=answer["id"], errors=errors)
+
+
+def _thumbs(pos: int, answer: dict) -> bool | None:
+    return thumbs_picker(prefix=prefix, pos=pos, answer_id=answer["id"], errors=errors)
+
+
+values = answer_cards(answers, prefix=prefix, picker=_thumbs if rating else None, footer=_aspects if aspects else None)
+ranks = {} if rating else values
+thumbs = values if rating else None
 number_keys()
 
-order, missing = preview_line(answers, ranks)
+order, missing = ("", []) if rating else preview_line(answers, ranks)
 with st.container(border=True, key="rank_summary"):
-    preview_col, typed_col = st.columns([3, 2], vertical_alignment="center")
-    with preview_col:
-        if order:
-            st.markdown(f"**Your order:** {order}")
-        else:
-            st.markdown("**Your order:** pick a rank for each answer")
-        if missing and order:
-            st.caption("Not ranked yet: " + ", ".join(missing))
-    with typed_col:
-        typed_order_box(prefix, len(answers))
+    if rating:
+        given = [
+            f"{THUMBS[v][:1]} {label(i)}" for i, a in enumerate(answers) if (v := thumbs.get(a["id"])) is not None
+        ]
+        st.markdown("**Your ratings:** " + (" · ".join(given) if given else "a 👍 or 👎 for each answer"))
+    else:
+        preview_col, typed_col = st.columns([3, 2], vertical_alignment="center")
+        with preview_col:
+            if order:
+                st.markdown(f"**Your order:** {order}")
+            else:
+                st.markdown("**Your order:** pick a rank for each answer")
+            if missing and order:
+                st.caption("Not ranked yet: " + ", ".join(missing))
+        with typed_col:
+            typed_order_box(prefix, len(answers))
+    rationale = rationale_box(rationale_mode, prefix=prefix, errors=errors)
+    lacking = missing_feedback(answers, aspects, ratings, thumbs, rationale_mode, rationale)
 
     opt_col, comment_col = st.columns([1, 2])
-    all_bad = opt_col.checkbox(
-        "All answers are bad", key=f"{prefix}_all_bad", help="Still rank them: which is least bad matters too."
-    )
+    all_bad = False
+    if not rating:  # a thumbs down on each says it already
+        all_bad = opt_col.checkbox(
+            "All answers are bad", key=f"{prefix}_all_bad", help="Still rank them: which is least bad matters too."
+        )
     comment = comment_col.text_input(
         "Comment (optional)", key=f"{prefix}_comment", placeholder="Anything a reviewer should know"
     )
 
     submit_col, skip_col, flag_col, _ = st.columns([1.7, 1, 1.1, 1.2], vertical_alignment="top")
+    still = (missing if not rating else []) + lacking
     submitted = submit_col.button(
-        "Submit ranking",
+        "Submit ratings" if rating else "Submit ranking",
         type="primary",
         key="rank_submit",
         width="stretch",
         icon=":material/send:",
         shortcut="Ctrl+Enter",
+        help=("Still needed: " + "; ".join(still)) if still else None,
     )
     # keyed by the assignment: the next prompt gets closed popovers (with one key, the open one stayed open)
     with skip_col.popover("Skip", icon=":material/skip_next:", width="stretch", key=f"{prefix}_skip_popover"):
@@ -196,6 +244,8 @@ with st.container(border=True, key="rank_summary"):
         flag_note = st.text_input("Details (optional)", key=f"{prefix}_flag_note")
         flagged = st.button("Flag this prompt", key="rank_flag", type="primary", width="stretch")
     message = st.empty()
+    if errors:
+        message.error(f"Not saved: {held_error[2]}", icon=":material/error:")
     if st.session_state.get("rank_stale") == assignment_id:
         message.warning(
             "The server no longer holds this prompt for you (the lease ran out or it was already "
@@ -215,7 +265,8 @@ def _reason(choice: str, note: str) -> str:
 def _send(status: str, **fields) -> None:
     elapsed_ms = int((time.time() - shown_at.get(assignment_id, time.time())) * 1000)
     try:
-        response = client.submit_ranking(
+        response = submit_feedback(
+            client,
             assignment_id,
             status=status,
             all_bad=all_bad,
@@ -224,6 +275,10 @@ def _send(status: str, **fields) -> None:
             **fields,
         )
     except ApiError as e:
+        placed = field_errors(e)
+        if placed:  # shown under the control the server named, on the page drawn again
+            st.session_state.rank_field_error = (assignment_id, placed, str(e))
+            st.rerun()
         message.error(f"Not saved: {e}", icon=":material/error:")
         if e.status in (404, 409, 410):  # lease gone or already done: offer a way on (the page stays as it is)
             st.session_state.rank_stale = assignment_id
@@ -235,16 +290,26 @@ def _send(status: str, **fields) -> None:
 
 complete = {gid: r for gid, r in ranks.items() if r is not None}
 if submitted:
+    st.session_state.pop("rank_field_error", None)  # this try is judged afresh
     if missing:
         message.error(
             f"Rank every answer before submitting: {', '.join(missing)} "
             f"{'has' if len(missing) == 1 else 'have'} no rank yet. Equal numbers mean a tie.",
             icon=":material/warning:",
         )
+    elif lacking:
+        message.error("Not submitted yet. Still needed: " + "; ".join(lacking) + ".", icon=":material/warning:")
     else:
-        _send("submitted", ranks=dense_ranks(complete))
+        _send(
+            "submitted",
+            ranks=dense_ranks(complete) if complete else None,
+            ratings={gid: v for gid, v in ratings.items() if v},
+            rationale=rationale,
+            thumbs=thumbs,
+        )
 elif skipped:
-    _send("skipped", skip_reason=_reason(skip_reason, skip_note))
+    _send("skipped", skip_reason=_reason(skip_reason, skip_note), rationale=rationale)
 elif flagged:
     # a flag needs no ranking; if the person ranked everything anyway, keep that too
-    _send("flagged", flag_reason=_reason(flag_reason, flag_note), ranks=dense_ranks(complete) if not missing else None)
+    keep = dense_ranks(complete) if complete and not missing else None
+    _send("flagged", flag_reason=_reason(flag_reason, flag_note), ranks=keep, rationale=rationale)

@@ -25,6 +25,7 @@ CHART_KEYS = {
     "ppo": ["reward", "kl", "value_loss", "clip_fraction", "entropy"],
     "rloo": ["loss", "reward", "kl"],
     "grpo": ["loss", "reward"],
+    "kto": ["loss", "kl", "rewards/chosen", "rewards/rejected"],  # what TRL's KTOTrainer logs
 }
 
 

@@ -126,6 +126,10 @@ def register(cli: click.Group) -> None:
             ["pair agreement with the majority", a["pair_agreement"]],
         ]
         click.echo(_table(rows, ["agreement", "value"]))
+        per_aspect = stats.get("aspect_agreement") or {}
+        if per_aspect:  # interval alpha over answers rated by two or more people
+            rows = [[name, v["alpha"], v["ratings"], v["answers"]] for name, v in per_aspect.items()]
+            click.echo("\n" + _table(rows, ["aspect", "Krippendorff alpha (interval)", "ratings", "answers"]))
         if a["per_annotator"]:
             rows = [
                 [

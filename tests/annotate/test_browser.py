@@ -7,6 +7,7 @@ go to test-artifacts/screenshots/ (kept as test artifacts; docs/screenshots/ hol
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -187,9 +188,15 @@ def test_every_page_renders_for_its_role(browser, app_url):
     page.keyboard.press("Enter")
     page.get_by_role("button", name="👈 A is better").click(timeout=180_000)
     page.get_by_text("Model A was", exact=False).wait_for()
-    shot(page, "arena")
     votes = server.store.query("SELECT winner FROM arena_votes")
     assert [v["winner"] for v in votes] == ["a"]
+    # after the vote, a thumbs under each answer: Tab's way in, then D gives model B a thumbs-down
+    page.get_by_role("radiogroup", name="Thumbs for model B").get_by_role("radio").first.focus()
+    page.keyboard.press("d")
+    page.get_by_text("Saved: 👎 Bad").wait_for()
+    thumbs = server.store.query("SELECT label, source FROM feedback WHERE source = 'arena'")
+    assert thumbs == [{"label": False, "source": "arena"}]
+    shot(page, "arena")
     page.get_by_role("link", name="Leaderboard").click()
     page.get_by_role("heading", name="Leaderboard").wait_for()
     shot(page, "leaderboard")
@@ -377,4 +384,78 @@ def test_annotators_page_on_simulated_annotators(browser, app_url):
     page.get_by_text("is a gold item (whole order)", exact=False).first.wait_for()
     assert server.store.scalar("SELECT count(*) FROM gold_items") == gold_before + 1
     assert server.store.scalar("SELECT kind FROM gold_items WHERE prompt_id = ?", [prompt_id]) == "order"
+    page.close()
+
+
+def test_ranks_with_helpsteer2_aspects_and_a_rationale_from_the_keyboard(browser, app_url):
+    from playwright.sync_api import expect
+
+    url, server = app_url
+    # a dataset of its own (listed first, so the Rank page opens on it): the tests before took ui-demo's slots
+    name = "aa-aspects"
+    record = {
+        "prompt": "Say hello in Chinese and Spanish 🌍",
+        "responses": [
+            "你好！¡Hola! 👋",
+            "Hello.",
+            "Hola y 你好, con una tabla:\n\n| es | zh |\n|---|---|\n| hola | 你好 |",
+        ],
+        "ranks": [1, 2, 2],
+        "annotator": "ana",
+    }
+    with server.api("adm") as api:
+        form = {"dataset": name, "format": "ranked"}
+        line = json.dumps(record, ensure_ascii=False).encode("utf-8")
+        r = api.post("/api/import", data=form, files={"file": ("hola.jsonl", line, "application/octet-stream")})
+        assert r.status_code == 200, r.text
+        assert api.patch(f"/api/datasets/{name}", json={"annotators_per_prompt": 2}).status_code == 200
+        r = api.put(f"/api/datasets/{name}/settings", json={"aspects": "helpsteer2", "rationale": "optional"})
+        assert r.status_code == 200, r.text
+    page = browser.new_page(viewport={"width": 1440, "height": 1500})
+    page.set_default_timeout(60_000)
+    page.goto(url, wait_until="domcontentloaded", timeout=180_000)
+    page.get_by_label("User name").fill("rev")
+    page.get_by_label("Password", exact=True).fill(PASSWORDS["rev"])
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("heading", name="Rank answers").wait_for()
+    page.get_by_role("radiogroup", name="helpfulness").first.wait_for()
+    settle(page)
+    k = page.get_by_role("radiogroup", name=re.compile(r"^Rank for Answer")).count()
+
+    # answer 1 from the keyboard: a digit ranks it, A moves to its next aspect, a digit scores that
+    page.get_by_role("radiogroup", name="Rank for Answer 1").get_by_role("radio").first.focus()
+    page.keyboard.press("1")
+    page.wait_for_timeout(400)
+    for score in ("3", "4"):  # helpfulness, then correctness
+        page.keyboard.press("a")
+        page.keyboard.press(score)
+        page.wait_for_timeout(400)
+    checked = page.get_by_role("radiogroup", name="correctness").first.get_by_role("radio", name="4", exact=True)
+    expect(checked).to_have_attribute("aria-checked", "true")
+    for pos in range(1, k):  # the others with the mouse
+        page.get_by_role("radiogroup", name=f"Rank for Answer {pos + 1}").get_by_role(
+            "radio", name="2", exact=True
+        ).click()
+        page.get_by_role("radiogroup", name="helpfulness").nth(pos).get_by_role("radio", name="1", exact=True).click()
+        page.wait_for_timeout(300)
+    page.get_by_label("Why this order? (optional)").fill("La 1 es correcta y clara; 其他的太长 ✂️")
+    page.get_by_text("Your order: Answer 1 >", exact=False).wait_for()
+    shot(page, "rank-aspects")
+    page.get_by_role("button", name="Submit ranking").click()
+    page.get_by_text("Ranking saved", exact=False).first.wait_for()
+
+    ranking = server.store.query(
+        "SELECT r.id FROM rankings r JOIN users u ON u.id = r.user_id WHERE u.name = 'rev' AND r.source = 'human' "
+        "ORDER BY r.id DESC LIMIT 1"
+    )[0]["id"]
+    rows = server.store.query(
+        "SELECT t.aspect, t.value, i.position FROM ratings t JOIN ranking_items i "
+        "ON i.ranking_id = t.ranking_id AND i.generation_id = t.generation_id WHERE t.ranking_id = ?",
+        [ranking],
+    )
+    first = {r["aspect"]: r["value"] for r in rows if r["position"] == 0}
+    assert first == {"helpfulness": 3, "correctness": 4}, rows
+    assert sorted(r["value"] for r in rows if r["position"] != 0) == [1] * (k - 1)
+    note = server.store.scalar("SELECT rationale FROM ranking_notes WHERE ranking_id = ?", [ranking])
+    assert note == "La 1 es correcta y clara; 其他的太长 ✂️"
     page.close()
