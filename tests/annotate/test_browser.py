@@ -361,7 +361,7 @@ def test_annotators_page_on_simulated_annotators(browser, app_url):
 
     # Review: the shown prompt becomes a gold item with the order given in the answer cards
     page.get_by_role("link", name="Review").click()
-    page.get_by_role("heading", name="Gold item").wait_for()
+    page.get_by_role("heading", name="Review").first.wait_for()  # "Gold item" shows once a prompt is picked
     settle(page)
     gold_before = server.store.scalar("SELECT count(*) FROM gold_items")
     prompt_id = server.store.scalar(
@@ -374,6 +374,7 @@ def test_annotators_page_on_simulated_annotators(browser, app_url):
     box = page.get_by_label("or prompt id")
     box.fill(str(prompt_id))
     box.press("Enter")
+    page.get_by_role("heading", name="Gold item").wait_for()
     page.get_by_text(f"Prompt #{prompt_id} is not a gold item").wait_for()
     pickers = page.get_by_role("radiogroup", name=re.compile(r"^Rank for Answer \d+$"))
     for i in range(pickers.count()):
