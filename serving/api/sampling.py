@@ -11,6 +11,8 @@ cancels them and waits for them.
 
     GET  /api/engines/{name}/models   what one engine serves now (the sampling form offers only those)
     POST /api/models/{name}/serve     {"engine"?}: serve a registered adapter (hot-load, or start an engine)
+    POST   /api/engines/{name}/adapters            {"name", "path"?}: load an adapter into a running engine
+    DELETE /api/engines/{name}/adapters/{adapter}  unload it
 """
 
 from __future__ import annotations
@@ -219,3 +221,48 @@ def serve_adapter(
 
     body = body or ServeIn()
     return serve_registered_adapter(store, name, engine=body.engine, timeout=body.timeout)
+
+
+class AdapterIn(BaseModel):
+    name: str = Field(min_length=1, max_length=256, pattern=r"^[^\s/]+$", description="the model name it serves as")
+    path: str | None = Field(
+        default=None, max_length=4096, description="adapter folder inside an adapter root; default: registered NAME's"
+    )
+
+
+@router.post("/engines/{name}/adapters")
+def load_engine_adapter(
+    name: str,
+    body: AdapterIn,
+    store: Store = Depends(get_store),
+    admin: dict = Depends(require_role("admin")),
+) -> dict:
+    """Load a LoRA adapter into running engine NAME without a restart; /v1/models and the arena list it at once.
+    `path` must resolve inside an adapter root (serving.engines.adapters.check_adapter_path): else 400.
+    Returns {engine, models}."""
+    from serving.engines.adapters import adapter_source, check_adapter_path
+    from serving.engines.launcher import load_adapter
+
+    _known_engine(name)
+    folder = check_adapter_path(body.path) if body.path else adapter_source(store, body.name)[0]
+    record = load_adapter(name, body.name, folder)
+    return {"engine": name, "models": [record["model"], *record["loras"]]}
+
+
+@router.delete("/engines/{name}/adapters/{adapter}")
+def unload_engine_adapter(name: str, adapter: str, admin: dict = Depends(require_role("admin"))) -> dict:
+    """Remove adapter ADAPTER from running engine NAME. Returns {engine, models}."""
+    from serving.engines.launcher import unload_adapter
+
+    _known_engine(name)
+    record = unload_adapter(name, adapter)
+    return {"engine": name, "models": [record["model"], *record["loras"]]}
+
+
+def _known_engine(name: str) -> None:
+    from serving.engines.registry import get_engine
+
+    try:
+        get_engine(name)
+    except ModelNotFoundError as e:
+        raise ApiError(404, str(e), field="engine") from e
