@@ -94,8 +94,9 @@ def test_api_refuses_a_path_outside_the_roots_with_400(store, tmp_path, lora_dir
         for path in (str(lora_dir), "/etc", "../../etc"):
             r = c.post("/api/engines/tiny/adapters", headers=h, json={"name": "sft1", "path": path})
             assert r.status_code == 400 and r.json()["error"]["field"] == "path", r.text
-        (tmp_path / "home" / "plain").mkdir()
-        r = c.post("/api/engines/tiny/adapters", headers=h, json={"name": "sft1", "path": str(tmp_path / "home/plain")})
+        plain = tmp_path / "home" / "plain"
+        plain.mkdir()
+        r = c.post("/api/engines/tiny/adapters", headers=h, json={"name": "sft1", "path": str(plain)})
         assert r.status_code == 400 and "not a PEFT adapter folder" in r.text
         r = c.post("/api/engines/nope/adapters", headers=h, json=body)
         assert r.status_code == 404 and r.json()["error"]["field"] == "engine"
