@@ -157,30 +157,35 @@ def register(cli: click.Group) -> None:
     @click.argument("engine_name", metavar="ENGINE")
     @click.argument("name")
     @click.argument("path", required=False, type=click.Path(exists=True, file_okay=False))
+    @click.option("--pool", is_flag=True, help="Into every running engine serving ENGINE's base under its name.")
     @click.pass_context
-    def engine_load_adapter(ctx, engine_name, name, path) -> None:
+    def engine_load_adapter(ctx, engine_name, name, path, pool) -> None:
         """Load LoRA adapter NAME (folder PATH) into running engine ENGINE without a restart.
 
         Without PATH, NAME is a registered adapter (preflab models list) and its folder is used. The adapter
-        is listed by /v1/models and offered by the arena at once.
+        is listed by /v1/models and offered by the arena at once. With --pool, every member of ENGINE's pool
+        takes it, or none does.
         """
         from serving.engines.adapters import adapter_source
-        from serving.engines.launcher import load_adapter
+        from serving.engines.launcher import load_adapter, load_adapter_pool
 
         if path is None:
             path = adapter_source(open_store(ctx), name)[0]
-        rec = load_adapter(engine_name, name, path)
-        click.echo(f"engine {engine_name} now serves {', '.join([rec['model'], *rec['loras']])}")
+        records = load_adapter_pool(engine_name, name, path) if pool else [load_adapter(engine_name, name, path)]
+        for rec in records:
+            click.echo(f"engine {rec['name']} now serves {', '.join([rec['model'], *rec['loras']])}")
 
     @engine.command("unload-adapter")
     @click.argument("engine_name", metavar="ENGINE")
     @click.argument("name")
-    def engine_unload_adapter(engine_name, name) -> None:
+    @click.option("--pool", is_flag=True, help="From every member of ENGINE's pool that serves it.")
+    def engine_unload_adapter(engine_name, name, pool) -> None:
         """Remove LoRA adapter NAME from running engine ENGINE (the base model stays)."""
-        from serving.engines.launcher import unload_adapter
+        from serving.engines.launcher import unload_adapter, unload_adapter_pool
 
-        rec = unload_adapter(engine_name, name)
-        click.echo(f"engine {engine_name} now serves {', '.join([rec['model'], *rec['loras']])}")
+        records = unload_adapter_pool(engine_name, name) if pool else [unload_adapter(engine_name, name)]
+        for rec in records:
+            click.echo(f"engine {rec['name']} now serves {', '.join([rec['model'], *rec['loras']])}")
 
     @cli.command("sample")
     @click.option("--dataset", required=True)

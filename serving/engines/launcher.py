@@ -267,6 +267,44 @@ def unload_adapter(engine: str, name: str, timeout: float = 120.0) -> dict:
     return registry.remove_lora(engine, name)
 
 
+def pool_members(engine: str) -> list[str]:
+    """ENGINE and every other running local engine serving the same base model under the same name (its pool
+    for the base), ENGINE first: the engines `--pool` loads an adapter into, so the pool's members keep one
+    set of adapters."""
+    record = _local_engine(engine)
+    same = (record.get("model"), record.get("model_path"))
+    others = [e["name"] for e in registry.list_engines(states=False)
+              if e["name"] != engine and e["backend"] != "external" and e["alive"]
+              and (e.get("model"), e.get("model_path")) == same]  # fmt: skip
+    return [engine, *others]
+
+
+def load_adapter_pool(engine: str, name: str, path: str | Path, timeout: float = 600.0) -> list[dict]:
+    """load_adapter into every member of ENGINE's pool (`pool_members`); returns their records. When one member
+    refuses, the members that took it unload it again and the error is raised: all or none."""
+    done: list[str] = []
+    try:
+        for member in pool_members(engine):
+            load_adapter(member, name, path, timeout)
+            done.append(member)
+    except EngineError:
+        for member in done:
+            try:
+                unload_adapter(member, name)
+            except EngineError:
+                log.exception("engine %s: could not take adapter %s back", member, name)
+        raise
+    return [registry.get_engine(m) for m in done]
+
+
+def unload_adapter_pool(engine: str, name: str, timeout: float = 120.0) -> list[dict]:
+    """unload_adapter from every member of ENGINE's pool that serves NAME; returns their records."""
+    members = [m for m in pool_members(engine) if name in registry.get_engine(m).get("loras", {})]
+    if engine not in members:
+        unload_adapter(engine, name, timeout)  # raises the error that names what it serves
+    return [unload_adapter(m, name, timeout) for m in members]
+
+
 def add_external(name: str, url: str, *, api_key_env: str | None = None, check: bool = True) -> dict:
     """Register an OpenAI-compatible endpoint. `url` may be given with or without the trailing /v1."""
     url = url.rstrip("/")

@@ -191,3 +191,42 @@ def test_vllm_loads_and_unloads_an_adapter_while_serving(vllm_engine, lora_dir, 
     assert "sft1" not in available_models() and registry.get_engine("tiny")["loras"] == {}
     assert _completion(url, "sft1").status_code == 404
     assert registry.get_engine("tiny")["pid"] == vllm_engine["pid"]
+
+
+@pytest.mark.slow  # starts two transformers engines
+def test_pool_members_take_an_adapter_together_or_not_at_all(tiny_model_dir, lora_dir, tmp_path, monkeypatch,
+                                                             run_cli):  # fmt: skip
+    """`load-adapter --pool`: both members of the pool for `tiny` serve the adapter, so the pool for the adapter
+    has both; a refusal on one member takes it back from the other; `unload-adapter --pool` empties both."""
+    from serving.engines import registry
+    from serving.engines.launcher import start_engine, stop_engine
+
+    monkeypatch.setenv("PREFLAB_HOME", str(tmp_path / "home"))
+    try:
+        for name in ("tiny", "tiny-2"):
+            start_engine(model=tiny_model_dir, name=name, served_name="tiny", backend="transformers", timeout=180)
+        r = run_cli("engine", "load-adapter", "tiny", "sft-pool", lora_dir, "--pool")
+        assert r.exit_code == 0, r.output
+        assert (
+            "engine tiny now serves tiny, sft-pool" in r.output
+            and "engine tiny-2 now serves tiny, sft-pool" in r.output
+        )
+        assert sorted(t["engine"] for t in registry.resolve_pool("sft-pool")) == ["tiny", "tiny-2"]
+        for name in ("tiny", "tiny-2"):
+            assert _completion(registry.get_engine(name)["url"], "sft-pool").status_code == 200
+
+        # tiny-2 already serves "sft-solo": loading it into the pool fails there and tiny gives it back
+        assert run_cli("engine", "load-adapter", "tiny-2", "sft-solo", lora_dir).exit_code == 0
+        r = run_cli("engine", "load-adapter", "tiny", "sft-solo", lora_dir, "--pool")
+        assert r.exit_code != 0 and "already serves 'sft-solo'" in r.output, r.output
+        assert "sft-solo" not in registry.get_engine("tiny")["loras"]
+        assert _completion(registry.get_engine("tiny")["url"], "sft-solo").status_code == 404
+
+        r = run_cli("engine", "unload-adapter", "tiny", "sft-pool", "--pool")
+        assert r.exit_code == 0, r.output
+        assert all("sft-pool" not in registry.get_engine(n)["loras"] for n in ("tiny", "tiny-2"))
+        with pytest.raises(registry.ModelNotFoundError):
+            registry.resolve_pool("sft-pool")
+    finally:
+        for e in registry.list_engines(states=False):
+            stop_engine(e["name"])
