@@ -215,7 +215,9 @@ def start_run(runner: JobRunner, store, run_id: int, *, resume: bool = False) ->
     """Start the training job of a recorded run under the runner (alignment.launch.start_job: `python -m alignment`,
     or `accelerate launch` when the run's config asks for several processes or an accelerate config file):
     the row becomes running with the job's pid, and when the process ends alignment.launch.record_end records how
-    (finished + adapter registered, cancelled, or failed with the log's tail). ConflictError if it runs already."""
+    (finished + adapter registered, cancelled, or failed with the log's tail); a finished run's adapter is then
+    loaded into the running engines on its base that asked for it (adapters.load_finished_run). ConflictError
+    if it runs already."""
     from alignment.launch import record_end, start_job
 
     row = runs.get_run(store, run_id)
@@ -226,6 +228,9 @@ def start_run(runner: JobRunner, store, run_id: int, *, resume: bool = False) ->
         return proc
 
     def on_exit(code: int, cancelled: bool) -> None:
-        record_end(store, runs.get_run(store, run_id), cancelled=cancelled, exit_code=code)
+        if record_end(store, runs.get_run(store, run_id), cancelled=cancelled, exit_code=code) == "finished":
+            from serving.engines.adapters import load_finished_run
+
+            load_finished_run(store, run_id)  # into engines started with --load-finished-runs on its base
 
     return runner.start_process("run", run_id, launch, on_exit)

@@ -4,7 +4,9 @@
     client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="pl-...")   # any key while none exist
     client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], stream=True)
 
-- GET /v1/models: models of running engines, adapters registered in the models table, the embedding model.
+- GET /v1/models: models of running engines (`served` true; read from the engine registry on each call, so an
+  adapter loaded or unloaded while an engine runs shows at once), adapters registered in the models table that
+  no engine serves (`served` false), the embedding model.
 - POST /v1/chat/completions and /v1/completions: routed by `model` to the pool of engines serving it
   (serving.engines.registry.resolve_pool, serving.engines.pool): the member with the fewest requests in
   flight, another member when one fails before answering; streaming is passed through as the engine's SSE
@@ -305,7 +307,9 @@ async def list_models(request: Request):
         if e["backend"] != "external" and not e["alive"]:
             continue
         for m in e["models"]:
-            seen.setdefault(m, {"id": m, "object": "model", "created": now, "owned_by": f"engine:{e['name']}"})
+            seen.setdefault(
+                m, {"id": m, "object": "model", "created": now, "owned_by": f"engine:{e['name']}", "served": True}
+            )
     for row in models_registry.model_cards(_store(request)):
         seen.setdefault(
             row["name"],

@@ -11,6 +11,8 @@ cancels them and waits for them.
 
     GET  /api/engines/{name}/models   what one engine serves now (the sampling form offers only those)
     POST /api/models/{name}/serve     {"engine"?}: serve a registered adapter (hot-load, or start an engine)
+    POST   /api/engines/{name}/adapters            {"name", "path"?}: load an adapter into a running engine
+    DELETE /api/engines/{name}/adapters/{adapter}  unload it
 """
 
 from __future__ import annotations
@@ -219,3 +221,57 @@ def serve_adapter(
 
     body = body or ServeIn()
     return serve_registered_adapter(store, name, engine=body.engine, timeout=body.timeout)
+
+
+class AdapterIn(BaseModel):
+    name: str = Field(min_length=1, max_length=256, pattern=r"^[^\s/]+$", description="the model name it serves as")
+    path: str | None = Field(
+        default=None, max_length=4096, description="adapter folder inside an adapter root; default: registered NAME's"
+    )
+    pool: bool = Field(default=False, description="into every member of the engine's pool, or none")
+
+
+@router.post("/engines/{name}/adapters")
+def load_engine_adapter(
+    name: str,
+    body: AdapterIn,
+    store: Store = Depends(get_store),
+    admin: dict = Depends(require_role("admin")),
+) -> dict:
+    """Load a LoRA adapter into running engine NAME without a restart; /v1/models and the arena list it at once.
+    `path` must resolve inside an adapter root (serving.engines.adapters.check_adapter_path): else 400.
+    Returns {engine, models} (with `pool`: also {engines: {member: models}})."""
+    from serving.engines.adapters import adapter_source, check_adapter_path
+    from serving.engines.launcher import load_adapter, load_adapter_pool
+
+    _known_engine(name)
+    folder = check_adapter_path(body.path) if body.path else adapter_source(store, body.name)[0]
+    records = load_adapter_pool(name, body.name, folder) if body.pool else [load_adapter(name, body.name, folder)]
+    return _served(name, records, body.pool)
+
+
+@router.delete("/engines/{name}/adapters/{adapter}")
+def unload_engine_adapter(
+    name: str, adapter: str, pool: bool = Query(False), admin: dict = Depends(require_role("admin"))
+) -> dict:
+    """Remove adapter ADAPTER from running engine NAME (`?pool=true`: from every member of its pool that
+    serves it). Returns {engine, models} (with `pool`: also {engines: {member: models}})."""
+    from serving.engines.launcher import unload_adapter, unload_adapter_pool
+
+    _known_engine(name)
+    records = unload_adapter_pool(name, adapter) if pool else [unload_adapter(name, adapter)]
+    return _served(name, records, pool)
+
+
+def _served(engine: str, records: list[dict], pool: bool) -> dict:
+    models = {r["name"]: [r["model"], *r["loras"]] for r in records}
+    return {"engine": engine, "models": models[engine], **({"engines": models} if pool else {})}
+
+
+def _known_engine(name: str) -> None:
+    from serving.engines.registry import get_engine
+
+    try:
+        get_engine(name)
+    except ModelNotFoundError as e:
+        raise ApiError(404, str(e), field="engine") from e

@@ -1,7 +1,8 @@
-"""CLI: `preflab tiny-model`, `preflab engine start|stop|list|add`, `preflab sample`.
+"""CLI: `preflab tiny-model`, `preflab engine start|stop|list|add|load-adapter|unload-adapter`, `preflab sample`.
 
 preflab tiny-model models/tiny
 preflab engine start --model models/tiny --backend transformers --lora sft1=runs/1/adapter
+preflab engine load-adapter tiny dpo2 runs/2/adapter     # while it serves; unload-adapter tiny dpo2
 preflab sample --dataset demo --model tiny --n 4 --limit 100
 preflab engine stop --all
 """
@@ -72,17 +73,24 @@ def register(cli: click.Group) -> None:
     @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for health.")
     @click.option("--max-model-len", type=int, help="vLLM: cap the context length (saves KV-cache memory).")
     @click.option("--enforce-eager", is_flag=True, help="vLLM: skip torch.compile (fast start, slower decoding).")
-    def engine_start(model, name, served_name, loras, port, backend, timeout, max_model_len, enforce_eager) -> None:
+    @click.option(
+        "--load-finished-runs",
+        is_flag=True,
+        help="Load the adapter of each training run the server finishes on this base model, as it finishes.",
+    )
+    def engine_start(model, name, served_name, loras, port, backend, timeout, max_model_len, enforce_eager,
+                     load_finished_runs) -> None:  # fmt: skip
         """Start an engine in the background and wait until it serves /v1/models.
 
         A second engine for the same model: `--name tiny-2 --served-name tiny`; requests for `tiny` are then
         spread over both (the pool: fewest requests in flight, retried on the other when one fails).
+        Adapters can be added and removed later without a restart: `preflab engine load-adapter`.
         """
         from serving.engines.launcher import start_engine
 
         rec = start_engine(model=model, name=name, backend=backend, loras=_parse_loras(loras), port=port,
                            timeout=timeout, max_model_len=max_model_len, enforce_eager=enforce_eager,
-                           served_name=served_name)  # fmt: skip
+                           served_name=served_name, load_finished_runs=load_finished_runs)  # fmt: skip
         models = ", ".join([rec["model"], *rec["loras"]])
         click.echo(f"engine {rec['name']} ({rec['backend']}) serving {models} at {rec['url']} "
                    f"(pid {rec['pid']}, log {rec['log']})")  # fmt: skip
@@ -144,6 +152,40 @@ def register(cli: click.Group) -> None:
 
         rec = add_external(name, url, api_key_env=api_key_env, check=not no_check)
         click.echo(f"registered {name} at {rec['url']} ({', '.join(rec['models']) or 'models not checked'})")
+
+    @engine.command("load-adapter")
+    @click.argument("engine_name", metavar="ENGINE")
+    @click.argument("name")
+    @click.argument("path", required=False, type=click.Path(exists=True, file_okay=False))
+    @click.option("--pool", is_flag=True, help="Into every running engine serving ENGINE's base under its name.")
+    @click.pass_context
+    def engine_load_adapter(ctx, engine_name, name, path, pool) -> None:
+        """Load LoRA adapter NAME (folder PATH) into running engine ENGINE without a restart.
+
+        Without PATH, NAME is a registered adapter (preflab models list) and its folder is used. The adapter
+        is listed by /v1/models and offered by the arena at once. With --pool, every member of ENGINE's pool
+        takes it, or none does.
+        """
+        from serving.engines.adapters import adapter_source
+        from serving.engines.launcher import load_adapter, load_adapter_pool
+
+        if path is None:
+            path = adapter_source(open_store(ctx), name)[0]
+        records = load_adapter_pool(engine_name, name, path) if pool else [load_adapter(engine_name, name, path)]
+        for rec in records:
+            click.echo(f"engine {rec['name']} now serves {', '.join([rec['model'], *rec['loras']])}")
+
+    @engine.command("unload-adapter")
+    @click.argument("engine_name", metavar="ENGINE")
+    @click.argument("name")
+    @click.option("--pool", is_flag=True, help="From every member of ENGINE's pool that serves it.")
+    def engine_unload_adapter(engine_name, name, pool) -> None:
+        """Remove LoRA adapter NAME from running engine ENGINE (the base model stays)."""
+        from serving.engines.launcher import unload_adapter, unload_adapter_pool
+
+        records = unload_adapter_pool(engine_name, name) if pool else [unload_adapter(engine_name, name)]
+        for rec in records:
+            click.echo(f"engine {rec['name']} now serves {', '.join([rec['model'], *rec['loras']])}")
 
     @cli.command("sample")
     @click.option("--dataset", required=True)

@@ -2,16 +2,22 @@
 
     serve_registered_adapter(store, "dpo-run3")            # -> {"model", "engine", "action", "models"}
     serve_registered_adapter(store, "dpo-run3", engine="tiny")
+    check_adapter_path("runs/3/adapter")                   # -> resolved folder, or InputError (field "path")
+    load_finished_run(store, run_id)                       # after a run finishes: into engines that asked
 
 Order: an engine that already serves the name -> nothing to do; a running local engine on the adapter's
 base that can load adapters while serving (launcher.load_adapter: the transformers engine, or vLLM started
 with LoRA on) -> hot-load; otherwise a transformers engine is started on the base with the adapter, its base
 served under the name the base already has, so the arena does not count one model twice.
+
+A folder that comes from a request must resolve (symbolic links followed) inside an adapter root: the project
+folder, PREFLAB_HOME, or a folder named in PREFLAB_ADAPTER_ROOT (several separated by the path separator).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from db.errors import ConflictError, InputError
@@ -19,6 +25,36 @@ from serving.engines import registry
 from serving.engines.errors import EngineError
 
 log = logging.getLogger(__name__)
+
+ADAPTER_ROOT_ENV = "PREFLAB_ADAPTER_ROOT"
+
+
+def adapter_roots() -> list[Path]:
+    """Folders an adapter named in a request may lie in: the project folder, PREFLAB_HOME, PREFLAB_ADAPTER_ROOT."""
+    from alignment.launch import project_dir
+    from db import paths
+
+    extra = [Path(p) for p in os.environ.get(ADAPTER_ROOT_ENV, "").split(os.pathsep) if p.strip()]
+    return [Path(os.path.realpath(p)) for p in (project_dir(), paths.home(), *extra)]
+
+
+def check_adapter_path(path: str | Path, roots: list[Path] | None = None) -> Path:
+    """The real path of adapter folder PATH (relative: to the project folder) if it lies inside one of `roots`
+    (default adapter_roots()) and holds adapter_config.json; else InputError on field "path", naming the roots."""
+    from alignment.launch import project_dir
+
+    roots = adapter_roots() if roots is None else roots
+    given = Path(path).expanduser()
+    real = Path(os.path.realpath(given if given.is_absolute() else project_dir() / given))
+    if not any(real == r or real.is_relative_to(r) for r in roots):
+        raise InputError(
+            f"{path} is outside the adapter roots ({', '.join(map(str, roots))}); move it there or add its "
+            f"folder to {ADAPTER_ROOT_ENV}",
+            field="path",
+        )
+    if not (real / "adapter_config.json").is_file():
+        raise InputError(f"{path} is not a PEFT adapter folder (no adapter_config.json)", field="path")
+    return real
 
 
 def adapter_source(store, name: str) -> tuple[Path, Path]:
@@ -96,3 +132,35 @@ def serve_registered_adapter(store, name: str, *, engine: str | None = None, tim
         log.exception("could not start an engine for adapter %s", name)
         raise
     return {"model": name, "engine": engine_name, "action": "started", "models": registry.served_models(record)}
+
+
+def load_finished_run(store, run_id: int) -> list[dict]:
+    """Load the adapter a finished run registered into every running engine that asked for finished runs
+    (`preflab engine start --load-finished-runs`) and serves the run's base model. Returns one
+    {engine, model, action: loaded|failed, error?} per such engine; a failure is logged, never raised, so a
+    finished run stays finished whatever an engine does."""
+    from db import models_registry
+
+    model = models_registry.model_for_run(store, run_id)
+    if not model or model["kind"] != "adapter":
+        return []
+    try:
+        adapter, base = adapter_source(store, model["name"])
+    except (InputError, ConflictError) as e:
+        log.warning("run %s: adapter %s cannot be served: %s", run_id, model["name"], e)
+        return []
+    from serving.engines.launcher import load_adapter
+
+    out = []
+    for e in registry.list_engines(states=False):
+        if not (e.get("load_finished_runs") and e["alive"] and Path(e.get("model_path") or "") == base):
+            continue
+        if model["name"] in e["models"]:
+            continue
+        try:
+            load_adapter(e["name"], model["name"], adapter)
+            out.append({"engine": e["name"], "model": model["name"], "action": "loaded"})
+        except EngineError as err:
+            log.warning("run %s: engine %s did not load adapter %s: %s", run_id, e["name"], model["name"], err)
+            out.append({"engine": e["name"], "model": model["name"], "action": "failed", "error": str(err)})
+    return out

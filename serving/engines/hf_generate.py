@@ -127,6 +127,19 @@ class Generator:
             self.loras[name] = path
         log.info("loaded adapter %s from %s", name, path)
 
+    def remove_adapter(self, name: str) -> None:
+        """Stop serving adapter NAME and free its weights (under the generation lock). The last one unwraps the
+        PEFT model, so the base runs as plain as before any adapter came."""
+        if name not in self.loras:
+            raise KeyError(f"adapter '{name}' is not served here (adapters: {', '.join(self.loras) or 'none'})")
+        with self._lock:
+            if len(self.loras) == 1:
+                self.model = self.model.unload().eval()  # drops the LoRA layers without merging them
+            else:
+                self.model.delete_adapter(name)
+            del self.loras[name]
+        log.info("unloaded adapter %s", name)
+
     def render_chat(self, messages: list[dict]) -> str:
         msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
         if self.tokenizer.chat_template:

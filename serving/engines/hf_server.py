@@ -4,7 +4,8 @@
 
 Serves /v1/models, /v1/chat/completions (n, temperature, top_p, max_tokens, seed, stop, stream) and
 /v1/completions; also vLLM's extensions `min_tokens` and `ignore_eos` (benchmarks force equal lengths), and
-vLLM's POST /v1/load_lora_adapter {"lora_name", "lora_path"} to add an adapter while serving.
+vLLM's POST /v1/load_lora_adapter {"lora_name", "lora_path"} and /v1/unload_lora_adapter {"lora_name"} to add and
+remove adapters while serving (same bodies, same status codes: 400 bad input, 404 unknown adapter).
 Requests that share sampling parameters and arrive together are generated as one left-padded batch with
 num_return_sequences=n (a micro-batcher, serving.engines.hf_generate). A request with a `seed` runs on its
 own so the same seed gives the same answers. The model name picks the adapter; the base name runs the base
@@ -84,6 +85,22 @@ def create_app(generator: Generator):
         except ValueError as e:
             return _error(400, str(e), "lora_name" if "already served" in str(e) else "lora_path")
         return PlainTextResponse(f"Success: LoRA adapter '{name}' added successfully.")
+
+    @app.post("/v1/unload_lora_adapter")
+    async def unload_lora_adapter(request: Request):
+        """vLLM's runtime LoRA route, same body: {"lora_name": NAME}."""
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _error(400, "request body is not valid JSON")
+        name = body.get("lora_name") if isinstance(body, dict) else None
+        if not isinstance(name, str) or not name.strip():
+            return _error(400, "lora_name must be a non-empty string", "lora_name")
+        try:
+            await asyncio.get_running_loop().run_in_executor(batcher.executor, generator.remove_adapter, name)
+        except KeyError as e:
+            return _error(404, e.args[0], "lora_name")
+        return PlainTextResponse(f"Success: LoRA adapter '{name}' removed successfully.")
 
     async def _handle(request: Request, chat: bool):
         try:

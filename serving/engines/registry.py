@@ -4,7 +4,11 @@ One record per engine:
 
     {"name": "tiny", "backend": "vllm" | "transformers" | "external", "url": "http://127.0.0.1:8001/v1",
      "model": "tiny", "model_path": "/abs/tiny", "loras": {"sft1": "/abs/adapter"}, "pid": 1234,
-     "log": "/abs/.preflab/engines/tiny.log", "api_key_env": null, "started_at": "2026-..."}
+     "log": "/abs/.preflab/engines/tiny.log", "api_key_env": null, "started_at": "2026-...",
+     "runtime_lora": true, "load_finished_runs": false}
+
+`loras` changes while an engine serves (launcher.load_adapter / unload_adapter); everything that lists models
+(the gateway's /v1/models, the arena, resolve_pool) reads it on each call, so a change shows at once.
 
 `url` always ends in /v1 (what OpenAI clients take as base_url). Local engines list their models
 (the base name plus one per LoRA adapter); external ones are asked for /v1/models when resolving.
@@ -126,6 +130,17 @@ def add_lora(engine: str, name: str, path: str) -> dict:
         if engine not in engines:
             raise ModelNotFoundError(f"no engine named '{engine}'")
         engines[engine].setdefault("loras", {})[name] = path
+        _write(engines)
+        return dict(engines[engine])
+
+
+def remove_lora(engine: str, name: str) -> dict:
+    """Record that ENGINE no longer serves adapter NAME; returns the record."""
+    with _locked():
+        engines = _read()
+        if engine not in engines:
+            raise ModelNotFoundError(f"no engine named '{engine}'")
+        engines[engine].get("loras", {}).pop(name, None)
         _write(engines)
         return dict(engines[engine])
 
