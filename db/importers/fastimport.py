@@ -53,6 +53,9 @@ from db.store import Store
 log = logging.getLogger(__name__)
 
 COMMIT_ROWS = 100_000  # records per transaction (see the module docstring)
+# Up to this size (of text) the file is parsed once and its rows kept in a temp table; above it, the rows would
+# spill to disk under a 1GB memory limit, and reading each chunk again costs less (bench/pairs.py)
+ONE_PASS_BYTES = 256 * 2**20
 
 _COLUMNS = {
     "ranked": "{'prompt': 'JSON', 'responses': 'JSON', 'ranks': 'JSON', 'annotator': 'JSON'}",
@@ -123,7 +126,7 @@ def import_jsonl(
             for name in STAGE_SCHEMAS:
                 if name != "stage_items":
                     con.execute(f"DROP VIEW IF EXISTS temp.{name}")
-            for name in ("fi_keyed", "fi_answers", "stage_items"):
+            for name in ("fi_rows", "fi_keyed", "fi_answers", "stage_items"):
                 con.execute(f"DROP TABLE IF EXISTS temp.{name}")
 
 
@@ -138,9 +141,15 @@ def _quote(text: str) -> str:
 
 
 def _run(store, con, path, fmt, dataset, dry_run, created_by, annotator, t0) -> ImportReport | None:
+    # a file that fits in memory is parsed once, into fi_rows; a bigger one is read again chunk by chunk
+    size = path.stat().st_size * (4 if path.name.endswith(".gz") else 1)
+    source = _rows_sql(fmt, path)
     try:
         with timed("read+check"):
-            check = con.execute(_CHECK.format(rows=_rows_sql(fmt, path))).fetchall()[0]
+            if size <= ONE_PASS_BYTES:
+                con.execute(f"CREATE OR REPLACE TEMP TABLE fi_rows AS {source}")
+                source = "SELECT * FROM fi_rows"
+            check = con.execute(_CHECK.format(rows=source)).fetchall()[0]
     except duckdb.Error as e:  # not parseable as we asked (broken JSON, bad encoding, a non-object line)
         log.info("%s: DuckDB could not read it (%s)", path, str(e).splitlines()[0])
         return None
@@ -157,14 +166,22 @@ def _run(store, con, path, fmt, dataset, dry_run, created_by, annotator, t0) -> 
         generations = answers  # the answers of a ranking differ (checked)
     else:
         with timed("key/hash"):
-            generations = con.execute(_GENERATIONS.format(rows=_rows_sql(fmt, path))).fetchall()[0][0]
+            generations = con.execute(_GENERATIONS.format(rows=source)).fetchall()[0][0]
     # no two records share a (prompt, annotator) (checked): a ranking per record
     totals = {"prompts": prompts, "generations": generations, "rankings": records, "pairs": int(pairs)}
     totals |= {"ratings": 0, "feedback": 0, "examples": 0}
     added, outcome, done = WriteCounts(), RecordCounts(), 0
-    for chunk in _chunks(path, records, records if dry_run else COMMIT_ROWS):
+    step = records if dry_run else COMMIT_ROWS
+    if size <= ONE_PASS_BYTES:  # numbered as _key_chunk expects: from 1 in the chunk
+        chunks = (
+            f"SELECT rn - {lo} AS rn, * EXCLUDE (rn) FROM fi_rows WHERE rn > {lo} AND rn <= {lo + step}"
+            for lo in range(0, records, step)
+        )
+    else:
+        chunks = (_rows_sql(fmt, part) for part in _chunks(path, records, step))
+    for rows in chunks:
         with timed("key/hash"):
-            n = _key_chunk(con, _rows_sql(fmt, chunk), annotator, done)
+            n = _key_chunk(con, rows, annotator, done)
         with timed("stage tables"):
             _stage_chunk(con, path)
         # no two records share a (prompt, annotator) (checked), so no record of a later chunk is merged into one of

@@ -140,8 +140,8 @@ def content(store: Store) -> dict[str, list]:
     return {name: store.con.execute(sql).fetchall() for name, sql in q.items()}
 
 
-@pytest.mark.parametrize("gz", [False, True])
-def test_fresh_chunked_import_equals_the_python_path(tmp_path, monkeypatch, gz):
+@pytest.mark.parametrize(("gz", "one_pass"), [(False, True), (False, False), (True, False)])
+def test_fresh_chunked_import_equals_the_python_path(tmp_path, monkeypatch, gz, one_pass):
     """Into an empty dataset, a file naming each prompt once is committed chunk by chunk without the anti-joins
     and accounting joins (nothing can be stored yet): same rows, counts and accounting as the Python path, and
     a second import (the general path) finds every record already stored."""
@@ -155,6 +155,8 @@ def test_fresh_chunked_import_equals_the_python_path(tmp_path, monkeypatch, gz):
     src = tmp_path / ("r.jsonl.gz" if gz else "r.jsonl")
     src.write_bytes(gzip.compress(text.encode()) if gz else text.encode())
     monkeypatch.setattr(fastimport, "COMMIT_ROWS", 5)  # 12 records: chunks of 5, 5 and 2
+    if not one_pass:  # each chunk read again from its own temporary file, as for a big file
+        monkeypatch.setattr(fastimport, "ONE_PASS_BYTES", 0)
     general = []
     real_write = fastimport.write_staged
     monkeypatch.setattr(fastimport, "write_staged", lambda *a, **k: general.append(1) or real_write(*a, **k))
@@ -177,4 +179,24 @@ def test_fresh_chunked_import_equals_the_python_path(tmp_path, monkeypatch, gz):
     assert reports["duckdb"].in_file == reports["python"].in_file
     assert reports["duckdb"].accounting() == reports["python"].accounting()
     assert reports["duckdb"].added.prompts == 12 and reports["duckdb"].added.generations == 36
+    assert stored["duckdb"] == stored["python"]
+
+
+def test_chunks_read_again_from_the_file_equal_the_python_path(tmp_path, monkeypatch):
+    """A big file (here: any file) is checked in one streaming pass, then each chunk is read again from its own
+    lines; with a prompt ranked twice (the general path, with its anti-joins) the rows and counts are those of
+    the Python path."""
+    monkeypatch.setattr(fastimport, "COMMIT_ROWS", 1)
+    monkeypatch.setattr(fastimport, "ONE_PASS_BYTES", 0)
+    src = write(tmp_path / "r.jsonl", ROWS)
+    reports, stored = {}, {}
+    for engine in ("python", "duckdb"):
+        store = Store.open(tmp_path / f"{engine}.duckdb")
+        reports[engine] = import_file(store, src, fmt="ranked", dataset="d", engine=engine)
+        stored[engine] = content(store)
+        store.close()
+    assert reports["duckdb"].engine == "duckdb"
+    assert reports["duckdb"].added == reports["python"].added
+    assert reports["duckdb"].in_file == reports["python"].in_file == {**reports["python"].in_file, "prompts": 2}
+    assert reports["duckdb"].accounting() == reports["python"].accounting()
     assert stored["duckdb"] == stored["python"]
