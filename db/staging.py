@@ -170,84 +170,43 @@ def _x(c, stage: str, sql: str, params: list | None = None) -> int:
     return rows[0][0] if rows and rows[0] else 0
 
 
-def commit_staged(store, dataset_id: int, *, created_by: str) -> WriteCounts:
+_INSERT_USERS = """INSERT INTO users (name, role, kind, created_by)
+    SELECT annotator, 'annotator', any_value(coalesce(user_kind, 'imported')), ?
+    FROM (SELECT annotator, user_kind FROM stage_rankings
+          UNION ALL SELECT annotator, user_kind FROM stage_feedback) s
+    WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.name = s.annotator)
+    GROUP BY annotator"""
+_INSERT_GENERATIONS = """INSERT INTO generations (prompt_id, text, content_hash, kind, model, adapter, engine, params,
+                             seed, prompt_tokens, completion_tokens, latency_ms, finish_reason, metadata, created_by)
+    SELECT p.id, g.text, g.gen_key, coalesce(g.kind, 'model'), g.model, g.adapter, g.engine, g.params, g.seed,
+           g.prompt_tokens, g.completion_tokens, g.latency_ms, g.finish_reason, g.metadata, ?
+    FROM (SELECT DISTINCT ON (prompt_key, gen_key) * FROM stage_generations) g {join}
+    ORDER BY p.id"""
+_INSERT_ITEMS = """INSERT INTO ranking_items (ranking_id, generation_id, rank, position)
+    SELECT DISTINCT ON (r.id, g.id) r.id, g.id, i.rank, i.position
+    FROM new_rankings r JOIN stage_items i ON i.ranking_key = r.ranking_key
+    JOIN {generations} g ON g.prompt_id = r.prompt_id AND g.content_hash = i.gen_key"""
+_INSERT_RANKINGS = """INSERT INTO rankings (id, prompt_id, user_id, status, source, all_bad, skip_reason, flag_reason,
+                          comment, time_on_task_ms, guideline_version, created_by, source_record)
+    SELECT id, prompt_id, user_id, coalesce(status, 'submitted'), coalesce(source, 'import'),
+           coalesce(all_bad, false), skip_reason, flag_reason, comment, time_on_task_ms,
+           guideline_version, ?, coalesce(source_record, '')
+    FROM new_rankings ORDER BY id"""
+
+
+def commit_staged(store, dataset_id: int, *, created_by: str, fresh: bool = False) -> WriteCounts:
     """Move new rows from the stage_* relations into the real tables. Call inside `transaction()`.
 
     Rows already stored (same content hash; for a ranking, same prompt, annotator and source record) are left
     alone, so a second import of the same data adds nothing. Duplicates within the staged rows are dropped with
     DISTINCT ON (2.4x faster than the equivalent row_number() window on 400k generations, bench/pairs.py).
+
+    `fresh`: the caller knows that none of the staged prompts is stored in the dataset yet (an import into an
+    empty dataset whose file names each prompt once, committed in chunks): the anti-joins against the stored
+    tables are skipped and the new rows are joined to each other, not to the growing tables.
     """
     c = store.con
-    n = WriteCounts()
-    n.prompts = _x(
-        c,
-        "commit: prompts",
-        """INSERT INTO prompts (dataset_id, messages, content_hash, source, external_id, metadata, assets,
-                                created_by)
-           SELECT ?, s.messages, s.key, s.source, s.external_id, s.metadata, s.assets, ?
-           FROM (SELECT DISTINCT ON (key) * FROM stage_prompts) s
-           WHERE NOT EXISTS (SELECT 1 FROM prompts p WHERE p.dataset_id = ? AND p.content_hash = s.key)""",
-        [dataset_id, created_by, dataset_id],
-    )
-    n.generations = _x(
-        c,
-        "commit: generations",
-        """INSERT INTO generations (prompt_id, text, content_hash, kind, model, adapter, engine, params, seed,
-                                    prompt_tokens, completion_tokens, latency_ms, finish_reason, metadata,
-                                    created_by)
-           SELECT p.id, g.text, g.gen_key, coalesce(g.kind, 'model'), g.model, g.adapter, g.engine, g.params,
-                  g.seed, g.prompt_tokens, g.completion_tokens, g.latency_ms, g.finish_reason, g.metadata, ?
-           FROM (SELECT DISTINCT ON (prompt_key, gen_key) * FROM stage_generations) g
-           JOIN prompts p ON p.dataset_id = ? AND p.content_hash = g.prompt_key
-           WHERE NOT EXISTS (SELECT 1 FROM generations x WHERE x.prompt_id = p.id AND x.content_hash = g.gen_key)
-           ORDER BY p.id""",
-        [created_by, dataset_id],
-    )
-    n.users = _x(
-        c,
-        "commit: users",
-        """INSERT INTO users (name, role, kind, created_by)
-           SELECT annotator, 'annotator', any_value(coalesce(user_kind, 'imported')), ?
-           FROM (SELECT annotator, user_kind FROM stage_rankings
-                 UNION ALL SELECT annotator, user_kind FROM stage_feedback) s
-           WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.name = s.annotator)
-           GROUP BY annotator""",
-        [created_by],
-    )
-    # New rankings get ids from the sequence; remember them so items and pairs attach to the right rows.
-    _x(
-        c,
-        "commit: new rankings",
-        """CREATE OR REPLACE TEMP TABLE new_rankings AS
-           SELECT nextval('seq_rankings') AS id, s.*, p.id AS prompt_id, u.id AS user_id
-           FROM (SELECT DISTINCT ON (ranking_key) * FROM stage_rankings) s
-           JOIN prompts p ON p.dataset_id = ? AND p.content_hash = s.prompt_key
-           JOIN users u ON u.name = s.annotator
-           WHERE NOT EXISTS (SELECT 1 FROM rankings r WHERE r.prompt_id = p.id AND r.user_id = u.id
-                                                     AND r.source_record = coalesce(s.source_record, ''))
-           QUALIFY row_number() OVER (PARTITION BY p.id, u.id, coalesce(s.source_record, '')) = 1""",
-        [dataset_id],
-    )
-    n.rankings = _x(
-        c,
-        "commit: rankings",
-        """INSERT INTO rankings (id, prompt_id, user_id, status, source, all_bad, skip_reason, flag_reason,
-                                 comment, time_on_task_ms, guideline_version, created_by, source_record)
-           SELECT id, prompt_id, user_id, coalesce(status, 'submitted'), coalesce(source, 'import'),
-                  coalesce(all_bad, false), skip_reason, flag_reason, comment, time_on_task_ms,
-                  guideline_version, ?, coalesce(source_record, '')
-           FROM new_rankings ORDER BY id""",
-        [created_by],
-    )
-    _x(
-        c,
-        "commit: items",
-        """INSERT INTO ranking_items (ranking_id, generation_id, rank, position)
-           SELECT DISTINCT ON (r.id, g.id) r.id, g.id, i.rank, i.position
-           FROM new_rankings r
-           JOIN stage_items i ON i.ranking_key = r.ranking_key
-           JOIN generations g ON g.prompt_id = r.prompt_id AND g.content_hash = i.gen_key""",
-    )
+    n = _commit_fresh(c, dataset_id, created_by) if fresh else _commit_new(c, dataset_id, created_by)
     _x(
         c,
         "commit: notes",
@@ -265,7 +224,8 @@ def commit_staged(store, dataset_id: int, *, created_by: str) -> WriteCounts:
     )
     with timed("commit: pairs"):
         n.pairs = store._derive_pairs_for("SELECT id FROM new_rankings")
-    c.execute("DROP TABLE new_rankings")
+    for name in ("new_rankings", "new_prompts", "new_generations"):
+        c.execute(f"DROP TABLE IF EXISTS {name}")
     n.feedback = _x(
         c,
         "commit: feedback",
@@ -290,6 +250,89 @@ def commit_staged(store, dataset_id: int, *, created_by: str) -> WriteCounts:
            WHERE NOT EXISTS (SELECT 1 FROM examples e WHERE e.dataset_id = ? AND e.content_hash = s.key)""",
         [dataset_id, created_by, dataset_id],
     )
+    return n
+
+
+def _commit_new(c, dataset_id: int, created_by: str) -> WriteCounts:
+    """commit_staged's prompts, generations, users, rankings and items: what is not stored yet."""
+    n = WriteCounts()
+    n.prompts = _x(
+        c,
+        "commit: prompts",
+        """INSERT INTO prompts (dataset_id, messages, content_hash, source, external_id, metadata, assets,
+                                created_by)
+           SELECT ?, s.messages, s.key, s.source, s.external_id, s.metadata, s.assets, ?
+           FROM (SELECT DISTINCT ON (key) * FROM stage_prompts) s
+           WHERE NOT EXISTS (SELECT 1 FROM prompts p WHERE p.dataset_id = ? AND p.content_hash = s.key)""",
+        [dataset_id, created_by, dataset_id],
+    )
+    join = f"""JOIN prompts p ON p.dataset_id = {int(dataset_id)} AND p.content_hash = g.prompt_key
+               WHERE NOT EXISTS (SELECT 1 FROM generations x
+                                 WHERE x.prompt_id = p.id AND x.content_hash = g.gen_key)"""
+    n.generations = _x(c, "commit: generations", _INSERT_GENERATIONS.format(join=join), [created_by])
+    n.users = _x(c, "commit: users", _INSERT_USERS, [created_by])
+    # New rankings get ids from the sequence; remember them so items and pairs attach to the right rows.
+    _x(
+        c,
+        "commit: new rankings",
+        """CREATE OR REPLACE TEMP TABLE new_rankings AS
+           SELECT nextval('seq_rankings') AS id, s.*, p.id AS prompt_id, u.id AS user_id
+           FROM (SELECT DISTINCT ON (ranking_key) * FROM stage_rankings) s
+           JOIN prompts p ON p.dataset_id = ? AND p.content_hash = s.prompt_key
+           JOIN users u ON u.name = s.annotator
+           WHERE NOT EXISTS (SELECT 1 FROM rankings r WHERE r.prompt_id = p.id AND r.user_id = u.id
+                                                     AND r.source_record = coalesce(s.source_record, ''))
+           QUALIFY row_number() OVER (PARTITION BY p.id, u.id, coalesce(s.source_record, '')) = 1""",
+        [dataset_id],
+    )
+    n.rankings = _x(c, "commit: rankings", _INSERT_RANKINGS, [created_by])
+    _x(c, "commit: items", _INSERT_ITEMS.format(generations="generations"))
+    return n
+
+
+def _commit_fresh(c, dataset_id: int, created_by: str) -> WriteCounts:
+    """commit_staged when no staged prompt is stored: ids are drawn into chunk-sized temp tables (new_prompts,
+    new_generations, new_rankings) and every join reads those, so a chunk costs the same however much the
+    earlier chunks stored."""
+    n = WriteCounts()
+    _x(
+        c,
+        "commit: prompts",
+        "CREATE OR REPLACE TEMP TABLE new_prompts AS SELECT nextval('seq_prompts') AS id, s.* "
+        "FROM (SELECT DISTINCT ON (key) * FROM stage_prompts) s",
+    )
+    n.prompts = _x(
+        c,
+        "commit: prompts",
+        """INSERT INTO prompts (id, dataset_id, messages, content_hash, source, external_id, metadata, assets,
+                                created_by)
+           SELECT id, ?, messages, key, source, external_id, metadata, assets, ? FROM new_prompts ORDER BY id""",
+        [dataset_id, created_by],
+    )
+    join = "JOIN new_prompts p ON p.key = g.prompt_key"
+    n.generations = _x(c, "commit: generations", _INSERT_GENERATIONS.format(join=join), [created_by])
+    # ids drawn by the INSERT, in the same order as commit_staged's (a tie's pair is ordered by answer id); a
+    # constant lower bound lets the scan skip the row groups of earlier chunks
+    low = c.execute("SELECT coalesce(min(id), 0) FROM new_prompts").fetchall()[0][0]
+    _x(
+        c,
+        "commit: generations",
+        "CREATE OR REPLACE TEMP TABLE new_generations AS "
+        "SELECT id, prompt_id, content_hash FROM generations WHERE prompt_id >= ?",
+        [low],
+    )
+    n.users = _x(c, "commit: users", _INSERT_USERS, [created_by])
+    _x(
+        c,
+        "commit: new rankings",
+        """CREATE OR REPLACE TEMP TABLE new_rankings AS
+           SELECT nextval('seq_rankings') AS id, s.*, p.id AS prompt_id, u.id AS user_id
+           FROM (SELECT DISTINCT ON (ranking_key) * FROM stage_rankings) s
+           JOIN new_prompts p ON p.key = s.prompt_key JOIN users u ON u.name = s.annotator
+           QUALIFY row_number() OVER (PARTITION BY p.id, u.id, coalesce(s.source_record, '')) = 1""",
+    )
+    n.rankings = _x(c, "commit: rankings", _INSERT_RANKINGS, [created_by])
+    _x(c, "commit: items", _INSERT_ITEMS.format(generations="new_generations"))
     return n
 
 

@@ -118,3 +118,85 @@ def test_migration_0009_keeps_every_pair(tmp_path, monkeypatch):
     assert store.con.execute("SELECT min(id), max(id), count(*) FROM pairs").fetchall() == [(1, 11, 11)]
     assert import_file(store, tmp_path / "r.jsonl", fmt="ranked", dataset="d").added.pairs == 0
     assert broken(store) == dict.fromkeys(BROKEN, 0)
+
+
+def content(store: Store) -> dict[str, list]:
+    """What is stored, by content rather than by id."""
+    q = {
+        "prompts": "SELECT messages, content_hash FROM prompts ORDER BY ALL",
+        "generations": "SELECT p.content_hash, g.text, g.content_hash, g.kind FROM generations g "
+        "JOIN prompts p ON p.id = g.prompt_id ORDER BY ALL",
+        "rankings": """SELECT p.content_hash, u.name, r.source_record,
+                              list(g.text || '=' || i.rank ORDER BY i.position)
+                       FROM rankings r JOIN prompts p ON p.id = r.prompt_id JOIN users u ON u.id = r.user_id
+                       JOIN ranking_items i ON i.ranking_id = r.id JOIN generations g ON g.id = i.generation_id
+                       GROUP BY ALL ORDER BY ALL""",
+        # a tie's two answers in either order: which is "chosen" follows the answers' ids
+        "pairs": """SELECT CASE WHEN x.is_tie THEN least(gc.text, gr.text) ELSE gc.text END,
+                           CASE WHEN x.is_tie THEN greatest(gc.text, gr.text) ELSE gr.text END, x.is_tie, x.margin
+                    FROM pairs x JOIN generations gc ON gc.id = x.chosen_id
+                    JOIN generations gr ON gr.id = x.rejected_id ORDER BY ALL""",
+    }
+    return {name: store.con.execute(sql).fetchall() for name, sql in q.items()}
+
+
+@pytest.mark.parametrize(("gz", "one_pass"), [(False, True), (False, False), (True, False)])
+def test_fresh_chunked_import_equals_the_python_path(tmp_path, monkeypatch, gz, one_pass):
+    """Into an empty dataset, a file naming each prompt once is committed chunk by chunk without the anti-joins
+    and accounting joins (nothing can be stored yet): same rows, counts and accounting as the Python path, and
+    a second import (the general path) finds every record already stored."""
+    import gzip
+
+    rows = [
+        {"prompt": f"¿pregunta {i}? 问题 🙂", "responses": [f"sí {i} ✅", f"不 {i}", f"quizá {i} 🤔"], "ranks": r}
+        for i, r in enumerate([[1, 2, 3], [3, 1, 2], [2, 2, 1]] * 4)
+    ]
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" + ("\n" if i == 4 else "") for i, r in enumerate(rows))
+    src = tmp_path / ("r.jsonl.gz" if gz else "r.jsonl")
+    src.write_bytes(gzip.compress(text.encode()) if gz else text.encode())
+    monkeypatch.setattr(fastimport, "COMMIT_ROWS", 5)  # 12 records: chunks of 5, 5 and 2
+    if not one_pass:  # each chunk read again from its own temporary file, as for a big file
+        monkeypatch.setattr(fastimport, "ONE_PASS_BYTES", 0)
+    general = []
+    real_write = fastimport.write_staged
+    monkeypatch.setattr(fastimport, "write_staged", lambda *a, **k: general.append(1) or real_write(*a, **k))
+    reports, stored = {}, {}
+    for engine in ("python", "duckdb"):
+        store = Store.open(tmp_path / f"{engine}.duckdb")
+        dry = import_file(store, src, fmt="ranked", dataset="d", engine=engine, dry_run=True)
+        reports[engine] = import_file(store, src, fmt="ranked", dataset="d", engine=engine)
+        assert dry.added == reports[engine].added and dry.accounting() == reports[engine].accounting()
+        stored[engine] = content(store)
+        assert broken(store) == dict.fromkeys(BROKEN, 0)
+        general.clear()
+        again = import_file(store, src, fmt="ranked", dataset="d", engine=engine)
+        assert again.added.rankings == again.added.pairs == 0
+        assert again.accounting()["already_stored"] == 12
+        assert general == ([1, 1, 1] if engine == "duckdb" else [])  # a second import takes the general path
+        store.close()
+    assert reports["duckdb"].engine == "duckdb"
+    assert reports["duckdb"].added == reports["python"].added
+    assert reports["duckdb"].in_file == reports["python"].in_file
+    assert reports["duckdb"].accounting() == reports["python"].accounting()
+    assert reports["duckdb"].added.prompts == 12 and reports["duckdb"].added.generations == 36
+    assert stored["duckdb"] == stored["python"]
+
+
+def test_chunks_read_again_from_the_file_equal_the_python_path(tmp_path, monkeypatch):
+    """A big file (here: any file) is checked in one streaming pass, then each chunk is read again from its own
+    lines; with a prompt ranked twice (the general path, with its anti-joins) the rows and counts are those of
+    the Python path."""
+    monkeypatch.setattr(fastimport, "COMMIT_ROWS", 1)
+    monkeypatch.setattr(fastimport, "ONE_PASS_BYTES", 0)
+    src = write(tmp_path / "r.jsonl", ROWS)
+    reports, stored = {}, {}
+    for engine in ("python", "duckdb"):
+        store = Store.open(tmp_path / f"{engine}.duckdb")
+        reports[engine] = import_file(store, src, fmt="ranked", dataset="d", engine=engine)
+        stored[engine] = content(store)
+        store.close()
+    assert reports["duckdb"].engine == "duckdb"
+    assert reports["duckdb"].added == reports["python"].added
+    assert reports["duckdb"].in_file == reports["python"].in_file == {**reports["python"].in_file, "prompts": 2}
+    assert reports["duckdb"].accounting() == reports["python"].accounting()
+    assert stored["duckdb"] == stored["python"]
