@@ -58,7 +58,7 @@ COMMIT_ROWS = 100_000  # records per transaction (see the module docstring)
 ONE_PASS_BYTES = 256 * 2**20
 
 _COLUMNS = {
-    "ranked": "{'prompt': 'JSON', 'responses': 'JSON', 'ranks': 'JSON', 'annotator': 'JSON'}",
+    "ranked": "{'prompt': 'JSON', 'responses': 'JSON', 'ranks': 'JSON', 'annotator': 'JSON', 'gold': 'JSON'}",
     "preference": "{'prompt': 'JSON', 'chosen': 'JSON', 'rejected': 'JSON', 'annotator': 'JSON', 'is_tie': 'JSON'}",
 }
 
@@ -78,7 +78,9 @@ _ROWS = {
                               AND list_bool_and(list_transform(json_type(responses, '$[*]'), lambda t: t = 'VARCHAR'))
                               AND list_bool_and(list_transform(json_type(ranks, '$[*]'),
                                                                lambda t: t IN ('UBIGINT', 'BIGINT')))
-                              AND (annotator IS NULL OR json_type(annotator) = 'VARCHAR'), false) AS types_ok
+                              AND (annotator IS NULL OR json_type(annotator) = 'VARCHAR')
+                              -- gold records are read by the Python path (db.importers.gold)
+                              AND coalesce(CAST(gold AS VARCHAR), 'null') IN ('null', 'false'), false) AS types_ok
               FROM ({raw}))""",
     "preference": """
         SELECT rn, prompt ->> '$' AS p,

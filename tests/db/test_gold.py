@@ -145,3 +145,19 @@ def test_gold_records_in_a_ranked_file_become_gold_items(store, tmp_path):
     with pytest.raises(InputError) as e:
         import_file(store, bad, fmt="ranked", dataset="g")
     assert e.value.field == "gold" and e.value.line == 1 and store.counts() == before
+
+
+def test_the_duckdb_import_path_hands_gold_records_to_the_python_path(store, tmp_path):
+    import json
+
+    from db.importers import import_file
+
+    rows = [
+        {"prompt": "¿Capital de Perú?", "responses": ["Lima", "Cusco"], "ranks": [1, 2], "gold": True},
+        {"prompt": "Un chiste 😄", "responses": ["Ja", "Jo"], "ranks": [2, 1], "gold": False},
+    ]
+    path = tmp_path / "gold.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    report = import_file(store, path, fmt="ranked", dataset="g", engine="duckdb")
+    assert report.engine == "python"  # the gold record is not lost on the fast path
+    assert store.scalar("SELECT count(*) FROM gold_items") == 1 and store.scalar("SELECT count(*) FROM rankings") == 1
