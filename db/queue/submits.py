@@ -273,12 +273,79 @@ def apply_reserved(
     submit(), and a lapsed lease is not renewed. Nothing is written (False) if the ranking id is already
     stored: replaying the server's journal twice changes nothing. ConflictError / NotFoundError / InputError
     as submit() when the database disagrees."""
-    present = datetime.now()
     with store.transaction():
-        if store._first("SELECT 1 FROM rankings WHERE id = ?", [ranking_id]):
-            return False, False
-        _submit_in_tx(
-            store, user_id, assignment_id, max(now, present), created_by, fields, ranking_id=ranking_id, created_at=now
+        return _reserved_in_tx(
+            store, user_id, assignment_id, ranking_id, now=now, created_by=created_by, fields=fields, extend=extend
         )
-        renewed = extend is not None and leases.renew(store, extend[0], extend[1], now=present)
+
+
+def _reserved_in_tx(
+    store: Store,
+    user_id: int,
+    assignment_id: int,
+    ranking_id: int,
+    *,
+    now: datetime,
+    created_by: str,
+    fields: dict,
+    extend: tuple[int, datetime] | None = None,
+) -> tuple[bool, bool]:
+    """apply_reserved's writes, in a transaction."""
+    present = datetime.now()
+    if store._first("SELECT 1 FROM rankings WHERE id = ?", [ranking_id]):
+        return False, False
+    _submit_in_tx(
+        store, user_id, assignment_id, max(now, present), created_by, fields, ranking_id=ranking_id, created_at=now
+    )
+    renewed = extend is not None and leases.renew(store, extend[0], extend[1], now=present)
     return True, renewed
+
+
+class _StepFailed(Exception):
+    def __init__(self, index: int, error: Exception):
+        self.index, self.error = index, error
+
+
+def _step(store: Store, step: tuple):
+    kind, args = step
+    if kind == "reserved":
+        return _reserved_in_tx(store, **args)
+    if kind == "ahead":
+        return leases._ahead_in_tx(store, **args)
+    if kind == "renew":
+        return leases.renew(store, args["assignment_id"], args["expires_at"])
+    if kind == "release":
+        return leases.release(store, args["user_id"], args["assignment_id"])
+    raise ValueError(f"unknown queue step {kind!r}")
+
+
+def apply_batch(store: Store, steps: list[tuple[str, dict]]) -> list[tuple[object, Exception | None]]:
+    """Many of the server's queue writes, in order, in one transaction (one commit: a group commit); per step
+    (result, None) or (None, the error it raised).
+
+    Steps: ("reserved", apply_reserved's arguments) -> (stored, renewed); ("ahead", {dataset_id, user_id, current,
+    now, lease_s, created_by}) -> (lease without its texts, reserved ranking id), texts and progress read after the
+    commit with leases.ahead_progress; ("renew", {assignment_id, expires_at}) -> bool; ("release", {user_id,
+    assignment_id}) -> bool. A step that fails leaves nothing, and the others are stored as if it had run alone:
+    DuckDB has no savepoints and aborts a transaction on a failed statement, so the batch is rolled back and run
+    again without it (each step sees what the ones before it wrote, as one transaction per step would).
+    """
+    results: list[tuple[object, Exception | None]] = [(None, None)] * len(steps)
+    pending = list(range(len(steps)))
+    while pending:
+        out = []
+        try:
+            with store.transaction():
+                for i in pending:
+                    try:
+                        out.append(_step(store, steps[i]))
+                    except Exception as e:  # reported for this step alone
+                        raise _StepFailed(i, e) from e
+        except _StepFailed as failed:
+            results[failed.index] = (None, failed.error)
+            pending.remove(failed.index)
+            continue
+        for i, result in zip(pending, out, strict=True):
+            results[i] = (result, None)
+        pending = []
+    return results

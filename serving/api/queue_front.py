@@ -52,6 +52,7 @@ MARGIN = timedelta(seconds=60)  # a lease closer than this to its expiry goes to
 DRAIN_LOG_S = 30.0  # a wait for the writer this long is logged (and a dead writer restarted); it goes on waiting
 COMPACT_BYTES = 1 << 20  # the journal is emptied when everything in it is stored and it has grown past this
 _HELD_MAX = 20_000  # remembered leases before the done and expired ones are forgotten
+BATCH_MAX = 256  # writer jobs stored in one transaction (a group commit); bounds how long the Store lock is held
 
 
 @dataclass
@@ -92,7 +93,8 @@ class QueueFront:
         self._closed = False
         self._reader: Store | None = None
         self._journaled = 0
-        self._job_ms: deque[float] = deque(maxlen=1000)  # the writer's last jobs, for stats()
+        self._job_ms: deque[float] = deque(maxlen=1000)  # the writer's last batches, for stats()
+        self._batch_sizes: deque[int] = deque(maxlen=1000)
         self.replayed = journal.replay(store)
         self._file = journal.open_private(self.path) if self.path else None  # open for the server's life
 
@@ -174,14 +176,17 @@ class QueueFront:
             return held
 
     def stats(self) -> dict:
-        """Submits acknowledged from the journal, the writer's backlog and its recent job times (GET /api/health)."""
-        times = sorted(self._job_ms)
+        """Submits acknowledged from the journal, the writer's backlog, its recent batch times (one transaction each)
+        and how many jobs its batches held (GET /api/health)."""
+        times, sizes = sorted(self._job_ms), list(self._batch_sizes)
         return {
             "journaled": self._journaled,
             "writer_jobs": self._done,
             "writer_behind": self._queued - self._done,
             "writer_p50_ms": round(times[len(times) // 2], 1) if times else None,
             "writer_p95_ms": round(times[int(len(times) * 0.95)], 1) if times else None,
+            "writer_batch_mean": round(sum(sizes) / len(sizes), 1) if sizes else None,
+            "writer_batch_max": max(sizes) if sizes else None,
         }
 
     def release_ahead(self, user_id: int, dataset_id: int) -> None:
@@ -255,13 +260,6 @@ class QueueFront:
         if self._file is not None:
             journal.write_line(self._file, record)
 
-    def _store(self, record: dict) -> None:
-        """Write one journaled submit to DuckDB (db.journal); a lease handed out with it that lapsed first is
-        forgotten, so its submit goes to DuckDB's checks."""
-        extend = record.get("extend")
-        if not journal.store_record(self.store, record)[1] and extend:
-            self._lapsed(extend[0])
-
     def _lapsed(self, assignment_id: int) -> None:
         """A lease handed out lapsed before it was renewed: its submit goes to DuckDB's checks."""
         with self._lock:
@@ -300,65 +298,103 @@ class QueueFront:
                 self._cv.wait_for(lambda: self._jobs or self._closed)
                 if not self._jobs:
                     return
-                job = self._jobs.popleft()
+                batch = [self._jobs.popleft() for _ in range(min(len(self._jobs), BATCH_MAX))]
             t0 = time.perf_counter()
             try:
-                self._do(job)
-            except Exception:  # a job must never stop the writer
-                log.exception("queue writer job %s failed", job[0])
+                self._do(batch)
+            except Exception:  # a batch must never stop the writer
+                log.exception("queue writer batch of %d job(s) failed", len(batch))
             finally:
                 self._job_ms.append((time.perf_counter() - t0) * 1000)
+                self._batch_sizes.append(len(batch))
                 with self._cv:
-                    self._done += 1
+                    self._done += len(batch)
                     self._cv.notify_all()
             try:
                 self._compact()
             except OSError:
                 log.exception("could not empty the journal %s; it is replayed (harmlessly) on start", self.path)
 
-    def _do(self, job: tuple) -> None:
+    def _do(self, batch: list[tuple]) -> None:
+        """Everything queued, in order, in one transaction (queue.apply_batch): a submit's ranking and renewal, the
+        user's next item ahead, releases and renewals. A step the database refuses is reported on its own: a
+        journaled submit goes to the failed file, the others are stored."""
         if self._reader is None:
             self._reader = self.store.cursor()
-        if job[0] == "apply":
-            record = job[1]
-            self._store(record)
-            self._make_ahead(record["user_id"], record["dataset_id"], record["created_by"], record["extend"][0])
-        elif job[0] == "renew":
-            if not queue.renew(self.store, job[1], job[2]):
-                self._lapsed(job[1])
-        elif job[0] == "release":
-            queue.release(self.store, job[1], job[2])
-        else:
-            self._make_ahead(*job[1:])
-
-    def _make_ahead(self, user_id: int, dataset_id: int, created_by: str, current: int) -> None:
-        key = (user_id, dataset_id)
-        lease = None
-        with self._lock:
-            ready = key in self._ahead
-            epoch = self._epoch.get(dataset_id, 0)
+        steps: list[tuple[str, dict]] = []
+        owners: list[tuple] = []  # per step, what to do with its outcome
+        aheads: dict[tuple[int, int], int] = {}  # (user, dataset) -> epoch when its item ahead was asked for
+        now = datetime.now()
+        for job in batch:
+            if job[0] == "apply":
+                record = job[1]
+                steps.append(journal.step_of(record))
+                owners.append(("stored", record))
+                job = ("ahead", record["user_id"], record["dataset_id"], record["created_by"], record["extend"][0])
+            if job[0] == "renew":
+                steps.append(("renew", {"assignment_id": job[1], "expires_at": job[2]}))
+                owners.append(("renewed", job[1]))
+            elif job[0] == "release":
+                steps.append(("release", {"user_id": job[1], "assignment_id": job[2]}))
+                owners.append(("released", job[2]))
+            elif job[0] == "ahead":
+                user_id, dataset_id, created_by, current = job[1:]
+                key = (user_id, dataset_id)
+                with self._lock:
+                    ready = key in self._ahead or key in aheads  # asked twice; the first one stands
+                    aheads.setdefault(key, self._epoch.get(dataset_id, 0))
+                if ready:
+                    continue
+                args = {"dataset_id": dataset_id, "user_id": user_id, "current": current, "now": now}
+                steps.append(("ahead", {**args, "lease_s": self.lease_s, "created_by": created_by}))
+                owners.append(("ahead", key))
         try:
-            if ready:  # asked twice; the first one stands
-                return
-            lease, progress, ranking_id = queue.lease_ahead(
-                self.store,
-                dataset_id,
-                user_id,
-                current,
-                lease_s=self.lease_s,
-                created_by=created_by,
-                reader=self._reader,
-            )
-        finally:
-            with self._lock:
-                keep = lease is not None and key not in self._ahead and self._epoch.get(dataset_id, 0) == epoch
-                if keep:
+            results = queue.apply_batch(self.store, steps) if steps else []
+        except BaseException:
+            with self._lock, self._cv:  # nothing is leased ahead: the submits of these users go to DuckDB
+                self._making.difference_update(aheads)
+                self._cv.notify_all()
+            raise
+        made = []
+        for (what, subject), (result, error) in zip(owners, results, strict=True):
+            if what == "stored":
+                self._stored(subject, result, error)
+            elif what == "renewed" and not result:
+                self._lapsed(subject)
+            elif what == "ahead":
+                if error is not None:
+                    log.error("could not lease the next item ahead of user %d: %s", subject[0], error)
+                elif result[0] is not None:
+                    made.append((subject, result, self._progress(result[0], subject, now)))
+            elif error is not None:  # a release
+                log.warning("could not release assignment %s: %s", subject, error)
+        with self._lock:
+            for key, (lease, ranking_id), progress in made:
+                if key not in self._ahead and self._epoch.get(key[1], 0) == aheads[key] and progress is not None:
                     self._ahead[key] = Ahead(lease, progress, ranking_id)
-                elif lease is not None:  # reclaimed while it was being leased, or a second one: give it back
-                    self._enqueue(("release", user_id, lease["assignment_id"]))
-                with self._cv:
-                    self._making.discard(key)
-                    self._cv.notify_all()
+                else:  # reclaimed while it was being leased, or a second one: give it back
+                    self._enqueue(("release", key[0], lease["assignment_id"]))
+            with self._cv:
+                self._making.difference_update(aheads)
+                self._cv.notify_all()
+
+    def _stored(self, record: dict, result, error: Exception | None) -> None:
+        """A journaled submit's outcome: one the database refused is kept in the failed file, never dropped; a
+        lease handed out with it that lapsed first is forgotten, so its submit goes to DuckDB's checks."""
+        if error is not None:
+            journal.refused(self.store, record, error)
+            result = (False, False)
+        if not result[1] and record.get("extend"):
+            self._lapsed(record["extend"][0])
+
+    def _progress(self, lease: dict, key: tuple[int, int], now: datetime) -> dict | None:
+        """The texts of an item leased ahead and the progress shown with it, read after the commit (None if the read
+        fails: the item is given back)."""
+        try:
+            return queue.ahead_progress(self._reader, lease, key[1], key[0], now)
+        except Exception:
+            log.exception("could not read the item leased ahead of user %d", key[0])
+            return None
 
     def drain(self) -> None:
         """Wait until every submit acknowledged so far is stored (the Store's gate); a no-op on the writer."""
