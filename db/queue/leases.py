@@ -296,11 +296,20 @@ def lease_ahead(
 
 
 def _ahead_in_tx(
-    store: Store, dataset_id: int, user_id: int, current: int, now: datetime, lease_s: int, created_by: str
+    store: Store,
+    dataset_id: int,
+    user_id: int,
+    current: int,
+    now: datetime,
+    lease_s: int,
+    created_by: str,
+    state: dict | None = None,
 ) -> tuple[dict | None, int | None]:
     """lease_ahead's writes, in a transaction (the server's group commit, db.queue.submits.apply_batch): (lease with
-    its texts still to read, or None; reserved ranking id or None)."""
-    state = _read_state(store, dataset_id, user_id, now)
+    its texts still to read, or None; reserved ranking id or None). `state`: the dataset's and user's state as the
+    user's submit just before in this transaction left it (as submit_and_next passes it on), else read here."""
+    if state is None or state["dataset_id"] != dataset_id:
+        state = _read_state(store, dataset_id, user_id, now)
     if not _in_step(state):  # fold in whatever is new: then the mark is the sequence's last value
         _fold_in(store, dataset_id, state)
         state["mark"] = (state["gmax"], state["rmax"], state["k"])

@@ -16,8 +16,11 @@ statements) misses 100 ms at p95. The answer the annotator waits for needs no Du
   submit, its texts and the progress as it will be after that submit, all kept in memory.
 - POST /api/rankings for a remembered, live lease of the user's own, with an item ahead: validated in memory
   (queue.validate), appended to the journal and fsynced, then answered with the item ahead. The writer thread
-  stores the ranking (queue.apply_reserved, under its reserved id and with the submit's own time), renews the
-  handed-out lease and leases the next item ahead.
+  stores the ranking (under its reserved id and with the submit's own time), renews the handed-out lease and
+  leases the next item ahead. It takes all the jobs queued (up to BATCH_MAX) at once and stores them in order in
+  one transaction (queue.apply_batch, a group commit): with hundreds of annotators the jobs arrive faster than
+  one transaction each can store them (issue 18, docs/benchmarks.md). A job the database refuses is reported
+  on its own and the others are stored.
 - Everything else goes straight to DuckDB: a lease this server did not hand out (after a restart), a lease
   within a minute of expiring, no item ahead (the queue's end), and every other route. Before it does, the
   Store's gate (Store.set_gate) waits until the writer has stored every submit acknowledged so far, so all
@@ -52,7 +55,7 @@ MARGIN = timedelta(seconds=60)  # a lease closer than this to its expiry goes to
 DRAIN_LOG_S = 30.0  # a wait for the writer this long is logged (and a dead writer restarted); it goes on waiting
 COMPACT_BYTES = 1 << 20  # the journal is emptied when everything in it is stored and it has grown past this
 _HELD_MAX = 20_000  # remembered leases before the done and expired ones are forgotten
-BATCH_MAX = 256  # writer jobs stored in one transaction (a group commit); bounds how long the Store lock is held
+BATCH_MAX = 64  # writer jobs per transaction (a group commit); bounds how long the Store lock is held
 
 
 @dataclass
@@ -321,10 +324,43 @@ class QueueFront:
         journaled submit goes to the failed file, the others are stored."""
         if self._reader is None:
             self._reader = self.store.cursor()
-        steps: list[tuple[str, dict]] = []
-        owners: list[tuple] = []  # per step, what to do with its outcome
-        aheads: dict[tuple[int, int], int] = {}  # (user, dataset) -> epoch when its item ahead was asked for
         now = datetime.now()
+        steps, owners, aheads = self._steps(batch, now)
+        try:
+            made = []
+            for (what, subject), (result, error) in zip(owners, queue.apply_batch(self.store, steps), strict=True):
+                if what == "stored":  # a refused submit is kept in the failed file, never dropped
+                    if error is not None:
+                        journal.refused(self.store, subject, error)
+                    if (error is not None or not result[1]) and subject.get("extend"):
+                        self._lapsed(subject["extend"][0])  # its next submit goes to DuckDB's checks
+                elif what == "renewed" and not result:
+                    self._lapsed(subject)
+                elif what == "ahead" and error is None and result[0] is not None:
+                    try:  # its texts and the progress shown with it, off the Store lock
+                        progress = queue.ahead_progress(self._reader, result[0], subject[1], subject[0], now)
+                        made.append((subject, result, progress))
+                    except Exception:
+                        log.exception("could not read the item leased ahead of user %d", subject[0])
+                        made.append((subject, result, None))
+                elif error is not None:
+                    log.error("queue writer: %s %s failed: %s", what, subject, error)
+            with self._lock:
+                for key, (lease, ranking_id), progress in made:
+                    if key not in self._ahead and self._epoch.get(key[1], 0) == aheads[key] and progress is not None:
+                        self._ahead[key] = Ahead(lease, progress, ranking_id)
+                    else:  # reclaimed while it was being leased, or a second one: give it back
+                        self._enqueue(("release", key[0], lease["assignment_id"]))
+        finally:  # whatever happened, these users' submits stop waiting for an item ahead
+            with self._lock, self._cv:
+                self._making.difference_update(aheads)
+                self._cv.notify_all()
+
+    def _steps(self, batch: list[tuple], now: datetime) -> tuple[list, list, dict]:
+        """(queue.apply_batch steps, what each is for, {(user, dataset): epoch} of the items ahead asked for)."""
+        steps: list[tuple[str, dict]] = []
+        owners: list[tuple] = []
+        aheads: dict[tuple[int, int], int] = {}
         for job in batch:
             if job[0] == "apply":
                 record = job[1]
@@ -336,65 +372,18 @@ class QueueFront:
                 owners.append(("renewed", job[1]))
             elif job[0] == "release":
                 steps.append(("release", {"user_id": job[1], "assignment_id": job[2]}))
-                owners.append(("released", job[2]))
-            elif job[0] == "ahead":
+                owners.append(("release", job[2]))
+            else:
                 user_id, dataset_id, created_by, current = job[1:]
                 key = (user_id, dataset_id)
                 with self._lock:
                     ready = key in self._ahead or key in aheads  # asked twice; the first one stands
                     aheads.setdefault(key, self._epoch.get(dataset_id, 0))
-                if ready:
-                    continue
-                args = {"dataset_id": dataset_id, "user_id": user_id, "current": current, "now": now}
-                steps.append(("ahead", {**args, "lease_s": self.lease_s, "created_by": created_by}))
-                owners.append(("ahead", key))
-        try:
-            results = queue.apply_batch(self.store, steps) if steps else []
-        except BaseException:
-            with self._lock, self._cv:  # nothing is leased ahead: the submits of these users go to DuckDB
-                self._making.difference_update(aheads)
-                self._cv.notify_all()
-            raise
-        made = []
-        for (what, subject), (result, error) in zip(owners, results, strict=True):
-            if what == "stored":
-                self._stored(subject, result, error)
-            elif what == "renewed" and not result:
-                self._lapsed(subject)
-            elif what == "ahead":
-                if error is not None:
-                    log.error("could not lease the next item ahead of user %d: %s", subject[0], error)
-                elif result[0] is not None:
-                    made.append((subject, result, self._progress(result[0], subject, now)))
-            elif error is not None:  # a release
-                log.warning("could not release assignment %s: %s", subject, error)
-        with self._lock:
-            for key, (lease, ranking_id), progress in made:
-                if key not in self._ahead and self._epoch.get(key[1], 0) == aheads[key] and progress is not None:
-                    self._ahead[key] = Ahead(lease, progress, ranking_id)
-                else:  # reclaimed while it was being leased, or a second one: give it back
-                    self._enqueue(("release", key[0], lease["assignment_id"]))
-            with self._cv:
-                self._making.difference_update(aheads)
-                self._cv.notify_all()
-
-    def _stored(self, record: dict, result, error: Exception | None) -> None:
-        """A journaled submit's outcome: one the database refused is kept in the failed file, never dropped; a
-        lease handed out with it that lapsed first is forgotten, so its submit goes to DuckDB's checks."""
-        if error is not None:
-            journal.refused(self.store, record, error)
-            result = (False, False)
-        if not result[1] and record.get("extend"):
-            self._lapsed(record["extend"][0])
-
-    def _progress(self, lease: dict, key: tuple[int, int], now: datetime) -> dict | None:
-        """The texts of an item leased ahead and the progress shown with it, read after the commit (None if the read
-        fails: the item is given back)."""
-        try:
-            return queue.ahead_progress(self._reader, lease, key[1], key[0], now)
-        except Exception:
-            log.exception("could not read the item leased ahead of user %d", key[0])
-            return None
+                if not ready:
+                    args = {"dataset_id": dataset_id, "user_id": user_id, "current": current, "now": now}
+                    steps.append(("ahead", {**args, "lease_s": self.lease_s, "created_by": created_by}))
+                    owners.append(("ahead", key))
+        return steps, owners, aheads
 
     def drain(self) -> None:
         """Wait until every submit acknowledged so far is stored (the Store's gate); a no-op on the writer."""
