@@ -2,16 +2,18 @@
 
     python bench/annotate.py                      # 1,000 generations, then 1,000,000 (250,000 prompts x 4)
     python bench/annotate.py --big 100000         # a smaller "big" database for a quick look
+    python bench/annotate.py --small 0 --big 100000 --annotators 100 --think 2 --submits 10   # one point of a knee
 
 For each size: a database is built in SQL through the Store's staging path (prompts and answers generated
 with range()), 20 annotators are added, `preflab server` runs in a subprocess, and 20 threads each sign in
 and loop POST /api/rankings, whose response carries the next item (what the UI does). Latency is taken
 server-side from the X-Process-Time header (the app's own time, without client and socket cost), so the
 number measures the server, not this script (it does include waiting for the Store lock and for a CPU).
-Prints p50/p95 per size, the share of submits the server answered from memory once journaled (header
-X-PrefLab-Submit, serving/api/queue_front.py; the rest went to DuckDB), the growth ratio 1M/1k, and the load
-average around each measurement, because on a shared machine the latency follows the load more than the data
-size.
+Prints p50/p95 per size, the submits/s overall and while everyone is at work ("steady": the middle 80% of the
+submits over their span; the knee is the steady rate where p95 crosses 100 ms), the share of submits the server
+answered from memory once journaled (header X-PrefLab-Submit, serving/api/queue_front.py; the rest went to
+DuckDB), the writer's transactions (jobs per group commit), the growth ratio 1M/1k, and the load average around
+each measurement, because on a shared machine the latency follows the load more than the data size.
 Targets (issue 4): p95 <= 100 ms, and at most 2x growth from 1k to 1M.
 """
 
@@ -101,18 +103,27 @@ def annotator(url: str, name: str, submits: int, out: list, errors: list, think_
             if r.status_code != 201:
                 errors.append(r.text)
                 break
-            out.append((float(r.headers["X-Process-Time"]), r.headers.get("X-PrefLab-Submit") == "journal"))
+            journaled = r.headers.get("X-PrefLab-Submit") == "journal"
+            out.append((float(r.headers["X-Process-Time"]), journaled, time.perf_counter()))
             nxt = r.json()["next"]
 
 
-def _pcts(times: list[tuple[float, bool]]) -> tuple[float, float]:
-    q = statistics.quantiles([t for t, _ in times], n=100)
+def _pcts(times: list[tuple]) -> tuple[float, float]:
+    q = statistics.quantiles([t[0] for t in times], n=100)
     return q[49], q[94]
 
 
-def _journaled(times: list[tuple[float, bool]]) -> float:
+def _journaled(times: list[tuple]) -> float:
     """The share of submits answered from the server's memory once journaled (serving.api.queue_front)."""
-    return sum(j for _, j in times) / len(times)
+    return sum(t[1] for t in times) / len(times)
+
+
+def _sustained(times: list[tuple]) -> float:
+    """Submits/s while everyone is at work: those completed between the 10th and the 90th percentile of the
+    completion times, over that span (the sign-ins before and the stragglers after left out)."""
+    done = sorted(t[2] for t in times)
+    lo, hi = len(done) // 10, len(done) * 9 // 10
+    return (hi - lo) / (done[hi] - done[lo]) if hi > lo and done[hi] > done[lo] else float("nan")
 
 
 def measure(
@@ -125,8 +136,8 @@ def measure(
     port = free_port()
     proc = serve(db, home, port)
     url = f"http://127.0.0.1:{port}"
-    solo_times: list[tuple[float, bool]] = []
-    times: list[tuple[float, bool]] = []
+    solo_times: list[tuple] = []
+    times: list[tuple] = []
     errors: list[str] = []
     load = [os.getloadavg()[0]]  # the machine is shared: say how busy it was, since latency follows it
     try:
@@ -166,6 +177,7 @@ def measure(
         "p50_ms": p50,
         "p95_ms": p95,
         "throughput_per_s": len(times) / wall,
+        "sustained_per_s": _sustained(times),
         "load": load,
         "writer": writer,
     }
@@ -173,7 +185,7 @@ def measure(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--small", type=int, default=1_000, help="generations in the baseline database")
+    ap.add_argument("--small", type=int, default=1_000, help="generations in the baseline database (0: none)")
     ap.add_argument("--big", type=int, default=1_000_000, help="generations in the large database")
     ap.add_argument("--annotators", type=int, default=20)
     ap.add_argument("--submits", type=int, default=10, help="rankings per annotator (1k answers hold 500 at k=2)")
@@ -199,27 +211,32 @@ def main() -> None:
                 workdir=Path(tmp),
             )
             for n in (args.small, args.big)
+            if n
         ]
     print(f"server-side ms of POST /api/rankings (submit + next item), from X-Process-Time; k={args.k}")
     print(
         f"{'generations':>12} {'build s':>8} | {'1 annotator':>11} {'p50':>6} {'p95':>6} | "
-        f"{args.annotators} annotators, think ~{args.think:g} s: {'n':>4} {'p50':>6} {'p95':>6} {'req/s':>6} | "
+        f"{args.annotators} annotators, think ~{args.think:g} s: {'n':>4} {'p50':>6} {'p95':>6} {'req/s':>6} "
+        f"{'steady':>6} | "
         "journaled alone / 20 | load avg (1 min) before / after"
     )
     for r in rows:
         print(
             f"{r['generations']:>12,} {r['build_s']:>8.1f} | {args.solo:>11} {r['solo_p50']:>6.1f} "
             f"{r['solo_p95']:>6.1f} | {'':>{len(str(args.annotators)) + 28}}{r['requests']:>4} {r['p50_ms']:>6.1f} "
-            f"{r['p95_ms']:>6.1f} {r['throughput_per_s']:>6.1f} | {r['solo_journaled']:>6.0%} / {r['journaled']:.0%} "
+            f"{r['p95_ms']:>6.1f} {r['throughput_per_s']:>6.1f} {r['sustained_per_s']:>6.1f} | "
+            f"{r['solo_journaled']:>6.0%} / {r['journaled']:.0%} "
             f"| {r['load'][0]:.2f} / {r['load'][-1]:.2f}"
         )
     for r in rows:
         w = r["writer"]
         print(
             f"{r['generations']:>12,}: the writer behind the journaled submits (storing one, leasing the next item"
-            f" ahead), last {min(w['writer_jobs'], 1000)} jobs: p50 {w['writer_p50_ms']} ms,"
-            f" p95 {w['writer_p95_ms']} ms"
+            f" ahead), {w['writer_jobs']} jobs; per transaction (last 1000): p50 {w['writer_p50_ms']} ms,"
+            f" p95 {w['writer_p95_ms']} ms, jobs mean {w.get('writer_batch_mean')} max {w.get('writer_batch_max')}"
         )
+    if len(rows) < 2:
+        return
     small, big = rows
     print(
         f"growth {args.big:,} vs {args.small:,}: p95 alone {big['solo_p95'] / small['solo_p95']:.2f}x, "

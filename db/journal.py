@@ -33,24 +33,32 @@ def path_of(store: Store) -> Path | None:
 def store_record(store: Store, record: dict) -> tuple[bool, bool]:
     """Store one journaled submit: (stored now, its handed-out lease renewed). Keeps it in the failed file and
     returns (False, False) if the database refuses it."""
-    extend = record.get("extend")
-    if extend:
-        extend = (extend[0], datetime.fromisoformat(extend[1]))
     try:
-        return queue.apply_reserved(
-            store,
-            record["user_id"],
-            record["assignment_id"],
-            record["ranking_id"],
-            now=datetime.fromisoformat(record["at"]),
-            created_by=record["created_by"],
-            fields=record["fields"],
-            extend=extend,
-        )
+        return queue.apply_reserved(store, **step_of(record)[1])
     except Exception as e:  # the submit was acknowledged: keep it whatever went wrong
-        log.error("could not store the acknowledged submit %s: %s", record.get("ranking_id"), e)
-        keep_failed(store, record, f"{type(e).__name__}: {e}")
+        refused(store, record, e)
         return False, False
+
+
+def step_of(record: dict) -> tuple[str, dict]:
+    """A journaled submit as a step of queue.apply_batch (the server's group commit)."""
+    extend = record.get("extend")
+    args = {
+        "user_id": record["user_id"],
+        "assignment_id": record["assignment_id"],
+        "ranking_id": record["ranking_id"],
+        "now": datetime.fromisoformat(record["at"]),
+        "created_by": record["created_by"],
+        "fields": record["fields"],
+        "extend": (extend[0], datetime.fromisoformat(extend[1])) if extend else None,
+    }
+    return "reserved", args
+
+
+def refused(store: Store, record: dict, error: Exception) -> None:
+    """A journaled submit the database refused: logged and kept in the failed file, never dropped."""
+    log.error("could not store the acknowledged submit %s: %s", record.get("ranking_id"), error)
+    keep_failed(store, record, f"{type(error).__name__}: {error}")
 
 
 def write_line(f, record: dict) -> None:

@@ -16,6 +16,7 @@ from memory (serving.api.queue_front does, through lease_ahead and apply_reserve
 from db.queue.leases import (
     DEFAULT_LEASE_S,
     FRONT,
+    ahead_progress,
     lease_ahead,
     next_assignment,
     next_item,
@@ -35,7 +36,7 @@ from db.queue.rules import (
 )
 from db.queue.settings import dataset_of_ranking, get_dataset, update_dataset
 from db.queue.state import invalidate, sync
-from db.queue.submits import apply_reserved, submit, submit_and_next, write_feedback, write_items
+from db.queue.submits import apply_batch, apply_reserved, submit, submit_and_next, write_feedback, write_items
 
 __all__ = [
     "COUNTED_SOURCES",
@@ -43,6 +44,8 @@ __all__ = [
     "FRONT",
     "MAX_TEXT",
     "STATUSES",
+    "ahead_progress",
+    "apply_batch",
     "apply_reserved",
     "dataset_of_ranking",
     "dense_ranks",

@@ -291,18 +291,41 @@ def lease_ahead(
     """
     now = _now(now)
     with store.transaction():
+        lease, ranking_id = _ahead_in_tx(store, dataset_id, user_id, current, now, lease_s, created_by)
+    return lease, ahead_progress(reader or store, lease, dataset_id, user_id, now), ranking_id
+
+
+def _ahead_in_tx(
+    store: Store,
+    dataset_id: int,
+    user_id: int,
+    current: int,
+    now: datetime,
+    lease_s: int,
+    created_by: str,
+    state: dict | None = None,
+) -> tuple[dict | None, int | None]:
+    """lease_ahead's writes, in a transaction (the server's group commit, db.queue.submits.apply_batch): (lease with
+    its texts still to read, or None; reserved ranking id or None). `state`: the dataset's and user's state as the
+    user's submit just before in this transaction left it (as submit_and_next passes it on), else read here."""
+    if state is None or state["dataset_id"] != dataset_id:
         state = _read_state(store, dataset_id, user_id, now)
-        if not _in_step(state):  # fold in whatever is new: then the mark is the sequence's last value
-            _fold_in(store, dataset_id, state)
-            state["mark"] = (state["gmax"], state["rmax"], state["k"])
-        lease, _ = _next_in_tx(store, state, user_id, now, lease_s, created_by, defer=True, skip=current)
-        ranking_id = None
-        if lease is not None:
-            ranking_id = store._first(f"SELECT {_NEXT_RANKING}")[0]
-            store.con.execute("UPDATE queue_sync SET ranking_mark = ? WHERE dataset_id = ?", [ranking_id, dataset_id])
-    progress = _finish(reader or store, lease, dataset_id, user_id, now)
-    progress = {"done_today": progress["done_today"] + 1, "remaining": max(0, progress["remaining"] - 1)}
-    return lease, progress, ranking_id
+    if not _in_step(state):  # fold in whatever is new: then the mark is the sequence's last value
+        _fold_in(store, dataset_id, state)
+        state["mark"] = (state["gmax"], state["rmax"], state["k"])
+    lease, _ = _next_in_tx(store, state, user_id, now, lease_s, created_by, defer=True, skip=current)
+    ranking_id = None
+    if lease is not None:
+        ranking_id = store._first(f"SELECT {_NEXT_RANKING}")[0]
+        store.con.execute("UPDATE queue_sync SET ranking_mark = ? WHERE dataset_id = ?", [ranking_id, dataset_id])
+    return lease, ranking_id
+
+
+def ahead_progress(reader: Store, lease: dict | None, dataset_id: int, user_id: int, now: datetime) -> dict:
+    """After an item ahead is committed: its texts (into `lease`) and the progress as it will be once the current
+    item is submitted, read on `reader` (off the Store lock)."""
+    progress = _finish(reader, lease, dataset_id, user_id, now)
+    return {"done_today": progress["done_today"] + 1, "remaining": max(0, progress["remaining"] - 1)}
 
 
 def renew(store: Store, assignment_id: int, expires_at: datetime, *, now: datetime | None = None) -> bool:

@@ -273,12 +273,115 @@ def apply_reserved(
     submit(), and a lapsed lease is not renewed. Nothing is written (False) if the ranking id is already
     stored: replaying the server's journal twice changes nothing. ConflictError / NotFoundError / InputError
     as submit() when the database disagrees."""
-    present = datetime.now()
     with store.transaction():
-        if store._first("SELECT 1 FROM rankings WHERE id = ?", [ranking_id]):
-            return False, False
-        _submit_in_tx(
-            store, user_id, assignment_id, max(now, present), created_by, fields, ranking_id=ranking_id, created_at=now
+        return _reserved_in_tx(
+            store, user_id, assignment_id, ranking_id, now=now, created_by=created_by, fields=fields, extend=extend
         )
-        renewed = extend is not None and leases.renew(store, extend[0], extend[1], now=present)
-    return True, renewed
+
+
+def _reserved_in_tx(
+    store: Store,
+    user_id: int,
+    assignment_id: int,
+    ranking_id: int,
+    *,
+    now: datetime,
+    created_by: str,
+    fields: dict,
+    extend: tuple[int, datetime] | None = None,
+) -> tuple[bool, bool]:
+    """apply_reserved's writes, in a transaction."""
+    return _reserved_and_state(
+        store, user_id, assignment_id, ranking_id, now=now, created_by=created_by, fields=fields, extend=extend
+    )[:2]
+
+
+def _reserved_and_state(
+    store: Store,
+    user_id: int,
+    assignment_id: int,
+    ranking_id: int,
+    *,
+    now: datetime,
+    created_by: str,
+    fields: dict,
+    extend: tuple[int, datetime] | None = None,
+) -> tuple[bool, bool, dict | None]:
+    """_reserved_in_tx with the state the submit left (None if nothing was stored), for the user's next step."""
+    present = datetime.now()
+    if store._first("SELECT 1 FROM rankings WHERE id = ?", [ranking_id]):
+        return False, False, None
+    _, state = _submit_in_tx(
+        store, user_id, assignment_id, max(now, present), created_by, fields, ranking_id=ranking_id, created_at=now
+    )
+    renewed = extend is not None and leases.renew(store, extend[0], extend[1], now=present)
+    return True, renewed, state
+
+
+class _StepFailed(Exception):
+    def __init__(self, index: int, error: Exception):
+        self.index, self.error = index, error
+
+
+def _step(store: Store, step: tuple, carry: dict) -> object:
+    """Run one step; `carry` holds what a submit's state tells the same user's item ahead right after it."""
+    kind, args = step
+    state, carry["state"] = carry.pop("state", None), None
+    if kind == "reserved":
+        stored, renewed, state = _reserved_and_state(store, **args)
+        if state is not None:
+            carry["state"] = dict(state, user_id=args["user_id"])
+        return stored, renewed
+    if kind == "ahead":
+        mine = state is not None and state["user_id"] == args["user_id"]
+        return leases._ahead_in_tx(store, **args, state=state if mine else None)
+    if kind == "renew":
+        return leases.renew(store, args["assignment_id"], args["expires_at"])
+    if kind == "release":
+        return leases.release(store, args["user_id"], args["assignment_id"])
+    raise ValueError(f"unknown queue step {kind!r}")
+
+
+def _alone(store: Store, step: tuple) -> tuple[object, Exception | None]:
+    try:
+        with store.transaction():
+            return _step(store, step, {}), None
+    except Exception as e:  # reported for this step alone
+        return None, e
+
+
+def apply_batch(store: Store, steps: list[tuple[str, dict]]) -> list[tuple[object, Exception | None]]:
+    """Many of the server's queue writes, in order, in one transaction (one commit: a group commit); per step
+    (result, None) or (None, the error it raised).
+
+    Steps: ("reserved", apply_reserved's arguments) -> (stored, renewed); ("ahead", {dataset_id, user_id, current,
+    now, lease_s, created_by}) -> (lease without its texts, reserved ranking id), texts and progress read after the
+    commit with leases.ahead_progress; ("renew", {assignment_id, expires_at}) -> bool; ("release", {user_id,
+    assignment_id}) -> bool. A step that fails leaves nothing, and the others are stored as if it had run alone:
+    DuckDB has no savepoints and aborts a transaction on a failed statement, so the batch is rolled back and run
+    again without it (each step sees what the ones before it wrote, as one transaction per step would). Should the
+    commit itself fail, each step is run in a transaction of its own.
+    """
+    results: list[tuple[object, Exception | None]] = [(None, None)] * len(steps)
+    pending = list(range(len(steps)))
+    while pending:
+        out, carry = [], {}
+        try:
+            with store.transaction():
+                for i in pending:
+                    try:
+                        out.append(_step(store, steps[i], carry))
+                    except Exception as e:  # reported for this step alone
+                        raise _StepFailed(i, e) from e
+        except _StepFailed as failed:
+            results[failed.index] = (None, failed.error)
+            pending.remove(failed.index)
+            continue
+        except Exception:  # the commit itself failed: one transaction per step, so each gets its own outcome
+            for i in pending:
+                results[i] = _alone(store, steps[i])
+            return results
+        for i, result in zip(pending, out, strict=True):
+            results[i] = (result, None)
+        pending = []
+    return results

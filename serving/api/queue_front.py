@@ -16,8 +16,11 @@ statements) misses 100 ms at p95. The answer the annotator waits for needs no Du
   submit, its texts and the progress as it will be after that submit, all kept in memory.
 - POST /api/rankings for a remembered, live lease of the user's own, with an item ahead: validated in memory
   (queue.validate), appended to the journal and fsynced, then answered with the item ahead. The writer thread
-  stores the ranking (queue.apply_reserved, under its reserved id and with the submit's own time), renews the
-  handed-out lease and leases the next item ahead.
+  stores the ranking (under its reserved id and with the submit's own time), renews the handed-out lease and
+  leases the next item ahead. It takes all the jobs queued (up to BATCH_MAX) at once and stores them in order in
+  one transaction (queue.apply_batch, a group commit): with hundreds of annotators the jobs arrive faster than
+  one transaction each can store them (issue 18, docs/benchmarks.md). A job the database refuses is reported
+  on its own and the others are stored.
 - Everything else goes straight to DuckDB: a lease this server did not hand out (after a restart), a lease
   within a minute of expiring, no item ahead (the queue's end), and every other route. Before it does, the
   Store's gate (Store.set_gate) waits until the writer has stored every submit acknowledged so far, so all
@@ -52,6 +55,7 @@ MARGIN = timedelta(seconds=60)  # a lease closer than this to its expiry goes to
 DRAIN_LOG_S = 30.0  # a wait for the writer this long is logged (and a dead writer restarted); it goes on waiting
 COMPACT_BYTES = 1 << 20  # the journal is emptied when everything in it is stored and it has grown past this
 _HELD_MAX = 20_000  # remembered leases before the done and expired ones are forgotten
+BATCH_MAX = 64  # writer jobs per transaction (a group commit); bounds how long the Store lock is held
 
 
 @dataclass
@@ -92,7 +96,8 @@ class QueueFront:
         self._closed = False
         self._reader: Store | None = None
         self._journaled = 0
-        self._job_ms: deque[float] = deque(maxlen=1000)  # the writer's last jobs, for stats()
+        self._job_ms: deque[float] = deque(maxlen=1000)  # the writer's last batches, for stats()
+        self._batch_sizes: deque[int] = deque(maxlen=1000)
         self.replayed = journal.replay(store)
         self._file = journal.open_private(self.path) if self.path else None  # open for the server's life
 
@@ -174,14 +179,17 @@ class QueueFront:
             return held
 
     def stats(self) -> dict:
-        """Submits acknowledged from the journal, the writer's backlog and its recent job times (GET /api/health)."""
-        times = sorted(self._job_ms)
+        """Submits acknowledged from the journal, the writer's backlog, its recent batch times (one transaction each)
+        and how many jobs its batches held (GET /api/health)."""
+        times, sizes = sorted(self._job_ms), list(self._batch_sizes)
         return {
             "journaled": self._journaled,
             "writer_jobs": self._done,
             "writer_behind": self._queued - self._done,
             "writer_p50_ms": round(times[len(times) // 2], 1) if times else None,
             "writer_p95_ms": round(times[int(len(times) * 0.95)], 1) if times else None,
+            "writer_batch_mean": round(sum(sizes) / len(sizes), 1) if sizes else None,
+            "writer_batch_max": max(sizes) if sizes else None,
         }
 
     def release_ahead(self, user_id: int, dataset_id: int) -> None:
@@ -255,13 +263,6 @@ class QueueFront:
         if self._file is not None:
             journal.write_line(self._file, record)
 
-    def _store(self, record: dict) -> None:
-        """Write one journaled submit to DuckDB (db.journal); a lease handed out with it that lapsed first is
-        forgotten, so its submit goes to DuckDB's checks."""
-        extend = record.get("extend")
-        if not journal.store_record(self.store, record)[1] and extend:
-            self._lapsed(extend[0])
-
     def _lapsed(self, assignment_id: int) -> None:
         """A lease handed out lapsed before it was renewed: its submit goes to DuckDB's checks."""
         with self._lock:
@@ -300,65 +301,89 @@ class QueueFront:
                 self._cv.wait_for(lambda: self._jobs or self._closed)
                 if not self._jobs:
                     return
-                job = self._jobs.popleft()
+                batch = [self._jobs.popleft() for _ in range(min(len(self._jobs), BATCH_MAX))]
             t0 = time.perf_counter()
             try:
-                self._do(job)
-            except Exception:  # a job must never stop the writer
-                log.exception("queue writer job %s failed", job[0])
+                self._do(batch)
+            except Exception:  # a batch must never stop the writer
+                log.exception("queue writer batch of %d job(s) failed", len(batch))
             finally:
                 self._job_ms.append((time.perf_counter() - t0) * 1000)
+                self._batch_sizes.append(len(batch))
                 with self._cv:
-                    self._done += 1
+                    self._done += len(batch)
                     self._cv.notify_all()
             try:
                 self._compact()
             except OSError:
                 log.exception("could not empty the journal %s; it is replayed (harmlessly) on start", self.path)
 
-    def _do(self, job: tuple) -> None:
+    def _do(self, batch: list[tuple]) -> None:
+        """Everything queued, in order, in one transaction (queue.apply_batch): a submit's ranking and renewal, the
+        user's next item ahead, releases and renewals. A step the database refuses is reported on its own: a
+        journaled submit goes to the failed file, the others are stored."""
         if self._reader is None:
             self._reader = self.store.cursor()
-        if job[0] == "apply":
-            record = job[1]
-            self._store(record)
-            self._make_ahead(record["user_id"], record["dataset_id"], record["created_by"], record["extend"][0])
-        elif job[0] == "renew":
-            if not queue.renew(self.store, job[1], job[2]):
-                self._lapsed(job[1])
-        elif job[0] == "release":
-            queue.release(self.store, job[1], job[2])
-        else:
-            self._make_ahead(*job[1:])
-
-    def _make_ahead(self, user_id: int, dataset_id: int, created_by: str, current: int) -> None:
-        key = (user_id, dataset_id)
-        lease = None
-        with self._lock:
-            ready = key in self._ahead
-            epoch = self._epoch.get(dataset_id, 0)
+        now = datetime.now()
+        steps, owners, aheads = self._steps(batch, now)
         try:
-            if ready:  # asked twice; the first one stands
-                return
-            lease, progress, ranking_id = queue.lease_ahead(
-                self.store,
-                dataset_id,
-                user_id,
-                current,
-                lease_s=self.lease_s,
-                created_by=created_by,
-                reader=self._reader,
-            )
-        finally:
+            made = []
+            for (what, subject), (result, error) in zip(owners, queue.apply_batch(self.store, steps), strict=True):
+                if what == "stored":  # a refused submit is kept in the failed file, never dropped
+                    if error is not None:
+                        journal.refused(self.store, subject, error)
+                    if (error is not None or not result[1]) and subject.get("extend"):
+                        self._lapsed(subject["extend"][0])  # its next submit goes to DuckDB's checks
+                elif what == "renewed" and not result:
+                    self._lapsed(subject)
+                elif what == "ahead" and error is None and result[0] is not None:
+                    try:  # its texts and the progress shown with it, off the Store lock
+                        progress = queue.ahead_progress(self._reader, result[0], subject[1], subject[0], now)
+                        made.append((subject, result, progress))
+                    except Exception:
+                        log.exception("could not read the item leased ahead of user %d", subject[0])
+                        made.append((subject, result, None))
+                elif error is not None:
+                    log.error("queue writer: %s %s failed: %s", what, subject, error)
             with self._lock:
-                keep = lease is not None and key not in self._ahead and self._epoch.get(dataset_id, 0) == epoch
-                if keep:
-                    self._ahead[key] = Ahead(lease, progress, ranking_id)
-                elif lease is not None:  # reclaimed while it was being leased, or a second one: give it back
-                    self._enqueue(("release", user_id, lease["assignment_id"]))
-                with self._cv:
-                    self._making.discard(key)
-                    self._cv.notify_all()
+                for key, (lease, ranking_id), progress in made:
+                    if key not in self._ahead and self._epoch.get(key[1], 0) == aheads[key] and progress is not None:
+                        self._ahead[key] = Ahead(lease, progress, ranking_id)
+                    else:  # reclaimed while it was being leased, or a second one: give it back
+                        self._enqueue(("release", key[0], lease["assignment_id"]))
+        finally:  # whatever happened, these users' submits stop waiting for an item ahead
+            with self._lock, self._cv:
+                self._making.difference_update(aheads)
+                self._cv.notify_all()
+
+    def _steps(self, batch: list[tuple], now: datetime) -> tuple[list, list, dict]:
+        """(queue.apply_batch steps, what each is for, {(user, dataset): epoch} of the items ahead asked for)."""
+        steps: list[tuple[str, dict]] = []
+        owners: list[tuple] = []
+        aheads: dict[tuple[int, int], int] = {}
+        for job in batch:
+            if job[0] == "apply":
+                record = job[1]
+                steps.append(journal.step_of(record))
+                owners.append(("stored", record))
+                job = ("ahead", record["user_id"], record["dataset_id"], record["created_by"], record["extend"][0])
+            if job[0] == "renew":
+                steps.append(("renew", {"assignment_id": job[1], "expires_at": job[2]}))
+                owners.append(("renewed", job[1]))
+            elif job[0] == "release":
+                steps.append(("release", {"user_id": job[1], "assignment_id": job[2]}))
+                owners.append(("release", job[2]))
+            else:
+                user_id, dataset_id, created_by, current = job[1:]
+                key = (user_id, dataset_id)
+                with self._lock:
+                    ready = key in self._ahead or key in aheads  # asked twice; the first one stands
+                    aheads.setdefault(key, self._epoch.get(dataset_id, 0))
+                if not ready:
+                    args = {"dataset_id": dataset_id, "user_id": user_id, "current": current, "now": now}
+                    steps.append(("ahead", {**args, "lease_s": self.lease_s, "created_by": created_by}))
+                    owners.append(("ahead", key))
+        return steps, owners, aheads
 
     def drain(self) -> None:
         """Wait until every submit acknowledged so far is stored (the Store's gate); a no-op on the writer."""
