@@ -164,6 +164,21 @@ def live(run_id: int) -> None:
             curve(frame.dropna(subset=["learning_rate"]).set_index("step")[["learning_rate"]], height=150)
     if run.get("error"):
         st.error(run["error"][-2000:])
+    evaluation = (run.get("result") or {}).get("reward_eval")
+    if evaluation:  # a reward run's held-out pairs, RewardBench-style (alignment/reward_eval.py)
+        st.markdown(
+            f"**Held-out evaluation:** accuracy {evaluation['accuracy']:.3f} on {evaluation['pairs']} pairs"
+            + "".join(
+                f" · agreement {name}: {b['accuracy']:.3f} ({b['pairs']})"
+                for name, b in (evaluation.get("by_agreement") or {}).items()
+            )
+        )
+        bins = evaluation.get("calibration") or []
+        if bins:
+            st.caption(
+                "Calibration (accuracy per quintile of |margin|, smallest first): "
+                + ", ".join(f"{b['accuracy']:.2f}" for b in bins)
+            )
     st.code(log_tail or "(no log yet)", language="text")
     lineage = run.get("lineage") or {}
     st.caption(
@@ -185,7 +200,10 @@ table = pd.DataFrame(
             "parent": r["parent"],
             "snapshot": (r["snapshot_id"] or "")[:12],
             "created": r["created_at"],
-            **{k: (r.get("metrics") or {}).get(k) for k in ("loss", "rewards/accuracies", "accuracy", "reward")},
+            **{
+                k: (r.get("metrics") or {}).get(k)
+                for k in ("loss", "rewards/accuracies", "accuracy", "reward", "reward_eval_accuracy")
+            },
         }
         for r in runs
     ]
