@@ -45,18 +45,10 @@ def source_values(source: str) -> tuple[str, ...] | None:
     return SOURCES[source]
 
 
-def voters_sql(*, dataset_id: int | None = None, source: str = "all", quality: bool = False) -> tuple[str, list]:
-    """WHERE clause over `rankings r` selecting the rankings that vote (step 1 of the method), and its params.
-
-    `quality`: also leave out the rankings of the annotators listed for their prompt's dataset in the temporary
-    table x_excluded (user_id, dataset_id), which db.quality.prepare_consensus fills (too low a quality, or a
-    reviewer's weight 0)."""
+def submitted_sql(*, dataset_id: int | None = None, source: str = "all") -> tuple[list[str], list]:
+    """The conditions over `rankings r` for submitted rankings of `source` in the dataset (all datasets: None),
+    and their params: what every reading of the rankings starts from."""
     where, params = ["r.status = 'submitted'"], []
-    if quality:
-        where.append(
-            "NOT EXISTS (SELECT 1 FROM x_excluded x JOIN prompts xp ON xp.dataset_id = x.dataset_id "
-            "WHERE x.user_id = r.user_id AND xp.id = r.prompt_id)"
-        )
     allowed = source_values(source)
     if allowed is not None:
         where.append(f"r.source IN ({','.join('?' * len(allowed))})")
@@ -64,6 +56,21 @@ def voters_sql(*, dataset_id: int | None = None, source: str = "all", quality: b
     if dataset_id is not None:
         where.append("r.prompt_id IN (SELECT id FROM prompts WHERE dataset_id = ?)")
         params.append(dataset_id)
+    return where, params
+
+
+def voters_sql(*, dataset_id: int | None = None, source: str = "all", quality: bool = False) -> tuple[str, list]:
+    """WHERE clause over `rankings r` selecting the rankings that vote (step 1 of the method), and its params.
+
+    `quality`: also leave out the rankings of the annotators listed for their prompt's dataset in the temporary
+    table x_excluded (user_id, dataset_id), which db.quality.prepare_consensus fills (too low a quality, or a
+    reviewer's weight 0)."""
+    where, params = submitted_sql(dataset_id=dataset_id, source=source)
+    if quality:
+        where.append(
+            "NOT EXISTS (SELECT 1 FROM x_excluded x JOIN prompts xp ON xp.dataset_id = x.dataset_id "
+            "WHERE x.user_id = r.user_id AND xp.id = r.prompt_id)"
+        )
     # A gold prompt's rankings check the annotators; they are never training data.
     where.append("r.prompt_id NOT IN (SELECT prompt_id FROM gold_items)")
     # An adjudication replaces the annotators' votes on its prompt.

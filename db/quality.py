@@ -36,7 +36,7 @@ from datetime import datetime
 import numpy as np
 
 from db.agreement import kendall_tau_b
-from db.consensus import consensus_ranks, source_values
+from db.consensus import consensus_ranks, submitted_sql
 from db.errors import InputError, NotFoundError
 from db.reliability import HI, LO, reliability
 
@@ -44,15 +44,9 @@ log = logging.getLogger(__name__)
 
 
 def _scope(dataset_id: int | None, source: str) -> tuple[str, list]:
-    where, params = ["r.status = 'submitted'", "r.source <> 'adjudication'"], []
-    allowed = source_values(source)
-    if allowed is not None:
-        where.append(f"r.source IN ({','.join('?' * len(allowed))})")
-        params.extend(allowed)
-    if dataset_id is not None:
-        where.append("r.prompt_id IN (SELECT id FROM prompts WHERE dataset_id = ?)")
-        params.append(dataset_id)
-    return " AND ".join(where), params
+    """Submitted rankings of `source` in the dataset, adjudications left out (a verdict, not an opinion)."""
+    where, params = submitted_sql(dataset_id=dataset_id, source=source)
+    return " AND ".join([*where, "r.source <> 'adjudication'"]), params
 
 
 def _fetch(store, dataset_id: int | None, source: str):
