@@ -11,6 +11,7 @@ import streamlit as st
 
 from annotate.app import require_role
 from annotate.client import ApiError
+from annotate.picker import pick_dataset
 from annotate.quality_view import MEASURES, column_config, quality_frame, series_chart, speed_chart, styled
 from annotate.render import safe_markdown
 from annotate.session import get_client
@@ -29,16 +30,7 @@ st.caption(
     "habits. Sort by any column; hover a header for what it measures."
 )
 
-try:
-    names = [d["name"] for d in client.datasets()]
-except ApiError as e:
-    st.error(f"Could not load the datasets: {e}")
-    st.stop()
-if not names:
-    st.info("No datasets yet.")
-    st.stop()
-
-dataset = st.selectbox("Dataset", names, key="annotators_dataset")
+dataset = pick_dataset(client, key="annotators_dataset")
 try:
     data = client.annotators(dataset)
 except ApiError as e:

@@ -14,6 +14,7 @@ import streamlit as st
 from annotate.app import require_role
 from annotate.client import ApiError
 from annotate.gold_view import gold_section
+from annotate.picker import pick_dataset
 from annotate.ranking import answer_cards, label, number_keys, preview_line
 from annotate.render import dense_ranks, safe_markdown, show_conversation
 from annotate.session import get_client
@@ -24,16 +25,7 @@ client = get_client()
 
 st.title("Review", anchor=False)
 
-try:
-    names = [d["name"] for d in client.datasets()]
-except ApiError as e:
-    st.error(f"Could not load the datasets: {e}")
-    st.stop()
-if not names:
-    st.info("No datasets yet.")
-    st.stop()
-
-dataset = st.selectbox("Dataset", names, key="review_dataset")
+dataset = pick_dataset(client, key="review_dataset")
 try:
     stats = client.stats(dataset)
     disputed = client.disagreements(dataset)

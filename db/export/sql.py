@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from db.consensus import consensus_pairs_sql, source_values
+from db.consensus import consensus_pairs_sql, submitted_sql
 from db.export.config import ExportConfig
 from db.quality import prepare_consensus
 
@@ -404,8 +404,7 @@ RATINGS_LINE_SQL = """'{"prompt": ' || CASE WHEN len(p.msgs) = 1 AND p.msgs[1].r
 def _write_ratings(con, cfg: ExportConfig, dataset_id: int | None, temps: dict[str, Path], sides: dict) -> dict:
     """The `ratings` export: x_ratings holds one row per rated (ranking, answer) of the submitted rankings that
     pass --dataset and --source, with its aspects and rationales already as JSON text; then one COPY per side."""
-    allowed = source_values(cfg.source)
-    where = "" if allowed is None else f"AND r.source IN ({','.join('?' * len(allowed))})"
+    where, params = submitted_sql(dataset_id=dataset_id, source=cfg.source)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE x_ratings AS
             SELECT r.prompt_id, r.id AS ranking_id, t.generation_id, any_value(u.name) AS annotator,
@@ -415,10 +414,9 @@ def _write_ratings(con, cfg: ExportConfig, dataset_id: int | None, temps: dict[s
                        FILTER (WHERE t.rationale IS NOT NULL) AS why
             FROM ratings t JOIN rankings r ON r.id = t.ranking_id JOIN users u ON u.id = r.user_id
             LEFT JOIN ranking_items i ON i.ranking_id = r.id AND i.generation_id = t.generation_id
-            WHERE r.status = 'submitted' {where}
-              AND (CAST(? AS INTEGER) IS NULL OR r.prompt_id IN (SELECT id FROM prompts WHERE dataset_id = ?))
+            WHERE {" AND ".join(where)}
             GROUP BY r.prompt_id, r.id, t.generation_id""",
-        [*(allowed or ()), dataset_id, dataset_id],
+        params,
     )
     _prompts_table(con, cfg, dataset_id, "SELECT DISTINCT prompt_id FROM x_ratings")
     select = f"""SELECT {RATINGS_LINE_SQL} AS line

@@ -274,26 +274,9 @@ def apply_reserved(
     stored: replaying the server's journal twice changes nothing. ConflictError / NotFoundError / InputError
     as submit() when the database disagrees."""
     with store.transaction():
-        return _reserved_in_tx(
+        return _reserved_and_state(
             store, user_id, assignment_id, ranking_id, now=now, created_by=created_by, fields=fields, extend=extend
-        )
-
-
-def _reserved_in_tx(
-    store: Store,
-    user_id: int,
-    assignment_id: int,
-    ranking_id: int,
-    *,
-    now: datetime,
-    created_by: str,
-    fields: dict,
-    extend: tuple[int, datetime] | None = None,
-) -> tuple[bool, bool]:
-    """apply_reserved's writes, in a transaction."""
-    return _reserved_and_state(
-        store, user_id, assignment_id, ranking_id, now=now, created_by=created_by, fields=fields, extend=extend
-    )[:2]
+        )[:2]
 
 
 def _reserved_and_state(
@@ -307,7 +290,8 @@ def _reserved_and_state(
     fields: dict,
     extend: tuple[int, datetime] | None = None,
 ) -> tuple[bool, bool, dict | None]:
-    """_reserved_in_tx with the state the submit left (None if nothing was stored), for the user's next step."""
+    """apply_reserved's writes, in the caller's transaction: (stored, renewed, the state the submit left or None
+    if nothing was stored, for the user's next step)."""
     present = datetime.now()
     if store._first("SELECT 1 FROM rankings WHERE id = ?", [ranking_id]):
         return False, False, None
