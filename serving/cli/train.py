@@ -39,6 +39,20 @@ def reconcile(store) -> None:
             record_end(store, row)
 
 
+def _serve_finished(store, run_id: int, status: str) -> None:
+    """A run finished in the foreground: its adapter goes into the running engines on its base that were started
+    with --load-finished-runs, as the server's job runner does for runs it finishes."""
+    if status != "finished":
+        return
+    from serving.engines.adapters import load_finished_run
+
+    for r in load_finished_run(store, run_id):
+        if r["action"] == "loaded":
+            click.echo(f"engine {r['engine']}: now serves {r['model']}")
+        else:
+            click.echo(f"engine {r['engine']}: could not load {r['model']}: {r.get('error')}", err=True)
+
+
 def register(cli: click.Group) -> None:
 
     @cli.command("train")
@@ -173,6 +187,7 @@ def register(cli: click.Group) -> None:
         _follow(proc, Path(cfg.output_dir))
         status = record_end(store, runs.get_run(store, run_id))
         click.echo(f"run {run_id}: {status}")
+        _serve_finished(store, run_id, status)
         if status != "finished":
             raise click.ClickException(f"run {run_id} {status}; see {Path(cfg.output_dir) / 'train.log'}")
 
@@ -267,7 +282,9 @@ def register(cli: click.Group) -> None:
             click.echo(f"run {run_id} resumed in the background (pid {proc.pid})")
             return
         _follow(proc, Path(row["run_dir"]))
-        click.echo(f"run {run_id}: {record_end(store, runs.get_run(store, run_id))}")
+        status = record_end(store, runs.get_run(store, run_id))
+        click.echo(f"run {run_id}: {status}")
+        _serve_finished(store, run_id, status)
 
     @cli.group("models")
     def models_group():

@@ -112,7 +112,8 @@ def test_transformers_engine_loads_and_unloads_while_serving(store, tiny_model_d
                                                              run_cli):  # fmt: skip
     """Through the admin API: load -> the engine, the gateway's /v1/models and the arena list it at once and it
     answers differently from the base; unload -> gone everywhere, a request for it is refused; same pid all
-    along. Then the CLI does the same, and a finished run's adapter goes into an engine that asked for it."""
+    along. Then the CLI does the same, and a finished run's adapter goes into an engine that asked for it, also
+    one that `preflab train` followed in the foreground."""
     from fastapi.testclient import TestClient
 
     from db import models_registry
@@ -161,10 +162,25 @@ def test_transformers_engine_loads_and_unloads_while_serving(store, tiny_model_d
         # a run finished on this base: its registered adapter goes into the engine started with the flag
         models_registry.register_model(store, name="dpo-fertig", kind="adapter", path=str(lora_dir),
                                        base=str(tiny_model_dir), stage="dpo", created_by="test")  # fmt: skip
+        model_for_run = models_registry.model_for_run
         monkeypatch.setattr(models_registry, "model_for_run",
                             lambda s, run_id: models_registry.get_model(s, "dpo-fertig"))  # fmt: skip
         assert adapters.load_finished_run(store, 7) == [{"engine": "tiny", "model": "dpo-fertig", "action": "loaded"}]
         assert registry.get_engine("tiny")["loras"] == {"dpo-fertig": str(lora_dir.resolve())}
+        assert registry.get_engine("tiny")["pid"] == record["pid"]
+
+        # a run trained in the foreground by `preflab train`: loaded as soon as it finishes
+        monkeypatch.setattr(models_registry, "model_for_run", model_for_run)
+        from tests.support.training import FAST, PAIRS, write_jsonl
+
+        sft = write_jsonl(tmp_path / "sft.jsonl", [{"messages": [*p["prompt"], *p["chosen"]]} for p in PAIRS])
+        sets = [f"--set={k}={v}" for k, v in {**FAST, "max_steps": 1}.items()]
+        r = run_cli("train", "sft", "--base", tiny_model_dir, "--data", sft, "--out", tmp_path / "fg", "--name",
+                    "sft-vordergrund", *sets)  # fmt: skip
+        assert r.exit_code == 0, r.output
+        assert "engine tiny: now serves sft-vordergrund" in r.output
+        assert "sft-vordergrund" in registry.get_engine("tiny")["loras"]
+        assert _completion(record["url"], "sft-vordergrund").status_code == 200
         assert registry.get_engine("tiny")["pid"] == record["pid"]
     finally:
         stop_engine("tiny")
