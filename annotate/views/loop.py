@@ -33,7 +33,9 @@ with st.form("loop_form"):
         key="loop_preset",
         help="demo: tuned for the tiny model; test: a few prompts, two training steps",
     )
-    method = c3.selectbox("Method", ["dpo", "ppo"], key="loop_method", help="ppo: a reward model, then PPO")
+    method = c3.selectbox(
+        "Method", ["dpo", "ppo", "rloo", "grpo"], key="loop_method", help="ppo, rloo, grpo: a reward model, then that"
+    )
     c4, c5, c6 = st.columns(3)
     rounds = c4.number_input("Rounds", min_value=1, max_value=10, value=1, key="loop_rounds")
     annotators = c5.number_input("Synthetic annotators", min_value=1, max_value=10, value=3, key="loop_annotators")
@@ -107,6 +109,20 @@ for r in view.get("results", []):
     )
     c2.metric("95% CI", f"{t['ci_low']:.0%} - {t['ci_high']:.0%}")
     c3.metric("Mean rule reward", f"{m['child']:.3f}", delta=f"{m['delta']:.3f}")
+    ml = m.get("mean_length") or {}
+    start = r.get("arena_vs_start") or {}
+    if start.get("tally"):
+        ts = start["tally"]
+        st.caption(
+            f"Against the loop's start `{start['parent']}`: win rate "
+            f"{'n/a' if ts['win_rate'] is None else format(ts['win_rate'], '.0%')} "
+            f"(95% CI {ts['ci_low']:.0%} - {ts['ci_high']:.0%})"
+        )
+    if ml.get("parent"):
+        st.caption(
+            f"Mean answer length {ml['parent']:.0f} -> {ml['child']:.0f} characters "
+            f"(x{ml['child'] / ml['parent']:.2f} its parent's)"
+        )
     st.caption(
         f"adapter `{r['lineage']['adapter']}` from `{r['lineage']['parent']}`, snapshot "
         f"`{r['lineage']['snapshot_id'][:12]}`, run {r['lineage']['run_id']}"

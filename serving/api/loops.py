@@ -34,7 +34,7 @@ router = APIRouter(prefix="/api", tags=["loop"])
 class LoopIn(BaseModel):
     base_model: str = Field(default="models/tiny", min_length=1, max_length=1024, description="model folder")
     preset: str | None = Field(default="demo", description="demo | test; explicit fields override it")
-    method: str = Field(default="dpo", pattern="^(dpo|ppo)$")
+    method: str = Field(default="dpo", pattern="^(dpo|ppo|rloo|grpo)$")
     rounds: int | None = Field(default=None, ge=1, le=20)
     train_prompts: int | None = Field(default=None, ge=1, le=5000)
     heldout_prompts: int | None = Field(default=None, ge=1, le=2000)
@@ -127,6 +127,8 @@ class LoopManager(JobKind):
                     "round": r["round"],
                     "tally": r["arena"]["tally"],
                     "mean_reward": r["arena"]["mean_reward"],
+                    "style_controlled": r["arena"].get("style_controlled"),
+                    "arena_vs_start": r.get("arena_vs_start"),
                     "lineage": r["lineage"],
                 }
                 for r in entry["summary"]["rounds"]

@@ -35,8 +35,17 @@ def _headline(summary_rounds: list[dict]) -> list[str]:
         lines.append(
             f"round {r['round']}: {r['lineage']['adapter']} vs {r['lineage']['parent']}: win rate {wr} "
             f"(95% CI {t['ci_low']:.3f}-{t['ci_high']:.3f}; {t['wins']}W {t['losses']}L {t['ties']}T); "
-            f"mean rule reward {m['parent']:.3f} -> {m['child']:.3f}"
+            f"mean rule reward {m['parent']:.3f} -> {m['child']:.3f}; mean length "
+            f"{m['mean_length']['parent']:.0f} -> {m['mean_length']['child']:.0f} chars"
         )
+        start = r.get("arena_vs_start")
+        if start:
+            ts = start["tally"]
+            wr = "n/a" if ts["win_rate"] is None else f"{ts['win_rate']:.3f}"
+            lines.append(
+                f"  vs the loop's start {start['parent']}: win rate {wr} "
+                f"(95% CI {ts['ci_low']:.3f}-{ts['ci_high']:.3f}; {ts['wins']}W {ts['losses']}L {ts['ties']}T)"
+            )
     return lines
 
 
@@ -83,10 +92,10 @@ def register(cli: click.Group) -> None:
     )
     @click.option(
         "--method",
-        type=click.Choice(["dpo", "ppo"]),
+        type=click.Choice(["dpo", "ppo", "rloo", "grpo"]),
         default="dpo",
         show_default=True,
-        help="dpo, or ppo: a reward model, then PPO with it.",
+        help="dpo, or ppo / rloo / grpo: a reward model, then that method with it.",
     )
     @click.option("--rounds", type=click.IntRange(1), default=None, help="Rounds (each trains on the last).")
     @click.option("--parent", "parent_adapter", default=None, help="Adapter folder of the current policy.")
@@ -128,10 +137,12 @@ def register(cli: click.Group) -> None:
     def loop(ctx: click.Context, preset: str, as_json: bool, **options) -> None:
         """Sample -> rank (synthetic annotators) -> pairs -> snapshot -> train -> arena -> report, in one command.
 
-        The synthetic annotators and the arena judge prefer answers that contain the keyword the prompt asks
-        for (earlier is better), then shorter ones (serving/loop/synthetic.py). The report (markdown + SVG plots +
-        report.json) gives the new adapter's win rate over its parent on held-out prompts with a 95% Wilson
-        interval, the training curves, the annotators' agreement and the lineage.
+        The synthetic annotators and the arena judge prefer real words to made-up ones in an answer's first 4
+        words, the requested keyword most, with no length term (serving/loop/synthetic.py). --rounds N iterates:
+        each round samples from the previous round's adapter and is judged against its parent and the loop's
+        start. The report (markdown + SVG plots + report.json) gives each round's win rate on held-out prompts
+        with a 95% Wilson interval, the style-controlled win probability, answer lengths, the training curves
+        (and the reward model's evaluation with --method ppo), the annotators' agreement and the lineage.
         """
 
         values = _loop_values(preset, options)

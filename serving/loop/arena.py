@@ -75,6 +75,7 @@ def run_arena(
 
     mp, mc = mean(rewards[parent]), mean(rewards[child])
     return {
+        "parent": parent,
         "prompts": len(heldout),
         "turns": cfg.arena_turns,
         "tally": arena_tally(votes, child),

@@ -5,12 +5,13 @@
 Each round:
 1. starts an engine (transformers by default: it serves LoRA adapters on CPU) on the base model plus the
    current policy's adapter, and samples n answers per training prompt through it (serving.sampling.sampler);
-2. ranks them with several synthetic annotators (serving.loop.synthetic: the documented keyword-then-shorter rule,
-   with noise), written as source 'synthetic'; the Store derives the pairs in SQL;
+2. ranks them with several synthetic annotators (serving.loop.synthetic: the documented real-words rule, with
+   no length term, with noise), written as source 'synthetic'; the Store derives the pairs in SQL;
 3. snapshots the pairs (db.export, format trl) and
 4. trains DPO over LoRA from the current policy, or a reward model and then PPO (serving.loop.training);
 5. serves the new adapter next to its parent and runs a blind arena on held-out prompts, judged by the same rule;
-   votes are stored as arena votes (serving.loop.arena);
+   votes are stored as arena votes (serving.loop.arena). From round 2 on, the new adapter
+   also meets the loop's starting policy, so the report shows every round's gain over where the loop began;
 6. writes the report (serving.loop.report): win rate with a Wilson interval, curves, agreement, lineage.
 
 The engine is this loop's own subprocess and is stopped when the loop ends, also on errors. It is stopped
@@ -20,6 +21,8 @@ during training too: the CPU is better spent on one thing at a time.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import json
 import logging
 import os
 import threading
@@ -131,6 +134,7 @@ class Loop:
             if cfg.parent_adapter
             else (self.engine_name, None)
         )
+        self.start_policy = policy  # rounds after the first are also judged against it
         try:
             for r in range(1, cfg.rounds + 1):
                 self.state.round = r
@@ -200,18 +204,25 @@ class Loop:
         result["training"] = training
 
         self._step("arena", f"{child} vs {parent_name} on {len(heldout)} held-out prompts")
-        self._start_engine({**loras, child: training["adapter"]})
-        result["arena"] = run_arena(
+        start_name, start_path = self.start_policy
+        served = {**loras, child: training["adapter"]}
+        if start_path:
+            served[start_name] = start_path
+        self._start_engine(served)
+        arena = functools.partial(
+            run_arena,
             self.store,
             cfg,
             url=self.engine["url"],
             engine=self.engine_name,
             heldout=heldout,
-            parent=parent_name,
             child=child,
-            round_no=r,
-            adapters={*loras, child},  # the parent is an adapter unless it is the base model
+            adapters=set(served),  # a model is an adapter unless it is the base model
         )
+        result["arena"] = arena(parent=parent_name, round_no=r)
+        if start_name != parent_name:  # an iterated round: is it still better than where the loop started?
+            self._step("arena", f"{child} vs {start_name} (the loop's start) on {len(heldout)} held-out prompts")
+            result["arena_vs_start"] = arena(parent=start_name, round_no=1000 + r)
         self._stop_engine()
         result["lineage"] = {
             "dataset": dataset,
@@ -275,15 +286,17 @@ class Loop:
 
         res = export(self.store, "trl", round_dir / "snapshot.jsonl", dataset=dataset)
         path = Path(res.path)
-        rows = sum(1 for line in path.read_text(encoding="utf-8").split("\n") if line.strip())
-        if rows == 0:
+        pairs = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+        if not pairs:
             raise PrefLabError(f"the snapshot of {dataset} has no pairs: every ranking was a tie?")
         return {
             "snapshot_id": res.snapshot_id,
             "path": str(path),
-            "rows": rows,
+            "rows": len(pairs),
             "counts": res.counts,
             "dataset": dataset,
+            # the rule has no length term: chosen and rejected answers should be about as long as each other
+            "mean_length": {side: sum(len(p[side]) for p in pairs) / len(pairs) for side in ("chosen", "rejected")},
         }
 
 

@@ -213,6 +213,31 @@ def _round_markdown(r: dict, out: Path) -> list[str]:
                 f"{_fmt(row.get('ci_high'), 1)}] | {row.get('votes')} |"
             )
         lines.append("")
+    start = r.get("arena_vs_start") or {}
+    if start.get("tally"):
+        t = start["tally"]
+        lines += [
+            f"Against the loop's start `{start.get('parent')}`: win rate **{_fmt(t.get('win_rate'))}** (95% Wilson "
+            f"CI [{_fmt(t.get('ci_low'))}, {_fmt(t.get('ci_high'))}]), {t.get('wins')} / {t.get('losses')} / "
+            f"{t.get('ties')}; length ratio {_fmt(length_ratio(start), 2)}.",
+            "",
+        ]
+    rm = (r.get("training") or {}).get("reward_model") or {}
+    rm_final = rm.get("final") or {}
+    if rm_final.get("reward_eval_accuracy") is not None:
+        lines += [
+            f"Reward model `{rm.get('adapter')}`: pairwise accuracy **{_fmt(rm_final['reward_eval_accuracy'])}** on "
+            f"{rm_final.get('reward_eval_pairs')} held-out pairs of the snapshot (by agreement bucket and margin "
+            f"calibration: `{Path(rm.get('run_dir', '.')) / 'reward_eval.json'}`).",
+            "",
+        ]
+    snap_len = (r.get("snapshot") or {}).get("mean_length") or {}
+    if snap_len:
+        lines += [
+            f"Pairs' mean length (characters): chosen {_fmt(snap_len.get('chosen'), 1)}, rejected "
+            f"{_fmt(snap_len.get('rejected'), 1)}: how much length the data itself teaches.",
+            "",
+        ]
     s = r.get("sampling", {})
     lines += [
         "| step | figures |",
@@ -258,6 +283,40 @@ def _round_markdown(r: dict, out: Path) -> list[str]:
     return lines
 
 
+def length_ratio(arena: dict) -> float | None:
+    """The new adapter's mean answer length over its opponent's in one arena (None without both)."""
+    ml = (arena.get("mean_reward") or {}).get("mean_length") or {}
+    return ml["child"] / ml["parent"] if ml.get("child") is not None and ml.get("parent") else None
+
+
+def progress_table(rounds: list[dict]) -> list[str]:
+    """One row per round: the new adapter against the loop's starting policy (round 1: its parent is it), with
+    the Wilson interval, the style-controlled win probability and the length ratio; [] without arenas."""
+    rows = []
+    for r in rounds:
+        arena = r.get("arena_vs_start") or r.get("arena") or {}
+        t, sc = arena.get("tally") or {}, arena.get("style_controlled") or {}
+        if not t:
+            continue
+        rows.append(
+            f"| {r['round']} | `{(r.get('lineage') or {}).get('adapter')}` | **{_fmt(t.get('win_rate'))}** "
+            f"[{_fmt(t.get('ci_low'))}, {_fmt(t.get('ci_high'))}] | {t.get('wins')} / {t.get('losses')} / "
+            f"{t.get('ties')} | {_fmt(sc.get('win_rate'))} | {_fmt(length_ratio(arena), 2)} |"
+        )
+    if not rows:
+        return []
+    return [
+        "## Every round against the loop's start",
+        "",
+        "| round | adapter | win rate (95% CI) | W / L / T | style-controlled | length ratio |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "",
+        "Length ratio: the adapter's mean answer length over the starting policy's, on the same held-out prompts.",
+        "",
+    ]
+
+
 def write_report(summary: dict, out_dir: str | Path) -> Path:
     """Write report.md (+ SVG plots + report.json with every number) into out_dir; returns report.md's path."""
     out = Path(out_dir)
@@ -271,10 +330,12 @@ def write_report(summary: dict, out_dir: str | Path) -> Path:
         f"{p.get('train_prompts')} training prompts and {p.get('heldout_prompts')} held-out prompts; "
         f"total {summary.get('seconds', 0):.0f}s.",
         "",
-        "The synthetic annotators and the arena judge apply the same rule (serving/loop/synthetic.py): an answer "
-        "that contains the keyword the prompt asks for wins, earlier is better; then shorter wins.",
+        "The synthetic annotators and the arena judge apply the same rule (serving/loop/synthetic.py): the first "
+        "4 words of an answer are judged, a real word scores 1, a made-up one 0, the requested keyword 2, and a "
+        "missing word 0.4 (the base model's share of real words); there is no length term.",
         "",
     ]
+    lines += progress_table(summary.get("rounds", []))
     for r in summary.get("rounds", []):
         lines += _round_markdown(r, out)
     lines += ["## Parameters", "", "```json", json.dumps(p, ensure_ascii=False, indent=2), "```", ""]

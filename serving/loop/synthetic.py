@@ -1,17 +1,27 @@
 """The synthetic annotator: a documented, rule-based preference that stands in for people in `preflab loop`.
 
-    rule_reward("Tell me about rivers. Use the word \"water\".", "water is wet")   # 1.0 + 0.5 - 11/200
+    rule_reward("Tell me about rivers. Use the word \"water\".", "the water is cold")   # (1 + 2 + 1 + 1) / 4
     ranks = rule_ranks(prompt_text, answers)                 # 1 = best, equal scores tie
     annotate_dataset(store, "loop-r1", SyntheticConfig(annotators=3, noise=0.1, seed=0))
 
-The rule (the same one judges the arena, so a model that learned it wins there):
+The rule (the same one judges the arena, so a model that learned it wins there) prefers real words over made-up
+ones, the tiny model's real flaw, and has no length term:
 
-1. Keyword. A prompt may request a keyword (`Use the word "X"`, `keyword: X`, case-insensitive). An answer that
-   contains it scores 1, plus up to 0.5 more the earlier it appears: 1 + 0.5 * (1 - start / len(answer)).
-2. Length. Every answer loses len(answer) / 200 (characters), capped at 1: shorter is better, and the keyword
-   always outweighs length.
+1. Window. Only the answer's first WINDOW (4) words are judged (a word is a run of letters, any script), so every
+   answer is judged on the same number of words: at matched length.
+2. Each of those words scores 1 if it is a real word, 0 if it is made up; the keyword the prompt requests (`Use
+   the word "X"`, `keyword: X`, case-insensitive) scores 2. A real word is one that occurs at least 3 times in
+   serving/data/tokenizer_corpus.txt, the text the tiny model is pre-trained on (about 3,100 words).
+3. A slot that an answer shorter than the window leaves empty scores MISSING_WORD (0.4), the base tiny model's
+   share of real words, so stopping early earns nothing on average and neither does running on.
 
-reward = keyword term - length term. Answers are ranked by reward, highest first; equal rewards are ties.
+reward = the mean of the window's slot scores, in [0, 2]. Answers are ranked by reward, highest first; equal
+rewards are ties.
+
+Why a tiny model can learn it: about 40% of its words are real words already (the rest are fragments that its
+byte-level tokenizer glues together), so every ranking has real-word answers above made-up ones, and moving
+probability toward whole-word tokens at the start of an answer is a small change a LoRA can make in one round.
+The loop's report shows the mean length of each round's chosen and rejected answers (docs/loop.md).
 
 Several annotators rank each prompt. Each sees the rule's ranking and, for every adjacent position of it, swaps
 the two answers' ranks with probability `noise`, so annotators disagree at a controlled rate and the agreement
@@ -24,11 +34,14 @@ Rankings are written as source 'synthetic' by users of kind 'synthetic' (named `
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
 import re
+from collections import Counter
 from dataclasses import dataclass, field
+from importlib import resources
 
 from db import synthetic
 from db.staging import Batch
@@ -36,9 +49,11 @@ from db.store import Store
 
 log = logging.getLogger(__name__)
 
-LENGTH_SCALE = 200.0  # characters per unit of penalty: 24 tokens of the tiny model are ~60-120 characters
-KEYWORD_BONUS = 1.0
-EARLY_BONUS = 0.5
+WINDOW = 4  # words judged per answer
+KEYWORD_SCORE = 2.0
+MISSING_WORD = 0.4  # the base tiny model's share of real words (measured on 160 of its answers: 0.41)
+MIN_COUNT = 3  # occurrences in the pre-training corpus that make a word real
+_WORD = re.compile(r"[^\W\d_]+")
 _KEYWORD_PATTERNS = [
     re.compile(r"use the word\s+[\"'“«]?([^\s\"'”».,;:!?]+)", re.IGNORECASE),
     re.compile(r"keyword\s*[:=]\s*[\"'“«]?([^\s\"'”».,;:!?]+)", re.IGNORECASE),
@@ -54,15 +69,21 @@ def requested_keyword(prompt_text: str) -> str | None:
     return None
 
 
+@functools.cache
+def real_words() -> frozenset[str]:
+    """The words (lower case) that occur at least MIN_COUNT times in the tiny model's pre-training corpus."""
+    corpus = (resources.files("serving") / "data" / "tokenizer_corpus.txt").read_text(encoding="utf-8")
+    counts = Counter(_WORD.findall(corpus.lower()))
+    return frozenset(w for w, c in counts.items() if c >= MIN_COUNT)
+
+
 def rule_reward(prompt_text: str, answer: str) -> float:
-    """The rule's score of one answer (higher is better); see the module docstring."""
-    score = -min(len(answer) / LENGTH_SCALE, 1.0)
-    keyword = requested_keyword(prompt_text)
-    if keyword:
-        start = answer.lower().find(keyword.lower())
-        if start >= 0:
-            score += KEYWORD_BONUS + EARLY_BONUS * (1.0 - start / max(len(answer), 1))
-    return score
+    """The rule's score of one answer (higher is better), in [0, 2]; see the module docstring."""
+    keyword = (requested_keyword(prompt_text) or "").lower()
+    vocabulary = real_words()
+    words = _WORD.findall(answer.lower())[:WINDOW]
+    total = sum(KEYWORD_SCORE if w == keyword else 1.0 if w in vocabulary else 0.0 for w in words)
+    return (total + (WINDOW - len(words)) * MISSING_WORD) / WINDOW
 
 
 def ranks_from_scores(scores: list[float]) -> list[int]:

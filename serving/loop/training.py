@@ -1,4 +1,4 @@
-"""The loop's training step: DPO from the current policy, or a reward model and then PPO with it.
+"""The loop's training step: DPO from the current policy, or a reward model and then PPO (RLOO, GRPO) with it.
 
 Each stage is a training run like any other (alignment.launch.register_run, then serving.jobs.start_run): the
 same run row, config resolution, RUN_DIR/train.log and end recording (the adapter is registered as a model with
@@ -34,9 +34,9 @@ def train_policy(
     cancel: threading.Event,
     step: Callable[[str], None],
 ) -> dict:
-    """DPO from the policy (`parent_path`, None: the base model); or a reward model, then PPO with it. The new
-    adapter is registered as `child`. Returns the run's stage, id, folder, adapter, metrics file and final metrics
-    (with method 'ppo', also the reward model's under "reward_model"), and the seconds it took."""
+    """DPO from the policy (`parent_path`, None: the base model); or a reward model, then PPO, RLOO or GRPO with
+    it. The new adapter is registered as `child`. Returns the run's stage, id, folder, adapter, metrics file and
+    final metrics (with a reward model, also its run's under "reward_model"), and the seconds it took."""
     t0 = time.perf_counter()
     common = {
         "base": str(Path(cfg.base_model).resolve()),
@@ -75,9 +75,10 @@ def train_policy(
         "num_train_epochs": cfg.rm_epochs,
         "max_steps": cfg.rm_max_steps,
         "max_length": 256,
+        "eval_fraction": 0.1,  # held-out pairs: alignment.reward_eval scores the reward model on them
     }
     rm = stage("reward", round_dir / "reward", rm_values, f"{child}-rm")
-    ppo_values = {
+    online_values = {
         **common,
         "adapter": parent_path,
         "reward_model": rm["adapter"],
@@ -86,7 +87,12 @@ def train_policy(
         "max_completion_length": cfg.max_tokens,
         "temperature": cfg.temperature,
     }
-    run = stage("ppo", round_dir / "ppo", ppo_values, child)
+    if cfg.kl_coef is not None:
+        online_values["kl_coef" if cfg.method == "ppo" else "beta"] = cfg.kl_coef
+    if cfg.method in ("rloo", "grpo"):  # TRL's trainers: n samples per prompt, scored against each other
+        online_values["num_generations"] = cfg.n
+        online_values["per_device_train_batch_size"] = cfg.batch_size - cfg.batch_size % cfg.n or cfg.n
+    run = stage(cfg.method, round_dir / cfg.method, online_values, child)
     return {**run, "reward_model": rm, "seconds": time.perf_counter() - t0}
 
 

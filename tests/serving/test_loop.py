@@ -25,21 +25,32 @@ def test_keyword_is_read_from_the_prompt():
     assert synthetic.requested_keyword("Describe a cat.") is None
 
 
-def test_keyword_beats_length_then_earlier_beats_later_then_shorter_wins():
-    long_with = "a fairly long answer that eventually says water"
-    short_without = "short"
-    assert rule_reward(PROMPT, long_with) > rule_reward(PROMPT, short_without)
-    assert rule_reward(PROMPT, "water then more words") > rule_reward(PROMPT, "more words then water")
-    assert rule_reward(PROMPT, "ok") > rule_reward(PROMPT, "okay okay")
-    assert rule_reward(PROMPT, "WATER") == rule_reward(PROMPT, "water")  # case-insensitive
+def test_real_words_beat_made_up_ones_and_the_keyword_counts_double():
+    assert {"the", "day", "is", "cold"} <= synthetic.real_words()
+    assert "zzqx" not in synthetic.real_words()
+    assert rule_reward(PROMPT, "the day is cold") == pytest.approx(1.0)
+    assert rule_reward(PROMPT, "the zzqx is cold") == pytest.approx(0.75)
+    assert rule_reward(PROMPT, "the water is cold") == pytest.approx(1.25)  # the keyword scores 2
+    assert rule_reward(PROMPT, "the WATER is cold") == rule_reward(PROMPT, "the water is cold")  # any case
+    assert rule_reward(PROMPT, "¡el río, 水 y 🌊!") == rule_reward(PROMPT, "el río 水 y")  # words are runs of letters
+
+
+def test_the_rule_has_no_length_term():
+    window = synthetic.WINDOW
+    # only the first WINDOW words count: running on changes nothing ...
+    assert rule_reward(PROMPT, "the day is cold" + " zzqx" * 20) == rule_reward(PROMPT, "the day is cold")
+    assert rule_reward(PROMPT, "zzqx " * window + "water " * 10) == 0.0  # the keyword past the window: nothing
+    # ... and stopping early earns the base model's share of real words per missing word, no more
+    assert rule_reward(PROMPT, "") == pytest.approx(synthetic.MISSING_WORD)
+    assert rule_reward(PROMPT, "day") == pytest.approx((1 + (window - 1) * synthetic.MISSING_WORD) / window)
 
 
 def test_rule_ranks_are_dense_with_ties():
-    answers = ["water", "abc", "xyz", "longer answer"]
-    assert rule_ranks(PROMPT, answers) == [1, 2, 2, 3]  # "abc" and "xyz" tie: same length, no keyword
+    answers = ["the water is", "abc", "xyz", "the day is cold"]
+    assert rule_ranks(PROMPT, answers) == [1, 3, 3, 2]  # "abc" and "xyz" tie: both made up
     assert judge(PROMPT, "abc", "xyz") == "tie"
     assert judge(PROMPT, "water", "abc") == "a"
-    assert judge(PROMPT, "abcdef", "abc") == "b"
+    assert judge(PROMPT, "zzqx zzqx", "day") == "b"
 
 
 def test_noise_zero_keeps_the_ranking_and_noise_one_swaps_neighbours():
@@ -171,13 +182,17 @@ def test_svg_plot_is_well_formed_xml():
 def test_short_loop_end_to_end_report_numbers_are_consistent(run_cli, db_path, tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("PREFLAB_HOME", str(tmp_path / "home"))  # engine registry and run folders of this test
     out = tmp_path / "report"
-    r = run_cli("loop", "--base", tiny_model_dir, "--preset", "test", "--name", "t", "--out", out)
+    r = run_cli("loop", "--base", tiny_model_dir, "--preset", "test", "--name", "t", "--out", out, "--rounds", "2")
     assert r.exit_code == 0, r.output
-    assert "win rate" in r.output and str(out) in r.output
+    assert "win rate" in r.output and str(out) in r.output and "vs the loop's start" in r.output
     assert (out / "report.md").exists()
     summary = json.loads((out / "report.json").read_text(encoding="utf-8"))
-    (rnd,) = summary["rounds"]
+    rnd, rnd2 = summary["rounds"]
     cfg = summary["config"]
+    # round 2 samples from round 1's adapter and meets both it and the loop's start on the same prompts
+    assert rnd2["sampling"]["model"] == rnd["lineage"]["adapter"] == rnd2["lineage"]["parent"]
+    assert rnd2["arena_vs_start"]["parent"] == rnd["lineage"]["parent"] and "arena_vs_start" not in rnd
+    assert rnd2["arena_vs_start"]["tally"]["votes"] == rnd2["arena"]["tally"]["votes"]
 
     from db.store import Store
 
@@ -197,7 +212,8 @@ def test_short_loop_end_to_end_report_numbers_are_consistent(run_cli, db_path, t
             "SELECT count(*) FILTER (WHERE NOT is_tie) AS pairs, count(*) FILTER (WHERE is_tie) AS ties "
             "FROM pairs WHERE source = 'synthetic'"
         )[0]
-        assert (stored["pairs"], stored["ties"]) == (ann["pairs"], ann["ties"])
+        both = [x["annotation"] for x in (rnd, rnd2)]
+        assert (stored["pairs"], stored["ties"]) == (sum(a["pairs"] for a in both), sum(a["ties"] for a in both))
         users = store.query(
             "SELECT DISTINCT u.kind FROM rankings r JOIN users u ON u.id = r.user_id WHERE r.source = 'synthetic'"
         )
@@ -206,7 +222,8 @@ def test_short_loop_end_to_end_report_numbers_are_consistent(run_cli, db_path, t
         arena = rnd["arena"]
         t = arena["tally"]
         assert t["votes"] == cfg["heldout_prompts"] * cfg["arena_turns"] == arena["stored_votes"]
-        assert store.scalar("SELECT count(*) FROM arena_votes") == t["votes"]
+        all_votes = t["votes"] + rnd2["arena"]["tally"]["votes"] + rnd2["arena_vs_start"]["tally"]["votes"]
+        assert store.scalar("SELECT count(*) FROM arena_votes") == all_votes
         assert t["wins"] + t["losses"] + t["ties"] == t["votes"] and t["decided"] == t["wins"] + t["losses"]
         if t["decided"]:
             assert t["win_rate"] == pytest.approx(t["wins"] / t["decided"])
@@ -217,7 +234,7 @@ def test_short_loop_end_to_end_report_numbers_are_consistent(run_cli, db_path, t
         adapters = store.con.execute(
             "SELECT DISTINCT model, adapter FROM generations WHERE kind = 'arena' ORDER BY model"
         ).fetchall()
-        assert set(adapters) == {(child, child), (parent, None)}
+        assert {(child, child), (parent, None)} <= set(adapters)
     finally:
         store.close()
     # the snapshot has as many rows as the file, and its id is the lineage's
@@ -232,6 +249,10 @@ def test_short_loop_end_to_end_report_numbers_are_consistent(run_cli, db_path, t
     report = (out / "report.md").read_text(encoding="utf-8")
     assert f"{t['wins']} wins, {t['losses']} losses, {t['ties']} ties" in report
     assert snap["snapshot_id"] in report
+    assert "## Every round against the loop's start" in report
+    assert report.count("| 1 | `") == 1 and report.count("| 2 | `") == 1  # one row per round
+    chosen = [len(json.loads(ln)["chosen"]) for ln in lines]
+    assert snap["mean_length"]["chosen"] == pytest.approx(sum(chosen) / len(chosen))
     # the loop's engine is stopped at the end
     from serving.engines import registry
 
