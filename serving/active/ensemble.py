@@ -33,7 +33,7 @@ import numpy as np
 @dataclass(kw_only=True)
 class EnsembleConfig:
     members: int = 5  # enough for a variance across members; each costs one fit
-    l2: float = 0.1  # penalty on |w|^2 / 2 per pair: keeps a few dozen pairs from fitting noise
+    l2: float = 0.01  # penalty on |w|^2 / 2 per pair: keeps a few dozen pairs from fitting noise (bench/active.py)
     newton_steps: int = 15  # the loss is convex: a handful of steps converge
     seed: int = 0
 

@@ -24,7 +24,7 @@ def register(cli: click.Group) -> None:
         help="Bootstrap members of the reward-model ensemble.",
     )
     @click.option(
-        "--l2", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True, help="L2 penalty."
+        "--l2", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True, help="L2 penalty."
     )
     @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resamples.")
     @click.option(
@@ -35,7 +35,7 @@ def register(cli: click.Group) -> None:
     @click.pass_context
     def prioritize_cmd(ctx, dataset, members, l2, seed, selection) -> None:
         """Store a priority per prompt of DATASET: the reward-model ensemble's uncertainty for prompts with answers,
-        the distance to labelled prompts for prompts without (docs/annotation.md, "Active selection").
+        the distance to labelled prompts for prompts without (docs/active.md).
 
         Runs on the database file: stop `preflab server` first, or run it between rounds."""
         from serving.active.ensemble import EnsembleConfig
