@@ -118,3 +118,23 @@ def test_cli_prioritize_stores_scores_and_sets_the_selection(run_cli, store, mon
     assert r.exit_code == 0, r.output
     assert "4 prompts scored by uncertainty, 0 by novelty (3 pairs, 3 members)" in r.output
     assert "selection is now 'uncertainty'" in r.output
+
+
+def test_the_selection_is_set_over_http_and_the_server_serves_the_most_uncertain_prompt_first(store):
+    from fastapi.testclient import TestClient
+
+    from serving.api.app import create_app
+    from tests.support.data import signed_in
+
+    p = seed(store, prompts=4, answers=2, k=1)
+    for name, role in (("ann", "annotator"), ("adm", "admin")):
+        add_user(store, name, role)
+    priority.replace_priorities(store, store.dataset_id("d"), [(p[2], 0.4, "ensemble"), (p[1], 0.1, "ensemble")])
+    with TestClient(create_app(store)) as c:
+        h = {n: signed_in(c, n) for n in ("ann", "adm")}
+        r = c.put("/api/datasets/d/settings", json={"selection": "best"}, headers=h["adm"])
+        assert r.status_code in (400, 422) and "selection" in r.text
+        r = c.put("/api/datasets/d/settings", json={"selection": "uncertainty"}, headers=h["adm"])
+        assert r.status_code == 200 and r.json()["selection"] == "uncertainty", r.text
+        item = c.get("/api/queue/next", params={"dataset": "d"}, headers=h["ann"]).json()["item"]
+        assert item["prompt"]["id"] == p[2]  # the highest score, not the first id
