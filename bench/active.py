@@ -108,8 +108,8 @@ class Truth:
 
 def build(items, order, per_round: int, name: str = "active") -> tuple[Store, int, list[int]]:
     """An in-memory PrefLab dataset of the items in `order`, k = 1, with ANNOTATORS annotators. Written one round's
-    worth at a time: DuckDB numbers the rows of one batch in no fixed order, so this keeps 'order' selection to the
-    seed's shuffle round by round."""
+    worth at a time, so 'order' selection takes the seed's shuffle round by round whatever order DuckDB numbers
+    the rows of one batch in."""
     store = Store.open(":memory:")
     for start in range(0, len(order), per_round):
         b = Batch()
@@ -183,7 +183,8 @@ def run_arm(
     store, ds, uids = build(items, order[HELD_OUT:], per_round)
     if arm == "active":
         settings.set_settings(store, ds, selection="uncertainty")
-    prefix = "user: "
+    prefix = "user: "  # the estimate embeds a prompt as its conversation, "user: <text>" (db.priority); the cache
+    # holds the bare text's vector, which stands in for it here
     curve = []
     for r in range(rounds):
         if arm == "active" and r > 0:
