@@ -254,8 +254,9 @@ def main() -> None:
         print(f"active reaches it with {need:.0f} labels = {need / budget:.0%} of random's (target <= 60%: {verdict})")
     print(f"per seed (active's labels to reach that seed's random final, share): {shown}")
     own = labels_to_reach(list(rand.mean(axis=0)), final, args.per_round)
-    print(f"random itself first reaches its final accuracy at {own:.0f} labels ({own / budget:.0%}): a plateau there")
-    print("makes any share down to it a tie, not a gain")
+    print(f"random itself first reaches its final accuracy at {own:.0f} labels ({own / budget:.0%})")
+    if own < budget:
+        print("random plateaus before its last round: a share down to that one is a tie, not a gain")
     print(f"{time.perf_counter() - t0:.0f} s")
 
 
