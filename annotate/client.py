@@ -386,7 +386,8 @@ def dataset_settings(client: Client, name: str) -> dict:
 
 
 def save_dataset_settings(client: Client, name: str, **fields) -> dict:
-    """PUT the settings: any of task ('rank'|'rate'), aspects (a list, [] or "helpsteer2"), rationale (admin)."""
+    """PUT the settings: any of task ('rank'|'rate'), aspects (a list, [] or "helpsteer2"), rationale, selection
+    ('order'|'uncertainty') (admin)."""
     return client.request("PUT", f"/api/datasets/{quote(name, safe='')}/settings", json=fields).json()
 
 

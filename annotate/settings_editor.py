@@ -19,6 +19,7 @@ from annotate.client import ApiError, Client, dataset_settings, save_dataset_set
 
 TASKS = {"rank": "Rank the answers", "rate": "Rate each answer (👍 / 👎)"}
 RATIONALE = {"off": "Off", "optional": "Optional", "required": "Required"}
+SELECTIONS = {"order": "In prompt order", "uncertainty": "Most uncertain first"}
 COLUMNS = ["name", "min", "max", "description", "required"]
 
 
@@ -88,6 +89,16 @@ def settings_editor(client: Client, name: str) -> None:
         horizontal=True,
         help="A free-text 'why' under the ranking; Required refuses a submit without one.",
     )
+    selection = st.radio(
+        "Queue order",
+        list(SELECTIONS),
+        index=list(SELECTIONS).index(current.get("selection") or "order"),
+        format_func=SELECTIONS.get,
+        key=f"admin_set_selection_{name}",
+        horizontal=True,
+        help="Most uncertain first hands out the prompts the reward model is least sure about first, from the scores "
+        "`preflab prioritize` stored; prompts without a score come after them.",
+    )
     aspects = current.get("aspects") or []
     st.caption(
         "Aspects each answer is scored on (e.g. 0–4). Leave the table empty for none; a required aspect needs a "
@@ -112,14 +123,14 @@ def settings_editor(client: Client, name: str) -> None:
     save_col, preset_col, clear_col = st.columns([1, 1.4, 1])
     if save_col.button("Save settings", type="primary", key="admin_set_save", icon=":material/save:"):
         rows = table.astype(object).where(table.notna(), None).to_dict("records")
-        _put(client, name, task=task, rationale=rationale, aspects=aspects_from_rows(rows))
+        _put(client, name, task=task, rationale=rationale, selection=selection, aspects=aspects_from_rows(rows))
     if preset_col.button(
         "Use HelpSteer2's aspects",
         key="admin_set_preset",
         icon=":material/auto_awesome:",
         help="helpfulness, correctness, coherence, complexity and verbosity on 0–4, with HelpSteer2's descriptions",
     ):
-        _put(client, name, task=task, rationale=rationale, aspects="helpsteer2")
+        _put(client, name, task=task, rationale=rationale, selection=selection, aspects="helpsteer2")
     if clear_col.button("No aspects", key="admin_set_clear", disabled=not aspects):
         _put(client, name, aspects=[])
     error = st.session_state.get("admin_set_error")

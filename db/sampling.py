@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from db.errors import NotFoundError
+from db.errors import InputError, NotFoundError
 
 GEN_COLUMNS = ("text", "content_hash", "kind", "model", "adapter", "engine", "params", "seed", "prompt_tokens",
                "completion_tokens", "latency_ms", "finish_reason", "metadata")  # fmt: skip
@@ -26,24 +26,38 @@ def canonical_params(params: dict) -> str:
     return json.dumps(params, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
+SELECTS = ("order", "uncertainty")
+
+
 def prompts_to_sample(store, dataset: str, *, model: str, adapter: str | None, params: str, n: int,
-                      limit: int | None = None) -> tuple[list[dict], int]:  # fmt: skip
+                      limit: int | None = None, select: str = "order") -> tuple[list[dict], int]:  # fmt: skip
     """(prompts holding fewer than n answers of this provenance, number of prompts considered).
 
-    Each row: id, messages (list), have (answers already stored). `limit` takes the first prompts by id, so
-    a rerun with the same limit covers the same prompts.
+    Each row: id, messages (list), have (answers already stored). `select` 'order': `limit` takes the first
+    prompts by id, so a rerun with the same limit covers the same prompts. 'uncertainty': `limit` takes the
+    prompts still short of n answers with the highest stored priority (db.priority; unscored ones after, by id),
+    so a rerun finishes an interrupted batch and, once it is done, takes the next one.
     """
+    if select not in SELECTS:
+        raise InputError(f"select must be one of {', '.join(SELECTS)}, not {select!r}", field="select")
+    have = """count(g.id) FILTER (WHERE g.model = ? AND g.adapter IS NOT DISTINCT FROM ?
+                                  AND CAST(g.params AS VARCHAR) = ?)"""
     with store._lock:
         dataset_id = store.dataset_id(dataset)
-        rows = store.con.execute(
-            """WITH ps AS (SELECT id, messages FROM prompts WHERE dataset_id = ? ORDER BY id LIMIT ?)
-               SELECT ps.id, CAST(ps.messages AS VARCHAR) AS messages,
-                      count(g.id) FILTER (WHERE g.model = ? AND g.adapter IS NOT DISTINCT FROM ?
-                                          AND CAST(g.params AS VARCHAR) = ?) AS have
-               FROM ps LEFT JOIN generations g ON g.prompt_id = ps.id
-               GROUP BY ps.id, ps.messages ORDER BY ps.id""",
-            [dataset_id, limit if limit is not None else 2**62, model, adapter, params],
-        ).fetchall()
+        if select == "order":
+            sql = f"""WITH ps AS (SELECT id, messages FROM prompts WHERE dataset_id = ? ORDER BY id LIMIT ?)
+                      SELECT ps.id, CAST(ps.messages AS VARCHAR) AS messages, {have} AS have
+                      FROM ps LEFT JOIN generations g ON g.prompt_id = ps.id
+                      GROUP BY ps.id, ps.messages ORDER BY ps.id"""  # constant SQL
+            params = [dataset_id, limit if limit is not None else 2**62, model, adapter, params]
+        else:
+            sql = f"""SELECT p.id, CAST(p.messages AS VARCHAR) AS messages, {have} AS have
+                      FROM prompts p LEFT JOIN generations g ON g.prompt_id = p.id
+                      LEFT JOIN prompt_priority pp ON pp.prompt_id = p.id
+                      WHERE p.dataset_id = ? GROUP BY p.id, p.messages, pp.score HAVING have < ?
+                      ORDER BY pp.score DESC NULLS LAST, p.id LIMIT ?"""  # constant SQL
+            params = [model, adapter, params, dataset_id, n, limit if limit is not None else 2**62]
+        rows = store.con.execute(sql, params).fetchall()
     todo = [{"id": r[0], "messages": json.loads(r[1]), "have": r[2]} for r in rows if r[2] < n]
     return todo, len(rows)
 

@@ -1,10 +1,14 @@
 """A dataset's annotation settings beyond k and guidelines: the task, the aspects rated per answer and the rationale.
 
-    get_settings(store, dataset_id)   # {"task": "rank", "aspects": [], "rationale": "off", "gold_rate": 0.05}
+    get_settings(store, dataset_id)   # {"task": "rank", "aspects": [], "rationale": "off", "gold_rate": 0.05,
+                                      #  "selection": "order"}
     set_settings(store, dataset_id, task="rank", aspects=helpsteer2_aspects(), rationale="optional")
+    set_settings(store, dataset_id, selection="uncertainty")
 
 task 'rank' asks for an order of the answers (with aspect ratings and a rationale if configured); 'rate' asks for a
-thumbs up or down on each answer (binary feedback, no pairs). A dataset without a row has the defaults. The checks
+thumbs up or down on each answer (binary feedback, no pairs). `selection` is the order the queue
+hands prompts out in: 'order' (prompt id) or 'uncertainty' (highest stored priority first, db.priority; prompts
+without a score after the scored ones). A dataset without a row has the defaults. The checks
 of a submit against these settings are db.queue.rules.validate_feedback.
 """
 
@@ -16,6 +20,7 @@ from db.errors import InputError
 
 TASKS = ("rank", "rate")
 RATIONALE_MODES = ("off", "optional", "required")
+SELECTIONS = ("order", "uncertainty")
 MAX_ASPECTS = 12  # more than a screen shows beside four answers
 MAX_NAME = 40
 MAX_DESCRIPTION = 1_000
@@ -88,28 +93,36 @@ def parse_aspects(raw) -> list[dict]:
 
 
 def get_settings(store, dataset_id: int) -> dict:
-    """{task, aspects, rationale, gold_rate} of a dataset (the defaults where it has no row)."""
+    """{task, aspects, rationale, gold_rate, selection} of a dataset (the defaults where it has no row)."""
     row = store.row(
-        "SELECT task, CAST(aspects AS VARCHAR) AS aspects, rationale, gold_rate FROM dataset_settings "
-        "WHERE dataset_id = ?",
+        "SELECT task, CAST(aspects AS VARCHAR) AS aspects, rationale, gold_rate, coalesce(selection, 'order') "
+        "AS selection FROM dataset_settings WHERE dataset_id = ?",
         [dataset_id],
     )
     if row is None:
-        return {"task": "rank", "aspects": [], "rationale": "off", "gold_rate": 0.05}
+        return {"task": "rank", "aspects": [], "rationale": "off", "gold_rate": 0.05, "selection": "order"}
     return {**row, "aspects": parse_aspects(row["aspects"])}
 
 
 def set_settings(
-    store, dataset_id: int, *, task: str | None = None, aspects: list | None = None, rationale: str | None = None
+    store,
+    dataset_id: int,
+    *,
+    task: str | None = None,
+    aspects: list | None = None,
+    rationale: str | None = None,
+    selection: str | None = None,
 ) -> dict:
-    """Change the task, the aspects (a list; [] for none) or the rationale mode; what is None stays. Returns
-    get_settings. A change of task rebuilds the dataset's open queue (a 'rate' item may have one answer)."""
+    """Change the task, the aspects (a list; [] for none), the rationale mode or the selection; what is None stays.
+    Returns get_settings. A change of task rebuilds the dataset's open queue (a 'rate' item may have one answer)."""
     if task is not None and task not in TASKS:
         raise InputError(f"task must be one of {', '.join(TASKS)}, not {task!r}", field="task")
     if rationale is not None and rationale not in RATIONALE_MODES:
         raise InputError(
             f"rationale must be one of {', '.join(RATIONALE_MODES)}, not {rationale!r}", field="rationale"
         )
+    if selection is not None and selection not in SELECTIONS:
+        raise InputError(f"selection must be one of {', '.join(SELECTIONS)}, not {selection!r}", field="selection")
     clean = None if aspects is None else clean_aspects(aspects)
     with store.transaction() as c:
         if not c.execute("SELECT 1 FROM datasets WHERE id = ?", [dataset_id]).fetchall():
@@ -125,6 +138,8 @@ def set_settings(
             )
         if rationale is not None:
             c.execute("UPDATE dataset_settings SET rationale = ? WHERE dataset_id = ?", [rationale, dataset_id])
+        if selection is not None:
+            c.execute("UPDATE dataset_settings SET selection = ? WHERE dataset_id = ?", [selection, dataset_id])
         if task is not None and task != before["task"]:
             c.execute("DELETE FROM queue_sync WHERE dataset_id = ?", [dataset_id])
     return get_settings(store, dataset_id)

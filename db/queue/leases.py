@@ -4,8 +4,9 @@ Rules: a prompt is eligible when it has >= 2 answers (>= 1 in a 'rate' dataset);
 has not ranked it while (submitted rankings + live leases of others) < k; a user asking again gets their own live
 lease back (same prompt, same answer order); expired leases free their slot; complete prompts leave the queue.
 Gold prompts (known order, db.gold) are mixed in at the dataset's gold rate, apart from k, and look like any other
-item; a paused annotator gets no new item. lease_ahead leases a second item for the server's
-in-memory front (serving.api.queue_front).
+item; a paused annotator gets no new item. Open prompts go out in id order, or, when the dataset's selection is
+'uncertainty' (db.settings), highest stored priority (db.priority) first, unscored prompts after in id order.
+lease_ahead leases a second item for the server's in-memory front (serving.api.queue_front).
 """
 
 from __future__ import annotations
@@ -25,12 +26,30 @@ FRONT = 256  # open prompts looked at first; a full scan only when all of them a
 # an open prompt with a free slot that this user has not ranked and does not hold; `{front}` limits the look to the
 # first few. Joins with the live leases and the user's rankings, not a correlated subquery per open prompt (2-3x
 # cheaper). The user's own live leases count when they take a second one (lease_ahead).
-_PICK = """SELECT f.prompt_id FROM (SELECT prompt_id, done FROM queue_open WHERE dataset_id = ? {front}) f
+_PICK = """SELECT f.prompt_id FROM ({open} WHERE q.dataset_id = ? {front}) f
            LEFT JOIN (SELECT prompt_id, count(*) AS n, bool_or(user_id = ?) AS mine FROM assignments
                       WHERE status = 'leased' AND expires_at > ? GROUP BY prompt_id) l ON l.prompt_id = f.prompt_id
            WHERE f.done + coalesce(l.n, 0) < ? AND NOT coalesce(l.mine, false)
              AND f.prompt_id NOT IN (SELECT prompt_id FROM rankings WHERE user_id = ?)
-           ORDER BY f.prompt_id LIMIT 1"""
+           ORDER BY {order} LIMIT 1"""
+# per selection: the open prompts (with their score) and their order (inside the front, then outside it); 'order'
+# stays a scan of queue_open alone
+_SELECT = {
+    "order": ("SELECT q.prompt_id, q.done FROM queue_open q", "prompt_id", "f.prompt_id"),
+    "uncertainty": (
+        "SELECT q.prompt_id, q.done, pp.score FROM queue_open q LEFT JOIN prompt_priority pp ON pp.prompt_id = "
+        "q.prompt_id",
+        "score DESC NULLS LAST, prompt_id",
+        "f.score DESC NULLS LAST, f.prompt_id",
+    ),
+}
+
+
+def _pick_sql(selection: str, *, front: bool) -> str:
+    """_PICK for a selection ('order' or 'uncertainty'); `front`: only the first FRONT open prompts (one parameter)."""
+    open_sql, inner, outer = _SELECT[selection]
+    return _PICK.format(open=open_sql, front=f"ORDER BY {inner} LIMIT ?" if front else "", order=outer)
+
 
 # rankings this user made today (any dataset); open prompts here minus the user's rankings of open ones
 # (two cheap scans beat an anti-join 4x; no join with prompts, whose size would show in every request)
@@ -45,10 +64,18 @@ def _progress_params(dataset_id: int, user_id: int, now: datetime) -> list:
 
 
 def _pick_and_progress(
-    store: Store, dataset_id: int, user_id: int, k: int, now: datetime, *, pick: bool, progress: bool = True
+    store: Store,
+    dataset_id: int,
+    user_id: int,
+    k: int,
+    now: datetime,
+    *,
+    pick: bool,
+    progress: bool = True,
+    selection: str = "order",
 ) -> tuple[int | None, dict | None]:
     """(next open prompt for this user or None, progress) in one statement; a full scan only if the front is full."""
-    pick_sql = f"({_PICK.format(front='ORDER BY prompt_id LIMIT ?')})" if pick else "NULL"
+    pick_sql = f"({_pick_sql(selection, front=True)})" if pick else "NULL"
     pick_params = [dataset_id, FRONT, user_id, now, k, user_id] if pick else []
     progress_sql, progress_params = _PROGRESS, _progress_params(dataset_id, user_id, now)
     if not progress:
@@ -58,7 +85,7 @@ def _pick_and_progress(
         [*pick_params, *progress_params],
     )
     if pick and prompt_id is None:  # all of the front is taken or ranked by this user
-        row = store._first(_PICK.format(front=""), [dataset_id, user_id, now, k, user_id])
+        row = store._first(_pick_sql(selection, front=False), [dataset_id, user_id, now, k, user_id])
         prompt_id = row[0] if row else None
     return prompt_id, {"done_today": done_today, "remaining": remaining} if progress else None
 
@@ -173,7 +200,9 @@ def _next_in_tx(
     paused = store._first(_PAUSED, [dataset_id, user_id])
     if paused and paused[0]:
         raise ForbiddenError("a reviewer has paused your work on this dataset; ask them to resume it")
-    prompt_id, progress = _pick_and_progress(store, dataset_id, user_id, k, now, pick=True, progress=not defer)
+    prompt_id, progress = _pick_and_progress(
+        store, dataset_id, user_id, k, now, pick=True, progress=not defer, selection=state["selection"]
+    )
     if prompt_id is None:
         return None, progress
     if state["gold_rate"] > 0:

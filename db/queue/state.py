@@ -47,7 +47,8 @@ _STATE_COLS = (
     "d.id, d.name, d.annotators_per_prompt, d.guidelines, d.guideline_version, s.generation_mark, s.ranking_mark, "
     "s.k, x.gmax, x.rmax, CASE WHEN EXISTS (SELECT 1 FROM gold_items gi JOIN prompts gp ON gp.id = gi.prompt_id "
     "WHERE gp.dataset_id = d.id) THEN coalesce(ds.gold_rate, 0.05) ELSE 0 END, "  # 0 while the dataset has no gold
-    "coalesce(ds.task, 'rank'), CAST(ds.aspects AS VARCHAR), coalesce(ds.rationale, 'off')"
+    "coalesce(ds.task, 'rank'), CAST(ds.aspects AS VARCHAR), coalesce(ds.rationale, 'off'), "
+    "coalesce(ds.selection, 'order')"
 )
 _STATE_JOINS = "LEFT JOIN queue_sync s ON s.dataset_id = d.id LEFT JOIN dataset_settings ds ON ds.dataset_id = d.id"
 _STATE = f"SELECT {_STATE_COLS} FROM datasets d {_STATE_JOINS}, {_LAST_IDS}"
@@ -60,9 +61,10 @@ _LEASES = (
 
 
 def _state(cols: tuple, leases: list) -> dict:
-    did, name, k, guidelines, version, gmark, rmark, mk, gmax, rmax, gold_rate, task, aspects, rationale = cols
+    did, name, k, guidelines, version, gmark, rmark, mk, gmax, rmax, gold_rate, task, aspects, rationale, sel = cols
     return {
         "gold_rate": gold_rate,
+        "selection": sel,  # 'order' or 'uncertainty' (db.settings): which open prompt is handed out first
         # what an item asks (db.settings): every item of the dataset shows them, gold or not
         "task": task,
         "aspects": json.loads(aspects) if aspects else [],

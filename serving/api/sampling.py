@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
@@ -44,6 +45,9 @@ class SamplingJobIn(BaseModel):
     max_tokens: int = Field(default=256, ge=1, le=32768)
     seed: int | None = None
     limit: int | None = Field(default=None, ge=1)
+    select: Literal["order", "uncertainty"] = Field(
+        default="order", description="which prompts limit takes: first by id, or highest stored priority first"
+    )
     concurrency: int = Field(default=8, ge=1, le=256)
     min_tokens: int | None = Field(default=None, ge=0)
     ignore_eos: bool = False

@@ -1,7 +1,9 @@
 """A dataset's annotation settings (db.settings): GET for reviewers and admins, PUT for admins.
 
-GET /api/datasets/{name}/settings  -> {dataset, task, aspects, rationale, gold_rate, presets: {helpsteer2: [...]}}
-PUT /api/datasets/{name}/settings  {"task": "rank", "aspects": [...] | "helpsteer2", "rationale": "optional"}
+GET /api/datasets/{name}/settings  -> {dataset, task, aspects, rationale, gold_rate, selection,
+                                       presets: {helpsteer2: [...]}}
+PUT /api/datasets/{name}/settings  {"task": "rank", "aspects": [...] | "helpsteer2", "rationale": "optional",
+                                    "selection": "uncertainty"}
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ class SettingsIn(BaseModel):
         default=None, description="the aspects rated per answer ([] for none), or 'helpsteer2' for its five on 0-4"
     )
     rationale: Literal["off", "optional", "required"] | None = None
+    selection: Literal["order", "uncertainty"] | None = Field(
+        default=None, description="the queue's order: prompt id, or highest stored priority (preflab prioritize) first"
+    )
 
 
 def _view(name: str, values: dict) -> dict:
@@ -43,7 +48,7 @@ def _view(name: str, values: dict) -> dict:
 def get_settings(
     name: str, store: Store = Depends(read_store), user: dict = Depends(require_role("reviewer", "admin"))
 ) -> dict:
-    """The dataset's task, aspects, rationale mode and gold rate, with the presets the Datasets page offers."""
+    """The dataset's task, aspects, rationale mode, gold rate and selection, with the Datasets page's presets."""
     return _view(name, settings.get_settings(store, dataset_id_or_404(store, name)))
 
 
@@ -62,6 +67,8 @@ def put_settings(
         aspects = settings.helpsteer2_aspects()
     elif aspects is not None:
         aspects = [a.model_dump() for a in aspects]
-    values = settings.set_settings(store, dataset_id, task=body.task, aspects=aspects, rationale=body.rationale)
+    values = settings.set_settings(
+        store, dataset_id, task=body.task, aspects=aspects, rationale=body.rationale, selection=body.selection
+    )
     request.app.state.front.settings_changed(dataset_id)  # items leased ahead show the old settings
     return _view(name, values)

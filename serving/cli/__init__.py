@@ -9,10 +9,10 @@ never silently drops its commands. The CLI is the outermost layer: it may use se
 
 from __future__ import annotations
 
-from serving.cli import apikey, arena, engine, evaluate, export, imports, loop, rag, server, train, ui, up
+from serving.cli import active, apikey, arena, engine, evaluate, export, imports, loop, rag, server, train, ui, up
 from serving.cli.root import cli, main, open_store
 
-for _module in (imports, export, engine, server, rag, train, ui, loop, up, apikey, arena, evaluate):
+for _module in (imports, export, engine, server, rag, train, ui, loop, up, apikey, arena, evaluate, active):
     _module.register(cli)
 
 __all__ = ["cli", "main", "open_store"]

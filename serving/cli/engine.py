@@ -196,14 +196,22 @@ def register(cli: click.Group) -> None:
     @click.option("--top-p", type=float, default=0.95, show_default=True)
     @click.option("--max-tokens", type=int, default=256, show_default=True)
     @click.option("--seed", type=int, help="Base seed (each request gets its own, derived from it).")
-    @click.option("--limit", type=int, help="Only the first N prompts of the dataset.")
+    @click.option("--limit", type=int, help="Only N prompts of the dataset (which ones: --select).")
+    @click.option(
+        "--select",
+        type=click.Choice(["order", "uncertainty"]),
+        default="order",
+        show_default=True,
+        help="order: the first prompts by id; uncertainty: the prompts still short of answers with the highest "
+        "priority from `preflab prioritize` first.",
+    )
     @click.option("--concurrency", type=int, default=8, show_default=True, help="Requests in flight.")
     @click.option("--min-tokens", type=int, help="At least this many new tokens per answer.")
     @click.option("--ignore-eos", is_flag=True, help="Always generate --max-tokens tokens (benchmarks).")
     @click.option("--offline", is_flag=True, help="Run vLLM's LLM.chat in a batch job instead of an engine.")
     @click.option("--enforce-eager", "eager", is_flag=True, help="--offline: skip torch.compile (fast start).")
     @click.pass_context
-    def sample(ctx, dataset, model, engine_name, n, temperature, top_p, max_tokens, seed, limit, concurrency,
+    def sample(ctx, dataset, model, engine_name, n, temperature, top_p, max_tokens, seed, limit, select, concurrency,
                min_tokens, ignore_eos, offline, eager) -> None:  # fmt: skip
         """Sample n answers per prompt and store them with provenance (resumable; rerun to continue)."""
         from tqdm import tqdm
@@ -230,6 +238,7 @@ def register(cli: click.Group) -> None:
                 max_tokens=max_tokens,
                 seed=seed,
                 limit=limit,
+                select=select,
                 concurrency=concurrency,
                 min_tokens=min_tokens,
                 ignore_eos=ignore_eos,
@@ -242,7 +251,7 @@ def register(cli: click.Group) -> None:
             return
         store = open_store(ctx)
         kw = dict(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, limit=limit,
-                  min_tokens=min_tokens, ignore_eos=ignore_eos)  # fmt: skip
+                  select=select, min_tokens=min_tokens, ignore_eos=ignore_eos)  # fmt: skip
         bar = tqdm(total=0, unit="prompt", dynamic_ncols=True)
 
         def progress(p: dict) -> None:

@@ -52,14 +52,15 @@ def _model_source(model: str, engine: str | None) -> tuple[str, str, str | None,
 
 def run_offline_sampling(store, dataset: str, model: str, *, engine: str | None = None, n: int = 4,
                          temperature: float = 0.8, top_p: float = 0.95, max_tokens: int = 256,
-                         seed: int | None = None, limit: int | None = None, min_tokens: int | None = None,
+                         seed: int | None = None, limit: int | None = None, select: str = "order",
+                         min_tokens: int | None = None,
                          ignore_eos: bool = False, chunk: int = 256, enforce_eager: bool = False,
                          timeout_s: float = 24 * 3600,
                          progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None,
                          created_by: str = "sampler") -> SamplingReport:  # fmt: skip
     """Like serving.sampling.sampler.run_sampling, through LLM.chat in the vLLM venv instead of an engine."""
     cfg = SamplingConfig(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, limit=limit,
-                         min_tokens=min_tokens, ignore_eos=ignore_eos)  # fmt: skip
+                         select=select, min_tokens=min_tokens, ignore_eos=ignore_eos)  # fmt: skip
     store.dataset_id(dataset)
     path, model_name, adapter, adapter_path = _model_source(model, engine)
     py = vllm_python()
@@ -68,7 +69,7 @@ def run_offline_sampling(store, dataset: str, model: str, *, engine: str | None 
     params = cfg.params()
     params_json = sql.canonical_params(params)
     todo, total = sql.prompts_to_sample(store, dataset, model=model_name, adapter=adapter, params=params_json, n=n,
-                                        limit=limit)  # fmt: skip
+                                        limit=limit, select=select)  # fmt: skip
     report = SamplingReport(dataset=dataset, model=model, engine="vllm-offline", prompts_total=total,
                             prompts_skipped=total - len(todo))  # fmt: skip
     t0 = time.perf_counter()

@@ -44,6 +44,7 @@ class SamplingConfig:
     min_tokens: int | None = None  # vLLM extension (the transformers engine honours it too)
     ignore_eos: bool = False  # vLLM extension: generate exactly max_tokens (benchmarks)
     limit: int | None = None
+    select: str = "order"  # which prompts --limit takes: 'order' (by id) or 'uncertainty' (db.sampling)
     concurrency: int = 8
     timeout_s: float = 600.0
     retries: int = 4
@@ -60,6 +61,8 @@ class SamplingConfig:
             raise PrefLabError(f"--concurrency {self.concurrency}: must be at least 1")
         if self.limit is not None and self.limit < 1:
             raise PrefLabError(f"--limit {self.limit}: must be at least 1")
+        if self.select not in sql.SELECTS:
+            raise PrefLabError(f"--select {self.select}: use one of {', '.join(sql.SELECTS)}")
 
     def params(self) -> dict:
         """What defines 'the same sampling' for resuming: stored with every answer."""
@@ -200,7 +203,8 @@ async def _sample(store, dataset: str, targets: list[dict], cfg: SamplingConfig,
     params = cfg.params()
     params_json = sql.canonical_params(params)
     todo, total = sql.prompts_to_sample(store, dataset, model=target["base_model"], adapter=target["adapter"],
-                                        params=params_json, n=cfg.n, limit=cfg.limit)  # fmt: skip
+                                        params=params_json, n=cfg.n, limit=cfg.limit,
+                                        select=cfg.select)  # fmt: skip
     report.prompts_total = total
     report.prompts_skipped = total - len(todo)
     started = time.perf_counter()
@@ -279,7 +283,8 @@ async def _sample(store, dataset: str, targets: list[dict], cfg: SamplingConfig,
 
 def run_sampling(store, dataset: str, model: str, *, engine: str | None = None, n: int = 4,
                  temperature: float = 0.8, top_p: float = 0.95, max_tokens: int = 256, seed: int | None = None,
-                 limit: int | None = None, concurrency: int = 8, min_tokens: int | None = None,
+                 limit: int | None = None, select: str = "order", concurrency: int = 8,
+                 min_tokens: int | None = None,
                  ignore_eos: bool = False, timeout_s: float = 600.0, retries: int = 4, backoff_s: float = 0.5,
                  progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None,
                  created_by: str = "sampler",
@@ -293,8 +298,8 @@ def run_sampling(store, dataset: str, model: str, *, engine: str | None = None, 
     sending new requests. Safe to call from a background thread (it runs its own event loop).
     """
     cfg = SamplingConfig(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, limit=limit,
-                         concurrency=concurrency, min_tokens=min_tokens, ignore_eos=ignore_eos, timeout_s=timeout_s,
-                         retries=retries, backoff_s=backoff_s)  # fmt: skip
+                         select=select, concurrency=concurrency, min_tokens=min_tokens, ignore_eos=ignore_eos,
+                         timeout_s=timeout_s, retries=retries, backoff_s=backoff_s)  # fmt: skip
     store.dataset_id(dataset)  # unknown dataset: one clear error before touching the engine
     targets = resolve_pool(model, engine)
     report = SamplingReport(dataset=dataset, model=model, engine=",".join(t["engine"] for t in targets))

@@ -189,11 +189,13 @@ def test_admin_edits_task_aspects_and_rationale_and_sees_server_errors(configure
 
     at.radio(key=f"admin_set_task_{name}").set_value("rate")
     at.radio(key=f"admin_set_rationale_{name}").set_value("optional")
+    at.radio(key=f"admin_set_selection_{name}").set_value("uncertainty")
     at.button(key="admin_set_save").click().run()
     assert not at.error, [e.value for e in at.error]
     with server.api("adm") as api:
         got = api.get(f"/api/datasets/{name}/settings").json()
     assert (got["task"], got["rationale"], len(got["aspects"])) == ("rate", "optional", 5)
+    assert got["selection"] == "uncertainty"
 
     # the table's rows go to the server as they are; its refusal shows under the table, naming the field
     bad = [{"name": "claridad", "min": 4, "max": 1, "description": "", "required": False}]

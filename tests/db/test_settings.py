@@ -46,7 +46,13 @@ def test_bad_aspects_are_refused_naming_the_field_and_nothing_changes(store, asp
 def test_settings_round_trip_and_the_helpsteer2_preset(store):
     seed(store, prompts=1)
     did = store.dataset_id("d")
-    assert settings.get_settings(store, did) == {"task": "rank", "aspects": [], "rationale": "off", "gold_rate": 0.05}
+    assert settings.get_settings(store, did) == {
+        "task": "rank",
+        "aspects": [],
+        "rationale": "off",
+        "gold_rate": 0.05,
+        "selection": "order",
+    }
     preset = settings.helpsteer2_aspects()
     assert [a["name"] for a in preset] == ["helpfulness", "correctness", "coherence", "complexity", "verbosity"]
     assert all(a["min"] == 0 and a["max"] == 4 and a["description"] for a in preset)
