@@ -10,6 +10,7 @@ batch therefore
   moves, so every step sees what it would see in a transaction of its own;
 - looks up once which of its reserved ranking ids are stored already (a journal replayed twice);
 - writes the ranking items and pairs of all its submits in one INSERT each, at the end: no step reads them;
+- moves the dataset's ranking mark past the ranking ids its items ahead reserved once, at the end;
 - renews the leases handed out with its submits in one UPDATE at the end, where a lease stays live for at least
   RENEW_SLACK beyond the present anyway (then every step in between judges it live either way; otherwise it is
   renewed at once).
@@ -39,6 +40,7 @@ class Batch:
     stored: set[int] = field(default_factory=set)  # reserved ranking ids already in the database
     rows: dict[str, list] = field(default_factory=lambda: {"items": [], "pairs": []})
     renewals: dict[int, datetime] = field(default_factory=dict)  # assignment id -> new expiry
+    marks: dict[int, int] = field(default_factory=dict)  # dataset id -> the ranking mark its items ahead moved to
 
     def state(self, store: Store, dataset_id: int, live: list) -> dict:
         """The dataset's state as the steps so far left it, with a user's live leases (read once per batch)."""
@@ -77,6 +79,8 @@ class Batch:
                 "unnest(?::INTEGER[]), unnest(?::BOOLEAN[]), 'human'",
                 [list(col) for col in zip(*pairs, strict=True)],
             )
+        for dataset_id, mark in self.marks.items():
+            c.execute("UPDATE queue_sync SET ranking_mark = ? WHERE dataset_id = ?", [mark, dataset_id])
         if self.renewals:
             c.execute(
                 "UPDATE assignments SET expires_at = v.e FROM (SELECT unnest(?::BIGINT[]) AS id, "
@@ -120,9 +124,11 @@ def _step(store: Store, step: tuple, carry: dict, batch: Batch | None = None) ->
             state = None
             if batch is not None:
                 state = batch.state(store, args["dataset_id"], _user_leases(store, args["user_id"], args["now"]))
-        result = leases._ahead_in_tx(store, **args, state=state)
+        result = leases._ahead_in_tx(store, **args, state=state, mark_later=batch is not None)
         if batch is not None:
             batch.keep(state)
+            if result[1] is not None:
+                batch.marks[args["dataset_id"]] = result[1]
         return result
     if kind == "renew":
         return leases.renew(store, args["assignment_id"], args["expires_at"])

@@ -308,10 +308,12 @@ def _ahead_in_tx(
     lease_s: int,
     created_by: str,
     state: dict | None = None,
+    mark_later: bool = False,
 ) -> tuple[dict | None, int | None]:
     """lease_ahead's writes, in a transaction (the server's group commit, db.queue.batch.apply_batch): (lease with
     its texts still to read, or None; reserved ranking id or None). `state`: the dataset's and user's state as the
-    user's submit just before in this transaction left it (as submit_and_next passes it on), else read here."""
+    user's submit just before in this transaction left it (as submit_and_next passes it on), else read here.
+    `mark_later`: the caller moves the dataset's ranking mark to the state's before it commits (a batch)."""
     if state is None or state["dataset_id"] != dataset_id:
         state = _read_state(store, dataset_id, user_id, now)
     if not _in_step(state):  # fold in whatever is new: then the mark is the sequence's last value
@@ -321,7 +323,8 @@ def _ahead_in_tx(
     ranking_id = None
     if lease is not None:
         ranking_id = store._first(f"SELECT {_NEXT_RANKING}")[0]
-        store.con.execute("UPDATE queue_sync SET ranking_mark = ? WHERE dataset_id = ?", [ranking_id, dataset_id])
+        if not mark_later:
+            store.con.execute("UPDATE queue_sync SET ranking_mark = ? WHERE dataset_id = ?", [ranking_id, dataset_id])
         state["mark"], state["rmax"] = (state["mark"][0], ranking_id, state["mark"][2]), ranking_id  # for a batch
     return lease, ranking_id
 
