@@ -99,7 +99,10 @@ def _user_leases(store: Store, user_id: int, now: datetime) -> list:
 def _read_dataset(store: Store, dataset_id: int) -> dict:
     """The dataset's state without a user's leases, plus the set of its paused annotators: what a batch of the
     server's writes reads once and carries from step to step (db.queue.batch)."""
-    state = _state(store._first(f"{_STATE} WHERE d.id = ?", [dataset_id]), [])  # constant SQL
+    row = store._first(f"{_STATE} WHERE d.id = ?", [dataset_id])  # constant SQL
+    if row is None:
+        store.dataset_id(str(dataset_id))  # raises NotFoundError naming the known
+    state = _state(row, [])
     paused = store.con.execute(
         "SELECT user_id FROM annotator_controls WHERE dataset_id = ? AND paused", [dataset_id]
     ).fetchall()
