@@ -197,8 +197,12 @@ def _next_in_tx(
     if not _in_step(state):
         _fold_in(store, dataset_id, state)
     k = state["k"]
-    paused = store._first(_PAUSED, [dataset_id, user_id])
-    if paused and paused[0]:
+    if "paused" in state:  # read once for a batch of the server's writes (db.queue.batch)
+        paused = user_id in state["paused"]
+    else:
+        row = store._first(_PAUSED, [dataset_id, user_id])
+        paused = bool(row and row[0])
+    if paused:
         raise ForbiddenError("a reviewer has paused your work on this dataset; ask them to resume it")
     prompt_id, progress = _pick_and_progress(
         store, dataset_id, user_id, k, now, pick=True, progress=not defer, selection=state["selection"]
@@ -333,10 +337,12 @@ def _ahead_in_tx(
     lease_s: int,
     created_by: str,
     state: dict | None = None,
+    mark_later: bool = False,
 ) -> tuple[dict | None, int | None]:
-    """lease_ahead's writes, in a transaction (the server's group commit, db.queue.submits.apply_batch): (lease with
+    """lease_ahead's writes, in a transaction (the server's group commit, db.queue.batch.apply_batch): (lease with
     its texts still to read, or None; reserved ranking id or None). `state`: the dataset's and user's state as the
-    user's submit just before in this transaction left it (as submit_and_next passes it on), else read here."""
+    user's submit just before in this transaction left it (as submit_and_next passes it on), else read here.
+    `mark_later`: the caller moves the dataset's ranking mark to the state's before it commits (a batch)."""
     if state is None or state["dataset_id"] != dataset_id:
         state = _read_state(store, dataset_id, user_id, now)
     if not _in_step(state):  # fold in whatever is new: then the mark is the sequence's last value
@@ -346,7 +352,9 @@ def _ahead_in_tx(
     ranking_id = None
     if lease is not None:
         ranking_id = store._first(f"SELECT {_NEXT_RANKING}")[0]
-        store.con.execute("UPDATE queue_sync SET ranking_mark = ? WHERE dataset_id = ?", [ranking_id, dataset_id])
+        if not mark_later:
+            store.con.execute("UPDATE queue_sync SET ranking_mark = ? WHERE dataset_id = ?", [ranking_id, dataset_id])
+        state["mark"], state["rmax"] = (state["mark"][0], ranking_id, state["mark"][2]), ranking_id  # for a batch
     return lease, ranking_id
 
 

@@ -91,8 +91,25 @@ def _read_state(store: Store, dataset_id: int | None, user_id: int, now: datetim
     row = store._first(f"{_STATE} WHERE {where}", [key])  # constant SQL
     if row is None:
         store.dataset_id(name if name is not None else str(dataset_id))  # raises NotFoundError naming the known
-    leases = store.con.execute(_LEASES.format(extra=""), [user_id, now]).fetchall()
-    return _state(row, _live_leases(leases, now))
+    return _state(row, _user_leases(store, user_id, now))
+
+
+def _user_leases(store: Store, user_id: int, now: datetime) -> list:
+    return _live_leases(store.con.execute(_LEASES.format(extra=""), [user_id, now]).fetchall(), now)
+
+
+def _read_dataset(store: Store, dataset_id: int) -> dict:
+    """The dataset's state without a user's leases, plus the set of its paused annotators: what a batch of the
+    server's writes reads once and carries from step to step (db.queue.batch)."""
+    row = store._first(f"{_STATE} WHERE d.id = ?", [dataset_id])  # constant SQL
+    if row is None:
+        store.dataset_id(str(dataset_id))  # raises NotFoundError naming the known
+    state = _state(row, [])
+    paused = store.con.execute(
+        "SELECT user_id FROM annotator_controls WHERE dataset_id = ? AND paused", [dataset_id]
+    ).fetchall()
+    state["paused"] = {r[0] for r in paused}
+    return state
 
 
 def _in_step(state: dict) -> bool:

@@ -33,10 +33,18 @@ from db.queue.state import (
 from db.store import Store
 
 
-def write_items(store: Store, ranking_id: int, prompt_id: int, order: list, clean: dict, status: str) -> None:
+def write_items(
+    store: Store, ranking_id: int, prompt_id: int, order: list, clean: dict, status: str, *, later: dict | None = None
+) -> None:
     """A human ranking's items (rank and shown position of each answer) and, if submitted, its pairs. In a
-    transaction; `order` is the answer order the annotator saw, `clean` the dense ranks (may be empty)."""
+    transaction; `order` is the answer order the annotator saw, `clean` the dense ranks (may be empty). `later`: a
+    batch's rows to write (db.queue.batch), which these join instead of being written now."""
     if not clean:
+        return
+    if later is not None:
+        later["items"].extend((ranking_id, g, clean[g], i) for i, g in enumerate(order))
+        if status == "submitted":
+            later["pairs"].extend((ranking_id, prompt_id, *pair) for pair in ranking_pairs(clean))
         return
     c = store.con  # one statement per table: the rows travel as lists, not as 4 or 7 parameters per row
     c.execute(
@@ -85,6 +93,11 @@ _PROMPT_STATE = (
     f"EXISTS (SELECT 1 FROM gold_items WHERE prompt_id = p.id) FROM prompts p "
     f"JOIN datasets d ON d.id = p.dataset_id {_STATE_JOINS}, {_LAST_IDS} WHERE p.id = ?"
 )
+# The same prompt's dataset, count and gold flag alone, for a batch that holds its dataset's state already
+_PROMPT_ROW = (
+    "SELECT p.dataset_id, (SELECT done FROM queue_open WHERE prompt_id = ?), "
+    "EXISTS (SELECT 1 FROM gold_items WHERE prompt_id = ?) FROM prompts p WHERE p.id = ?"
+)
 
 
 def _submit_in_tx(
@@ -96,11 +109,13 @@ def _submit_in_tx(
     fields: dict,
     ranking_id: int | None = None,
     created_at: datetime | None = None,
+    batch=None,
 ) -> tuple[int, dict]:
     """Write the ranking, its items and pairs, close the lease, keep queue_open in step; (ranking id, state).
 
     `ranking_id`: one reserved by lease_ahead (the server's journaled submits), else the sequence's next.
-    `created_at`: when the annotator submitted, if earlier than `now` (the time the lease is judged at)."""
+    `created_at`: when the annotator submitted, if earlier than `now` (the time the lease is judged at).
+    `batch`: a db.queue.batch.Batch, which holds the dataset's state and takes the items and pairs to write."""
     rows = store.con.execute(
         _LEASES.format(extra="(id = ? AND user_id = ?) OR"), [assignment_id, user_id, user_id, now]
     ).fetchall()
@@ -108,8 +123,14 @@ def _submit_in_tx(
     if row is None:
         raise NotFoundError(f"no assignment {assignment_id} of yours")
     _, prompt_id, a_status, expires_at, order_json = row
-    *cols, done, gold = store._first(_PROMPT_STATE, [prompt_id, prompt_id])
-    state = _state(tuple(cols), _live_leases(rows, now, skip=assignment_id))
+    live = _live_leases(rows, now, skip=assignment_id)
+    if batch is None:
+        *cols, done, gold = store._first(_PROMPT_STATE, [prompt_id, prompt_id])
+        state = _state(tuple(cols), live)
+    else:
+        dataset_id, done, gold = store._first(_PROMPT_ROW, [prompt_id, prompt_id, prompt_id])
+        state = batch.state(store, dataset_id, live)
+        expires_at = batch.renewals.get(assignment_id, expires_at)  # a renewal the batch writes at its end
     k, status = state["k"], fields["status"]
     order = json.loads(order_json)
     if a_status == "done":
@@ -165,7 +186,7 @@ def _submit_in_tx(
         ).fetchall()[0][0]
     except duckdb.ConstraintException:  # UNIQUE (prompt_id, user_id, ''): one ranking per person per prompt
         raise ConflictError(f"you already ranked prompt {prompt_id}") from None
-    write_items(store, ranking_id, prompt_id, order, clean, status)
+    write_items(store, ranking_id, prompt_id, order, clean, status, later=None if batch is None else batch.rows)
     write_feedback(store, ranking_id, prompt_id, user_id, created_by, extra)
     c.execute("UPDATE assignments SET status = 'done' WHERE id = ?", [assignment_id])
     # keep queue_open in step directly instead of a sync; if nobody else wrote rankings since the last
@@ -289,83 +310,31 @@ def _reserved_and_state(
     created_by: str,
     fields: dict,
     extend: tuple[int, datetime] | None = None,
+    batch=None,
 ) -> tuple[bool, bool, dict | None]:
     """apply_reserved's writes, in the caller's transaction: (stored, renewed, the state the submit left or None
-    if nothing was stored, for the user's next step)."""
+    if nothing was stored, for the user's next step). `batch`: as in _submit_in_tx; it may take the renewal too."""
     present = datetime.now()
-    if store._first("SELECT 1 FROM rankings WHERE id = ?", [ranking_id]):
+    if batch is not None:  # looked up for the whole batch at its start
+        stored = ranking_id in batch.stored
+    else:
+        stored = store._first("SELECT 1 FROM rankings WHERE id = ?", [ranking_id]) is not None
+    if stored:
         return False, False, None
     _, state = _submit_in_tx(
-        store, user_id, assignment_id, max(now, present), created_by, fields, ranking_id=ranking_id, created_at=now
+        store,
+        user_id,
+        assignment_id,
+        max(now, present),
+        created_by,
+        fields,
+        ranking_id=ranking_id,
+        created_at=now,
+        batch=batch,
     )
-    renewed = extend is not None and leases.renew(store, extend[0], extend[1], now=present)
-    return True, renewed, state
-
-
-class _StepFailed(Exception):
-    def __init__(self, index: int, error: Exception):
-        self.index, self.error = index, error
-
-
-def _step(store: Store, step: tuple, carry: dict) -> object:
-    """Run one step; `carry` holds what a submit's state tells the same user's item ahead right after it."""
-    kind, args = step
-    state, carry["state"] = carry.pop("state", None), None
-    if kind == "reserved":
-        stored, renewed, state = _reserved_and_state(store, **args)
-        if state is not None:
-            carry["state"] = dict(state, user_id=args["user_id"])
-        return stored, renewed
-    if kind == "ahead":
-        mine = state is not None and state["user_id"] == args["user_id"]
-        return leases._ahead_in_tx(store, **args, state=state if mine else None)
-    if kind == "renew":
-        return leases.renew(store, args["assignment_id"], args["expires_at"])
-    if kind == "release":
-        return leases.release(store, args["user_id"], args["assignment_id"])
-    raise ValueError(f"unknown queue step {kind!r}")
-
-
-def _alone(store: Store, step: tuple) -> tuple[object, Exception | None]:
-    try:
-        with store.transaction():
-            return _step(store, step, {}), None
-    except Exception as e:  # reported for this step alone
-        return None, e
-
-
-def apply_batch(store: Store, steps: list[tuple[str, dict]]) -> list[tuple[object, Exception | None]]:
-    """Many of the server's queue writes, in order, in one transaction (one commit: a group commit); per step
-    (result, None) or (None, the error it raised).
-
-    Steps: ("reserved", apply_reserved's arguments) -> (stored, renewed); ("ahead", {dataset_id, user_id, current,
-    now, lease_s, created_by}) -> (lease without its texts, reserved ranking id), texts and progress read after the
-    commit with leases.ahead_progress; ("renew", {assignment_id, expires_at}) -> bool; ("release", {user_id,
-    assignment_id}) -> bool. A step that fails leaves nothing, and the others are stored as if it had run alone:
-    DuckDB has no savepoints and aborts a transaction on a failed statement, so the batch is rolled back and run
-    again without it (each step sees what the ones before it wrote, as one transaction per step would). Should the
-    commit itself fail, each step is run in a transaction of its own.
-    """
-    results: list[tuple[object, Exception | None]] = [(None, None)] * len(steps)
-    pending = list(range(len(steps)))
-    while pending:
-        out, carry = [], {}
-        try:
-            with store.transaction():
-                for i in pending:
-                    try:
-                        out.append(_step(store, steps[i], carry))
-                    except Exception as e:  # reported for this step alone
-                        raise _StepFailed(i, e) from e
-        except _StepFailed as failed:
-            results[failed.index] = (None, failed.error)
-            pending.remove(failed.index)
-            continue
-        except Exception:  # the commit itself failed: one transaction per step, so each gets its own outcome
-            for i in pending:
-                results[i] = _alone(store, steps[i])
-            return results
-        for i, result in zip(pending, out, strict=True):
-            results[i] = (result, None)
-        pending = []
-    return results
+    if batch is not None:
+        batch.stored.add(ranking_id)
+    if extend is None:
+        return True, False, state
+    renewed = batch is not None and batch.defer_renewal(extend, state["leases"], present)
+    return True, renewed or leases.renew(store, extend[0], extend[1], now=present), state

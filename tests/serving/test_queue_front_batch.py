@@ -8,7 +8,7 @@ import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from db import queue
+from db import gold, quality, queue
 from db.journal import path_of as journal_path
 from db.store import Store
 from serving.api.queue_front import QueueFront
@@ -159,3 +159,72 @@ def test_many_concurrent_submits_all_land_exactly_once(db_path):
     front.close()
     assert journal_path(store).read_bytes() == b""
     store.close()
+
+
+_TABLES = {
+    "rankings": "SELECT id, prompt_id, user_id, status, comment, created_at FROM rankings",
+    "items": "SELECT ranking_id, generation_id, rank, position FROM ranking_items",
+    "pairs": "SELECT ranking_id, prompt_id, chosen_id, rejected_id, margin, is_tie, source FROM pairs",
+    "assignments": "SELECT id, prompt_id, user_id, status, answer_order, expires_at FROM assignments",
+    "queue_open": "SELECT prompt_id, done FROM queue_open",
+    "queue_sync": "SELECT dataset_id, generation_mark, ranking_mark, k FROM queue_sync",
+}
+
+
+def _run_rounds(db_path: Path, t0: datetime, grouped: bool) -> tuple[list, dict]:
+    """Two rounds of the writer's work for five people (a submit and the next item ahead each; a replayed submit; a
+    paused annotator; a gold prompt) either as one apply_batch per round or one transaction per step."""
+    store = Store.open(db_path)
+    prompts = seed(store, prompts=12, answers=3, k=2)
+    did = store.dataset_id("d")
+    gids = store.con.execute("SELECT list(id) FROM generations WHERE prompt_id = ?", [prompts[-1]]).fetchall()[0][0]
+    gold.mark_gold(store, prompts[-1], {g: i + 1 for i, g in enumerate(gids)}, by="test")
+    gold.set_gold_rate(store, did, 0.5)  # a gold item in every 2: some of the next items are gold
+    # eve goes first: her refused step makes the batch run again, and DuckDB's sequences do not roll back, so the
+    # ids would differ from one transaction per step had steps before hers taken any
+    people = _users(store, ["eve", "ann", "bob", "cid", "dan"])
+    held = {}
+    for user in people:
+        lease, _ = queue.next_item(store, user["id"], dataset_id=did, now=t0)
+        ahead, _, rid = queue.lease_ahead(store, did, user["id"], lease["assignment_id"], now=t0)
+        held[user["id"]] = (lease, ahead, rid)
+    quality.set_control(store, did, "eve", paused=True, by="test")
+    results = []
+    for n in range(2):
+        now = t0 + timedelta(seconds=10 * (n + 1))
+        steps = []
+        for user in people:
+            lease, ahead, rid = held[user["id"]]
+            extend = (ahead["assignment_id"], now + timedelta(seconds=600))
+            fields = {"status": "submitted", "ranks": _ranks(lease), "comment": f"round {n} ✓"}
+            args = {"user_id": user["id"], "assignment_id": lease["assignment_id"], "ranking_id": rid, "now": now}
+            steps.append(("reserved", {**args, "created_by": user["name"], "fields": fields, "extend": extend}))
+            if user["name"] == "bob":  # the journal replayed: stored once
+                steps.append(steps[-1])
+            ahead_args = {"dataset_id": did, "user_id": user["id"], "current": ahead["assignment_id"], "now": now}
+            steps.append(("ahead", {**ahead_args, "lease_s": 600, "created_by": user["name"]}))
+        if grouped:
+            out = queue.apply_batch(store, steps)
+        else:
+            out = [queue.apply_batch(store, [step])[0] for step in steps]
+        results.append([(r, type(e).__name__ if e else None) for r, e in out])
+        for user, (r, e) in zip(people, [o for s, o in zip(steps, out, strict=True) if s[0] == "ahead"], strict=True):
+            if e is None and r[0] is not None:
+                held[user["id"]] = (held[user["id"]][1], r[0], r[1])
+    tables = {name: sorted(store.con.execute(sql).fetchall()) for name, sql in _TABLES.items()}
+    store.close()
+    return results, tables
+
+
+def test_a_batch_stores_what_one_transaction_per_step_stores(tmp_path):
+    """The batch reads its dataset's state once, writes items, pairs and renewals at its end: the same rows."""
+    t0 = datetime.now().replace(microsecond=0)
+    grouped = _run_rounds(tmp_path / "grouped.duckdb", t0, grouped=True)
+    alone = _run_rounds(tmp_path / "alone.duckdb", t0, grouped=False)
+    assert grouped == alone
+    results, tables = grouped
+    submits = [r for r, _ in results[0] if r in ((True, True), (False, False))]
+    # bob's replayed submit stores nothing; eve's submit is stored, her item ahead is refused (paused)
+    assert submits == [(True, True)] * 3 + [(False, False)] + [(True, True)] * 2
+    assert [e for _, e in results[0]] == [None, "ForbiddenError"] + [None] * 9
+    assert len(tables["rankings"]) == 9 and len(tables["pairs"]) == 9 * 3 and len(tables["items"]) == 9 * 3
