@@ -3,7 +3,8 @@
 1. rollout   sample completions from the policy (a LoRA adapter on the SFT/base model)
 2. score     the reward model (or a reward function) scores each whole answer
 3. reference log-probs of the same tokens with the adapter *disabled*: the reference costs no memory
-4. rewards   per token: -kl_coef * (logp - logp_ref), plus the score on the last token; whitened
+4. rewards   per token: -kl_coef * (logp - logp_ref), plus the score (less the rollout's mean: center_scores) on
+             the last token; whitened
 5. GAE       advantages and returns from a value head (a Linear on the last hidden state)
 6. update    ppo_epochs passes of the clipped surrogate objective + clipped value loss
 
@@ -70,6 +71,22 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
         last = (delta + gamma * lam * last) * mask[:, t]
         adv[:, t] = last
     return adv, adv + values
+
+
+def token_rewards(cfg, scores: torch.Tensor, kl: torch.Tensor, cmask: torch.Tensor, *, ended: torch.Tensor):
+    """Per-token rewards of a rollout: -kl_coef * kl on every answer token, plus each answer's score (less the
+    rollout's mean with center_scores; less missing_eos_penalty when it never `ended`) on its last token; whitened
+    with whiten_rewards."""
+    if cfg.center_scores:
+        scores = scores - scores.mean()
+    if cfg.missing_eos_penalty is not None:
+        scores = scores - cfg.missing_eos_penalty * (~ended).float()
+    rewards = -cfg.kl_coef * kl
+    last = (cmask.sum(1).long() - 1).clamp(min=0)
+    rewards[torch.arange(len(last)), last] += scores
+    if cfg.whiten_rewards:
+        rewards = masked_whiten(rewards, cmask, shift_mean=False)
+    return rewards
 
 
 def completion_mask(completion: torch.Tensor, eos_id: int) -> torch.Tensor:
@@ -246,14 +263,8 @@ def ppo_step(cfg, policy, value_head, optimizer, scorer, tok, prompts, prompt_id
             scorer(prompts=prompts, completions=texts, completion_ids=comp_ids), dtype=torch.float32, device=device
         )
         raw_scores = scores.clone()
-        if cfg.missing_eos_penalty is not None:
-            scores = scores - cfg.missing_eos_penalty * (~(completion == eos).any(1)).float()
         kl = (old_logp - ref_logp) * cmask
-        rewards = -cfg.kl_coef * kl
-        last = (cmask.sum(1).long() - 1).clamp(min=0)
-        rewards[torch.arange(len(last)), last] += scores
-        if cfg.whiten_rewards:
-            rewards = masked_whiten(rewards, cmask, shift_mean=False)
+        rewards = token_rewards(cfg, scores, kl, cmask, ended=(completion == eos).any(1))
         advantages, returns = gae(rewards, old_values * cmask, cmask, cfg.gamma, cfg.lam)
         advantages = masked_whiten(advantages, cmask)
 

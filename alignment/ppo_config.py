@@ -65,6 +65,15 @@ class PPORunConfig(TrainingArguments, PrefLabFields):
         default=None,
         metadata={"help": "Subtracted from the score of answers that never end (null: none).", "group": PPO},
     )
+    center_scores: bool = field(
+        default=True,
+        metadata={
+            "help": "Subtract the rollout's mean score before it is credited to each answer's last token. A reward "
+            "model's scores have an arbitrary offset, and with a value head that starts at zero the offset becomes "
+            "credit (or blame) for the end-of-answer token: answers get shorter (or longer) for no reason.",
+            "group": PPO,
+        },
+    )
 
     # ---- optimisation
     ppo_epochs: int = field(default=2, metadata={"help": "Optimisation passes over each rollout batch.", "group": PPO})

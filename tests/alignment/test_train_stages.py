@@ -191,6 +191,33 @@ def test_dpo_margin_rises_and_accuracy_reaches_one(tmp_path, tiny_model_dir):
     assert records[-1]["rewards/accuracies"] == 1.0  # the batch is all four training pairs
 
 
+def test_ppo_rewards_ignore_a_constant_offset_in_the_scores():
+    """A reward model's scores carry an arbitrary offset. With the rollout's mean taken out (center_scores, the
+    default), adding 10 to every score leaves every token's reward as it was; without it the offset lands on each
+    answer's last token (often the end-of-answer token), which moved answer length by itself in the loop."""
+    from types import SimpleNamespace
+
+    from alignment.ppo import token_rewards
+    from alignment.ppo_config import PPORunConfig
+
+    assert PPORunConfig.__dataclass_fields__["center_scores"].default is True
+    scores, kl = torch.tensor([0.5, -1.0, 2.0]), torch.rand(3, 4) * 0.1
+    cmask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]], dtype=torch.float32)
+    ended = torch.tensor([False, True, True])
+    for whiten in (False, True):
+        cfg = SimpleNamespace(center_scores=True, missing_eos_penalty=None, kl_coef=0.2, whiten_rewards=whiten)
+        plain = token_rewards(cfg, scores, kl * cmask, cmask, ended=ended)
+        assert torch.allclose(plain, token_rewards(cfg, scores + 10, kl * cmask, cmask, ended=ended), atol=1e-5)
+        cfg.center_scores = False
+        raw = token_rewards(cfg, scores + 10, kl * cmask, cmask, ended=ended)
+        assert not torch.allclose(plain, raw, atol=1e-3)
+    # the score sits on each answer's last token, the KL penalty on every token of it
+    cfg = SimpleNamespace(center_scores=False, missing_eos_penalty=1.0, kl_coef=0.0, whiten_rewards=False)
+    r = token_rewards(cfg, scores, kl * cmask, cmask, ended=ended)
+    assert r[0, 3] == pytest.approx(0.5 - 1.0) and r[1, 1] == pytest.approx(-1.0) and r[2, 0] == pytest.approx(2.0)
+    assert float(r.abs().sum()) == pytest.approx(0.5 + 1.0 + 2.0)
+
+
 def test_ppo_mean_reward_rises_with_a_rule_reward(tmp_path, tiny_model_dir):
     """Toy reward: the share of answer tokens whose output embedding points along the head's main direction.
 
