@@ -391,6 +391,12 @@ def save_dataset_settings(client: Client, name: str, **fields) -> dict:
     return client.request("PUT", f"/api/datasets/{quote(name, safe='')}/settings", json=fields).json()
 
 
+def recompute_priorities(client: Client, name: str) -> dict:
+    """POST: the server scores every prompt of the dataset for active selection -> {pairs, ensemble, novelty, ...}
+    (admin; 400 while the dataset has no ranked pairs)."""
+    return client.request("POST", f"/api/datasets/{quote(name, safe='')}/priorities").json()
+
+
 def give_thumbs(
     client: Client,
     *,

@@ -15,7 +15,7 @@ import zlib
 import pandas as pd
 import streamlit as st
 
-from annotate.client import ApiError, Client, dataset_settings, save_dataset_settings
+from annotate.client import ApiError, Client, dataset_settings, recompute_priorities, save_dataset_settings
 
 TASKS = {"rank": "Rank the answers", "rate": "Rate each answer (👍 / 👎)"}
 RATIONALE = {"off": "Off", "optional": "Optional", "required": "Required"}
@@ -99,6 +99,23 @@ def settings_editor(client: Client, name: str) -> None:
         help="Most uncertain first hands out the prompts the reward model is least sure about first, from the scores "
         "`preflab prioritize` stored; prompts without a score come after them.",
     )
+    if st.button(
+        "Recompute priorities",
+        key=f"admin_set_prioritize_{name}",
+        icon=":material/insights:",
+        help="Fit the reward-model ensemble on the rankings so far and score every prompt (docs/active.md); do it "
+        "after each round of labels.",
+    ):
+        try:
+            r = recompute_priorities(client, name)
+        except ApiError as e:
+            st.error(f"Not recomputed: {e}", icon=":material/error:")
+        else:
+            st.success(
+                f"Scored {r['ensemble']} prompts by the ensemble's uncertainty and {r['novelty']} without answers by "
+                f"novelty, from {r['pairs']} ranked pairs",
+                icon=":material/check:",
+            )
     aspects = current.get("aspects") or []
     st.caption(
         "Aspects each answer is scored on (e.g. 0–4). Leave the table empty for none; a required aspect needs a "

@@ -4,6 +4,8 @@ GET /api/datasets/{name}/settings  -> {dataset, task, aspects, rationale, gold_r
                                        presets: {helpsteer2: [...]}}
 PUT /api/datasets/{name}/settings  {"task": "rank", "aspects": [...] | "helpsteer2", "rationale": "optional",
                                     "selection": "uncertainty"}
+POST /api/datasets/{name}/priorities {"members": 5, "l2": 0.01, "seed": 0}  -> {dataset, pairs, members, ensemble,
+                                    novelty}: recompute the scores the 'uncertainty' selection follows (admin)
 """
 
 from __future__ import annotations
@@ -40,6 +42,12 @@ class SettingsIn(BaseModel):
     )
 
 
+class PrioritiesIn(BaseModel):
+    members: int = Field(default=5, ge=2, le=50, description="bootstrap members of the reward-model ensemble")
+    l2: float = Field(default=0.01, gt=0, le=100, description="L2 penalty of each member's fit")
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+
 def _view(name: str, values: dict) -> dict:
     return {"dataset": name, **values, "presets": {"helpsteer2": settings.helpsteer2_aspects()}}
 
@@ -72,3 +80,19 @@ def put_settings(
     )
     request.app.state.front.settings_changed(dataset_id)  # items leased ahead show the old settings
     return _view(name, values)
+
+
+@router.post("/datasets/{name}/priorities")
+def post_priorities(
+    name: str,
+    body: PrioritiesIn | None = None,
+    store: Store = Depends(get_store),
+    admin: dict = Depends(require_role("admin")),
+) -> dict:
+    """Recompute the dataset's active-selection scores in the server (serving.active.prioritize), so they can be
+    refreshed between rounds while annotators work. 400 on `dataset` while it has no ranked pairs."""
+    from serving.active.ensemble import EnsembleConfig
+    from serving.active.prioritize import prioritize
+
+    dataset_id_or_404(store, name)
+    return prioritize(store, name, cfg=EnsembleConfig(**(body or PrioritiesIn()).model_dump()))

@@ -37,20 +37,28 @@ def register(cli: click.Group) -> None:
         """Store a priority per prompt of DATASET: the reward-model ensemble's uncertainty for prompts with answers,
         the distance to labelled prompts for prompts without (docs/active.md).
 
-        Runs on the database file: stop `preflab server` first, or run it between rounds."""
+        With a server holding the database, the server computes them (POST /api/datasets/{name}/priorities; sign
+        in as an admin first with `preflab login`)."""
         from serving.active.ensemble import EnsembleConfig
         from serving.active.prioritize import prioritize
 
         url = server_url(ctx)
         if url:
-            raise click.ClickException(
-                f"a server holds the database ({url}): stop it, run `preflab prioritize`, then start it again"
-            )
-        store = open_store(ctx)
-        store.dataset_id(dataset)  # unknown dataset: one line naming the known ones, before the model loads
-        report = prioritize(store, dataset, cfg=EnsembleConfig(members=members, l2=l2, seed=seed))
-        if selection:
-            settings.set_settings(store, store.dataset_id(dataset), selection=selection)
+            from urllib.parse import quote
+
+            from serving.cli.remote import Client
+
+            with Client(url) as client:
+                path = f"/api/datasets/{quote(dataset, safe='')}"
+                report = client.post(f"{path}/priorities", json={"members": members, "l2": l2, "seed": seed})
+                if selection:
+                    client.request("PUT", f"{path}/settings", json={"selection": selection})
+        else:
+            store = open_store(ctx)
+            store.dataset_id(dataset)  # unknown dataset: one line naming the known ones, before the model loads
+            report = prioritize(store, dataset, cfg=EnsembleConfig(members=members, l2=l2, seed=seed))
+            if selection:
+                settings.set_settings(store, store.dataset_id(dataset), selection=selection)
         click.echo(
             f"{dataset}: {report['ensemble']} prompts scored by uncertainty, {report['novelty']} by novelty "
             f"({report['pairs']} pairs, {report['members']} members)"

@@ -196,6 +196,10 @@ def test_admin_edits_task_aspects_and_rationale_and_sees_server_errors(configure
         got = api.get(f"/api/datasets/{name}/settings").json()
     assert (got["task"], got["rationale"], len(got["aspects"])) == ("rate", "optional", 5)
     assert got["selection"] == "uncertainty"
+    # the priorities are recomputed by the server; with nothing ranked yet it says why
+    at.button(key=f"admin_set_prioritize_{name}").click().run()
+    errors = [e.value for e in at.error]
+    assert any("Not recomputed" in e and "no ranked pairs yet" in e for e in errors), errors
 
     # the table's rows go to the server as they are; its refusal shows under the table, naming the field
     bad = [{"name": "claridad", "min": 4, "max": 1, "description": "", "required": False}]

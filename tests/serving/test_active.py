@@ -96,9 +96,9 @@ def test_cli_prioritize_refuses_bad_input_in_one_line(run_cli, store, monkeypatc
     assert r.exit_code == 2 and "--members" in r.output
     r = run_cli("prioritize", "--dataset", "d", "--selection", "random")
     assert r.exit_code == 2 and "--selection" in r.output
-    monkeypatch.setenv("PREFLAB_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("PREFLAB_URL", "http://127.0.0.1:9")  # a server holds the database: the request goes there
     r = run_cli("prioritize", "--dataset", "d")
-    assert r.exit_code == 1 and "stop it" in r.output
+    assert r.exit_code == 1 and "cannot reach the PrefLab server" in r.output
 
 
 def test_cli_sample_refuses_an_unknown_select(run_cli):
@@ -138,3 +138,35 @@ def test_the_selection_is_set_over_http_and_the_server_serves_the_most_uncertain
         assert r.status_code == 200 and r.json()["selection"] == "uncertainty", r.text
         item = c.get("/api/queue/next", params={"dataset": "d"}, headers=h["ann"]).json()["item"]
         assert item["prompt"]["id"] == p[2]  # the highest score, not the first id
+
+
+def test_the_server_recomputes_priorities_for_admins_only(store, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    import serving.active.prioritize as prioritize_module
+    from serving.api.app import create_app
+    from tests.support.data import signed_in
+
+    monkeypatch.setattr(prioritize_module, "_default_embed", fake_embed)
+    seed(store, prompts=3, answers=3, k=1)
+    for name, role in (("ann", "annotator"), ("rev", "reviewer"), ("adm", "admin")):
+        add_user(store, name, role)
+    with TestClient(create_app(store)) as c:
+        h = {n: signed_in(c, n) for n in ("ann", "rev", "adm")}
+        for who in ("ann", "rev"):
+            assert c.post("/api/datasets/d/priorities", headers=h[who]).status_code == 403
+        assert c.post("/api/datasets/nope/priorities", headers=h["adm"]).status_code == 404
+        r = c.post("/api/datasets/d/priorities", headers=h["adm"])
+        assert r.status_code == 400 and "no ranked pairs yet" in r.json()["error"]["message"], r.text
+        assert r.json()["error"]["field"] == "dataset"
+        r = c.post("/api/datasets/d/priorities", json={"members": 1}, headers=h["adm"])
+        assert r.status_code == 422 and "members" in r.text
+        item = c.get("/api/queue/next", params={"dataset": "d"}, headers=h["ann"]).json()["item"]
+        order = sorted(a["id"] for a in item["answers"])
+        ranks = {str(g): i + 1 for i, g in enumerate(order)}
+        r = c.post("/api/rankings", json={"assignment_id": item["assignment_id"], "ranks": ranks}, headers=h["ann"])
+        assert r.status_code == 201, r.text
+        r = c.post("/api/datasets/d/priorities", json={"members": 3}, headers=h["adm"])
+        assert r.status_code == 200, r.text
+        assert r.json() == {"dataset": "d", "pairs": 3, "members": 3, "ensemble": 3, "novelty": 0}
+    assert len(priority.priorities(store, store.dataset_id("d"))) == 3
