@@ -76,8 +76,12 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
 def token_rewards(cfg, scores: torch.Tensor, kl: torch.Tensor, cmask: torch.Tensor, *, ended: torch.Tensor):
     """Per-token rewards of a rollout: -kl_coef * kl on every answer token, plus each answer's score (less the
     rollout's mean with center_scores; less missing_eos_penalty when it never `ended`) on its last token; whitened
-    with whiten_rewards."""
-    if cfg.center_scores:
+    with whiten_rewards.
+
+    A rollout whose answers all score the same is not centred: it says nothing about which answer is better, and
+    centred it would leave the update nothing but the value head's noise, which the advantages' whitening blows up
+    (a policy that had reached the top score then drifted off it); uncentred it keeps what it sampled."""
+    if cfg.center_scores and len(scores) > 1 and float(scores.std()) > 1e-6:
         scores = scores - scores.mean()
     if cfg.missing_eos_penalty is not None:
         scores = scores - cfg.missing_eos_penalty * (~ended).float()

@@ -70,7 +70,8 @@ class PPORunConfig(TrainingArguments, PrefLabFields):
         metadata={
             "help": "Subtract the rollout's mean score before it is credited to each answer's last token. A reward "
             "model's scores have an arbitrary offset, and with a value head that starts at zero the offset becomes "
-            "credit (or blame) for the end-of-answer token: answers get shorter (or longer) for no reason.",
+            "credit (or blame) for the end-of-answer token: answers get shorter (or longer) for no reason. A rollout "
+            "whose answers all score the same is left as it is.",
             "group": PPO,
         },
     )

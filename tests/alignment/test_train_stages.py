@@ -211,6 +211,10 @@ def test_ppo_rewards_ignore_a_constant_offset_in_the_scores():
         cfg.center_scores = False
         raw = token_rewards(cfg, scores + 10, kl * cmask, cmask, ended=ended)
         assert not torch.allclose(plain, raw, atol=1e-3)
+    # a rollout that scores every answer alike is left as it is: centred, it would carry no signal at all
+    cfg = SimpleNamespace(center_scores=True, missing_eos_penalty=None, kl_coef=0.0, whiten_rewards=False)
+    same = token_rewards(cfg, torch.ones(3), kl * cmask, cmask, ended=ended)
+    assert float(same.sum()) == pytest.approx(3.0)
     # the score sits on each answer's last token, the KL penalty on every token of it
     cfg = SimpleNamespace(center_scores=False, missing_eos_penalty=1.0, kl_coef=0.0, whiten_rewards=False)
     r = token_rewards(cfg, scores, kl * cmask, cmask, ended=ended)
