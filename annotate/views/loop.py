@@ -19,9 +19,10 @@ require_role("admin")
 client = get_client()
 st.title("Run the loop", anchor=False)
 st.caption(
-    "Sample answers from the current policy, rank them with synthetic annotators (keyword first, then "
-    "shorter), train over LoRA, and compare the new adapter with its parent in a blind arena on held-out "
-    "prompts. On the tiny model and a laptop CPU the demo preset takes a few minutes."
+    "Sample answers from the current policy, rank them with synthetic annotators (real words over made-up ones, "
+    "no length term), train over LoRA, and compare the new adapter with its parent, and from round 2 on with the "
+    "loop's start, in a blind arena on held-out prompts. On the tiny model and a laptop CPU a demo round takes "
+    "one to two minutes."
 )
 
 with st.form("loop_form"):
@@ -34,7 +35,10 @@ with st.form("loop_form"):
         help="demo: tuned for the tiny model; test: a few prompts, two training steps",
     )
     method = c3.selectbox(
-        "Method", ["dpo", "ppo", "rloo", "grpo"], key="loop_method", help="ppo, rloo, grpo: a reward model, then that"
+        "Method",
+        ["dpo", "ppo", "rloo", "grpo"],
+        key="loop_method",
+        help="dpo learns from the pairs; ppo, rloo and grpo train a reward model on them, then learn from it",
     )
     c4, c5, c6 = st.columns(3)
     rounds = c4.number_input("Rounds", min_value=1, max_value=10, value=1, key="loop_rounds")
