@@ -172,24 +172,6 @@ class Client:
         "progress": {done_today, remaining}}"""
         return self.get("/api/queue/next", dataset=dataset)
 
-    def submit_ranking(
-        self,
-        assignment_id: int,
-        *,
-        status: str = "submitted",
-        ranks: dict[int, int] | None = None,
-        all_bad: bool = False,
-        skip_reason: str | None = None,
-        flag_reason: str | None = None,
-        comment: str | None = None,
-        time_on_task_ms: int | None = None,
-    ) -> dict:
-        """-> {ranking_id, next: <same shape as queue_next>}"""
-        payload = _ranking_body(status, ranks, all_bad, skip_reason, flag_reason, comment)
-        return self.post(
-            "/api/rankings", {"assignment_id": assignment_id, **payload, "time_on_task_ms": time_on_task_ms}
-        )
-
     def release(self, assignment_id: int) -> dict:
         """Give a lease back (the annotator moved to another dataset): the prompt returns to the queue now."""
         return self.post(f"/api/assignments/{assignment_id}/release")
